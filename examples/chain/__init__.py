@@ -1,0 +1,1 @@
+"""A chain of three services, edge → middle → deep: the smallest system that shows telescoping."""

@@ -1,0 +1,79 @@
+"""herd: build systems out of small, resilient services.
+
+A service's interface is a typed Python class; herd derives the server and the driver from it.
+Every call carries a deadline that telescopes through the hops, is retried once on a different
+instance inside a retry budget, and is guarded by a circuit breaker and a bulkhead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from herd._client.balance import EjectionPolicy
+from herd._client.breaker import BreakerPolicy
+from herd._client.budget import BudgetPolicy
+from herd._client.driver import driver
+from herd._client.metrics import CLIENT_METRICS as client_metrics
+from herd._client.policy import CallPolicy
+from herd._deadline import deadline, remaining
+from herd._errors import (
+    BadRequest,
+    CircuitOpen,
+    ConfigurationError,
+    DeadlineExceeded,
+    Forbidden,
+    HerdError,
+    Overloaded,
+    Rejected,
+    RemoteError,
+    Unavailable,
+)
+from herd._facet import Facet, fill
+from herd._fallback import fallback
+from herd._interface import Interface, ServiceError, method
+from herd._registry.model import Instance, Status
+from herd._server.run import run
+from herd._server.server import Server
+
+
+def serve(impl: Interface, **options: Any) -> Server:
+    """A server for an implementation of an interface; start it with ``async with``.
+
+    Options: `host` (default loopback), `port` (default any free port), `max_inflight` (shed
+    load above it with an overload answer), `max_body` (bytes, default 1 MiB),
+    `default_timeout` (for requests that carry no deadline).
+    """
+    return Server(impl, **options)
+
+
+__all__ = [
+    "BadRequest",
+    "BreakerPolicy",
+    "BudgetPolicy",
+    "CallPolicy",
+    "CircuitOpen",
+    "ConfigurationError",
+    "DeadlineExceeded",
+    "EjectionPolicy",
+    "Facet",
+    "Forbidden",
+    "HerdError",
+    "Instance",
+    "Interface",
+    "Overloaded",
+    "Rejected",
+    "RemoteError",
+    "Server",
+    "ServiceError",
+    "Status",
+    "Unavailable",
+    "client_metrics",
+    "deadline",
+    "driver",
+    "fallback",
+    "fill",
+    "method",
+    "remaining",
+    "run",
+    "serve",
+]

@@ -1,0 +1,118 @@
+"""Per-dependency call metrics, Hystrix-style, kept as plain counters on the hot path.
+
+Counting is attribute arithmetic; Prometheus reads the counters only when scraped, through a
+custom collector, so a call pays no lock or label lookup for its metrics.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+OUTCOMES = (
+    "success",
+    "service_error",
+    "failure",
+    "timeout",
+    "short_circuited",
+    "rejected",
+    "fallback_success",
+    "fallback_failure",
+    "retries",
+    "retries_denied",
+)
+_RECENT = 1024
+
+
+class DependencyMetrics:
+    """What one client saw of one dependency (a service it calls)."""
+
+    __slots__ = (*OUTCOMES, "_bucket_counts", "_latency_sum", "_recent", "_next")
+
+    def __init__(self) -> None:
+        for name in OUTCOMES:
+            setattr(self, name, 0)
+        self._bucket_counts = [0] * (len(BUCKETS) + 1)
+        self._latency_sum = 0.0
+        self._recent = [0.0] * _RECENT
+        self._next = 0
+
+    def count(self, outcome: str) -> None:
+        """Add one to an outcome counter."""
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def latency(self, seconds: float) -> None:
+        """Record one call's latency (first attempt sent to answer)."""
+        self._bucket_counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self._latency_sum += seconds
+        self._recent[self._next % _RECENT] = seconds
+        self._next += 1
+
+    def percentiles(self) -> dict[str, float]:
+        """p50, p90, p99 and max in milliseconds over the last 1,024 calls."""
+        samples = sorted(self._recent[: min(self._next, _RECENT)])
+        if not samples:
+            return {"p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
+
+        def at(q: float) -> float:
+            return round(samples[min(len(samples) - 1, int(q * len(samples)))] * 1000, 3)
+
+        return {"p50_ms": at(0.5), "p90_ms": at(0.9), "p99_ms": at(0.99), "max_ms": at(1.0)}
+
+    def snapshot(self) -> dict[str, object]:
+        """Counters and latency percentiles as plain data."""
+        data: dict[str, object] = {name: getattr(self, name) for name in OUTCOMES}
+        data.update(self.percentiles())
+        return data
+
+    def histogram(self) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative Prometheus buckets and the sum."""
+        cumulative: list[tuple[str, float]] = []
+        total = 0
+        for bound, count in zip((*BUCKETS, float("inf")), self._bucket_counts, strict=True):
+            total += count
+            cumulative.append(("+Inf" if bound == float("inf") else str(bound), float(total)))
+        return cumulative, self._latency_sum
+
+
+class ClientMetrics(Collector):
+    """Every dependency this process calls; a Prometheus collector over them."""
+
+    def __init__(self) -> None:
+        self.dependencies: dict[str, DependencyMetrics] = {}
+
+    def of(self, service: str) -> DependencyMetrics:
+        """The metrics of one dependency, created on first use."""
+        metrics = self.dependencies.get(service)
+        if metrics is None:
+            metrics = self.dependencies[service] = DependencyMetrics()
+        return metrics
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        """All dependencies' snapshots, by service."""
+        return {name: m.snapshot() for name, m in sorted(self.dependencies.items())}
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        """Prometheus families built from the counters at scrape time."""
+        calls = CounterMetricFamily(
+            "herd_client_calls",
+            "Calls to a dependency by outcome.",
+            labels=("dependency", "outcome"),
+        )
+        latency = HistogramMetricFamily(
+            "herd_client_latency_seconds", "Call latency per dependency.", labels=("dependency",)
+        )
+        for name, metrics in sorted(self.dependencies.items()):
+            for outcome in OUTCOMES:
+                calls.add_metric((name, outcome), getattr(metrics, outcome))
+            buckets, total = metrics.histogram()
+            latency.add_metric((name,), buckets, total)
+        yield calls
+        yield latency
+
+
+CLIENT_METRICS = ClientMetrics()

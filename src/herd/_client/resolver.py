@@ -1,0 +1,66 @@
+"""Where a driver learns which instances exist: a fixed list, or the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from herd._errors import ConfigurationError
+from herd._registry.model import Instance, Status
+
+
+class Resolver(Protocol):
+    """A source of the UP instances of a service."""
+
+    def instances(self, service: str) -> Sequence[Instance]:
+        """The instances to call now (cached; never blocks)."""
+        ...
+
+    async def start(self) -> None:
+        """Begin following changes."""
+        ...
+
+    async def close(self) -> None:
+        """Stop following changes."""
+        ...
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """Split `host:port`, with a clear error for anything else."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigurationError(f"address {address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+class StaticResolver:
+    """A fixed list of addresses, for tests, scripts and the edge of a system."""
+
+    def __init__(self, service: str, addresses: Sequence[str], zone: str = "local") -> None:
+        if not addresses:
+            raise ConfigurationError(f"no addresses given for {service}")
+        self._instances = []
+        for address in addresses:
+            host, port = parse_address(address)
+            self._instances.append(
+                Instance(
+                    id=address,
+                    service=service,
+                    group=f"{service}-static",
+                    version="static",
+                    zone=zone,
+                    host=host,
+                    port=port,
+                    status=Status.UP,
+                )
+            )
+
+    def instances(self, service: str) -> Sequence[Instance]:
+        """The fixed list."""
+        return self._instances
+
+    async def start(self) -> None:
+        """Nothing to follow."""
+
+    async def close(self) -> None:
+        """Nothing to stop."""

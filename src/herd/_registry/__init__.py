@@ -1,0 +1,1 @@
+"""The registry: which instances exist, where, and in what state (private; use `herd`)."""

@@ -1,0 +1,1 @@
+"""Serving an interface: deadlines, shedding, identity, metrics, drain (private; use `herd`)."""

@@ -1,0 +1,226 @@
+"""The server core: turns an `Incoming` RPC into a call of the implementation, and guards it.
+
+In order: the method must exist; the deadline header must parse and not have passed; the server
+must not be draining or over its in-flight limit (an explicit `overloaded` answer, which clients
+retry elsewhere); the body must decode to the method's argument types. The handler then runs
+under the caller's remaining deadline and is cancelled when it passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import msgspec
+import structlog
+
+from herd import _deadline
+from herd._errors import ConfigurationError, HerdError
+from herd._interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
+from herd._server.metrics import ServerMetrics
+from herd._wire import (
+    RPC_PREFIX,
+    Dispatcher,
+    HttpServer,
+    Incoming,
+    Reply,
+    encode,
+    error_reply,
+)
+
+log = structlog.get_logger("herd.server")
+
+DEFAULT_MAX_BODY = 1 << 20
+
+
+class _Route:
+    __slots__ = ("handler", "spec")
+
+    def __init__(self, spec: MethodSpec, handler: Callable[..., Awaitable[Any]]) -> None:
+        self.spec = spec
+        self.handler = handler
+
+
+class Server(Dispatcher):
+    """Serves one implementation of an interface. Use `herd.serve` to make one.
+
+    Binds to loopback unless told otherwise. Use as an async context manager, or call `start`,
+    then `drain` and `close`.
+    """
+
+    def __init__(
+        self,
+        impl: Interface,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_inflight: int = 512,
+        max_body: int = DEFAULT_MAX_BODY,
+        default_timeout: float = 30.0,
+    ) -> None:
+        if max_inflight < 1 or max_body < 1 or default_timeout <= 0:
+            raise ConfigurationError("max_inflight, max_body and default_timeout must be positive")
+        specs = methods(impl)
+        self.impl = impl
+        self.service = next(iter(specs.values())).service
+        self.max_inflight = max_inflight
+        self.default_timeout = default_timeout
+        self.metrics = ServerMetrics(self.service)
+        self._routes = {
+            spec.path: _Route(spec, getattr(impl, name)) for name, spec in specs.items()
+        }
+        self._http = HttpServer(self, host, port, max_body)
+        self.host = host
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.draining = False
+        self.ready = False
+        self._extra_get: dict[str, Callable[[Mapping[str, str]], Awaitable[Reply]]] = {}
+
+    @property
+    def port(self) -> int:
+        """The bound port (after `start`)."""
+        return self._http.port
+
+    @property
+    def address(self) -> str:
+        """`host:port` (after `start`)."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def inflight(self) -> int:
+        """Requests being handled now."""
+        return self._inflight
+
+    async def start(self) -> Server:
+        """Bind, start serving and report ready."""
+        await self._http.start()
+        self.ready = True
+        return self
+
+    async def drain(self, timeout: float = 30.0) -> bool:
+        """Refuse new requests and wait for in-flight ones; True if all finished in time."""
+        self.draining = True
+        self.ready = False
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Stop serving at once (after `drain` for a graceful stop)."""
+        self.ready = False
+        await self._http.close()
+
+    async def __aenter__(self) -> Server:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def add_get(self, path: str, handler: Callable[[Mapping[str, str]], Awaitable[Reply]]) -> None:
+        """Serve an extra GET endpoint (used by the control plane)."""
+        self._extra_get[path] = handler
+
+    def knows(self, path: str) -> Reply | None:
+        if path in self._routes:
+            return None
+        service, _, method = path[len(RPC_PREFIX) :].partition("/")
+        if service != self.service:
+            return error_reply(
+                "unknown_method", f"unknown service {service!r}: this is {self.service!r}"
+            )
+        return error_reply("unknown_method", f"service {service!r} has no method {method!r}")
+
+    async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
+        if path == "/health":
+            body = json.dumps(
+                {
+                    "service": self.service,
+                    "live": True,
+                    "ready": self.ready,
+                    "inflight": self._inflight,
+                }
+            ).encode()
+            return Reply(200 if self.ready else 503, body, "application/json")
+        if path == "/metrics":
+            return Reply(200, self.metrics.exposition(), "text/plain; version=0.0.4")
+        extra = self._extra_get.get(path)
+        if extra is not None:
+            return await extra(headers)
+        return Reply(404, b'{"error": "not found"}', "application/json")
+
+    async def call(self, incoming: Incoming) -> Reply:
+        route = self._routes[incoming.path]
+        spec = route.spec
+        timeout = self.default_timeout
+        if incoming.deadline_ms is not None:
+            try:
+                timeout = int(incoming.deadline_ms) / 1000.0
+            except ValueError:
+                self.metrics.record(spec.name, "bad_request", None)
+                return error_reply(
+                    "bad_request", f"bad deadline header {incoming.deadline_ms[:32]!r}"
+                )
+            if timeout <= 0:
+                self.metrics.record(spec.name, "deadline_exceeded", None)
+                return error_reply(
+                    "deadline_exceeded", "the deadline passed before the request arrived"
+                )
+        if self.draining:
+            self.metrics.record(spec.name, "overloaded", None)
+            return error_reply("overloaded", f"{self.service} instance is draining")
+        if self._inflight >= self.max_inflight:
+            self.metrics.record(spec.name, "overloaded", None)
+            return error_reply(
+                "overloaded", f"{self.service} has {self._inflight} requests in flight"
+            )
+        try:
+            args = spec.args_decoder.decode(incoming.body)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            self.metrics.record(spec.name, "bad_request", None)
+            return error_reply("bad_request", f"{spec.service}.{spec.name}: {exc}")
+        return await self._run(route, args, timeout)
+
+    async def _run(self, route: _Route, args: Any, timeout: float) -> Reply:
+        spec = route.spec
+        self._inflight += 1
+        self._idle.clear()
+        self.metrics.inflight.inc()
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            with _deadline._at(started + timeout):
+                async with asyncio.timeout(timeout):
+                    result = await route.handler(*msgspec.structs.astuple(args))
+            return Reply(200, encode(result))
+        except ServiceError as exc:
+            outcome = "service_error"
+            key, fields = error_to_wire(exc)
+            return error_reply("service_error", exc.message, key, fields)
+        except TimeoutError:
+            outcome = "deadline_exceeded"
+            return error_reply("deadline_exceeded", f"{spec.service}.{spec.name} ran out of time")
+        except HerdError as exc:
+            outcome = "dependency"
+            log.warning("dependency failed", method=spec.name, error=repr(exc))
+            return error_reply("dependency", f"{type(exc).__name__}: {exc}")
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception as exc:
+            outcome = "internal"
+            log.exception("handler failed", method=spec.name)
+            return error_reply("internal", f"{type(exc).__name__}: {exc}")
+        finally:
+            self._inflight -= 1
+            self.metrics.inflight.dec()
+            if self._inflight == 0:
+                self._idle.set()
+            self.metrics.record(spec.name, outcome, time.monotonic() - started)
