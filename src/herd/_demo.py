@@ -81,7 +81,7 @@ def run_demo() -> int:
                     f"3. deep hangs; a 0.5 s deadline answers in {time.monotonic() - started:.2f} s"
                     f" with DeadlineExceeded ({exc})"
                 )
-            await edge_driver.aclose()  # type: ignore[attr-defined]
+            await edge_driver.aclose()
 
         asyncio.run(calls())
         console.print("\n[green]done[/]: the flix demo replaces this once it lands")
