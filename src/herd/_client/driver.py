@@ -27,7 +27,6 @@ from herd._client.resolver import Resolver, StaticResolver
 from herd._errors import (
     BadRequest,
     CircuitOpen,
-    ConfigurationError,
     DeadlineExceeded,
     Forbidden,
     HerdError,
@@ -85,6 +84,7 @@ class Caller:
         self.metrics: DependencyMetrics = CLIENT_METRICS.of(service)
         self._transports: dict[str, HttpTransport] = {}
         self._rng = rng or random.Random()
+        self._resolving = False
 
     def _transport(self, instance: Instance) -> HttpTransport:
         transport = self._transports.get(instance.id)
@@ -102,6 +102,9 @@ class Caller:
 
     async def call(self, spec: MethodSpec, args: msgspec.Struct) -> Any:
         """Run the call path for one method call."""
+        if not self._resolving:
+            await self.resolver.start()
+            self._resolving = True
         now = time.monotonic()
         deadline = _deadline.current()
         if deadline is None:
@@ -303,9 +306,13 @@ def driver(
     service = iface.__herd_name__
     zone = zone or os.environ.get("HERD_ZONE")
     if resolver is None:
-        if address is None:
-            raise ConfigurationError(f"driver({iface.__name__}): give an address or a resolver")
-        resolver = StaticResolver(service, [address] if isinstance(address, str) else address)
+        if address is not None:
+            resolver = StaticResolver(service, [address] if isinstance(address, str) else address)
+        else:
+            # Imported here: the registry client is itself built from drivers.
+            from herd._registry.client import registry_resolver
+
+            resolver = registry_resolver()
     cls = _driver_classes.get(iface)
     if cls is None:
         namespace: dict[str, Any] = {name: _bind(spec) for name, spec in specs.items()}

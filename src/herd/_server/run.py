@@ -1,9 +1,15 @@
-"""Running a service as a process: serve until SIGTERM, then drain in-flight work and exit."""
+"""Running a service as a process: serve until SIGTERM, then drain in-flight work and exit.
+
+With `HERD_REGISTRY` set, the instance registers itself (identity from the `HERD_*` variables the
+local cloud sets), renews its lease, and on SIGTERM deregisters *before* it drains, so callers
+stop choosing it while it still answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -13,6 +19,8 @@ import uvloop
 
 from herd._client.driver import close_all
 from herd._interface import Interface
+from herd._registry.client import ENV_REGISTRY, Registrar, instance_from_env
+from herd._registry.model import Status
 from herd._server.server import Server
 
 READY_PREFIX = "HERD_READY "
@@ -39,10 +47,8 @@ async def serve_until_signalled(
     await server.start()
     if on_ready is not None:
         await on_ready(server)
-    print(
-        READY_PREFIX + json.dumps({"service": server.service, "address": server.address}),
-        flush=True,
-    )
+    ready = {"service": server.service, "address": server.address, "pid": os.getpid()}
+    print(READY_PREFIX + json.dumps(ready), flush=True)
     await stop.wait()
     if before_drain is not None:
         await before_drain(server)
@@ -51,15 +57,48 @@ async def serve_until_signalled(
     await close_all()
 
 
+async def serve_registered(
+    server: Server, *, drain_timeout: float = 30.0, grace_s: float = 0.5
+) -> None:
+    """`serve_until_signalled`, registering the instance when `HERD_REGISTRY` is set.
+
+    On shutdown the instance deregisters, keeps serving for `grace_s` while callers' copies of
+    the registry catch up, then drains.
+    """
+    address = os.environ.get(ENV_REGISTRY)
+    registrar: Registrar | None = None
+
+    async def ready(server: Server) -> None:
+        nonlocal registrar
+        if address:
+            registrar = Registrar(
+                address, instance_from_env(server.service, server.host, server.port)
+            )
+            await registrar.start(Status.UP)
+
+    async def leaving(server: Server) -> None:
+        if registrar is not None:
+            await registrar.stop()
+            await asyncio.sleep(grace_s)
+
+    await serve_until_signalled(
+        server, drain_timeout=drain_timeout, on_ready=ready, before_drain=leaving
+    )
+
+
 def run(impl: Interface, *, drain_timeout: float = 30.0, **server_options: Any) -> None:
     """Serve `impl` in this process until SIGTERM or SIGINT, then drain and exit.
 
-    Prints one line ``HERD_READY {"service": ..., "address": ...}`` once serving, so a parent
-    process (or a test) learns the port when `port=0`. `server_options` are `herd.serve`'s.
+    Prints one line ``HERD_READY {"service": ..., "address": ..., "pid": ...}`` once serving, so a
+    parent process (or a test) learns the port when `port=0`. `server_options` are
+    `herd.serve`'s; `port` and `host` default to `HERD_PORT` and `HERD_HOST` (else any free port
+    on loopback). With `HERD_REGISTRY` set, the instance registers itself.
     """
+    server_options.setdefault("port", int(os.environ.get("HERD_PORT", "0")))
+    server_options.setdefault("host", os.environ.get("HERD_HOST", "127.0.0.1"))
 
     async def main() -> None:
-        await serve_until_signalled(Server(impl, **server_options), drain_timeout=drain_timeout)
+        await serve_registered(Server(impl, **server_options), drain_timeout=drain_timeout)
 
     try:
         uvloop.run(main())

@@ -1,0 +1,203 @@
+"""The registry as its clients see it: a watched, cached copy (resolver) and a lease (registrar).
+
+Clients keep calling what they last knew while the registry is unreachable, and do not trust a
+restarted registry's table until it has had a full lease period to fill up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Sequence
+
+import msgspec
+import structlog
+
+from herd import _deadline
+from herd._client.driver import driver
+from herd._client.policy import CallPolicy
+from herd._errors import ConfigurationError, HerdError
+from herd._registry.interface import RegistryApi, Snapshot
+from herd._registry.model import Instance, Status
+
+log = structlog.get_logger("herd.registry")
+
+ENV_REGISTRY = "HERD_REGISTRY"
+
+# The registry is called with one attempt and no breaker: its callers retry on their own schedule
+# and must keep trying forever while it is down.
+_REGISTRY_POLICY = CallPolicy(attempts=1, timeout=2.0)
+
+
+def _api(address: str) -> RegistryApi:
+    return driver(RegistryApi, address=address, policy=_REGISTRY_POLICY)
+
+
+class RegistryResolver:
+    """Follows the registry with long-polled watches; answers from the cached copy."""
+
+    def __init__(self, address: str, *, poll_s: float = 5.0, retry_s: float = 0.5) -> None:
+        self.address = address
+        self._api = _api(address)
+        self._poll_s = poll_s
+        self._retry_s = retry_s
+        self._epoch = ""
+        self._version = -1
+        self._by_service: dict[str, list[Instance]] = {}
+        self._all: list[Instance] = []
+        self._task: asyncio.Task[None] | None = None
+        self._first = asyncio.Event()
+
+    def instances(self, service: str) -> Sequence[Instance]:
+        """The UP instances of `service` in the cached copy."""
+        return self._by_service.get(service, ())
+
+    def all(self) -> list[Instance]:
+        """Every instance in the cached copy, whatever its status."""
+        return list(self._all)
+
+    async def start(self, wait_s: float = 2.0) -> None:
+        """Start watching; wait up to `wait_s` for the first copy (later calls return at once)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow())
+        if not self._first.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self._first.wait()
+
+    async def close(self) -> None:
+        """Stop watching."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _apply(self, snapshot: Snapshot) -> None:
+        restarted = snapshot.epoch != self._epoch
+        if restarted and not snapshot.warm and self._all:
+            # A restarted registry refills as instances re-register; until a lease period has
+            # passed, what it lacks is more likely unregistered than gone. Keep the old copy.
+            self._by_service = _merge(self._all, snapshot.instances)
+            return
+        self._epoch = snapshot.epoch
+        self._version = snapshot.version
+        self._all = snapshot.instances
+        by_service: dict[str, list[Instance]] = {}
+        for instance in snapshot.instances:
+            if instance.status == Status.UP:
+                by_service.setdefault(instance.service, []).append(instance)
+        self._by_service = by_service
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                with _deadline.deadline(self._poll_s + 1.0):
+                    snapshot = await self._api.watch(self._epoch, self._version)
+            except HerdError as exc:
+                log.debug("registry unreachable; keeping the cached copy", error=str(exc))
+                await asyncio.sleep(self._retry_s)
+                continue
+            self._apply(snapshot)
+            if snapshot.epoch != self._epoch:
+                # Still warming up: poll again soon rather than wait for a change.
+                await asyncio.sleep(self._retry_s)
+            self._first.set()
+
+
+def _merge(old: list[Instance], new: list[Instance]) -> dict[str, list[Instance]]:
+    merged = {i.id: i for i in old}
+    merged.update({i.id: i for i in new})
+    by_service: dict[str, list[Instance]] = {}
+    for instance in merged.values():
+        if instance.status == Status.UP:
+            by_service.setdefault(instance.service, []).append(instance)
+    return by_service
+
+
+_resolvers: dict[str, RegistryResolver] = {}
+
+
+def registry_resolver(address: str | None = None) -> RegistryResolver:
+    """The process's shared resolver for a registry (default: `HERD_REGISTRY`)."""
+    address = address or os.environ.get(ENV_REGISTRY)
+    if not address:
+        raise ConfigurationError(
+            f"no instances given: pass address= or a resolver, or set {ENV_REGISTRY}"
+        )
+    resolver = _resolvers.get(address)
+    if resolver is None:
+        resolver = _resolvers[address] = RegistryResolver(address)
+    return resolver
+
+
+class Registrar:
+    """Keeps one instance registered: registers, renews its lease, re-registers after a
+    registry restart, and deregisters on shutdown."""
+
+    def __init__(self, address: str, instance: Instance, *, renew_s: float = 1.0) -> None:
+        self.instance = instance
+        self._api = _api(address)
+        self._renew_s = renew_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, status: Status = Status.UP) -> None:
+        """Register with `status` (best effort) and keep the lease renewed."""
+        self.instance = _with_status(self.instance, status)
+        await self._register()
+        self._task = asyncio.create_task(self._renew())
+
+    async def set_status(self, status: Status) -> None:
+        """Change this instance's status in the registry."""
+        self.instance = _with_status(self.instance, status)
+        with contextlib.suppress(HerdError):
+            await self._api.set_status(self.instance.id, status)
+
+    async def stop(self) -> None:
+        """Stop renewing and deregister, so callers stop choosing this instance."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(HerdError), _deadline.deadline(1.0):
+            await self._api.deregister(self.instance.id)
+
+    async def _register(self) -> bool:
+        try:
+            await self._api.register(self.instance)
+        except HerdError as exc:
+            log.warning("registry unreachable; will retry", error=str(exc))
+            return False
+        return True
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._renew_s)
+            try:
+                known = await self._api.renew(self.instance.id)
+            except HerdError:
+                continue
+            if not known:
+                await self._register()
+
+
+def _with_status(instance: Instance, status: Status) -> Instance:
+    return msgspec.structs.replace(instance, status=status)
+
+
+def instance_from_env(service: str, host: str, port: int) -> Instance:
+    """Describe this process's instance from `HERD_*` environment variables (set by the cloud)."""
+    env = os.environ
+    version = env.get("HERD_VERSION", "v000")
+    return Instance(
+        id=env.get("HERD_INSTANCE", f"{service}-{socket.gethostname()}-{os.getpid()}"),
+        service=service,
+        group=env.get("HERD_GROUP", f"{service}-{version}"),
+        version=version,
+        zone=env.get("HERD_ZONE", "local"),
+        host=host,
+        port=port,
+        status=Status.STARTING,
+    )
