@@ -58,5 +58,5 @@ class Forbidden(RemoteError):
     """The server's allow rules do not let this caller call it."""
 
 
-class ConfigurationError(HerdError):
+class ConfigurationError(HerdError, ValueError):
     """An interface, policy or app description is invalid."""

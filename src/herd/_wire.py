@@ -49,6 +49,7 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     message: str
     type: str = ""
     fields: Any = None
+    retry: bool = True
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -63,9 +64,12 @@ class Reply(NamedTuple):
     content_type: str = CONTENT_TYPE
 
 
-def error_reply(kind: str, message: str, type_: str = "", fields: Any = None) -> Reply:
-    """Encode an error answer of the given kind."""
-    return Reply(STATUS_OF_KIND.get(kind, 500), _encode(ErrorBody(kind, message, type_, fields)))
+def error_reply(
+    kind: str, message: str, type_: str = "", fields: Any = None, *, retry: bool = True
+) -> Reply:
+    """Encode an error answer of the given kind; `retry=False` tells callers not to retry."""
+    body = ErrorBody(kind, message, type_, fields, retry)
+    return Reply(STATUS_OF_KIND.get(kind, 500), _encode(body))
 
 
 def decode_error(body: bytes) -> ErrorBody:

@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from herd._clock import MONOTONIC, Clock
+from herd._errors import ConfigurationError
 from herd._registry.model import Instance
 
 __all__ = ["Balancer", "EjectionPolicy"]
@@ -33,16 +34,20 @@ class EjectionPolicy:
 
     def __post_init__(self) -> None:
         if self.consecutive_failures < 1:
-            raise ValueError(f"consecutive_failures must be >= 1, got {self.consecutive_failures}")
+            raise ConfigurationError(
+                f"consecutive_failures must be >= 1, got {self.consecutive_failures}"
+            )
         if self.base_ejection_s <= 0:
-            raise ValueError(f"base_ejection_s must be > 0, got {self.base_ejection_s}")
+            raise ConfigurationError(f"base_ejection_s must be > 0, got {self.base_ejection_s}")
         if self.max_ejection_s < self.base_ejection_s:
-            raise ValueError(
+            raise ConfigurationError(
                 f"max_ejection_s ({self.max_ejection_s}) must be >= "
                 f"base_ejection_s ({self.base_ejection_s})"
             )
         if not 0.0 <= self.max_ejected_pct <= 100.0:
-            raise ValueError(f"max_ejected_pct must be within [0, 100], got {self.max_ejected_pct}")
+            raise ConfigurationError(
+                f"max_ejected_pct must be within [0, 100], got {self.max_ejected_pct}"
+            )
 
 
 class _Health:

@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass
 
 from herd._clock import MONOTONIC, Clock
+from herd._errors import ConfigurationError
 
 __all__ = [
     "BreakerPolicy",
@@ -38,18 +39,18 @@ class BreakerPolicy:
 
     def __post_init__(self) -> None:
         if self.window_s <= 0:
-            raise ValueError(f"window_s must be > 0, got {self.window_s}")
+            raise ConfigurationError(f"window_s must be > 0, got {self.window_s}")
         if self.buckets < 1:
-            raise ValueError(f"buckets must be >= 1, got {self.buckets}")
+            raise ConfigurationError(f"buckets must be >= 1, got {self.buckets}")
         if self.volume_threshold < 1:
-            raise ValueError(f"volume_threshold must be >= 1, got {self.volume_threshold}")
+            raise ConfigurationError(f"volume_threshold must be >= 1, got {self.volume_threshold}")
         if not 0.0 <= self.error_threshold_pct <= 100.0:
-            raise ValueError(
+            raise ConfigurationError(
                 f"error_threshold_pct must be within [0, 100], got {self.error_threshold_pct}"
             )
         # A zero sleep window would let every call through as a "single" half-open trial.
         if self.sleep_window_s <= 0:
-            raise ValueError(f"sleep_window_s must be > 0, got {self.sleep_window_s}")
+            raise ConfigurationError(f"sleep_window_s must be > 0, got {self.sleep_window_s}")
 
 
 class BreakerState(enum.StrEnum):
@@ -240,7 +241,7 @@ class Bulkhead:
 
     def __init__(self, max_concurrent: int) -> None:
         if max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+            raise ConfigurationError(f"max_concurrent must be >= 1, got {max_concurrent}")
         self._max_concurrent = max_concurrent
         self._in_use = 0
 

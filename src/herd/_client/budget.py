@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from herd._clock import MONOTONIC, Clock
+from herd._errors import ConfigurationError
 
 __all__ = ["BUCKETS", "BudgetPolicy", "BudgetSnapshot", "RetryBudget"]
 
@@ -43,11 +44,13 @@ class BudgetPolicy:
 
     def __post_init__(self) -> None:
         if self.ratio < 0:
-            raise ValueError(f"ratio must be >= 0, got {self.ratio}")
+            raise ConfigurationError(f"ratio must be >= 0, got {self.ratio}")
         if self.window_s <= 0:
-            raise ValueError(f"window_s must be > 0, got {self.window_s}")
+            raise ConfigurationError(f"window_s must be > 0, got {self.window_s}")
         if self.min_retries_per_s < 0:
-            raise ValueError(f"min_retries_per_s must be >= 0, got {self.min_retries_per_s}")
+            raise ConfigurationError(
+                f"min_retries_per_s must be >= 0, got {self.min_retries_per_s}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ the library layer (`herd.fallback`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import time
@@ -42,6 +43,7 @@ from herd._wire import (
     H_DEADLINE,
     ConnectFailed,
     ConnectionLost,
+    ErrorBody,
     HttpTransport,
     decode_error,
     encode,
@@ -49,6 +51,7 @@ from herd._wire import (
 
 IfaceT = TypeVar("IfaceT", bound=Interface)
 
+_INSTANCE_FAILURES = frozenset({"internal", "overloaded", "deadline_exceeded"})
 _BAD_REQUEST_KINDS = frozenset(
     {"bad_request", "unknown_method", "method_not_allowed", "too_large", "unsupported_media_type"}
 )
@@ -57,9 +60,8 @@ _BAD_REQUEST_KINDS = frozenset(
 class _Retryable(Exception):
     """An attempt failed in a way that another instance may not: carries the final error."""
 
-    def __init__(self, error: HerdError, instance_failed: bool) -> None:
+    def __init__(self, error: HerdError) -> None:
         self.error = error
-        self.instance_failed = instance_failed
 
 
 class Caller:
@@ -189,15 +191,14 @@ class Caller:
         transport = self._transport(instance)
         self.balancer.started(instance.id)
         ok = False
-        group_size = len(self.resolver.instances(spec.service))
         try:
             async with asyncio.timeout(budget):
                 status, answer = await transport.send(spec.path, body, headers)
         except ConnectFailed as exc:
-            raise _Retryable(exc, True) from exc
+            raise _Retryable(exc) from exc
         except ConnectionLost as exc:
             if spec.options.idempotent:
-                raise _Retryable(exc, True) from exc
+                raise _Retryable(exc) from exc
             raise
         except TimeoutError as exc:
             if deadline - time.monotonic() <= self.policy.min_useful:
@@ -209,7 +210,7 @@ class Caller:
                 f" at {instance.address}"
             )
             if spec.options.idempotent:
-                raise _Retryable(timeout, True) from exc
+                raise _Retryable(timeout) from exc
             raise timeout from exc
         else:
             if status == 200:
@@ -220,12 +221,18 @@ class Caller:
                     raise RemoteError(
                         spec.service, spec.name, f"bad result: {exc}", "bad_result"
                     ) from exc
-            return self._raise_answer(spec, answer, instance)
+            error = decode_error(answer)
+            # The instance answered; only its own failures count towards ejecting it.
+            ok = error.kind not in _INSTANCE_FAILURES
+            return self._raise_answer(spec, error, instance, deadline)
         finally:
+            group = instance.group
+            group_size = sum(1 for i in self.resolver.instances(spec.service) if i.group == group)
             self.balancer.finished(instance.id, ok, group_size)
 
-    def _raise_answer(self, spec: MethodSpec, answer: bytes, instance: Instance) -> Any:
-        error = decode_error(answer)
+    def _raise_answer(
+        self, spec: MethodSpec, error: ErrorBody, instance: Instance, deadline: float
+    ) -> Any:
         kind = error.kind
         if kind == "service_error":
             declared = error_from_wire(error.type, error.message, error.fields)
@@ -233,9 +240,17 @@ class Caller:
                 raise declared
             raise RemoteError(spec.service, spec.name, f"{error.type}: {error.message}", kind)
         if kind == "overloaded":
-            raise _Retryable(Overloaded(f"{instance.address}: {error.message}"), False)
+            overloaded = Overloaded(f"{instance.address}: {error.message}")
+            if not error.retry:
+                raise overloaded
+            raise _Retryable(overloaded)
         if kind == "deadline_exceeded":
-            raise DeadlineExceeded(f"{spec.service}.{spec.name}: {error.message}")
+            late = DeadlineExceeded(f"{spec.service}.{spec.name}: {error.message}")
+            # The server ran out of this attempt's share; with time left, another instance may
+            # still answer.
+            if spec.options.idempotent and deadline - time.monotonic() > self.policy.min_useful:
+                raise _Retryable(late)
+            raise late
         if kind == "forbidden":
             raise Forbidden(spec.service, spec.name, error.message, kind)
         if kind in _BAD_REQUEST_KINDS:
@@ -275,6 +290,25 @@ class _DriverBase:
 
 _driver_classes: dict[type[Interface], type[Any]] = {}
 _callers: weakref.WeakSet[Caller] = weakref.WeakSet()
+
+
+def dependencies() -> dict[str, dict[str, Any]]:
+    """What this process's drivers see of each dependency: counters, latency, breaker, budget."""
+    snapshot: dict[str, dict[str, Any]] = {}
+    for caller in list(_callers):
+        if caller.service in snapshot:
+            continue
+        snapshot[caller.service] = {
+            **caller.metrics.snapshot(),
+            "breaker": dataclasses.asdict(caller.breaker.snapshot()),
+            "budget": dataclasses.asdict(caller.budget.snapshot()),
+            "bulkhead": {
+                "in_use": caller.bulkhead.in_use,
+                "max_concurrent": caller.bulkhead.max_concurrent,
+            },
+            "instances": len(caller.resolver.instances(caller.service)),
+        }
+    return dict(sorted(snapshot.items()))
 
 
 async def close_all() -> None:

@@ -14,6 +14,7 @@ import uvloop
 
 from herd import _deadline
 from herd._clock import MONOTONIC, Clock
+from herd._logging import configure as configure_logging
 from herd._registry.backend import Backend, MemoryBackend
 from herd._registry.interface import RegistryApi, Snapshot
 from herd._registry.model import Instance, Status
@@ -107,6 +108,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8500)
     parser.add_argument("--lease", type=float, default=3.0, help="seconds without renewal to evict")
     args = parser.parse_args()
+    configure_logging()
     uvloop.run(serve_registry(args.host, args.port, args.lease))
 
 

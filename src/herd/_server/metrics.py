@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from herd._client.metrics import CLIENT_METRICS
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -12,6 +14,8 @@ class ServerMetrics:
 
     def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # What this process's drivers see of their dependencies is served beside the server's own.
+        self.registry.register(CLIENT_METRICS)
         self._service = service
         self._requests = Counter(
             "herd_server_requests",

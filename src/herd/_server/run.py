@@ -19,6 +19,7 @@ import uvloop
 
 from herd._client.driver import close_all
 from herd._interface import Interface
+from herd._logging import configure as configure_logging
 from herd._registry.client import ENV_REGISTRY, Registrar, instance_from_env
 from herd._registry.model import Status
 from herd._server.server import Server
@@ -94,6 +95,7 @@ def run(impl: Interface, *, drain_timeout: float = 30.0, **server_options: Any) 
     `herd.serve`'s; `port` and `host` default to `HERD_PORT` and `HERD_HOST` (else any free port
     on loopback). With `HERD_REGISTRY` set, the instance registers itself.
     """
+    configure_logging()
     server_options.setdefault("port", int(os.environ.get("HERD_PORT", "0")))
     server_options.setdefault("host", os.environ.get("HERD_HOST", "127.0.0.1"))
 

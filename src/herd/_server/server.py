@@ -18,9 +18,11 @@ import msgspec
 import structlog
 
 from herd import _deadline
+from herd._client.driver import dependencies
 from herd._errors import ConfigurationError, HerdError
 from herd._interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
 from herd._server.metrics import ServerMetrics
+from herd._server.shedding import RetryPressure
 from herd._wire import (
     RPC_PREFIX,
     Dispatcher,
@@ -69,6 +71,7 @@ class Server(Dispatcher):
         self.max_inflight = max_inflight
         self.default_timeout = default_timeout
         self.metrics = ServerMetrics(self.service)
+        self.retry_pressure = RetryPressure()
         self._routes = {
             spec.path: _Route(spec, getattr(impl, name)) for name, spec in specs.items()
         }
@@ -149,6 +152,8 @@ class Server(Dispatcher):
                 }
             ).encode()
             return Reply(200 if self.ready else 503, body, "application/json")
+        if path == "/herd/dependencies":
+            return Reply(200, json.dumps(dependencies()).encode(), "application/json")
         if path == "/metrics":
             return Reply(200, self.metrics.exposition(), "text/plain; version=0.0.4")
         extra = self._extra_get.get(path)
@@ -176,6 +181,18 @@ class Server(Dispatcher):
         if self.draining:
             self.metrics.record(spec.name, "overloaded", None)
             return error_reply("overloaded", f"{self.service} instance is draining")
+        attempt = 1
+        if incoming.attempt is not None:
+            try:
+                attempt = int(incoming.attempt)
+            except ValueError:
+                self.metrics.record(spec.name, "bad_request", None)
+                return error_reply("bad_request", f"bad attempt header {incoming.attempt[:32]!r}")
+        if not self.retry_pressure.admit(attempt):
+            self.metrics.record(spec.name, "overloaded", None)
+            return error_reply(
+                "overloaded", f"{self.service}: too many retries, do not retry", retry=False
+            )
         if self._inflight >= self.max_inflight:
             self.metrics.record(spec.name, "overloaded", None)
             return error_reply(
