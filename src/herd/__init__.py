@@ -34,6 +34,7 @@ from herd._interface import Interface, ServiceError, method
 from herd._registry.model import Instance, Status
 from herd._server.run import run
 from herd._server.server import Server
+from herd._web import WebRequest, WebResponse, route
 
 
 def serve(impl: Interface, **options: Any) -> Server:
@@ -67,6 +68,8 @@ __all__ = [
     "ServiceError",
     "Status",
     "Unavailable",
+    "WebRequest",
+    "WebResponse",
     "client_metrics",
     "deadline",
     "driver",
@@ -74,6 +77,7 @@ __all__ = [
     "fill",
     "method",
     "remaining",
+    "route",
     "run",
     "serve",
 ]

@@ -18,6 +18,7 @@ from aiohttp import web
 from yarl import URL
 
 from herd._errors import Unavailable
+from herd._web import WebRequest
 
 CONTENT_TYPE = "application/x-msgpack"
 H_DEADLINE = "x-herd-deadline-ms"
@@ -57,11 +58,12 @@ _error_decoder = msgspec.msgpack.Decoder(ErrorBody)
 
 
 class Reply(NamedTuple):
-    """What a dispatcher answers: a status and an encoded body."""
+    """What a dispatcher answers: a status, an encoded body, and any extra headers."""
 
     status: int
     body: bytes
     content_type: str = CONTENT_TYPE
+    headers: Mapping[str, str] | None = None
 
 
 def error_reply(
@@ -98,8 +100,8 @@ class Dispatcher:
         """Answer one RPC."""
         raise NotImplementedError
 
-    async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
-        """Answer a GET (health, metrics, admin reads)."""
+    async def web(self, request: WebRequest) -> Reply:
+        """Answer a plain HTTP request (health, metrics, web routes)."""
         raise NotImplementedError
 
     def knows(self, path: str) -> Reply | None:
@@ -138,15 +140,41 @@ class HttpServer:
             self._runner = None
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.method == "GET":
-            reply = await self._dispatcher.get(request.path, request.headers)
-        elif not request.path.startswith(RPC_PREFIX):
-            reply = error_reply("unknown_method", f"no RPC at {request.path}")
+        if not request.path.startswith(RPC_PREFIX):
+            reply = await self._web(request)
         elif request.method != "POST":
             reply = error_reply("method_not_allowed", f"{request.method}: RPCs are POSTed")
         else:
             reply = await self._rpc(request)
-        return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type)
+        response = web.Response(
+            status=reply.status, body=reply.body, content_type=reply.content_type
+        )
+        if reply.headers:
+            response.headers.update(reply.headers)
+        return response
+
+    async def _web(self, request: web.BaseRequest) -> Reply:
+        body = b""
+        if request.method not in ("GET", "HEAD"):
+            length = request.content_length
+            read = (
+                None
+                if length is not None and length > self._max_body
+                else await self._read(request)
+            )
+            if read is None:
+                return Reply(413, b"request body too large", "text/plain")
+            body = read
+        return await self._dispatcher.web(
+            WebRequest(
+                request.method,
+                request.path,
+                dict(request.query),
+                {k.lower(): v for k, v in request.headers.items()},
+                dict(request.cookies),
+                body,
+            )
+        )
 
     async def _rpc(self, request: web.BaseRequest) -> Reply:
         refused = self._dispatcher.knows(request.path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -23,7 +23,9 @@ from herd._errors import ConfigurationError, HerdError
 from herd._interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
 from herd._server.metrics import ServerMetrics
 from herd._server.shedding import RetryPressure
+from herd._web import WebHandler, WebRequest, routes_of
 from herd._wire import (
+    H_DEADLINE,
     RPC_PREFIX,
     Dispatcher,
     HttpServer,
@@ -82,7 +84,7 @@ class Server(Dispatcher):
         self._idle.set()
         self.draining = False
         self.ready = False
-        self._extra_get: dict[str, Callable[[Mapping[str, str]], Awaitable[Reply]]] = {}
+        self._web_routes = routes_of(impl)
 
     @property
     def port(self) -> int:
@@ -127,10 +129,6 @@ class Server(Dispatcher):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def add_get(self, path: str, handler: Callable[[Mapping[str, str]], Awaitable[Reply]]) -> None:
-        """Serve an extra GET endpoint (used by the control plane)."""
-        self._extra_get[path] = handler
-
     def knows(self, path: str) -> Reply | None:
         if path in self._routes:
             return None
@@ -141,25 +139,69 @@ class Server(Dispatcher):
             )
         return error_reply("unknown_method", f"service {service!r} has no method {method!r}")
 
-    async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
-        if path == "/health":
-            body = json.dumps(
-                {
-                    "service": self.service,
-                    "live": True,
-                    "ready": self.ready,
-                    "inflight": self._inflight,
-                }
-            ).encode()
-            return Reply(200 if self.ready else 503, body, "application/json")
-        if path == "/herd/dependencies":
-            return Reply(200, json.dumps(dependencies()).encode(), "application/json")
-        if path == "/metrics":
-            return Reply(200, self.metrics.exposition(), "text/plain; version=0.0.4")
-        extra = self._extra_get.get(path)
-        if extra is not None:
-            return await extra(headers)
-        return Reply(404, b'{"error": "not found"}', "application/json")
+    async def web(self, request: WebRequest) -> Reply:
+        if request.method == "GET":
+            if request.path == "/health":
+                return self._health()
+            if request.path == "/herd/dependencies":
+                return Reply(200, json.dumps(dependencies()).encode(), "application/json")
+            if request.path == "/metrics":
+                return Reply(200, self.metrics.exposition(), "text/plain; version=0.0.4")
+        handler = self._web_routes.get((request.method, request.path))
+        if handler is None:
+            known = any(path == request.path for _, path in self._web_routes)
+            return Reply(405 if known else 404, b"not found", "text/plain")
+        return await self._run_web(handler, request)
+
+    def _health(self) -> Reply:
+        body = {
+            "service": self.service,
+            "live": True,
+            "ready": self.ready,
+            "inflight": self._inflight,
+        }
+        return Reply(200 if self.ready else 503, json.dumps(body).encode(), "application/json")
+
+    async def _run_web(self, handler: WebHandler, request: WebRequest) -> Reply:
+        name = f"{request.method} {request.path}"
+        timeout = self.default_timeout
+        raw = request.headers.get(H_DEADLINE)
+        if raw is not None:
+            try:
+                timeout = int(raw) / 1000.0
+            except ValueError:
+                return Reply(400, b"bad deadline header", "text/plain")
+        if timeout <= 0:
+            return Reply(504, b"deadline passed before the request arrived", "text/plain")
+        if self.draining or self._inflight >= self.max_inflight:
+            self.metrics.record(name, "overloaded", None)
+            return Reply(503, b"overloaded", "text/plain")
+        self._inflight += 1
+        self._idle.clear()
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            with _deadline._at(started + timeout):
+                async with asyncio.timeout(timeout):
+                    response = await handler(request)
+            return Reply(
+                response.status, response.encoded(), response.content_type, response.headers
+            )
+        except TimeoutError:
+            outcome = "deadline_exceeded"
+            return Reply(504, b"deadline exceeded", "text/plain")
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception:
+            outcome = "internal"
+            log.exception("web handler failed", route=name)
+            return Reply(500, b"internal error", "text/plain")
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+            self.metrics.record(name, outcome, time.monotonic() - started)
 
     async def call(self, incoming: Incoming) -> Reply:
         route = self._routes[incoming.path]

@@ -1,0 +1,1 @@
+"""Experiments that reproduce the talk's claims with real processes (`herd experiment ...`)."""
