@@ -115,13 +115,18 @@ class MethodOptions:
     idempotent: bool = False
     attempts: int | None = None
     timeout: float | None = None
+    admin: bool = False
 
 
 _OPTIONS_ATTR = "__herd_method__"
 
 
 def method(
-    *, idempotent: bool = False, attempts: int | None = None, timeout: float | None = None
+    *,
+    idempotent: bool = False,
+    attempts: int | None = None,
+    timeout: float | None = None,
+    admin: bool = False,
 ) -> Callable[[F], F]:
     """Declare call policy for an interface method.
 
@@ -131,10 +136,12 @@ def method(
             because the server never ran the request.
         attempts: total attempts including the first (default: the driver's, 2).
         timeout: cap on one attempt in seconds; the call's deadline still bounds it.
+        admin: the method changes infrastructure: the server runs it only for callers that
+            present its admin token (and refuses it outright when it has none).
     """
     if attempts is not None and attempts < 1:
         raise ConfigurationError("attempts counts the first try too: it must be >= 1")
-    options = MethodOptions(idempotent=idempotent, attempts=attempts, timeout=timeout)
+    options = MethodOptions(idempotent=idempotent, attempts=attempts, timeout=timeout, admin=admin)
 
     def mark(fn: F) -> F:
         setattr(fn, _OPTIONS_ATTR, options)

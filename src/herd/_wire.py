@@ -25,6 +25,7 @@ H_DEADLINE = "x-herd-deadline-ms"
 H_ATTEMPT = "x-herd-attempt"
 H_CALLER = "x-herd-caller"
 H_CONTEXT = "x-herd-context"
+H_TOKEN = "x-herd-token"
 RPC_PREFIX = "/rpc/"
 
 # One HTTP status per error kind, so that proxies and logs read sensibly; clients read the body.
@@ -91,6 +92,7 @@ class Incoming(NamedTuple):
     attempt: str | None
     caller: str | None
     context: str | None
+    token: str | None
 
 
 class Dispatcher:
@@ -200,6 +202,7 @@ class HttpServer:
                 headers.get(H_ATTEMPT),
                 headers.get(H_CALLER),
                 headers.get(H_CONTEXT),
+                headers.get(H_TOKEN),
             )
         )
 

@@ -41,6 +41,7 @@ from herd._registry.model import Instance
 from herd._wire import (
     H_ATTEMPT,
     H_DEADLINE,
+    H_TOKEN,
     ConnectFailed,
     ConnectionLost,
     ErrorBody,
@@ -74,6 +75,7 @@ class Caller:
         policy: CallPolicy,
         zone: str | None,
         rng: random.Random | None = None,
+        token: str | None = None,
     ) -> None:
         self.service = service
         self.resolver = resolver
@@ -87,6 +89,7 @@ class Caller:
         self._transports: dict[str, HttpTransport] = {}
         self._rng = rng or random.Random()
         self._resolving = False
+        self._extra_headers = {H_TOKEN: token} if token else {}
 
     def _transport(self, instance: Instance) -> HttpTransport:
         transport = self._transports.get(instance.id)
@@ -187,7 +190,11 @@ class Caller:
             )
         cap = spec.options.timeout or self.policy.attempt_timeout
         budget = remaining if cap is None else min(remaining, cap)
-        headers = {H_DEADLINE: str(int(budget * 1000)), H_ATTEMPT: str(attempt)}
+        headers = {
+            H_DEADLINE: str(int(budget * 1000)),
+            H_ATTEMPT: str(attempt),
+            **self._extra_headers,
+        }
         transport = self._transport(instance)
         self.balancer.started(instance.id)
         ok = False
@@ -324,6 +331,7 @@ def driver(
     resolver: Resolver | None = None,
     zone: str | None = None,
     policy: CallPolicy | None = None,
+    token: str | None = None,
 ) -> IfaceT:
     """The driver of an interface: the same methods and types, calling remote instances.
 
@@ -334,6 +342,7 @@ def driver(
             registry named by the `HERD_REGISTRY` environment variable.
         zone: this caller's zone, for same-zone-first balancing (default: `HERD_ZONE`).
         policy: timeouts, retries, breaker, budget and bulkhead settings.
+        token: the admin token, sent with every call, for methods declared `admin=True`.
     """
     iface = interface_of(interface)
     specs = methods(iface)
@@ -355,7 +364,7 @@ def driver(
             f"{iface.__name__}Driver", (_DriverBase, iface), namespace
         )
     instance = cast(IfaceT, object.__new__(cls))
-    caller = Caller(service, resolver, policy or CallPolicy(), zone)
+    caller = Caller(service, resolver, policy or CallPolicy(), zone, token=token)
     _callers.add(caller)
     instance._herd_caller = caller  # type: ignore[attr-defined]
     return instance

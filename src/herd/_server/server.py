@@ -9,6 +9,7 @@ under the caller's remaining deadline and is cancelled when it passes.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -64,6 +65,7 @@ class Server(Dispatcher):
         max_inflight: int = 512,
         max_body: int = DEFAULT_MAX_BODY,
         default_timeout: float = 30.0,
+        admin_token: str | None = None,
     ) -> None:
         if max_inflight < 1 or max_body < 1 or default_timeout <= 0:
             raise ConfigurationError("max_inflight, max_body and default_timeout must be positive")
@@ -72,6 +74,7 @@ class Server(Dispatcher):
         self.service = next(iter(specs.values())).service
         self.max_inflight = max_inflight
         self.default_timeout = default_timeout
+        self._admin_token = admin_token
         self.metrics = ServerMetrics(self.service)
         self.retry_pressure = RetryPressure()
         self._routes = {
@@ -220,6 +223,9 @@ class Server(Dispatcher):
                 return error_reply(
                     "deadline_exceeded", "the deadline passed before the request arrived"
                 )
+        if spec.options.admin and not self._admin_allowed(incoming.token):
+            self.metrics.record(spec.name, "forbidden", None)
+            return error_reply("forbidden", f"{spec.service}.{spec.name} needs the admin token")
         if self.draining:
             self.metrics.record(spec.name, "overloaded", None)
             return error_reply("overloaded", f"{self.service} instance is draining")
@@ -246,6 +252,11 @@ class Server(Dispatcher):
             self.metrics.record(spec.name, "bad_request", None)
             return error_reply("bad_request", f"{spec.service}.{spec.name}: {exc}")
         return await self._run(route, args, timeout)
+
+    def _admin_allowed(self, token: str | None) -> bool:
+        if self._admin_token is None or token is None:
+            return False
+        return hmac.compare_digest(token.encode(), self._admin_token.encode())
 
     async def _run(self, route: _Route, args: Any, timeout: float) -> Reply:
         spec = route.spec
