@@ -42,6 +42,89 @@ def registry(
     uvloop.run(serve_registry(host, port, lease))
 
 
+@app.command(
+    help="Send GET requests to URL at a fixed rate (open model) and report latency and failures."
+    "\n\nRequests go out at their scheduled times however slowly URL answers, and latency counts "
+    "from the scheduled time, so stalls show in the figures (no coordinated omission). A live "
+    "progress line goes to stderr; the report (sent, succeeded, failed by kind, p50 / p90 / p99 "
+    "/ max latency) to stdout."
+    "\n\nExample: herd load http://127.0.0.1:8080/api/home --rate 50 --duration 20 --json out.json"
+)
+def load(
+    url: str = typer.Argument(
+        ..., metavar="URL", help="Address to GET, e.g. http://127.0.0.1:8080/api/home"
+    ),
+    rate: float = typer.Option(..., help="Requests per second, sent on a fixed schedule."),
+    duration: float = typer.Option(..., help="Seconds to keep sending."),
+    json_file: str | None = typer.Option(
+        None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE."
+    ),
+    timeout: float = typer.Option(5.0, help="Seconds each request may take."),
+    concurrency_cap: int = typer.Option(
+        10_000, help="Most requests outstanding; beyond it a due request fails (client_overloaded)."
+    ),
+) -> None:
+    """Load-test URL: see the help text above."""
+    from herd._load import load_command
+
+    load_command(
+        url,
+        rate=rate,
+        duration=duration,
+        json_path=json_file,
+        timeout=timeout,
+        concurrency_cap=concurrency_cap,
+    )
+
+
+@app.command()
+def up(
+    app_file: str = typer.Argument(
+        ..., metavar="APP", help="The app description (TOML), or its folder."
+    ),
+) -> None:
+    """Run an app on the local cloud: registry, every server group as processes across zones,
+    the front door. Runs until Ctrl-C or `herd down`."""
+    from herd._cloud.commands import up_command
+
+    up_command(app_file)
+
+
+@app.command()
+def ps() -> None:
+    """Show the running local cloud's server groups and instances."""
+    from herd._cloud.commands import ps_command
+
+    ps_command()
+
+
+@app.command()
+def scale(
+    group: str = typer.Argument(..., help="Server group, e.g. movie-v001."),
+    count: int = typer.Argument(..., help="Desired number of instances."),
+) -> None:
+    """Change how many instances a server group should have."""
+    from herd._cloud.commands import scale_command
+
+    scale_command(group, count)
+
+
+@app.command()
+def kill(instance: str = typer.Argument(..., help="Instance id, as `herd ps` shows it.")) -> None:
+    """Kill one instance with SIGKILL; the control plane replaces it."""
+    from herd._cloud.commands import kill_command
+
+    kill_command(instance)
+
+
+@app.command()
+def down() -> None:
+    """Stop the running local cloud: instances deregister, drain and exit."""
+    from herd._cloud.commands import down_command
+
+    down_command()
+
+
 def main() -> None:
     """Entry point of the `herd` console script."""
     app()

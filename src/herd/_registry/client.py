@@ -74,6 +74,7 @@ class RegistryResolver:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._api.aclose()  # type: ignore[attr-defined]
 
     def _apply(self, snapshot: Snapshot) -> None:
         restarted = snapshot.epoch != self._epoch

@@ -1,0 +1,71 @@
+# An interface's methods have no body: herd supplies it, in the driver and in the server.
+# mypy: disable-error-code="empty-body"
+"""The control plane's API, which the `herd` command drives. It is one more herd service."""
+
+from __future__ import annotations
+
+import msgspec
+
+from herd._interface import Interface, ServiceError, method
+
+
+class InstanceView(msgspec.Struct, frozen=True):
+    """One instance as `herd ps` shows it."""
+
+    id: str
+    group: str
+    service: str
+    version: str
+    zone: str
+    status: str
+    address: str
+    pid: int
+    uptime_s: float
+
+
+class GroupView(msgspec.Struct, frozen=True):
+    """One server group: how many instances it should have and has."""
+
+    name: str
+    service: str
+    version: str
+    desired: int
+    running: int
+    up: int
+
+
+class UnknownGroup(ServiceError):
+    """No server group has that name."""
+
+    group: str
+
+
+class UnknownInstance(ServiceError):
+    """No running instance has that id."""
+
+    instance: str
+
+
+class InvalidCount(ServiceError):
+    """A group cannot have a negative number of instances."""
+
+    count: int
+
+
+class CloudApi(Interface, name="cloud"):
+    """Inspect and change the local cloud. Changes need the admin token."""
+
+    @method(idempotent=True)
+    async def ps(self) -> list[InstanceView]: ...
+
+    @method(idempotent=True)
+    async def groups(self) -> list[GroupView]: ...
+
+    @method(admin=True)
+    async def scale(self, group: str, count: int) -> GroupView: ...
+
+    @method(admin=True)
+    async def kill(self, instance: str) -> InstanceView: ...
+
+    @method(admin=True)
+    async def down(self) -> bool: ...
