@@ -1,93 +1,59 @@
-"""`herd demo`: start the example chain as processes and show deadlines and typed errors at work."""
+"""`herd demo`: flix, the reference system, on the local cloud; optionally under load."""
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import uvloop
 from rich.console import Console
 
-from herd._server.run import READY_PREFIX
+from herd._cloud.controller import Controller
+from herd._cloud.up import up
+from herd._load import format_report, run_load
+from herd._logging import configure
 
 console = Console()
 
+#: The share of requests that must succeed for `herd demo --duration` to pass.
+PASS_PCT = 99.9
 
-def _examples_root() -> Path:
+
+def flix_app() -> Path:
+    """The flix app description in this checkout."""
     for base in (Path.cwd(), *Path(__file__).resolve().parents):
-        if (base / "examples" / "chain" / "service.py").exists():
-            return base
-    raise SystemExit("herd demo: run it from the herd checkout (examples/ not found)")
+        candidate = base / "examples" / "flix" / "app.toml"
+        if candidate.exists():
+            return candidate
+    raise SystemExit("herd demo: examples/flix/app.toml not found; run it from the herd checkout")
 
 
-def _start(root: Path, service: str, downstream: str | None) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "examples.chain.service", service]
-    if downstream:
-        command += ["--downstream", downstream]
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith(READY_PREFIX):
-            address = str(json.loads(line[len(READY_PREFIX) :])["address"])
-            console.print(f"  started [bold]{service}[/] pid {process.pid} on {address}")
-            return process, address
-    raise SystemExit(f"herd demo: {service} exited before it was ready")
+def run_demo(duration: float | None = None, load: float = 50.0) -> int:
+    """Run flix until Ctrl-C; with `duration`, load it for that long and return the verdict."""
+    configure()
+    verdict = 0
 
+    async def ready(controller: Controller) -> None:
+        nonlocal verdict
+        door = controller.front_door
+        assert door is not None
+        console.print(f"\n[bold green]flix is up[/]: open {door.url}")
+        console.print(f"  JSON API:   {door.url}api/home?visitor=42")
+        console.print("  try:        herd ps · herd kill INSTANCE · herd scale movie-v001 5")
+        console.print(
+            f"              herd load {door.url}api/home?visitor=42 --rate 50 --duration 10"
+        )
+        if duration is None:
+            console.print("  Ctrl-C stops everything.")
+            return
+        console.print(f"\nload: {load:g} requests/s for {duration:g} s against the front door")
+        report = await run_load(f"{door.url}api/home?visitor=42", load, duration, progress=console)
+        console.print(format_report(report))
+        ok_pct = 100.0 * report.ok / report.sent if report.sent else 0.0
+        passed = ok_pct >= PASS_PCT
+        verdict = 0 if passed else 1
+        colour = "green" if passed else "red"
+        console.print(f"[{colour}]{ok_pct:.2f} % succeeded (needs ≥ {PASS_PCT} %)[/]")
+        controller.stopped.set()
 
-def run_demo() -> int:
-    """Run the demo; returns the exit status."""
-    import herd
-
-    root = _examples_root()
-    sys.path.insert(0, str(root))
-    chain = importlib.import_module("examples.chain.interface")
-    Edge, Refused = chain.Edge, chain.Refused
-    console.print("[bold]herd demo[/]: edge → middle → deep, each its own process")
-    processes = []
-    try:
-        deep, deep_at = _start(root, "deep", None)
-        processes.append(deep)
-        middle, middle_at = _start(root, "middle", deep_at)
-        processes.append(middle)
-        edge, edge_at = _start(root, "edge", middle_at)
-        processes.append(edge)
-
-        async def calls() -> None:
-            edge_driver = herd.driver(Edge, address=edge_at)
-            with herd.deadline(1.0):
-                echo = await edge_driver.greet("world")
-            console.print(f"\n1. a call under a 1 s deadline: {echo.text!r}")
-            console.print(f"   budget seen at each hop (ms): {echo.budgets_ms}  ← it telescopes")
-            try:
-                await edge_driver.greet("forbidden")
-            except herd.RemoteError as exc:
-                console.print(
-                    f"2. deep raised Refused; the edge sees {type(exc).__name__}: {exc.message}"
-                )
-            except Refused as exc:
-                console.print(f"2. a declared error crossed two hops: Refused(word={exc.word!r})")
-            started = time.monotonic()
-            try:
-                with herd.deadline(0.5):
-                    await edge_driver.greet("slow", hang=True)
-            except herd.DeadlineExceeded as exc:
-                console.print(
-                    f"3. deep hangs; a 0.5 s deadline answers in {time.monotonic() - started:.2f} s"
-                    f" with DeadlineExceeded ({exc})"
-                )
-            await edge_driver.aclose()
-
-        asyncio.run(calls())
-        console.print("\n[green]done[/]: the flix demo replaces this once it lands")
-        return 0
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=10)
+    uvloop.run(up(flix_app(), say=console.print, on_ready=ready))
+    return verdict
