@@ -12,7 +12,7 @@ from typing import Any
 from herd._client.balance import EjectionPolicy
 from herd._client.breaker import BreakerPolicy
 from herd._client.budget import BudgetPolicy
-from herd._client.driver import driver
+from herd._client.driver import aclose, driver
 from herd._client.metrics import CLIENT_METRICS as client_metrics
 from herd._client.policy import CallPolicy
 from herd._deadline import deadline, remaining
@@ -70,6 +70,7 @@ __all__ = [
     "Unavailable",
     "WebRequest",
     "WebResponse",
+    "aclose",
     "client_metrics",
     "deadline",
     "driver",

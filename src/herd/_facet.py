@@ -15,7 +15,7 @@ import msgspec
 from herd._errors import ConfigurationError
 
 
-class _FacetMeta(type(msgspec.Struct)):  # type: ignore[misc]
+class _FacetMeta(msgspec.StructMeta):
     """Takes the `of=` class keyword, which msgspec's own metaclass would refuse."""
 
     def __new__(
@@ -31,7 +31,7 @@ class _FacetMeta(type(msgspec.Struct)):  # type: ignore[misc]
             annotations.setdefault("id", of)
         cls = super().__new__(mcls, name, bases, namespace, **kwargs)
         if of is not None:
-            cls.__herd_of__ = of
+            setattr(cls, "__herd_of__", of)  # noqa: B010
         elif bases != (msgspec.Struct,) and not hasattr(cls, "__herd_of__"):
             raise ConfigurationError(f"facet {name} must name its id type: Facet, of=VideoId")
         return cls

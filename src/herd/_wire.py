@@ -148,9 +148,9 @@ class HttpServer:
             reply = error_reply("method_not_allowed", f"{request.method}: RPCs are POSTed")
         else:
             reply = await self._rpc(request)
-        response = web.Response(
-            status=reply.status, body=reply.body, content_type=reply.content_type
-        )
+        response = web.Response(status=reply.status, body=reply.body)
+        # Set as a header, not `content_type=`, so a charset parameter passes through as given.
+        response.headers["Content-Type"] = reply.content_type
         if reply.headers:
             response.headers.update(reply.headers)
         return response

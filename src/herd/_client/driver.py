@@ -318,6 +318,13 @@ def dependencies() -> dict[str, dict[str, Any]]:
     return dict(sorted(snapshot.items()))
 
 
+async def aclose(driver: object) -> None:
+    """Close a driver's connection pools and stop following the registry for it."""
+    if not isinstance(driver, _DriverBase):
+        raise TypeError(f"{type(driver).__name__} is not a herd driver")
+    await driver.aclose()
+
+
 async def close_all() -> None:
     """Close every driver's connection pools (a service process does this as it exits)."""
     for caller in list(_callers):

@@ -16,7 +16,7 @@ import msgspec
 import structlog
 
 from herd import _deadline
-from herd._client.driver import driver
+from herd._client.driver import aclose, driver
 from herd._client.policy import CallPolicy
 from herd._errors import ConfigurationError, HerdError
 from herd._registry.interface import RegistryApi, Snapshot
@@ -74,7 +74,7 @@ class RegistryResolver:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._api.aclose()  # type: ignore[attr-defined]
+        await aclose(self._api)
 
     def _apply(self, snapshot: Snapshot) -> None:
         restarted = snapshot.epoch != self._epoch

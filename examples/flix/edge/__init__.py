@@ -1,0 +1,1 @@
+"""edge: builds the home page per visitor; serves a JSON API and an HTML page."""

@@ -1,0 +1,205 @@
+"""edge's HTTP front: the home page as HTML (``/``) and JSON (``/api/home?visitor=N``).
+
+These are `herd.route`s of `EdgeService`, served on the same port as its RPCs, so the front door
+and the registry see one address per edge instance. Each request runs under the caller's deadline
+cut to ``FLIX_EDGE_DEADLINE`` seconds (default 1.0), which telescopes through every call behind
+it. The visitor comes from ``?visitor=N`` (then remembered in a cookie) or the ``visitor``
+cookie. Boxshots are drawn as SVG at ``/boxshot.svg?video=N``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import zlib
+
+import msgspec
+
+import herd
+from examples.flix.edge.interface import HomePage, NoSuchVisitor
+from examples.flix.edge.library import HomePages
+from examples.flix.identity.interface import Person
+from examples.flix.ids import VideoId, VisitorId
+
+COOKIE = "visitor"
+LANDING_VISITORS = tuple(VisitorId(v) for v in range(1, 9))
+HTML = "text/html"  # no charset parameter: herd passes it to aiohttp, which refuses one
+JSON = "application/json"
+
+
+def page_deadline() -> float:
+    """Seconds one HTTP request may take: ``FLIX_EDGE_DEADLINE``, default 1.0."""
+    return float(os.environ.get("FLIX_EDGE_DEADLINE", "1.0"))
+
+
+class BadVisitor(ValueError):
+    """The visitor parameter is not a positive integer."""
+
+
+def visitor_of(request: herd.WebRequest) -> VisitorId | None:
+    """The visitor a request is for: ``?visitor=N``, else the cookie, else None."""
+    raw = request.query.get("visitor") or request.cookies.get(COOKIE)
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise BadVisitor(f"visitor must be a positive integer, not {raw[:20]!r}")
+    return VisitorId(int(raw))
+
+
+class Front:
+    """The HTTP handlers over `HomePages`; `EdgeService` routes requests here."""
+
+    def __init__(self, pages: HomePages, deadline: float | None = None) -> None:
+        self.pages = pages
+        self.deadline = deadline if deadline is not None else page_deadline()
+
+    async def api_home(self, request: herd.WebRequest) -> herd.WebResponse:
+        try:
+            visitor = visitor_of(request)
+            if visitor is None:
+                raise BadVisitor("give a visitor: /api/home?visitor=N")
+            with herd.deadline(self.deadline):
+                page = await self.pages.home(visitor)
+        except (BadVisitor, herd.HerdError) as exc:
+            return _failure(exc, as_json=True)
+        return herd.WebResponse(msgspec.json.encode(page), content_type=JSON)
+
+    async def home(self, request: herd.WebRequest) -> herd.WebResponse:
+        try:
+            visitor = visitor_of(request)
+            if visitor is None:
+                return herd.WebResponse(await self._landing(), content_type=HTML)
+            with herd.deadline(self.deadline):
+                page = await self.pages.home(visitor)
+        except (BadVisitor, herd.HerdError) as exc:
+            return _failure(exc, as_json=False)
+        headers = {}
+        if request.query.get("visitor"):
+            headers["Set-Cookie"] = f"{COOKIE}={visitor}; Max-Age=2592000; Path=/; HttpOnly"
+        return herd.WebResponse(render_home(page), content_type=HTML, headers=headers)
+
+    async def boxshot(self, request: herd.WebRequest) -> herd.WebResponse:
+        raw = request.query.get("video", "")
+        if not raw.isdigit():
+            return herd.WebResponse("give a video: /boxshot.svg?video=N", 400, "text/plain")
+        video = VideoId(int(raw))
+        try:
+            with herd.deadline(self.deadline):
+                facet = await self.pages.movies.video(video)
+        except herd.HerdError as exc:
+            return _failure(exc, as_json=False)
+        if facet is None:
+            return herd.WebResponse("no such video", 404, "text/plain")
+        return herd.WebResponse(
+            render_boxshot(video, facet.title, facet.year),
+            content_type="image/svg+xml",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    async def _landing(self) -> str:
+        async def person(visitor: VisitorId) -> Person | None:
+            try:
+                return await self.pages.identity.person(visitor)
+            except herd.HerdError:
+                return None
+
+        with herd.deadline(self.deadline):
+            people = await asyncio.gather(*(person(v) for v in LANDING_VISITORS))
+        links = "".join(
+            f'<li><a href="/?visitor={p.id}">{html.escape(p.name)}</a></li>' for p in people if p
+        )
+        body = (
+            "<h1>Who's watching?</h1>"
+            f'<ul class="who">{links}</ul>'
+            '<form action="/"><label>or visitor number <input name="visitor" size="6"></label>'
+            "<button>go</button></form>"
+        )
+        return _layout("flix", body)
+
+
+def _failure(exc: BadVisitor | herd.HerdError, *, as_json: bool) -> herd.WebResponse:
+    """400 for a bad visitor, 404 for an unknown one, 503 when the page cannot be built."""
+    if isinstance(exc, BadVisitor):
+        status, message = 400, str(exc)
+    elif isinstance(exc, NoSuchVisitor):
+        status, message = 404, f"no visitor {exc.visitor}"
+    else:
+        status, message = 503, f"the page is unavailable right now ({type(exc).__name__})"
+    if as_json:
+        return herd.WebResponse.json({"error": message}, status)
+    body = f'<p class="error">{html.escape(message)}</p><p><a href="/">home</a></p>'
+    return herd.WebResponse(_layout("flix", body), status, HTML)
+
+
+def render_home(page: HomePage) -> str:
+    """The HTML of a home page."""
+    rows = []
+    for row in page.rows:
+        tiles = "".join(
+            f'<li class="tile" data-video="{video.id}">'
+            f'<img src="{html.escape(video.boxshot)}" alt="" width="120" height="180">'
+            f'<span class="title">{html.escape(video.title)}</span>'
+            f'<span class="year">{video.year}</span></li>'
+            for video in row.videos
+        )
+        rows.append(
+            f'<section class="row" data-kind="{row.kind}"><h2>{html.escape(row.title)}</h2>'
+            f'<ol class="tiles">{tiles}</ol></section>'
+        )
+    greeting = f"Welcome back, {html.escape(page.name)}" if page.name else "Welcome back"
+    note = (
+        f'<p class="omitted" data-omitted="{" ".join(page.omitted)}">'
+        "Some rows are unavailable right now.</p>"
+        if page.omitted
+        else ""
+    )
+    body = f"<h1>{greeting}</h1>{note}{''.join(rows)}"
+    return _layout(f"flix: home of visitor {page.visitor}", body)
+
+
+def _layout(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{_STYLE}</style></head>"
+        f'<body><header><a class="logo" href="/">FLIX</a></header><main>{body}</main></body></html>'
+    )
+
+
+_STYLE = (
+    "body{margin:0;background:#141414;color:#e5e5e5;font-family:system-ui,sans-serif}"
+    "header{padding:12px 24px}.logo{color:#e50914;font-weight:800;font-size:28px;"
+    "text-decoration:none}main{padding:0 24px 24px}h1{font-weight:500}"
+    "h2{font-size:18px;margin:18px 0 8px}.tiles{display:flex;gap:8px;overflow-x:auto;"
+    "list-style:none;padding:0;margin:0}.tile{flex:0 0 120px;font-size:12px}"
+    ".tile img{display:block;border-radius:4px}.title{display:block;margin-top:4px}"
+    ".year{color:#999}.omitted{color:#999;font-style:italic}.error{color:#f66}"
+    "a{color:#e5e5e5}.who li{margin:6px 0}"
+)
+
+
+def render_boxshot(video: int, title: str, year: int) -> str:
+    """A generated boxshot: a gradient in the video's own colours, its title and year."""
+    hue = zlib.crc32(str(video).encode()) % 360
+    lines: list[str] = []
+    for word in title.split():
+        if lines and len(lines[-1]) + len(word) < 13:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    text = "".join(
+        f'<text x="12" y="{150 + 24 * i}" font-size="20" font-weight="700" fill="#fff">'
+        f"{html.escape(line)}</text>"
+        for i, line in enumerate(lines[:5])
+    )
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="200" height="300" viewBox="0 0 200 300">'
+        '<defs><linearGradient id="g" x1="0" y1="0" x2="0" y2="1">'
+        f'<stop offset="0" stop-color="hsl({hue},65%,45%)"/>'
+        f'<stop offset="1" stop-color="hsl({(hue + 40) % 360},70%,15%)"/></linearGradient></defs>'
+        '<rect width="200" height="300" fill="url(#g)"/>'
+        f'<text x="12" y="30" font-size="14" fill="#e50914" font-weight="800">FLIX</text>{text}'
+        f'<text x="12" y="285" font-size="13" fill="#ddd">{year}</text></svg>'
+    )

@@ -1,0 +1,37 @@
+# An interface's methods have no body: herd supplies it, in the driver and in the server.
+# mypy: disable-error-code="empty-body"
+"""identity's interface: who a visitor is. Callers import this module and nothing else."""
+
+from __future__ import annotations
+
+import herd
+from examples.flix.ids import VisitorId
+
+
+class Person(herd.Facet, of=VisitorId):
+    """A visitor as a person: what a page greets and what an account shows."""
+
+    id: VisitorId  # herd adds it from `of=`; declared so the type checker sees it too
+    name: str
+    email: str
+    country: str
+    plan: str
+    member_since: int
+
+
+class UnknownVisitor(herd.ServiceError):
+    """No such visitor."""
+
+    visitor: VisitorId
+
+
+class Identity(herd.Interface, name="identity"):
+    """Visitors' identities."""
+
+    @herd.method(idempotent=True)
+    async def person(self, visitor: VisitorId) -> Person:
+        """The person behind `visitor`; raises `UnknownVisitor`."""
+
+    @herd.method(idempotent=True)
+    async def people(self, visitors: list[VisitorId]) -> list[Person]:
+        """The people among `visitors` that exist (unknown ids are left out)."""

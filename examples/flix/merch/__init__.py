@@ -1,0 +1,1 @@
+"""merch: the rows of videos each visitor sees, ranked with MerchableVideo facets."""

@@ -1,0 +1,1 @@
+"""movie: video metadata for presentation (title, synopsis, year, boxshot), batched by ids."""

@@ -1,0 +1,380 @@
+"""flix's services as real OS processes, wired by ``FLIX_*_ADDR``, over a freshly seeded store.
+
+The home page for a visitor has their rows with the titles the store holds; with history stopped
+or slow the page still renders, without the history row; identity is the real service or the fake
+driver by configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from examples.flix import store
+from examples.flix.edge.interface import HISTORY_ROW, Edge, NoSuchVisitor
+from examples.flix.identity.fake import FAKE_PEOPLE
+from examples.flix.ids import VisitorId
+
+import herd
+
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).resolve().parents[2]
+READY = "HERD_READY "
+BACKENDS = ("identity", "movie", "merch", "history")
+
+
+class Service:
+    """One flix service as a process; learns its address from the ``HERD_READY`` line."""
+
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.lines: list[str] = []
+        self.address = ""
+        self._ready = threading.Event()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"examples.flix.{name}.service"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if line.startswith(READY) and not self.address:
+                self.address = str(json.loads(line[len(READY) :])["address"])
+                self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self, timeout: float = 30.0) -> Service:
+        if not self._ready.wait(timeout) or not self.address:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start:\n{''.join(self.lines)}")
+        return self
+
+    def stop(self) -> int:
+        """SIGTERM (drain), then kill if it lingers; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5.0)
+        self._reader.join(5.0)
+        return self.process.returncode
+
+
+def base_env(db: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FLIX_", "HERD_REGISTRY", "HERD_PORT"))
+    }
+    env.update(PYTHONUNBUFFERED="1", FLIX_DB=str(db), **extra)
+    return env
+
+
+@contextlib.contextmanager
+def services(db: Path, names: tuple[str, ...], **extra: str) -> Iterator[dict[str, Service]]:
+    """Start services (in parallel), wait until all are ready, stop them all afterwards."""
+    started = {name: Service(name, base_env(db, **extra)) for name in names}
+    try:
+        for service in started.values():
+            service.wait_ready()
+        yield started
+    finally:
+        for service in started.values():
+            service.stop()
+
+
+def wiring(running: dict[str, Service], *, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    return {
+        f"FLIX_{name.upper()}_ADDR": service.address
+        for name, service in running.items()
+        if name not in skip
+    }
+
+
+@dataclass
+class Get:
+    status: int
+    body: str
+    headers: dict[str, str]
+    seconds: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def get(address: str, path: str, headers: dict[str, str] | None = None) -> Get:
+    request = urllib.request.Request(f"http://{address}{path}", headers=headers or {})
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return Get(
+                answer.status,
+                answer.read().decode(),
+                dict(answer.headers),
+                time.monotonic() - started,
+            )
+    except urllib.error.HTTPError as error:
+        return Get(error.code, error.read().decode(), dict(error.headers), 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("flix") / "flix.db"
+    report = store.seed(path, seed=11)
+    assert report.videos >= 1_000 and report.visitors >= 10_000
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(db: Path) -> Iterator[store.Store]:
+    opened = store.Store.open(db)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def backends(db: Path) -> Iterator[dict[str, Service]]:
+    with services(db, BACKENDS) as running:
+        yield running
+    for service in running.values():
+        assert service.process.returncode == 0, "".join(service.lines)
+
+
+@pytest.fixture(scope="module")
+def edge(db: Path, backends: dict[str, Service]) -> Iterator[Service]:
+    with services(db, ("edge",), **wiring(backends)) as running:
+        yield running["edge"]
+
+
+def with_history(data: store.Store, count: int = 3) -> list[int]:
+    """Visitors that have rows and at least three viewings."""
+    views = data.table(store.HISTORY_VIEWS)
+    found = [v for v in range(1, 400) if len(views.partition(v, 3)) == 3]
+    assert len(found) >= count
+    return found[:count]
+
+
+def expected_rows(data: store.Store, visitor: int) -> list[tuple[str, list[int]]]:
+    """The rows the store holds for `visitor`, ranked by popularity as merch ranks them."""
+    merch = data.table(store.MERCH_VIDEOS)
+    rows = []
+    for _, row in data.table(store.MERCH_ROWS).partition(visitor):
+        popularity = merch.get_many(row.videos)
+        rows.append((row.title, sorted(row.videos, key=lambda v: -popularity[v].popularity)))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_seeding_is_deterministic_and_fast(tmp_path: Path, db: Path) -> None:
+    started = time.monotonic()
+    store.seed(tmp_path / "again.db", seed=11)
+    assert time.monotonic() - started < 5.0
+    assert (tmp_path / "again.db").read_bytes() == db.read_bytes()
+
+
+def test_home_page_has_the_visitors_rows_with_real_titles(edge: Service, data: store.Store) -> None:
+    movies = data.table(store.MOVIE_VIDEOS)
+    for visitor in with_history(data):
+        page = get(edge.address, f"/api/home?visitor={visitor}")
+        assert page.status == 200, page.body
+        home = page.json()
+        person = data.table(store.IDENTITY_PEOPLE).get(visitor)
+        assert person is not None and home["name"] == person.name
+        assert home["omitted"] == []
+        history, *merch = home["rows"]
+        watched = [view.video for _, view in data.table(store.HISTORY_VIEWS).partition(visitor)]
+        assert (history["title"], history["kind"]) == (HISTORY_ROW, "history")
+        assert [v["id"] for v in history["videos"]] == watched[:10]
+        assert [(r["title"], [v["id"] for v in r["videos"]]) for r in merch] == expected_rows(
+            data, visitor
+        )
+        for row in home["rows"]:
+            for video in row["videos"]:
+                record = movies.get(video["id"])
+                assert record is not None
+                assert (video["title"], video["year"], video["synopsis"]) == (
+                    record.title,
+                    record.year,
+                    record.synopsis,
+                )
+                assert video["boxshot"] == store.boxshot_url(video["id"])
+
+        page_html = get(edge.address, f"/?visitor={visitor}")
+        assert page_html.status == 200
+        assert page_html.headers["Content-Type"].startswith("text/html")
+        assert f"visitor={visitor}" in page_html.headers.get("Set-Cookie", "")
+        assert html.escape(person.name) in page_html.body
+        for row in home["rows"]:
+            assert f"<h2>{html.escape(row['title'])}</h2>" in page_html.body
+            for video in row["videos"]:
+                assert html.escape(video["title"]) in page_html.body
+
+
+def test_visitor_from_cookie_landing_page_and_boxshot(edge: Service, data: store.Store) -> None:
+    visitor = with_history(data)[0]
+    person = data.table(store.IDENTITY_PEOPLE).get(visitor)
+    assert person is not None
+    by_cookie = get(edge.address, "/", {"Cookie": f"visitor={visitor}"})
+    assert by_cookie.status == 200 and html.escape(person.name) in by_cookie.body
+
+    landing = get(edge.address, "/")
+    assert landing.status == 200 and "Who's watching?" in landing.body
+    first = data.table(store.IDENTITY_PEOPLE).get(1)
+    assert first is not None and html.escape(first.name) in landing.body
+
+    video = data.table(store.MOVIE_VIDEOS).get(7)
+    assert video is not None
+    svg = get(edge.address, "/boxshot.svg?video=7")
+    assert svg.status == 200 and svg.headers["Content-Type"].startswith("image/svg+xml")
+    assert "<svg" in svg.body and str(video.year) in svg.body
+    assert get(edge.address, "/boxshot.svg?video=999999").status == 404
+
+
+def test_bad_and_unknown_visitors(edge: Service) -> None:
+    assert get(edge.address, "/api/home?visitor=0").status == 400
+    assert get(edge.address, "/api/home?visitor=abc").status == 400
+    assert get(edge.address, "/api/home").status == 400
+    missing = get(edge.address, "/api/home?visitor=99999999")
+    assert missing.status == 404 and "no visitor" in missing.json()["error"]
+    assert get(edge.address, "/?visitor=99999999").status == 404
+
+
+async def test_edge_interface_over_rpc(edge: Service, data: store.Store) -> None:
+    driver = herd.driver(Edge, address=edge.address)
+    try:
+        visitor = with_history(data)[0]
+        page = await driver.home(VisitorId(visitor))
+        assert page.visitor == visitor and page.rows[0].title == HISTORY_ROW
+        with pytest.raises(NoSuchVisitor) as raised:
+            await driver.home(VisitorId(99999999))
+        assert raised.value.visitor == 99999999
+    finally:
+        await driver.aclose()  # type: ignore[attr-defined]
+
+
+def test_page_renders_without_history_when_history_stops(
+    db: Path, backends: dict[str, Service], data: store.Store
+) -> None:
+    visitors = with_history(data, 3)
+    with (
+        services(db, ("history",)) as own,
+        services(db, ("edge",), **wiring(backends, skip=("history",)), **wiring(own)) as front,
+    ):
+        address = front["edge"].address
+        before = get(address, f"/api/home?visitor={visitors[0]}").json()
+        assert before["rows"][0]["title"] == HISTORY_ROW
+
+        assert own["history"].stop() == 0  # SIGTERM: drains and exits cleanly
+
+        for visitor in visitors:
+            page = get(address, f"/api/home?visitor={visitor}")
+            assert page.status == 200, page.body
+            home = page.json()
+            assert home["omitted"] == ["history"]
+            assert [r["title"] for r in home["rows"]] == [
+                t for t, _ in expected_rows(data, visitor)
+            ]
+            page_html = get(address, f"/?visitor={visitor}")
+            assert page_html.status == 200
+            assert HISTORY_ROW not in page_html.body
+            assert "Some rows are unavailable" in page_html.body
+
+
+def test_page_renders_without_history_when_history_is_slow(
+    db: Path, backends: dict[str, Service], data: store.Store
+) -> None:
+    visitor = with_history(data)[1]
+    with (
+        services(db, ("history",), FLIX_HISTORY_DELAY="2.0") as slow,
+        services(db, ("edge",), **wiring(backends, skip=("history",)), **wiring(slow)) as front,
+    ):
+        address = front["edge"].address
+        get(address, f"/api/home?visitor={visitor}")  # warm connections and caches
+        page = get(address, f"/api/home?visitor={visitor}")
+        assert page.status == 200, page.body
+        assert page.json()["omitted"] == ["history"]
+        assert HISTORY_ROW not in [r["title"] for r in page.json()["rows"]]
+        # one attempt capped at 0.15 s (no other instance to retry on), not the 2 s history takes
+        assert page.seconds < 0.8, page.seconds
+
+
+def test_identity_fake_or_real_by_configuration(
+    db: Path, backends: dict[str, Service], data: store.Store
+) -> None:
+    fake_person = FAKE_PEOPLE[2]
+    real_person = data.table(store.IDENTITY_PEOPLE).get(fake_person.id)
+    assert real_person is not None and real_person.name != fake_person.name
+    outsider = 5_000  # a visitor in the store, but not one of the fake's twenty
+
+    # the fake needs no identity service at all: its address is not even given
+    fake_wiring = wiring(backends, skip=("identity",))
+    with (
+        services(db, ("edge",), FLIX_IDENTITY="fake", **fake_wiring) as fake,
+        services(db, ("edge",), FLIX_IDENTITY="real", **wiring(backends)) as real,
+    ):
+        on_fake = get(fake["edge"].address, f"/api/home?visitor={fake_person.id}")
+        assert on_fake.status == 200 and on_fake.json()["name"] == fake_person.name
+        assert on_fake.json()["rows"], "the fake's people have rows in the store"
+        assert get(fake["edge"].address, f"/api/home?visitor={outsider}").status == 404
+        landing = get(fake["edge"].address, "/")
+        assert all(html.escape(p.name) in landing.body for p in FAKE_PEOPLE[:8])
+
+        on_real = get(real["edge"].address, f"/api/home?visitor={fake_person.id}")
+        assert on_real.status == 200 and on_real.json()["name"] == real_person.name
+        assert get(real["edge"].address, f"/api/home?visitor={outsider}").status == 200
+
+
+def test_page_degrades_when_identity_and_merch_are_unreachable(
+    db: Path, backends: dict[str, Service], data: store.Store
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    visitor = with_history(data)[2]
+    wired = wiring(backends, skip=("identity", "merch"))
+    with services(db, ("edge",), FLIX_IDENTITY_ADDR=dead, FLIX_MERCH_ADDR=dead, **wired) as front:
+        page = get(front["edge"].address, f"/api/home?visitor={visitor}")
+        assert page.status == 200, page.body
+        home = page.json()
+        assert home["name"] == ""  # identity unknown: greet without a name
+        assert [r["title"] for r in home["rows"]] == [HISTORY_ROW]  # no rows from merch
+        assert "Welcome back</h1>" in get(front["edge"].address, f"/?visitor={visitor}").body
+
+
+def test_a_bad_identity_setting_stops_the_edge(db: Path) -> None:
+    broken = Service("edge", base_env(db, FLIX_IDENTITY="imaginary"))
+    assert broken.process.wait(30) != 0
+    broken.stop()
+    assert "FLIX_IDENTITY" in "".join(broken.lines)
