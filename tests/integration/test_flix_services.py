@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import herd
 from examples.flix import store
 from examples.flix.edge.interface import HISTORY_ROW, Edge, NoSuchVisitor
 from examples.flix.identity.fake import FAKE_PEOPLE
 from examples.flix.ids import VisitorId
-
-import herd
 
 pytestmark = pytest.mark.timeout(120)
 
