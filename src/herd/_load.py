@@ -225,7 +225,7 @@ def progress_line(elapsed: float, tally: Tally, recent: Sequence[float]) -> str:
 
 async def _show_progress(console: Console, tally: Tally, start: float, clock: Clock) -> None:
     """Redraw the progress line every `PROGRESS_INTERVAL_S` until cancelled."""
-    marks: deque[int] = deque(maxlen=PROGRESS_WINDOW_TICKS)
+    marks: deque[int] = deque(maxlen=PROGRESS_WINDOW_TICKS + 1)
 
     def render() -> Text:
         marks.append(len(tally.latencies))
