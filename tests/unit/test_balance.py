@@ -47,7 +47,7 @@ def eject(balancer: Balancer, instance: Instance, group_size: int) -> None:
 
 
 def test_defaults() -> None:
-    assert POLICY == EjectionPolicy(
+    assert EjectionPolicy() == EjectionPolicy(
         consecutive_failures=5, base_ejection_s=5.0, max_ejection_s=60.0, max_ejected_pct=50.0
     )
 
@@ -268,8 +268,10 @@ def test_pick_invariants(
         balancer.pick([victim])
         size = sum(i.group == victim.group for i in instances)
         balancer.started(victim.id)
-        balancer.finished(victim.id, data.draw(st.booleans()), size)
-        clock.advance(data.draw(st.floats(min_value=0.0, max_value=3.0)))
+        # Mostly failures, so that some instances get ejected.
+        ok = data.draw(st.integers(min_value=0, max_value=4)) == 0
+        balancer.finished(victim.id, ok, size)
+        clock.advance(data.draw(st.floats(min_value=0.0, max_value=1.0)))
     tried = data.draw(st.sets(st.sampled_from(ids)))
     avoid = data.draw(st.sets(st.sampled_from("abc")))
     chosen = balancer.pick(instances, tried, avoid)
@@ -294,8 +296,9 @@ def test_pick_invariants(
     events=st.lists(
         st.tuples(
             st.integers(min_value=0, max_value=9),
-            st.booleans(),
-            st.floats(min_value=0.0, max_value=10.0),
+            # Mostly failures, and little time between them, so ejections pile up.
+            st.integers(min_value=0, max_value=9).map(lambda n: n == 0),
+            st.floats(min_value=0.0, max_value=2.0),
         ),
         max_size=300,
     ),
@@ -312,8 +315,6 @@ def test_never_more_than_half_of_any_group_ejected(
         balancer.started(instance.id)
         balancer.finished(instance.id, ok, sizes[instance.group])
         for group, size in sizes.items():
-            ejected = sum(
-                balancer.is_ejected(i.id) for i in instances if i.group == group
-            )
+            ejected = sum(balancer.is_ejected(i.id) for i in instances if i.group == group)
             assert ejected * 100 <= POLICY.max_ejected_pct * size
         clock.advance(dt)

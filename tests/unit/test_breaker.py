@@ -20,6 +20,11 @@ SMALL = BreakerPolicy(
 )
 
 
+def state_of(breaker: CircuitBreaker) -> BreakerState:
+    # A call, not `breaker.state`: mypy would keep the property narrowed across state changes.
+    return breaker.state
+
+
 def record(breaker: CircuitBreaker, successes: int, failures: int) -> None:
     for _ in range(successes):
         breaker.record_success()
@@ -30,7 +35,7 @@ def record(breaker: CircuitBreaker, successes: int, failures: int) -> None:
 def open_breaker(clock: ManualClock) -> CircuitBreaker:
     breaker = CircuitBreaker(SMALL, clock)
     record(breaker, 0, SMALL.volume_threshold)
-    assert breaker.state is BreakerState.OPEN
+    assert state_of(breaker) is BreakerState.OPEN
     return breaker
 
 
@@ -64,7 +69,7 @@ def test_closed_allows_and_stays_closed_below_volume() -> None:
     clock = ManualClock()
     breaker = CircuitBreaker(SMALL, clock)
     record(breaker, 0, SMALL.volume_threshold - 1)
-    assert breaker.state is BreakerState.CLOSED
+    assert state_of(breaker) is BreakerState.CLOSED
     assert breaker.allow()
 
 
@@ -72,9 +77,9 @@ def test_opens_at_volume_and_error_threshold() -> None:
     clock = ManualClock()
     breaker = CircuitBreaker(SMALL, clock)
     record(breaker, 2, 1)
-    assert breaker.state is BreakerState.CLOSED
+    assert state_of(breaker) is BreakerState.CLOSED
     breaker.record_failure()  # 4 requests, 50 % failed: exactly at both thresholds
-    assert breaker.state is BreakerState.OPEN
+    assert state_of(breaker) is BreakerState.OPEN
     assert not breaker.allow()
 
 
@@ -83,17 +88,17 @@ def test_success_reaching_volume_can_trip() -> None:
     breaker = CircuitBreaker(SMALL, clock)
     record(breaker, 1, 2)
     breaker.record_success()  # 4 requests, 2 failures
-    assert breaker.state is BreakerState.OPEN
+    assert state_of(breaker) is BreakerState.OPEN
 
 
 def test_low_error_rate_does_not_trip() -> None:
     clock = ManualClock()
     breaker = CircuitBreaker(SMALL, clock)
     record(breaker, 100, 99)
-    assert breaker.state is BreakerState.CLOSED
-    assert breaker.snapshot() == BreakerSnapshot(
-        BreakerState.CLOSED, 199, 99, pytest.approx(100 * 99 / 199)
-    )
+    assert state_of(breaker) is BreakerState.CLOSED
+    snapshot = breaker.snapshot()
+    assert (snapshot.state, snapshot.requests, snapshot.failures) == (BreakerState.CLOSED, 199, 99)
+    assert snapshot.error_pct == pytest.approx(100 * 99 / 199)
 
 
 def test_old_failures_leave_the_window() -> None:
@@ -103,7 +108,7 @@ def test_old_failures_leave_the_window() -> None:
     clock.advance(SMALL.window_s)  # those three failures are now out of the window
     assert breaker.snapshot().requests == 0
     breaker.record_failure()
-    assert breaker.state is BreakerState.CLOSED
+    assert state_of(breaker) is BreakerState.CLOSED
     assert breaker.snapshot() == BreakerSnapshot(BreakerState.CLOSED, 1, 1, 100.0)
 
 
@@ -129,7 +134,7 @@ def test_failures_spread_over_the_window_trip() -> None:
     for _ in range(SMALL.volume_threshold):
         breaker.record_failure()
         clock.advance(2.0)
-    assert breaker.state is BreakerState.OPEN
+    assert state_of(breaker) is BreakerState.OPEN
 
 
 def test_open_rejects_until_sleep_window_then_one_trial() -> None:
@@ -137,10 +142,10 @@ def test_open_rejects_until_sleep_window_then_one_trial() -> None:
     breaker = open_breaker(clock)
     clock.advance(SMALL.sleep_window_s - 0.01)
     assert not breaker.allow()
-    assert breaker.state is BreakerState.OPEN
+    assert state_of(breaker) is BreakerState.OPEN
     clock.advance(0.01)
     assert breaker.allow()
-    assert breaker.state is BreakerState.HALF_OPEN
+    assert state_of(breaker) is BreakerState.HALF_OPEN
     assert not breaker.allow()
     clock.advance(1.0)
     assert not breaker.allow()
@@ -152,10 +157,10 @@ def test_half_open_success_closes_with_a_clean_window() -> None:
     clock.advance(SMALL.sleep_window_s)
     assert breaker.allow()
     breaker.record_success()
-    assert breaker.state is BreakerState.CLOSED
+    assert state_of(breaker) is BreakerState.CLOSED
     assert breaker.snapshot() == BreakerSnapshot(BreakerState.CLOSED, 0, 0, 0.0)
     breaker.record_failure()  # the failures that opened it are forgotten
-    assert breaker.state is BreakerState.CLOSED
+    assert state_of(breaker) is BreakerState.CLOSED
     assert breaker.allow()
 
 
@@ -166,12 +171,12 @@ def test_half_open_failure_reopens_for_a_new_sleep_window() -> None:
     assert breaker.allow()
     clock.advance(1.0)
     breaker.record_failure()
-    assert breaker.state is BreakerState.OPEN
+    assert state_of(breaker) is BreakerState.OPEN
     clock.advance(SMALL.sleep_window_s - 0.01)
     assert not breaker.allow()
     clock.advance(0.01)
     assert breaker.allow()
-    assert breaker.state is BreakerState.HALF_OPEN
+    assert state_of(breaker) is BreakerState.HALF_OPEN
 
 
 def test_outcomes_while_open_are_ignored() -> None:
@@ -179,7 +184,7 @@ def test_outcomes_while_open_are_ignored() -> None:
     breaker = open_breaker(clock)
     breaker.record_success()
     breaker.record_success()
-    assert breaker.state is BreakerState.OPEN
+    assert state_of(breaker) is BreakerState.OPEN
     assert breaker.snapshot().requests == SMALL.volume_threshold
 
 
@@ -287,7 +292,7 @@ def test_matches_naive_model(
         else:
             getattr(breaker, f"record_{op}")()
             model.record(op == "success")
-        assert breaker.state is model.state
+        assert state_of(breaker) is model.state
         if breaker.state is BreakerState.CLOSED:
             requests, failures = model.window()
             snapshot = breaker.snapshot()

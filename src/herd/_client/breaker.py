@@ -177,7 +177,7 @@ class CircuitBreaker:
             self._open(self._clock.now())
 
     def snapshot(self) -> BreakerSnapshot:
-        """The state and the counts of the current rolling window."""
+        """Return the state and the counts of the current rolling window."""
         self._advance(self._clock.now())
         requests = self._total_successes + self._total_failures
         error_pct = 100.0 * self._total_failures / requests if requests else 0.0

@@ -126,7 +126,7 @@ class RetryBudget:
         return True
 
     def snapshot(self) -> BudgetSnapshot:
-        """Lifetime counts and the current balance."""
+        """Return the lifetime counts and the current balance."""
         self._advance(self._clock.now())
         return BudgetSnapshot(
             requests=self._requests,

@@ -201,6 +201,10 @@ class Caller:
         try:
             async with asyncio.timeout(budget):
                 status, answer = await transport.send(spec.path, body, headers)
+        except asyncio.CancelledError:
+            # The caller gave up: no verdict on the instance.
+            ok = True
+            raise
         except ConnectFailed as exc:
             raise _Retryable(exc) from exc
         except ConnectionLost as exc:
