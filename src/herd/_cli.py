@@ -133,6 +133,37 @@ def down() -> None:
     down_command()
 
 
+experiment_app = typer.Typer(
+    help="Experiments that reproduce the talk's figures with real processes.",
+    no_args_is_help=True,
+)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("retry-storm")
+def retry_storm(
+    json_file: str | None = typer.Option(
+        None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE."
+    ),
+    plot_file: str | None = typer.Option(
+        None, "--plot", metavar="FILE.png", help="Draw latency and amplification to FILE.png."
+    ),
+    rate: float = typer.Option(20.0, help="User requests per second in the load phase."),
+    duration: float = typer.Option(8.0, help="Seconds of load per configuration."),
+) -> None:
+    """Edge -> middle -> deep with one deep instance hanging: naive, telescoped and herd
+    settings, one request each and then under load (docs/retry-storm.md)."""
+    from pathlib import Path
+
+    from herd._experiments.retry_storm import main as retry_storm_main
+
+    json_path = Path(json_file) if json_file else None
+    plot_path = Path(plot_file) if plot_file else None
+    raise typer.Exit(
+        retry_storm_main(rate=rate, duration=duration, json_path=json_path, plot_path=plot_path)
+    )
+
+
 def main() -> None:
     """Entry point of the `herd` console script."""
     app()

@@ -100,11 +100,15 @@ def error_to_wire(error: ServiceError) -> tuple[str, dict[str, Any]]:
 
 
 def error_from_wire(key: str, message: str, fields: Any) -> ServiceError | None:
-    """Rebuild a declared error from the wire, or None if this process does not know its type."""
+    """Rebuild a declared error from the wire, or None if this process does not know its type
+    or the fields do not fit it (a server built against another version of the error)."""
     cls = _SERVICE_ERRORS.get(key)
     if cls is None:
         return None
-    values = msgspec.convert(fields, _error_struct(cls))
+    try:
+        values = msgspec.convert(fields, _error_struct(cls))
+    except msgspec.ValidationError:
+        return None
     return cls(message, **{f: getattr(values, f) for f in values.__struct_fields__})
 
 
@@ -163,6 +167,8 @@ class MethodSpec:
     result_type: Any
     args_decoder: msgspec.msgpack.Decoder[Any]
     result_decoder: msgspec.msgpack.Decoder[Any]
+    keyword_only: tuple[str, ...] = ()
+    """The trailing `params` declared after `*`: the server passes them by keyword."""
 
 
 class Interface:
@@ -243,7 +249,10 @@ def _spec(iface: type[Interface], name: str, fn: Callable[..., Any]) -> MethodSp
             fields.append((param.name, hints[param.name], param.default))
     if "return" not in hints:
         raise ConfigurationError(f"{where}: the result needs a type annotation")
-    args_type = msgspec.defstruct(f"{iface.__name__}_{name}_args", fields, array_like=True)
+    # forbid_unknown_fields: extra trailing arguments are refused, not silently dropped.
+    args_type = msgspec.defstruct(
+        f"{iface.__name__}_{name}_args", fields, array_like=True, forbid_unknown_fields=True
+    )
     result_type = hints["return"]
     try:
         args_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(args_type)
@@ -260,4 +269,7 @@ def _spec(iface: type[Interface], name: str, fn: Callable[..., Any]) -> MethodSp
         result_type=result_type,
         args_decoder=args_decoder,
         result_decoder=result_decoder,
+        keyword_only=tuple(
+            p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY
+        ),
     )

@@ -154,6 +154,11 @@ class Caller:
         self.budget.record_request()
         last: HerdError | None = None
         for attempt in range(1, attempts + 1):
+            instance = self.balancer.pick(self.resolver.instances(spec.service), tried, zones)
+            if instance is None:
+                if last is None:
+                    raise Unavailable(f"no instance of {spec.service} is available")
+                break
             if attempt > 1:
                 if not self.budget.try_spend():
                     self.metrics.count("retries_denied")
@@ -166,11 +171,6 @@ class Caller:
                     break
                 self.metrics.count("retries")
                 await asyncio.sleep(pause)
-            instance = self.balancer.pick(self.resolver.instances(spec.service), tried, zones)
-            if instance is None:
-                if last is None:
-                    raise Unavailable(f"no instance of {spec.service} is available")
-                break
             tried.append(instance.id)
             zones.append(instance.zone)
             try:

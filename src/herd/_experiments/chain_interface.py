@@ -30,7 +30,7 @@ class Stats(msgspec.Struct):
 
 
 class StormDeep(herd.Interface, name="storm-deep"):
-    """The bottom of the chain: answers at once, or (the sick instance) accepts and never answers."""
+    """The bottom of the chain: answers at once, or (if sick) accepts and never answers."""
 
     @herd.method(idempotent=True)
     async def work(self, item: int) -> int: ...

@@ -39,14 +39,18 @@ from herd._wire import (
 log = structlog.get_logger("herd.server")
 
 DEFAULT_MAX_BODY = 1 << 20
+#: A dependency's DeadlineExceeded this close to our own deadline is our deadline running out
+#: (drivers give up slightly early, when too little is left for a useful attempt).
+_OWN_DEADLINE_SLACK_S = 0.02
 
 
 class _Route:
-    __slots__ = ("handler", "spec")
+    __slots__ = ("handler", "positional", "spec")
 
     def __init__(self, spec: MethodSpec, handler: Callable[..., Awaitable[Any]]) -> None:
         self.spec = spec
         self.handler = handler
+        self.positional = len(spec.params) - len(spec.keyword_only)
 
 
 class Server(Dispatcher):
@@ -236,7 +240,9 @@ class Server(Dispatcher):
             except ValueError:
                 self.metrics.record(spec.name, "bad_request", None)
                 return error_reply("bad_request", f"bad attempt header {incoming.attempt[:32]!r}")
-        if not self.retry_pressure.admit(attempt):
+        # Retries are shed only at a busy instance: an idle one that receives nothing but retries
+        # (every caller's first choice is elsewhere and sick) is exactly where they should go.
+        if not self.retry_pressure.admit(attempt) and self._inflight >= self.max_inflight // 2:
             self.metrics.record(spec.name, "overloaded", None)
             return error_reply(
                 "overloaded", f"{self.service}: too many retries, do not retry", retry=False
@@ -265,18 +271,34 @@ class Server(Dispatcher):
         self.metrics.inflight.inc()
         started = time.monotonic()
         outcome = "ok"
+        scope = asyncio.timeout(timeout)
         try:
             with _deadline._at(started + timeout):
-                async with asyncio.timeout(timeout):
-                    result = await route.handler(*msgspec.structs.astuple(args))
+                async with scope:
+                    values = msgspec.structs.astuple(args)
+                    if spec.keyword_only:
+                        n = route.positional
+                        keywords = dict(zip(spec.keyword_only, values[n:], strict=True))
+                        result = await route.handler(*values[:n], **keywords)
+                    else:
+                        result = await route.handler(*values)
             return Reply(200, encode(result))
         except ServiceError as exc:
             outcome = "service_error"
             key, fields = error_to_wire(exc)
             return error_reply("service_error", exc.message, key, fields)
-        except TimeoutError:
-            outcome = "deadline_exceeded"
-            return error_reply("deadline_exceeded", f"{spec.service}.{spec.name} ran out of time")
+        except TimeoutError as exc:
+            left = started + timeout - time.monotonic()
+            if scope.expired() or not isinstance(exc, HerdError) or left <= _OWN_DEADLINE_SLACK_S:
+                outcome = "deadline_exceeded"
+                return error_reply(
+                    "deadline_exceeded", f"{spec.service}.{spec.name} ran out of time"
+                )
+            # A dependency gave up with our own deadline still ahead: that is the dependency's
+            # failure, and retrying this instance's caller elsewhere would only repeat it.
+            outcome = "dependency"
+            log.warning("dependency timed out", method=spec.name, error=str(exc))
+            return error_reply("dependency", f"{type(exc).__name__}: {exc}")
         except HerdError as exc:
             outcome = "dependency"
             log.warning("dependency failed", method=spec.name, error=repr(exc))
