@@ -89,6 +89,7 @@ class Caller:
         self._transports: dict[str, HttpTransport] = {}
         self._rng = rng or random.Random()
         self._resolving = False
+        self._known: Sequence[Instance] = ()
         self._extra_headers = {H_TOKEN: token} if token else {}
 
     def _transport(self, instance: Instance) -> HttpTransport:
@@ -104,6 +105,15 @@ class Caller:
         transports, self._transports = self._transports, {}
         for transport in transports.values():
             await transport.close()
+
+    def _forget_departed(self, candidates: Sequence[Instance]) -> None:
+        """Drop balancer state of instances that left (the resolver hands out a new list on
+        every change), so churn from chaos and autoscaling does not accumulate."""
+        present = {i.id for i in candidates}
+        for instance in self._known:
+            if instance.id not in present:
+                self.balancer.forget(instance.id)
+        self._known = candidates
 
     async def call(self, spec: MethodSpec, args: msgspec.Struct) -> Any:
         """Run the call path for one method call."""
@@ -153,8 +163,11 @@ class Caller:
         zones: list[str] = []
         self.budget.record_request()
         last: HerdError | None = None
+        candidates = self.resolver.instances(spec.service)
+        if candidates is not self._known:
+            self._forget_departed(candidates)
         for attempt in range(1, attempts + 1):
-            instance = self.balancer.pick(self.resolver.instances(spec.service), tried, zones)
+            instance = self.balancer.pick(candidates, tried, zones)
             if instance is None:
                 if last is None:
                     raise Unavailable(f"no instance of {spec.service} is available")
@@ -295,6 +308,8 @@ class _DriverBase:
 
     async def aclose(self) -> None:
         """Close the driver's connection pools."""
+        # A closed driver no longer speaks for its dependency in `dependencies()`.
+        _callers.discard(self._herd_caller)
         await self._herd_caller.close()
         await self._herd_caller.resolver.close()
 
