@@ -24,10 +24,14 @@ class Refused(herd.ServiceError):
 
 
 class Deep(herd.Interface, name="deep"):
-    """The bottom of the chain: echoes, refuses, or hangs until cancelled."""
+    """The bottom of the chain: echoes, refuses, hangs until cancelled, dawdles or breaks."""
 
     @herd.method(idempotent=True)
     async def echo(self, text: str, hang: bool = False) -> Echo: ...
+
+    async def slow(self, text: str, seconds: float) -> Echo: ...
+
+    async def explode(self, message: str) -> str: ...
 
     @herd.method(idempotent=True)
     async def stats(self) -> dict[str, int]: ...

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 
 import herd
 from examples.chain.interface import Deep, Echo, Edge, Middle, Refused
+
+#: Set to ``hang`` or ``fail`` to make one deep instance's `echo` misbehave (fault injection).
+FAULT_ENV = "CHAIN_DEEP_FAULT"
 
 
 def _budget_ms() -> int:
@@ -38,16 +42,38 @@ class _Counting:
 
 
 class DeepService(_Counting, Deep):
-    """Echoes; refuses the word "forbidden"; hangs forever when asked (until cancelled)."""
+    """Echoes; refuses the word "forbidden"; hangs forever when asked (until cancelled).
+
+    `slow` answers after a pause (work in flight to drain); `explode` fails the way a bug does.
+    A fault set with `CHAIN_DEEP_FAULT` makes this one instance's `echo` misbehave: ``hang``
+    (never answers, until cancelled) or ``fail`` (raises, an internal error).
+    """
+
+    def __init__(self, fault: str | None = None) -> None:
+        super().__init__()
+        self.fault = os.environ.get(FAULT_ENV, "") if fault is None else fault
 
     async def echo(self, text: str, hang: bool = False) -> Echo:
         return await self._track(asyncio.ensure_future(self._echo(text, hang)))
+
+    async def slow(self, text: str, seconds: float) -> Echo:
+        return await self._track(asyncio.ensure_future(self._slow(text, seconds)))
+
+    async def explode(self, message: str) -> str:
+        raise RuntimeError(message)
+
+    async def _slow(self, text: str, seconds: float) -> Echo:
+        budget = _budget_ms()
+        await asyncio.sleep(seconds)
+        return Echo(text=text, budgets_ms=[budget])
 
     async def _echo(self, text: str, hang: bool) -> Echo:
         budget = _budget_ms()
         if text == "forbidden":
             raise Refused("deep refuses this word", word=text, reason="listed")
-        if hang:
+        if self.fault == "fail":
+            raise RuntimeError(f"deep fails on purpose ({FAULT_ENV}=fail)")
+        if hang or self.fault == "hang":
             await asyncio.Event().wait()
         return Echo(text=text, budgets_ms=[budget])
 
