@@ -36,6 +36,10 @@ class ServiceError(HerdError):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "message" in inspect.get_annotations(cls):
+            raise ConfigurationError(
+                f"{cls.__name__}: `message` is every error's text, not a field"
+            )
         cls._herd_struct = None
         _SERVICE_ERRORS[_error_key(cls)] = cls
 
@@ -239,6 +243,8 @@ def _spec(iface: type[Interface], name: str, fn: Callable[..., Any]) -> MethodSp
     signature = inspect.signature(fn)
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for param in list(signature.parameters.values())[1:]:
+        if param.kind is param.POSITIONAL_ONLY:
+            raise ConfigurationError(f"{where}: positional-only parameters have no name to send")
         if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
             raise ConfigurationError(f"{where}: *args and **kwargs cannot cross the wire")
         if param.name not in hints:

@@ -125,7 +125,7 @@ def _declare(body: str) -> type[herd.Interface]:
         ("    async def f(self, x: int): ...", "result needs a type annotation"),
         ("    async def f(self, *xs: int) -> int: ...", "*args"),
         ("    async def f(self, **kw: int) -> int: ...", "*args and **kwargs"),
-        ("    async def f(self, x: int, /) -> int: ...", "cannot cross the wire"),
+        ("    async def f(self, x: int, /) -> int: ...", "positional-only parameters"),
         ("    async def f(self, x: 'Missing') -> int: ...", "cannot resolve"),
         ("    async def f(self, x: int) -> int | str | bytes: ...", "cannot cross the wire"),
         ("    def f(self) -> int: ...", "no async methods"),
@@ -282,3 +282,10 @@ async def test_a_declared_error_whose_fields_do_not_fit_arrives_as_remote_error(
     error = caught.value
     assert (error.service, error.method, error.kind) == ("skewing", "fail", "service_error")
     assert "Skewed" in error.message and "skewed" in error.message
+
+
+def test_a_service_error_field_cannot_be_named_message() -> None:
+    with pytest.raises(herd.ConfigurationError, match="`message`"):
+
+        class Clash(herd.ServiceError):
+            message: str
