@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import os
 import socket
+import sys
 from collections.abc import Sequence
 
 import msgspec
 import structlog
 
 from herd import _deadline
+from herd._client.breaker import BreakerPolicy
 from herd._client.driver import aclose, driver
 from herd._client.policy import CallPolicy
 from herd._errors import ConfigurationError, HerdError
@@ -27,8 +29,10 @@ log = structlog.get_logger("herd.registry")
 ENV_REGISTRY = "HERD_REGISTRY"
 
 # The registry is called with one attempt and no breaker: its callers retry on their own schedule
-# and must keep trying forever while it is down.
-_REGISTRY_POLICY = CallPolicy(attempts=1, timeout=2.0)
+# and must keep trying forever while it is down. (A breaker here would stay open for a sleep
+# window after the registry came back, and hold changes back from every driver meanwhile.)
+_NO_BREAKER = BreakerPolicy(volume_threshold=sys.maxsize)
+_REGISTRY_POLICY = CallPolicy(attempts=1, timeout=2.0, breaker=_NO_BREAKER)
 
 
 def _api(address: str) -> RegistryApi:

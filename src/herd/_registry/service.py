@@ -38,6 +38,11 @@ class RegistryService(RegistryApi):
         self._clock = clock
         self._started = clock.now()
         self._evictor: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+
+    def release_watches(self) -> None:
+        """Answer every open watch now, so a stopping registry does not wait out long polls."""
+        self._closing.set()
 
     def warm(self) -> bool:
         """Whether a full lease period has passed since start.
@@ -84,8 +89,14 @@ class RegistryService(RegistryApi):
     async def watch(self, epoch: str, version: int) -> Snapshot:
         left = _deadline.remaining()
         wait = 10.0 if left is None else left - _WATCH_MARGIN_S
-        if epoch == self.backend.epoch:
-            await self.backend.wait_change(version, wait)
+        if epoch == self.backend.epoch and not self._closing.is_set():
+            changed = asyncio.ensure_future(self.backend.wait_change(version, wait))
+            closing = asyncio.ensure_future(self._closing.wait())
+            try:
+                await asyncio.wait({changed, closing}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+                closing.cancel()
         current, instances = self.backend.snapshot()
         return Snapshot(self.backend.epoch, current, self.warm(), instances)
 
@@ -96,7 +107,11 @@ async def serve_registry(host: str, port: int, lease_s: float) -> None:
     service.start_evicting()
     server = Server(service, host=host, port=port, max_inflight=4096)
     try:
-        await serve_until_signalled(server, drain_timeout=1.0)
+
+        async def release(_: Server) -> None:
+            service.release_watches()
+
+        await serve_until_signalled(server, drain_timeout=1.0, before_drain=release)
     finally:
         await service.stop_evicting()
 
