@@ -238,6 +238,9 @@ async def _show_progress(console: Console, tally: Tally, start: float, clock: Cl
                 live.update(render(), refresh=True)
         finally:
             live.update(render(), refresh=True)
+    if not console.is_terminal:
+        # Off a terminal, Live leaves the line open; end it so the report starts on its own line.
+        console.print()
 
 
 async def _request(

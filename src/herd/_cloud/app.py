@@ -4,6 +4,7 @@
 
     name = "flix"
     root = "../.."                  # where `module`s import from, relative to this file
+    # run_dir = "/tmp/flix"         # logs, data; relative to this file; default {root}/run/{name}
     zones = ["a", "b", "c"]
     setup = [["python", "-m", "examples.flix.store", "seed", "{run}/flix.db"]]
 
@@ -71,6 +72,7 @@ class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     front_door: FrontDoorSpec | None = None
     registry_port: int = 8500
     control_port: int = 8400
+    run_dir: str | None = None
 
 
 class App:
@@ -80,7 +82,11 @@ class App:
         self.spec = spec
         self.source = source
         self.root = (source.parent / spec.root).resolve()
-        self.run_dir = self.root / "run" / spec.name
+        self.run_dir = (
+            (source.parent / spec.run_dir).resolve()
+            if spec.run_dir
+            else self.root / "run" / spec.name
+        )
 
     def expand(self, value: str) -> str:
         """Replace `{run}` and `{root}` in a setting."""

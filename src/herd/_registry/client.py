@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import socket
 import sys
@@ -65,7 +66,9 @@ class RegistryResolver:
     async def start(self, wait_s: float = 2.0) -> None:
         """Start watching; wait up to `wait_s` for the first copy (later calls return at once)."""
         if self._task is None:
-            self._task = asyncio.create_task(self._follow())
+            # A fresh context: started lazily by a driver's first call, the watch would otherwise
+            # inherit that call's deadline and stop following the registry when it passed.
+            self._task = asyncio.create_task(self._follow(), context=contextvars.Context())
         if not self._first.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
@@ -152,7 +155,7 @@ class Registrar:
         """Register with `status` (best effort) and keep the lease renewed."""
         self.instance = _with_status(self.instance, status)
         await self._register()
-        self._task = asyncio.create_task(self._renew())
+        self._task = asyncio.create_task(self._renew(), context=contextvars.Context())
 
     async def set_status(self, status: Status) -> None:
         """Change this instance's status in the registry."""

@@ -1,0 +1,332 @@
+"""`herd up` as a real process, for integration tests that must not collide with anything.
+
+`write_app` copies an app description (`examples/*/app.toml`) into a test directory with free
+ports (registry, control API, front door), `root` pointing at this checkout and the run directory
+inside the test directory; `Cloud` runs `herd up` on it with its own `HERD_HOME`, waits until every
+group is at its desired count and UP, and drives it through the `herd` command or a `CloudApi`
+driver. Closing a `Cloud` stops it and SIGKILLs anything it started that is still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import herd
+from herd._cloud.interface import CloudApi, GroupView, InstanceView
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def port_taken(port: int) -> bool:
+    """Whether something on this machine already holds `port` on loopback."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+# ------------------------------------------------------------------------------------ app files
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _toml_table(values: Mapping[str, Any]) -> list[str]:
+    return [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+
+
+def to_toml(document: Mapping[str, Any]) -> str:
+    """Write an app description: scalars and arrays, tables, and arrays of tables."""
+    lines: list[str] = []
+    plain = {k: v for k, v in document.items() if not isinstance(v, dict | list) or _flat(v)}
+    lines += _toml_table(plain)
+    for key, value in document.items():
+        if isinstance(value, dict):
+            lines += ["", f"[{key}]", *_toml_table(value)]
+        elif isinstance(value, list) and not _flat(value):
+            for item in value:
+                lines += ["", f"[[{key}]]", *_toml_table(item)]
+    return "\n".join(lines) + "\n"
+
+
+def _flat(value: Any) -> bool:
+    return not isinstance(value, dict) and not (
+        isinstance(value, list) and any(isinstance(v, dict) for v in value)
+    )
+
+
+def write_app(
+    directory: Path,
+    example: str,
+    *,
+    instances: Mapping[str, int] | None = None,
+    **settings: Any,
+) -> Path:
+    """Copy `examples/<example>/app.toml` into `directory` with free ports, `root` at this
+    checkout and the run directory in `directory`; `instances` overrides counts per service."""
+    document = tomllib.loads((ROOT / "examples" / example / "app.toml").read_text())
+    document.update(
+        root=str(ROOT),
+        run_dir=str(directory / "run"),
+        registry_port=free_port(),
+        control_port=free_port(),
+        **settings,
+    )
+    for group in document["groups"]:
+        if instances and group["service"] in instances:
+            group["instances"] = instances[group["service"]]
+    if "front_door" in document:
+        document["front_door"]["port"] = free_port()
+    path = directory / "app.toml"
+    path.write_text(to_toml(document))
+    return path
+
+
+# ------------------------------------------------------------------------------------- processes
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (tells a pid from a later reuse of it); None if
+    no such process runs: gone, or a zombie (dead, only waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+class Pids:
+    """Processes seen running, to check later that they are gone."""
+
+    def __init__(self, pids: Iterable[int] = ()) -> None:
+        self.seen: dict[int, int] = {}
+        self.add(pids)
+
+    def add(self, pids: Iterable[int]) -> None:
+        for pid in pids:
+            started = _start_time(pid)
+            if started is not None:
+                self.seen.setdefault(pid, started)
+
+    def running(self) -> list[int]:
+        """Those still running (the same process, not a new one reusing its pid)."""
+        return [pid for pid, started in self.seen.items() if _start_time(pid) == started]
+
+    def kill(self) -> None:
+        for pid in self.running():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+                stat = (entry / "stat").read_text()
+                if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+async def eventually(
+    probe: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.05
+) -> float:
+    """Poll `probe()` (sync or async) until it returns something true; the seconds it took."""
+    started = time.monotonic()
+    while True:
+        result = probe()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(interval)
+
+
+def herd_command() -> list[str]:
+    script = Path(sys.executable).parent / "herd"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from herd._cli import main; main()"]
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without herd's or flix's settings, with its own HERD_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HERD_", "FLIX_"))}
+    env.update(HERD_HOME=str(home), PYTHONUNBUFFERED="1", COLUMNS="200", NO_COLOR="1", **extra)
+    return env
+
+
+class Cloud:
+    """`herd up APP` as a child process, with its own HERD_HOME."""
+
+    def __init__(self, app: Path) -> None:
+        self.app = app
+        self.home = app.parent / "herd-home"
+        self.home.mkdir(exist_ok=True)
+        self.log = app.parent / "herd-up.log"
+        self.env = clean_env(self.home)
+        self.pids = Pids()  # everything the cloud ran that the tests saw, for the clean-up
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [*herd_command(), "up", str(app)],
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    # -- state
+
+    def state(self) -> dict[str, Any] | None:
+        """What `herd up` wrote for the other commands, once it wrote it."""
+        try:
+            state = json.loads((self.home / "cloud.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return state if state.get("pid") == self.process.pid else None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    @property
+    def front_door(self) -> str:
+        state = self.state()
+        assert state is not None and state["front_door"], self.output()
+        return str(state["front_door"]).rstrip("/")
+
+    @contextlib.asynccontextmanager
+    async def api(self) -> AsyncIterator[CloudApi]:
+        """A driver of the control API, with the admin token."""
+        state = self.state()
+        assert state is not None, f"herd up is not serving:\n{self.output()}"
+        api = herd.driver(CloudApi, address=state["control"], token=state["token"])
+        try:
+            yield api
+        finally:
+            await herd.aclose(api)
+
+    async def wait_up(self, timeout: float = 60.0) -> tuple[list[GroupView], list[InstanceView]]:
+        """Wait until `herd up` serves and every group has its desired count, all UP."""
+
+        def serving() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"herd up exited ({self.process.returncode}):\n{self.output()}"
+                )
+            return self.state() is not None
+
+        await eventually(serving, timeout=timeout, what="herd up serves its control API")
+        async with self.api() as api:
+            return await settled(api, timeout=timeout, pids=self.pids)
+
+    def start(self, timeout: float = 60.0) -> Cloud:
+        """Blocking `wait_up`, for fixtures that run outside an event loop."""
+        try:
+            asyncio.run(self.wait_up(timeout))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    # -- the herd command
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 30.0) -> str:
+        """Run `herd ARGS` against this cloud; its output (stdout and stderr)."""
+        done = subprocess.run(
+            [*herd_command(), *args],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        output = done.stdout + done.stderr
+        if check:
+            assert done.returncode == 0, f"herd {' '.join(args)} -> {done.returncode}\n{output}"
+        return output
+
+    # -- the end
+
+    def close(self) -> None:
+        """Stop `herd up` (SIGTERM: instances drain), then SIGKILL whatever is left."""
+        if self.process.poll() is None:
+            self.pids.add(children(self.process.pid))
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20.0)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5.0)
+        self.pids.kill()
+
+
+async def settled(
+    api: CloudApi, *, timeout: float, pids: Pids | None = None
+) -> tuple[list[GroupView], list[InstanceView]]:
+    """Wait until every group runs exactly its desired count of instances, all of them UP."""
+    last: list[Any] = [None, None]
+
+    async def probe() -> bool:
+        groups, instances = await api.groups(), await api.ps()
+        last[:] = [groups, instances]
+        if pids is not None:
+            pids.add(i.pid for i in instances if i.pid)
+        by_group = {g.name: [i for i in instances if i.group == g.name] for g in groups}
+        return all(
+            len(by_group[g.name]) == g.desired and all(i.status == "UP" for i in by_group[g.name])
+            for g in groups
+        )
+
+    try:
+        await eventually(probe, timeout=timeout, what="every group at its desired count, UP")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {last}") from None
+    return last[0], last[1]
+
+
+def by_group(instances: Iterable[InstanceView]) -> dict[str, list[InstanceView]]:
+    """Instances keyed by group name."""
+    grouped: dict[str, list[InstanceView]] = {}
+    for view in instances:
+        grouped.setdefault(view.group, []).append(view)
+    return grouped
