@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -44,7 +45,21 @@ def control() -> CloudApi:
     try:
         state = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigurationError(
-            "no local cloud is running: start one with `herd up APP`"
-        ) from None
+        state = None
+    if state is None or not _alive(int(state.get("pid", 0))):
+        # A control plane killed with SIGKILL leaves its state file behind.
+        path.unlink(missing_ok=True)
+        raise ConfigurationError("no local cloud is running: start one with `herd up APP`")
     return driver(CloudApi, address=state["control"], token=state["token"])
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
