@@ -318,3 +318,18 @@ def test_never_more_than_half_of_any_group_ejected(
             ejected = sum(balancer.is_ejected(i.id) for i in instances if i.group == group)
             assert ejected * 100 <= POLICY.max_ejected_pct * size
         clock.advance(dt)
+
+
+def test_zone_affinity_yields_to_a_local_instance_piling_up_requests() -> None:
+    from herd._client.balance import ZONE_SPILL
+
+    local = inst("local", "a")
+    remote = inst("remote", "b")
+    balancer = Balancer("a", rng=random.Random(1))
+    for _ in range(ZONE_SPILL):
+        balancer.started("local")
+    assert balancer.pick([local, remote]) is local
+    balancer.started("local")
+    assert balancer.pick([local, remote]) is remote
+    balancer.finished("local", True, 1)
+    assert balancer.pick([local, remote]) is local

@@ -14,7 +14,11 @@ from herd._clock import MONOTONIC, Clock
 from herd._errors import ConfigurationError
 from herd._registry.model import Instance
 
-__all__ = ["Balancer", "EjectionPolicy"]
+__all__ = ["ZONE_SPILL", "Balancer", "EjectionPolicy"]
+
+#: How many more outstanding requests the best local instance may have than the best one in
+#: another zone before a request leaves the zone.
+ZONE_SPILL = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +105,8 @@ class Balancer:
         instances are skipped unless every untried candidate is ejected, in which case they are
         used anyway (Envoy's panic mode: a guess beats a certain failure). Among what is left, a
         zone not in `avoid_zones` is preferred (the driver passes the zones already tried, so a
-        retry lands in another zone), then `local_zone`; finally two instances are drawn at random
+        retry lands in another zone), then `local_zone` unless its instances have `ZONE_SPILL`
+        more requests outstanding than another zone's; finally two instances are drawn at random
         and the one with fewer outstanding requests wins (ties broken at random).
         """
         now = self._clock.now()
@@ -122,6 +127,13 @@ class Balancer:
                 tiers[0].append(instance)
             else:
                 tiers[1].append(instance)
+        if healthy[0] and healthy[1]:
+            local = self._least_loaded_of_two(healthy[0])
+            remote = self._least_loaded_of_two(healthy[1])
+            # Zone affinity yields to load: a local instance piling up requests (slow, hung,
+            # overloaded) loses to a quiet one elsewhere before ejection has caught up with it.
+            if self.outstanding(local.id) > self.outstanding(remote.id) + ZONE_SPILL:
+                healthy[0] = [remote]
         for tier in (*healthy, *ejected):
             if tier:
                 chosen = self._least_loaded_of_two(tier)
