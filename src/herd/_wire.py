@@ -244,7 +244,6 @@ class HttpTransport:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
-            skip_auto_headers=("User-Agent",),
         )
         return self._session
 

@@ -109,8 +109,16 @@ class Balancer:
         more requests outstanding than another zone's; finally two instances are drawn at random
         and the one with fewer outstanding requests wins (ties broken at random).
         """
-        now = self._clock.now()
         health = self._health
+        if len(candidates) == 1 and not tried:
+            # One instance, first attempt: whether ejected or not (panic mode), it is the answer.
+            only = candidates[0]
+            state = health.get(only.id)
+            if state is None:
+                state = health[only.id] = _Health()
+            state.group = only.group
+            return only
+        now = self._clock.now()
         # One pass sorts the untried candidates into tiers; only the best non-empty tier is used.
         # Tier 0: healthy, allowed zone, local. 1: healthy, allowed zone. 2: healthy, avoided zone.
         # Each list also serves as the panic fallback for ejected instances in the same order.

@@ -151,7 +151,7 @@ class Caller:
             raise
         else:
             self.breaker.record_success()
-            self.metrics.count("success")
+            self.metrics.success += 1
             return result
         finally:
             self.bulkhead.release()
@@ -212,7 +212,7 @@ class Caller:
         self.balancer.started(instance.id)
         ok = False
         try:
-            async with asyncio.timeout(budget):
+            async with _deadline.Expiry(time.monotonic() + budget):
                 status, answer = await transport.send(spec.path, body, headers)
         except asyncio.CancelledError:
             # The caller gave up: no verdict on the instance.
@@ -250,9 +250,12 @@ class Caller:
             ok = error.kind not in _INSTANCE_FAILURES
             return self._raise_answer(spec, error, instance, deadline)
         finally:
-            group = instance.group
-            group_size = sum(1 for i in self.resolver.instances(spec.service) if i.group == group)
-            self.balancer.finished(instance.id, ok, group_size)
+            if ok:
+                self.balancer.finished(instance.id, True, 0)
+            else:
+                group = instance.group
+                members = self.resolver.instances(spec.service)
+                self.balancer.finished(instance.id, False, sum(i.group == group for i in members))
 
     def _raise_answer(
         self, spec: MethodSpec, error: ErrorBody, instance: Instance, deadline: float

@@ -36,6 +36,8 @@ class DependencyMetrics:
     def __init__(self) -> None:
         for name in OUTCOMES:
             setattr(self, name, 0)
+        # Declared for the hot path, which adds to it directly rather than by name.
+        self.success: int = 0
         self._bucket_counts = [0] * (len(BUCKETS) + 1)
         self._latency_sum = 0.0
         self._recent = [0.0] * _RECENT

@@ -1,55 +1,89 @@
-"""Server-side Prometheus metrics, one registry per server so several can share a process."""
+"""Server-side Prometheus metrics, one registry per server so several can share a process.
+
+Counting on the hot path is plain integer arithmetic; Prometheus families are built from the
+counters only when `/metrics` is scraped, so a request pays no lock or label lookup.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import bisect
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.registry import Collector
 
 from herd._client.metrics import CLIENT_METRICS
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
 
-class ServerMetrics:
+
+class _Latency:
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+
+
+class ServerMetrics(Collector):
     """Per-method requests by outcome, latency histogram and in-flight gauge."""
 
-    def __init__(self, service: str) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+    def __init__(self, service: str, inflight: Callable[[], int] = lambda: 0) -> None:
+        self._service = service
+        self._inflight = inflight
+        self._requests: dict[tuple[str, str], int] = {}
+        self._latency: dict[str, _Latency] = {}
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
         # What this process's drivers see of their dependencies is served beside the server's own.
         self.registry.register(CLIENT_METRICS)
-        self._service = service
-        self._requests = Counter(
-            "herd_server_requests",
-            "Requests served, by method and outcome.",
-            ("service", "method", "outcome"),
-            registry=self.registry,
-        )
-        self._latency = Histogram(
-            "herd_server_latency_seconds",
-            "Time from request decoded to answer ready, by method.",
-            ("service", "method"),
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.inflight = Gauge(
-            "herd_server_inflight", "Requests being handled.", ("service",), registry=self.registry
-        ).labels(service)
-        # Resolving label children costs a dict lookup and a lock; cache them per key.
-        self._counters: dict[tuple[str, str], Counter] = {}
-        self._histograms: dict[str, Histogram] = {}
 
     def record(self, method: str, outcome: str, seconds: float | None) -> None:
         """Count one request's outcome and, when it ran, its latency."""
-        counter = self._counters.get((method, outcome))
-        if counter is None:
-            counter = self._counters[(method, outcome)] = self._requests.labels(
-                self._service, method, outcome
-            )
-        counter.inc()
+        key = (method, outcome)
+        self._requests[key] = self._requests.get(key, 0) + 1
         if seconds is not None:
-            histogram = self._histograms.get(method)
-            if histogram is None:
-                histogram = self._histograms[method] = self._latency.labels(self._service, method)
-            histogram.observe(seconds)
+            latency = self._latency.get(method)
+            if latency is None:
+                latency = self._latency[method] = _Latency()
+            latency.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            latency.total += seconds
+
+    def collect(self) -> Iterator[Family]:
+        """Prometheus families built from the counters at scrape time."""
+        requests = CounterMetricFamily(
+            "herd_server_requests",
+            "Requests served, by method and outcome.",
+            labels=("service", "method", "outcome"),
+        )
+        for (method, outcome), count in sorted(self._requests.items()):
+            requests.add_metric((self._service, method, outcome), count)
+        latency = HistogramMetricFamily(
+            "herd_server_latency_seconds",
+            "Time from request decoded to answer ready, by method.",
+            labels=("service", "method"),
+        )
+        for method, recorded in sorted(self._latency.items()):
+            buckets: list[tuple[str, float]] = []
+            running = 0
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), recorded.counts, strict=True):
+                running += count
+                buckets.append(("+Inf" if bound == float("inf") else str(bound), float(running)))
+            latency.add_metric((self._service, method), buckets, recorded.total)
+        inflight = GaugeMetricFamily(
+            "herd_server_inflight", "Requests being handled.", labels=("service",)
+        )
+        inflight.add_metric((self._service,), self._inflight())
+        yield requests
+        yield latency
+        yield inflight
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

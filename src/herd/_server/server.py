@@ -79,7 +79,7 @@ class Server(Dispatcher):
         self.max_inflight = max_inflight
         self.default_timeout = default_timeout
         self._admin_token = admin_token
-        self.metrics = ServerMetrics(self.service)
+        self.metrics = ServerMetrics(self.service, lambda: self._inflight)
         self.retry_pressure = RetryPressure()
         self._routes = {
             spec.path: _Route(spec, getattr(impl, name)) for name, spec in specs.items()
@@ -189,7 +189,7 @@ class Server(Dispatcher):
         outcome = "ok"
         try:
             with _deadline._at(started + timeout):
-                async with asyncio.timeout(timeout):
+                async with _deadline.Expiry(started + timeout):
                     response = await handler(request)
             return Reply(
                 response.status, response.encoded(), response.content_type, response.headers
@@ -268,20 +268,19 @@ class Server(Dispatcher):
         spec = route.spec
         self._inflight += 1
         self._idle.clear()
-        self.metrics.inflight.inc()
         started = time.monotonic()
         outcome = "ok"
-        scope = asyncio.timeout(timeout)
+        scope = _deadline.Expiry(started + timeout)
+        token = _deadline._deadline.set(started + timeout)
         try:
-            with _deadline._at(started + timeout):
-                async with scope:
-                    values = msgspec.structs.astuple(args)
-                    if spec.keyword_only:
-                        n = route.positional
-                        keywords = dict(zip(spec.keyword_only, values[n:], strict=True))
-                        result = await route.handler(*values[:n], **keywords)
-                    else:
-                        result = await route.handler(*values)
+            async with scope:
+                values = msgspec.structs.astuple(args)
+                if spec.keyword_only:
+                    n = route.positional
+                    keywords = dict(zip(spec.keyword_only, values[n:], strict=True))
+                    result = await route.handler(*values[:n], **keywords)
+                else:
+                    result = await route.handler(*values)
             return Reply(200, encode(result))
         except ServiceError as exc:
             outcome = "service_error"
@@ -289,7 +288,7 @@ class Server(Dispatcher):
             return error_reply("service_error", exc.message, key, fields)
         except TimeoutError as exc:
             left = started + timeout - time.monotonic()
-            if scope.expired() or not isinstance(exc, HerdError) or left <= _OWN_DEADLINE_SLACK_S:
+            if scope.fired or not isinstance(exc, HerdError) or left <= _OWN_DEADLINE_SLACK_S:
                 outcome = "deadline_exceeded"
                 return error_reply(
                     "deadline_exceeded", f"{spec.service}.{spec.name} ran out of time"
@@ -311,8 +310,8 @@ class Server(Dispatcher):
             log.exception("handler failed", method=spec.name)
             return error_reply("internal", f"{type(exc).__name__}: {exc}")
         finally:
+            _deadline._deadline.reset(token)
             self._inflight -= 1
-            self.metrics.inflight.dec()
             if self._inflight == 0:
                 self._idle.set()
             self.metrics.record(spec.name, outcome, time.monotonic() - started)
