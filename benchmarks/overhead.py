@@ -166,6 +166,97 @@ def _herd() -> Variant:
     return Variant(serve, connect)
 
 
+def _bench_interface() -> tuple[type[Any], type[Any]]:
+    """The echo interface and its implementation, declared once per process."""
+    import herd
+
+    class Bench(herd.Interface, name="bench"):
+        @herd.method(idempotent=True)
+        async def echo(self, item: Item) -> Item: ...
+
+    class BenchService(Bench):
+        async def echo(self, item: Item) -> Item:
+            return item
+
+    return Bench, BenchService
+
+
+@variant("herd_wire")
+def _herd_wire() -> Variant:
+    """herd's wire alone: its transport and codec with no call path (the bare driver)."""
+    import herd
+    from herd._wire import H_DEADLINE, HttpTransport
+
+    _, service = _bench_interface()
+
+    async def serve(port: int, ready: Ready) -> None:
+        async with herd.serve(service(), host=HOST, port=port) as server:
+            ready(server.port)
+            await _forever()
+
+    @contextlib.asynccontextmanager
+    async def connect(port: int) -> AsyncIterator[Call]:
+        transport = HttpTransport(HOST, port, connect_timeout=0.25)
+
+        async def call(item: Item) -> Item:
+            status, body = await transport.send(
+                "/rpc/bench/echo", _msgpack_encode((item,)), {H_DEADLINE: "10000"}
+            )
+            assert status == 200
+            return _msgpack_decode(body)
+
+        try:
+            yield call
+        finally:
+            await transport.close()
+
+    return Variant(serve, connect)
+
+
+@variant("herd_full")
+def _herd_full() -> Variant:
+    """herd's full call path: instances from a registry, balancer, breaker, budget, metrics."""
+    import logging
+
+    import structlog
+
+    import herd
+    from herd._registry.client import Registrar, RegistryResolver, instance_from_env
+    from herd._registry.model import Status
+    from herd._registry.service import RegistryService
+
+    bench, service = _bench_interface()
+
+    async def serve(port: int, ready: Ready) -> None:
+        # The registry logs to stdout, where the parent reads the port: keep it to warnings.
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+        # The announced port is the registry's: the client finds the instance through it.
+        registry = RegistryService()
+        registry.start_evicting()
+        async with (
+            herd.serve(registry, host=HOST, port=port) as registry_server,
+            herd.serve(service(), host=HOST) as server,
+        ):
+            registrar = Registrar(
+                registry_server.address, instance_from_env("bench", HOST, server.port)
+            )
+            await registrar.start(Status.UP)
+            ready(registry_server.port)
+            await _forever()
+
+    @contextlib.asynccontextmanager
+    async def connect(port: int) -> AsyncIterator[Call]:
+        policy = herd.CallPolicy(timeout=10.0)
+        resolver = RegistryResolver(f"{HOST}:{port}")
+        driver = herd.driver(bench, resolver=resolver, policy=policy)
+        try:
+            yield driver.echo
+        finally:
+            await herd.aclose(driver)
+
+    return Variant(serve, connect)
+
+
 @variant("aiohttp")
 def _aiohttp() -> Variant:
     """raw aiohttp: a web.Application route and a ClientSession (HTTP/1.1, msgpack)."""
@@ -532,7 +623,23 @@ def ratios(medians: dict[str, dict[int, Cell]]) -> dict[str, dict[str, dict[str,
         }
         for other, cells in medians.items()
         if other != "herd"
-    }
+    } | (
+        {
+            "herd_full/herd_wire": {
+                f"concurrency_{c}": {
+                    "rps": round(medians["herd_full"][c].rps / medians["herd_wire"][c].rps, 3),
+                    "cpu_s_per_1000": round(
+                        medians["herd_full"][c].cpu_s_per_1000
+                        / medians["herd_wire"][c].cpu_s_per_1000,
+                        3,
+                    ),
+                }
+                for c in CONCURRENCIES
+            }
+        }
+        if {"herd_full", "herd_wire"} <= medians.keys()
+        else {}
+    )
 
 
 def targets(medians: dict[str, dict[int, Cell]]) -> dict[str, bool]:
@@ -547,6 +654,10 @@ def targets(medians: dict[str, dict[int, Cell]]) -> dict[str, bool]:
     for other in ("fastapi_httpx", "fastapi_aiohttp", "grpc"):
         if other in medians:
             checks[f"herd > {other}"] = herd > medians[other][top].rps
+    if {"herd_full", "herd_wire"} <= medians.keys():
+        checks["herd_full >= 0.85x herd_wire"] = (
+            medians["herd_full"][top].rps >= 0.85 * medians["herd_wire"][top].rps
+        )
     if "limit" in medians:
         checks["herd within 3x of limit (standing goal)"] = herd * 3 >= medians["limit"][top].rps
     return checks
