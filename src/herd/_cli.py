@@ -91,8 +91,11 @@ def up(
         ..., metavar="APP", help="The app description (TOML), or its folder."
     ),
 ) -> None:
-    """Run an app on the local cloud: registry, every server group as processes across zones,
-    the front door. Runs until Ctrl-C or `herd down`."""
+    """Run an app on the local cloud until Ctrl-C or `herd down`.
+
+    Starts the registry, every server group as processes spread over the zones (dead instances
+    are replaced), the front door, and the control API that `herd ps / scale / kill / down` use.
+    """
     from herd._cloud.commands import up_command
 
     up_command(app_file)
