@@ -56,7 +56,9 @@ def registry(
     "from the scheduled time, so stalls show in the figures (no coordinated omission). A live "
     "progress line goes to stderr; the report (sent, succeeded, failed by kind, p50 / p90 / p99 "
     "/ max latency) to stdout."
-    "\n\nExample: herd load http://127.0.0.1:8080/api/home --rate 50 --duration 20 --json out.json"
+    "\n\n{a..b} in URL takes a different integer from a to b for each request."
+    "\n\nExample: herd load 'http://127.0.0.1:8080/api/home?visitor={1..10000}' --rate 50"
+    " --duration 20 --json out.json"
 )
 def load(
     url: str = typer.Argument(

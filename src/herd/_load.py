@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,45 @@ def failure_kind(error: BaseException) -> str:
     return "client_error"
 
 
+_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
+
+
+class UrlPattern:
+    """A URL whose `{a..b}` placeholders take a different integer in [a, b] for each request.
+
+    ``/api/home?visitor={1..10000}`` spreads requests over ten thousand visitors, so a page's
+    caches see misses as well as hits. Values are spread deterministically (a multiplicative
+    hash of the request number), so two runs send the same sequence.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._parts = _RANGE.split(url)
+        self._ranges = [(int(low), int(high)) for low, high in _RANGE.findall(url)]
+        for low, high in self._ranges:
+            if high < low:
+                raise ValueError(f"empty range {{{low}..{high}}} in {url!r}")
+
+    def first(self) -> str:
+        """The URL with every placeholder at its low bound (for validation)."""
+        return self._fill([low for low, _ in self._ranges])
+
+    def at(self, index: int) -> str:
+        """The URL of request number `index`."""
+        if not self._ranges:
+            return self.url
+        spread = index * 2654435761
+        return self._fill([low + spread % (high - low + 1) for low, high in self._ranges])
+
+    def _fill(self, values: list[int]) -> str:
+        pieces = self._parts[::3]
+        out = [pieces[0]]
+        for value, piece in zip(values, pieces[1:], strict=True):
+            out.append(str(value))
+            out.append(piece)
+        return "".join(out)
+
+
 def check_options(
     url: str, rate: float, duration: float, timeout: float, concurrency_cap: int
 ) -> Schedule:
@@ -153,7 +193,7 @@ def check_options(
     duration, timeout and cap are positive.
     """
     try:
-        parsed = yarl.URL(url)
+        parsed = yarl.URL(UrlPattern(url).first())
     except (ValueError, TypeError) as exc:
         raise ValueError(f"not a valid URL: {url!r} ({exc})") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
@@ -231,16 +271,19 @@ async def _show_progress(console: Console, tally: Tally, start: float, clock: Cl
         marks.append(len(tally.latencies))
         return Text(progress_line(clock.now() - start, tally, tally.latencies[marks[0] :]))
 
-    with Live(render(), console=console, auto_refresh=False) as live:
-        try:
-            while True:
-                await asyncio.sleep(PROGRESS_INTERVAL_S)
+    try:
+        with Live(render(), console=console, auto_refresh=False) as live:
+            try:
+                while True:
+                    await asyncio.sleep(PROGRESS_INTERVAL_S)
+                    live.update(render(), refresh=True)
+            finally:
                 live.update(render(), refresh=True)
-        finally:
-            live.update(render(), refresh=True)
-    if not console.is_terminal:
-        # Off a terminal, Live leaves the line open; end it so the report starts on its own line.
-        console.print()
+    finally:
+        if not console.is_terminal:
+            # Off a terminal, Live leaves the line open: end it, so the report that follows
+            # starts on a line of its own.
+            console.print()
 
 
 async def _request(
@@ -285,11 +328,13 @@ async def run_load(
     kind: `http_NNN`, `timeout` (each request has `timeout` seconds), `connect_error`,
     `disconnected`, `client_error`, or `client_overloaded` (due while `concurrency_cap`
     requests were outstanding). Connections are kept alive and reused; no cookies are kept.
+    `{a..b}` in `url` takes a different integer in [a, b] for each request (`UrlPattern`).
     With `progress` set, a live status line is drawn on that console while the run lasts.
 
     Raises `ValueError` for a bad URL or a non-positive rate, duration, timeout or cap.
     """
     schedule = check_options(url, rate, duration, timeout, concurrency_cap)
+    pattern = UrlPattern(url)
     clock = MONOTONIC
     tally = Tally()
     connector = aiohttp.TCPConnector(limit=0)  # the cap is ours; aiohttp must not queue
@@ -313,7 +358,8 @@ async def run_load(
                         tally.fail(CLIENT_OVERLOADED, None)
                         return
                     tally.in_flight += 1
-                    requests.create_task(_request(session, url, intended, timeout, tally, clock))
+                    target = pattern.at(tally.sent)
+                    requests.create_task(_request(session, target, intended, timeout, tally, clock))
 
                 await drive(schedule, start, fire, clock=clock)
         finally:

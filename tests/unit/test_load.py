@@ -211,3 +211,23 @@ def test_cli_explains_bad_options(args: list[str], message: str) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_a_url_pattern_spreads_requests_over_its_range_deterministically() -> None:
+    from herd._load import UrlPattern
+
+    pattern = UrlPattern("http://h:1/api/home?visitor={1..100}&x=1")
+    urls = [pattern.at(i) for i in range(1000)]
+    values = [int(u.split("visitor=")[1].split("&")[0]) for u in urls]
+    assert all(1 <= v <= 100 for v in values)
+    assert len(set(values)) == 100
+    assert urls == [UrlPattern(pattern.url).at(i) for i in range(1000)]
+    assert pattern.first() == "http://h:1/api/home?visitor=1&x=1"
+    assert UrlPattern("http://h:1/plain").at(7) == "http://h:1/plain"
+
+
+def test_an_empty_url_range_is_refused() -> None:
+    from herd._load import UrlPattern
+
+    with pytest.raises(ValueError, match="empty range"):
+        UrlPattern("http://h:1/?v={9..2}")
