@@ -19,10 +19,11 @@ def _budget_ms() -> int:
 
 
 class _Counting:
-    """Counts handlers started, finished and cancelled: what a test observes of abandoned work."""
+    """Counts handlers started, finished, cancelled and timed out: what a test observes of
+    abandoned work."""
 
     def __init__(self) -> None:
-        self.counts = {"started": 0, "finished": 0, "cancelled": 0, "running": 0}
+        self.counts = {"started": 0, "finished": 0, "cancelled": 0, "timed_out": 0, "running": 0}
 
     async def _track(self, work: asyncio.Future[Echo] | asyncio.Task[Echo]) -> Echo:
         self.counts["started"] += 1
@@ -31,6 +32,9 @@ class _Counting:
             result = await work
         except asyncio.CancelledError:
             self.counts["cancelled"] += 1
+            raise
+        except herd.DeadlineExceeded:
+            self.counts["timed_out"] += 1
             raise
         finally:
             self.counts["running"] -= 1
