@@ -139,16 +139,10 @@ def _herd() -> Variant:
     """herd: herd.serve and herd.driver with a static address (HTTP/1.1, msgpack)."""
     import herd
 
-    class Bench(herd.Interface, name="bench"):
-        @herd.method(idempotent=True)
-        async def echo(self, item: Item) -> Item: ...
-
-    class BenchService(Bench):
-        async def echo(self, item: Item) -> Item:
-            return item
+    bench_interface, service = _bench_interface()
 
     async def serve(port: int, ready: Ready) -> None:
-        async with herd.serve(BenchService(), host=HOST, port=port) as server:
+        async with herd.serve(service(), host=HOST, port=port) as server:
             ready(server.port)
             await _forever()
 
@@ -157,11 +151,11 @@ def _herd() -> Variant:
         # A generous deadline for calls made without one: a stall of the (shared, noisy) machine
         # must not fail the run. The per-call work is the same whatever the timeout.
         policy = herd.CallPolicy(timeout=10.0)
-        bench = herd.driver(Bench, address=f"{HOST}:{port}", policy=policy)
+        bench = herd.driver(bench_interface, address=f"{HOST}:{port}", policy=policy)
         try:
             yield bench.echo
         finally:
-            await bench.aclose()  # type: ignore[attr-defined]
+            await herd.aclose(bench)
 
     return Variant(serve, connect)
 

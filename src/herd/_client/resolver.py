@@ -36,11 +36,18 @@ def parse_address(address: str) -> tuple[str, int]:
 class StaticResolver:
     """A fixed list of addresses, for tests, scripts and the edge of a system."""
 
-    def __init__(self, service: str, addresses: Sequence[str], zone: str = "local") -> None:
+    def __init__(
+        self, service: str, addresses: Sequence[str | Instance], zone: str = "local"
+    ) -> None:
+        """`addresses` are `host:port` strings, all in `zone`, or `Instance`s taken as given
+        (each with its own zone)."""
         if not addresses:
             raise ConfigurationError(f"no addresses given for {service}")
-        self._instances = []
+        self._instances: list[Instance] = []
         for address in addresses:
+            if isinstance(address, Instance):
+                self._instances.append(address)
+                continue
             host, port = parse_address(address)
             self._instances.append(
                 Instance(

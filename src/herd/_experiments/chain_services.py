@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Sequence
 
 import herd
-from herd._client.resolver import parse_address
+from herd._client.resolver import StaticResolver, parse_address
 from herd._experiments.chain_interface import Stats, StormDeep, StormEdge, StormMiddle
 
 EDGE_DEADLINE_S = 3.0
@@ -35,23 +35,6 @@ MIDDLE_ATTEMPTS = 2
 ZONE = "a"
 """The zone of everything but the healthy deep instance."""
 OTHER_ZONE = "b"
-
-
-class ZonedResolver:
-    """A fixed list of instances, each in its own zone (`StaticResolver` puts all in one zone)."""
-
-    def __init__(self, instances: Sequence[herd.Instance]) -> None:
-        self._instances = list(instances)
-
-    def instances(self, service: str) -> Sequence[herd.Instance]:
-        """The fixed list."""
-        return self._instances
-
-    async def start(self) -> None:
-        """Nothing to follow."""
-
-    async def close(self) -> None:
-        """Nothing to stop."""
 
 
 def instance(service: str, address: str, zone: str, id_: str | None = None) -> herd.Instance:
@@ -201,13 +184,14 @@ def deep_driver(mode: str, hanging: str, healthy: str) -> StormDeep:
         ]
     else:
         raise ValueError(f"unknown mode {mode!r}")
-    return herd.driver(StormDeep, resolver=ZonedResolver(known), zone=ZONE, policy=middle_policy())
+    resolver = StaticResolver(service, known)
+    return herd.driver(StormDeep, resolver=resolver, zone=ZONE, policy=middle_policy())
 
 
 def middle_driver(middles: Sequence[str]) -> StormMiddle:
     """The edge's driver for middle: both instances in the edge's zone, herd's default policy."""
     service = StormMiddle.__herd_name__
-    resolver = ZonedResolver([instance(service, address, ZONE) for address in middles])
+    resolver = StaticResolver(service, [instance(service, address, ZONE) for address in middles])
     return herd.driver(
         StormMiddle, resolver=resolver, zone=ZONE, policy=herd.CallPolicy(timeout=EDGE_DEADLINE_S)
     )
