@@ -179,7 +179,7 @@ def _bench_interface() -> tuple[type[Any], type[Any]]:
 def _herd_wire() -> Variant:
     """herd's wire alone: its transport and codec with no call path (the bare driver)."""
     import herd
-    from herd._wire import H_DEADLINE, HttpTransport
+    from herd._wire.http import H_DEADLINE, HttpTransport
 
     _, service = _bench_interface()
 
@@ -215,8 +215,8 @@ def _herd_full() -> Variant:
     import structlog
 
     import herd
-    from herd._registry.client import Registrar, RegistryResolver, instance_from_env
-    from herd._registry.model import Status
+    from herd._model.instance import Status
+    from herd._process.registry_client import Registrar, RegistryResolver, instance_from_env
     from herd._registry.service import RegistryService
 
     bench, service = _bench_interface()

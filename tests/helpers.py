@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from herd._server.run import READY_PREFIX
+from herd._process.run import READY_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 MSGPACK = "application/x-msgpack"

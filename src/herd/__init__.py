@@ -13,10 +13,11 @@ from herd._client.balance import EjectionPolicy
 from herd._client.breaker import BreakerPolicy
 from herd._client.budget import BudgetPolicy
 from herd._client.driver import aclose, driver
+from herd._client.fallback import fallback
 from herd._client.metrics import CLIENT_METRICS as client_metrics
 from herd._client.policy import CallPolicy
-from herd._deadline import deadline, remaining
-from herd._errors import (
+from herd._model.deadline import deadline, remaining
+from herd._model.errors import (
     BadRequest,
     CircuitOpen,
     ConfigurationError,
@@ -28,13 +29,12 @@ from herd._errors import (
     RemoteError,
     Unavailable,
 )
-from herd._facet import Facet, fill
-from herd._fallback import fallback
-from herd._interface import Interface, ServiceError, method
-from herd._registry.model import Instance, Status
-from herd._server.run import run
+from herd._model.facet import Facet, fill
+from herd._model.instance import Instance, Status
+from herd._model.interface import Interface, ServiceError, method
+from herd._model.web import WebRequest, WebResponse, route
+from herd._process.run import run
 from herd._server.server import Server
-from herd._web import WebRequest, WebResponse, route
 
 
 def serve(impl: Interface, **options: Any) -> Server:

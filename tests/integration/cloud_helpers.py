@@ -184,7 +184,7 @@ def herd_command() -> list[str]:
     script = Path(sys.executable).parent / "herd"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from herd._cli import main; main()"]
+    return [sys.executable, "-c", "from herd_tools.cli import main; main()"]
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:

@@ -29,10 +29,10 @@ from typing import Any
 import herd
 from examples.chain.interface import Deep
 from examples.chain.service import FAULT_ENV
-from herd._registry.client import RegistryResolver
-from herd._registry.interface import RegistryApi, Snapshot
-from herd._registry.model import Instance, Status
-from herd._server.run import READY_PREFIX
+from herd._model.instance import Instance, Status
+from herd._process.registry_api import RegistryApi, Snapshot
+from herd._process.registry_client import RegistryResolver
+from herd._process.run import READY_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 ZONES = ("a", "b", "c")

@@ -28,7 +28,7 @@ from examples.chain.interface import Deep, Edge, Middle
 from examples.flix import store
 from examples.flix.edge.interface import HISTORY_ROW
 from herd._cloud.interface import InstanceView
-from herd._load import run_load
+from herd_tools.load import run_load
 from tests.integration.cloud_helpers import (
     Cloud,
     Pids,

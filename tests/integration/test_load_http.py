@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from herd._load import CLIENT_OVERLOADED, run_load
+from herd_tools.load import CLIENT_OVERLOADED, run_load
 
 STALL_EVERY = 50
 STALL_S = 0.3
@@ -117,7 +117,7 @@ async def test_cli_prints_the_report_and_writes_json(target: Target, tmp_path: P
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from herd._cli import main; main()",
+        "from herd_tools.cli import main; main()",
         "load",
         f"{target.url}/stall",
         "--rate",

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 import herd
-from herd._clock import ManualClock
-from herd._registry.client import RegistryResolver
-from herd._registry.interface import RegistryApi
-from herd._registry.model import Instance, Status
+from herd._model.clock import ManualClock
+from herd._model.instance import Instance, Status
+from herd._process.registry_api import RegistryApi
+from herd._process.registry_client import RegistryResolver
 from herd._registry.service import RegistryService
 from tests.integration.cluster import Cluster, Load, describe, free_port, wait_for
 

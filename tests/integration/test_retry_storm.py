@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from herd._experiments.retry_storm import Outcome, Settings, experiment
+from herd_tools.experiments.retry_storm import Outcome, Settings, experiment
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from herd._client.balance import Balancer, EjectionPolicy
-from herd._clock import ManualClock
-from herd._registry.model import Instance, Status
+from herd._model.clock import ManualClock
+from herd._model.instance import Instance, Status
 
 POLICY = EjectionPolicy()
 

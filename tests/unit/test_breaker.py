@@ -13,7 +13,7 @@ from herd._client.breaker import (
     Bulkhead,
     CircuitBreaker,
 )
-from herd._clock import ManualClock
+from herd._model.clock import ManualClock
 
 SMALL = BreakerPolicy(
     window_s=10.0, buckets=10, volume_threshold=4, error_threshold_pct=50.0, sleep_window_s=5.0

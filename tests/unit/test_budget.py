@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from herd._client.budget import BUCKETS, BudgetPolicy, BudgetSnapshot, RetryBudget
-from herd._clock import ManualClock
+from herd._model.clock import ManualClock
 
 NO_RESERVE = BudgetPolicy(ratio=0.2, window_s=10.0, min_retries_per_s=0.0)
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import herd
-from herd import _deadline
+from herd._model import deadline as _deadline
 
 
 def test_no_deadline_outside_a_block() -> None:

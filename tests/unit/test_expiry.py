@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from herd._deadline import RESOLUTION_S, Expiry
+from herd._model.deadline import RESOLUTION_S, Expiry
 
 
 async def test_an_expiry_cancels_the_block_at_its_time_and_never_before() -> None:

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 import herd
-from herd._interface import error_from_wire, error_to_wire, methods
+from herd._model.interface import error_from_wire, error_to_wire, methods
 
 VideoId = NewType("VideoId", int)
 

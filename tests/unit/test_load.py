@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from herd._cli import app
-from herd._clock import ManualClock
-from herd._load import (
+from herd._model.clock import ManualClock
+from herd_tools.cli import app
+from herd_tools.load import (
     CLIENT_OVERLOADED,
     Schedule,
     Tally,
@@ -214,7 +214,7 @@ def test_cli_explains_bad_options(args: list[str], message: str) -> None:
 
 
 def test_a_url_pattern_spreads_requests_over_its_range_deterministically() -> None:
-    from herd._load import UrlPattern
+    from herd_tools.load import UrlPattern
 
     pattern = UrlPattern("http://h:1/api/home?visitor={1..100}&x=1")
     urls = [pattern.at(i) for i in range(1000)]
@@ -227,7 +227,7 @@ def test_a_url_pattern_spreads_requests_over_its_range_deterministically() -> No
 
 
 def test_an_empty_url_range_is_refused() -> None:
-    from herd._load import UrlPattern
+    from herd_tools.load import UrlPattern
 
     with pytest.raises(ValueError, match="empty range"):
         UrlPattern("http://h:1/?v={9..2}")

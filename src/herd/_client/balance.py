@@ -10,9 +10,9 @@ import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from herd._clock import MONOTONIC, Clock
-from herd._errors import ConfigurationError
-from herd._registry.model import Instance
+from herd._model.clock import MONOTONIC, Clock
+from herd._model.errors import ConfigurationError
+from herd._model.instance import Instance
 
 __all__ = ["ZONE_SPILL", "Balancer", "EjectionPolicy"]
 

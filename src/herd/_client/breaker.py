@@ -9,8 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from herd._clock import MONOTONIC, Clock
-from herd._errors import ConfigurationError
+from herd._model.clock import MONOTONIC, Clock
+from herd._model.errors import ConfigurationError
 
 __all__ = [
     "BreakerPolicy",

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from herd._clock import MONOTONIC, Clock
-from herd._errors import ConfigurationError
+from herd._model.clock import MONOTONIC, Clock
+from herd._model.errors import ConfigurationError
 
 __all__ = ["BUCKETS", "BudgetPolicy", "BudgetSnapshot", "RetryBudget"]
 

@@ -18,14 +18,14 @@ from typing import Any, TypeVar, cast
 
 import msgspec
 
-from herd import _deadline
 from herd._client.balance import Balancer
 from herd._client.breaker import Bulkhead, CircuitBreaker
 from herd._client.budget import RetryBudget
 from herd._client.metrics import CLIENT_METRICS, DependencyMetrics
 from herd._client.policy import CallPolicy
 from herd._client.resolver import Resolver, StaticResolver
-from herd._errors import (
+from herd._model import deadline as _deadline
+from herd._model.errors import (
     BadRequest,
     CircuitOpen,
     DeadlineExceeded,
@@ -36,9 +36,9 @@ from herd._errors import (
     RemoteError,
     Unavailable,
 )
-from herd._interface import Interface, MethodSpec, error_from_wire, interface_of, methods
-from herd._registry.model import Instance
-from herd._wire import (
+from herd._model.instance import Instance
+from herd._model.interface import Interface, MethodSpec, error_from_wire, interface_of, methods
+from herd._wire.http import (
     H_ATTEMPT,
     H_DEADLINE,
     H_TOKEN,
@@ -382,7 +382,7 @@ def driver(
             resolver = StaticResolver(service, [address] if isinstance(address, str) else address)
         else:
             # Imported here: the registry client is itself built from drivers.
-            from herd._registry.client import registry_resolver
+            from herd._process.registry_client import registry_resolver
 
             resolver = registry_resolver()
     cls = _driver_classes.get(iface)

@@ -7,7 +7,7 @@ import dataclasses
 from herd._client.balance import EjectionPolicy
 from herd._client.breaker import BreakerPolicy
 from herd._client.budget import BudgetPolicy
-from herd._errors import ConfigurationError
+from herd._model.errors import ConfigurationError
 
 
 @dataclasses.dataclass(frozen=True)

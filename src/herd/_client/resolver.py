@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from herd._errors import ConfigurationError
-from herd._registry.model import Instance, Status
+from herd._model.errors import ConfigurationError
+from herd._model.instance import Instance, Status
 
 
 class Resolver(Protocol):

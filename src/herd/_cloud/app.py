@@ -29,7 +29,7 @@ from pathlib import Path
 
 import msgspec
 
-from herd._errors import ConfigurationError
+from herd._model.errors import ConfigurationError
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 

@@ -28,7 +28,7 @@ from herd._cloud.interface import (
     UnknownInstance,
 )
 from herd._cloud.process import Process
-from herd._registry.client import RegistryResolver
+from herd._process.registry_client import RegistryResolver
 from herd._server.server import Server
 
 log = structlog.get_logger("herd.cloud")

@@ -17,8 +17,8 @@ from aiohttp import web
 from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
 from herd._client.resolver import Resolver
-from herd._registry.model import Instance
-from herd._wire import H_ATTEMPT, H_DEADLINE
+from herd._model.instance import Instance
+from herd._wire.http import H_ATTEMPT, H_DEADLINE
 
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from herd._interface import Interface, ServiceError, method
+from herd._model.interface import Interface, ServiceError, method
 
 
 class InstanceView(msgspec.Struct, frozen=True):

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from herd._server.run import READY_PREFIX
+from herd._process.run import READY_PREFIX
 
 _PR_SET_PDEATHSIG = 1
 

@@ -13,7 +13,7 @@ from herd._client.driver import driver
 from herd._cloud.app import load
 from herd._cloud.controller import Controller, state_file
 from herd._cloud.interface import CloudApi
-from herd._errors import ConfigurationError
+from herd._model.errors import ConfigurationError
 
 Ready = Callable[[Controller], Awaitable[None]]
 

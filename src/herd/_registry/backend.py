@@ -12,8 +12,8 @@ from typing import Protocol
 
 import msgspec
 
-from herd._clock import MONOTONIC, Clock
-from herd._registry.model import Instance, Status
+from herd._model.clock import MONOTONIC, Clock
+from herd._model.instance import Instance, Status
 
 
 class Backend(Protocol):

@@ -12,13 +12,13 @@ import contextlib
 import structlog
 import uvloop
 
-from herd import _deadline
-from herd._clock import MONOTONIC, Clock
-from herd._logging import configure as configure_logging
+from herd._model import deadline as _deadline
+from herd._model.clock import MONOTONIC, Clock
+from herd._model.instance import Instance, Status
+from herd._process.logging import configure as configure_logging
+from herd._process.registry_api import RegistryApi, Snapshot
+from herd._process.run import serve_until_signalled
 from herd._registry.backend import Backend, MemoryBackend
-from herd._registry.interface import RegistryApi, Snapshot
-from herd._registry.model import Instance, Status
-from herd._server.run import serve_until_signalled
 from herd._server.server import Server
 
 log = structlog.get_logger("herd.registry")

@@ -18,14 +18,14 @@ from typing import Any
 import msgspec
 import structlog
 
-from herd import _deadline
 from herd._client.driver import dependencies
-from herd._errors import ConfigurationError, HerdError
-from herd._interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
+from herd._model import deadline as _deadline
+from herd._model.errors import ConfigurationError, HerdError
+from herd._model.interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
+from herd._model.web import WebHandler, WebRequest, routes_of
 from herd._server.metrics import ServerMetrics
 from herd._server.shedding import RetryPressure
-from herd._web import WebHandler, WebRequest, routes_of
-from herd._wire import (
+from herd._wire.http import (
     H_DEADLINE,
     RPC_PREFIX,
     Dispatcher,

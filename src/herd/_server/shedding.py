@@ -7,7 +7,7 @@ callers' budgets.
 
 from __future__ import annotations
 
-from herd._clock import MONOTONIC, Clock
+from herd._model.clock import MONOTONIC, Clock
 
 
 class RetryPressure:

@@ -1,8 +1,8 @@
 """The retry-storm chain built the way most stacks are: aiohttp servers, httpx clients, tenacity.
 
-    python -m herd._experiments.naive_services deep [--hang]
-    python -m herd._experiments.naive_services middle --deep URL
-    python -m herd._experiments.naive_services edge --middle URL [--middle URL]
+    python -m herd_tools.experiments.naive_services deep [--hang]
+    python -m herd_tools.experiments.naive_services middle --deep URL
+    python -m herd_tools.experiments.naive_services edge --middle URL [--middle URL]
 
 Nothing here imports herd. Every hop calls the next with an `httpx.AsyncClient(timeout=2.0)` inside
 tenacity's `@retry(stop=stop_after_attempt(3))`: a 2 s timeout and 2 retries, the same settings at
@@ -156,7 +156,7 @@ async def serve(role: str, hang: bool, downstream: Sequence[str], port: int) -> 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run one service of the naive chain."""
-    parser = argparse.ArgumentParser(prog="python -m herd._experiments.naive_services")
+    parser = argparse.ArgumentParser(prog="python -m herd_tools.experiments.naive_services")
     parser.add_argument("role", choices=["deep", "middle", "edge"])
     parser.add_argument("--hang", action="store_true", help="deep: accept and never answer")
     parser.add_argument("--deep", action="append", default=[], help="middle: deep's base URL")

@@ -27,7 +27,7 @@ def demo(
 
     With --duration, load it through the front door and exit 0 only if >= 99.9 % succeeded.
     """
-    from herd._demo import run_demo
+    from herd_tools.demo import run_demo
 
     raise typer.Exit(run_demo(duration, load))
 
@@ -43,7 +43,7 @@ def registry(
     """Run the registry (embedded backend): instances register here and clients watch it."""
     import uvloop
 
-    from herd._logging import configure
+    from herd._process.logging import configure
     from herd._registry.service import serve_registry
 
     configure()
@@ -75,7 +75,7 @@ def load(
     ),
 ) -> None:
     """Load-test URL: see the help text above."""
-    from herd._load import load_command
+    from herd_tools.load import load_command
 
     load_command(
         url,
@@ -98,7 +98,7 @@ def up(
     Starts the registry, every server group as processes spread over the zones (dead instances
     are replaced), the front door, and the control API that `herd ps / scale / kill / down` use.
     """
-    from herd._cloud.commands import up_command
+    from herd_tools.cloud_commands import up_command
 
     up_command(app_file)
 
@@ -106,7 +106,7 @@ def up(
 @app.command()
 def ps() -> None:
     """Show the running local cloud's server groups and instances."""
-    from herd._cloud.commands import ps_command
+    from herd_tools.cloud_commands import ps_command
 
     ps_command()
 
@@ -117,7 +117,7 @@ def scale(
     count: int = typer.Argument(..., help="Desired number of instances."),
 ) -> None:
     """Change how many instances a server group should have."""
-    from herd._cloud.commands import scale_command
+    from herd_tools.cloud_commands import scale_command
 
     scale_command(group, count)
 
@@ -125,7 +125,7 @@ def scale(
 @app.command()
 def kill(instance: str = typer.Argument(..., help="Instance id, as `herd ps` shows it.")) -> None:
     """Kill one instance with SIGKILL; the control plane replaces it."""
-    from herd._cloud.commands import kill_command
+    from herd_tools.cloud_commands import kill_command
 
     kill_command(instance)
 
@@ -133,7 +133,7 @@ def kill(instance: str = typer.Argument(..., help="Instance id, as `herd ps` sho
 @app.command()
 def down() -> None:
     """Stop the running local cloud: instances deregister, drain and exit."""
-    from herd._cloud.commands import down_command
+    from herd_tools.cloud_commands import down_command
 
     down_command()
 
@@ -160,7 +160,7 @@ def retry_storm(
     settings, one request each and then under load (docs/retry-storm.md)."""
     from pathlib import Path
 
-    from herd._experiments.retry_storm import main as retry_storm_main
+    from herd_tools.experiments.retry_storm import main as retry_storm_main
 
     json_path = Path(json_file) if json_file else None
     plot_path = Path(plot_file) if plot_file else None

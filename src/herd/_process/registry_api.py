@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import msgspec
 
-from herd._interface import Interface, method
-from herd._registry.model import Instance, Status
+from herd._model.instance import Instance, Status
+from herd._model.interface import Interface, method
 
 
 class Snapshot(msgspec.Struct, frozen=True):

@@ -14,8 +14,8 @@ from herd._client.driver import aclose
 from herd._cloud.controller import Controller
 from herd._cloud.interface import CloudApi, GroupView, InstanceView
 from herd._cloud.up import control, up
-from herd._errors import HerdError
-from herd._logging import configure
+from herd._model.errors import HerdError
+from herd._process.logging import configure
 
 console = Console()
 T = TypeVar("T")

@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from herd._clock import MONOTONIC, Clock
+from herd._model.clock import MONOTONIC, Clock
 
 CLIENT_OVERLOADED = "client_overloaded"
 """Failure kind of a request that was due while `concurrency_cap` requests were outstanding."""

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
 from herd._client.metrics import CLIENT_METRICS
-from herd._errors import DeadlineExceeded, RemoteError, Unavailable
+from herd._model.errors import DeadlineExceeded, RemoteError, Unavailable
 
 T = TypeVar("T")
 

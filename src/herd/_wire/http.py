@@ -17,8 +17,8 @@ import msgspec
 from aiohttp import web
 from yarl import URL
 
-from herd._errors import Unavailable
-from herd._web import WebRequest
+from herd._model.errors import Unavailable
+from herd._model.web import WebRequest
 
 CONTENT_TYPE = "application/x-msgpack"
 H_DEADLINE = "x-herd-deadline-ms"

@@ -18,10 +18,10 @@ from typing import Any
 import uvloop
 
 from herd._client.driver import close_all
-from herd._interface import Interface
-from herd._logging import configure as configure_logging
-from herd._registry.client import ENV_REGISTRY, Registrar, instance_from_env
-from herd._registry.model import Status
+from herd._model.instance import Status
+from herd._model.interface import Interface
+from herd._process.logging import configure as configure_logging
+from herd._process.registry_client import ENV_REGISTRY, Registrar, instance_from_env
 from herd._server.server import Server
 
 READY_PREFIX = "HERD_READY "

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 import msgspec
 import structlog
 
-from herd import _deadline
 from herd._client.breaker import BreakerPolicy
 from herd._client.driver import aclose, driver
 from herd._client.policy import CallPolicy
-from herd._errors import ConfigurationError, HerdError
-from herd._registry.interface import RegistryApi, Snapshot
-from herd._registry.model import Instance, Status
+from herd._model import deadline as _deadline
+from herd._model.errors import ConfigurationError, HerdError
+from herd._model.instance import Instance, Status
+from herd._process.registry_api import RegistryApi, Snapshot
 
 log = structlog.get_logger("herd.registry")
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
-from herd._errors import ConfigurationError, HerdError
+from herd._model.errors import ConfigurationError, HerdError
 
 F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
 

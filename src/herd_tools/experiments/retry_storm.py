@@ -5,10 +5,10 @@ answers; the other is healthy), two of middle and one edge, in three configurati
 
 - `naive`: aiohttp servers and httpx clients with tenacity, 2 s timeout and 2 retries at every hop,
   retrying the same instance; no deadline propagation, no cancellation of abandoned work
-  (`herd._experiments.naive_services`; nothing of herd).
+  (`herd_tools.experiments.naive_services`; nothing of herd).
 - `telescoped`: herd, edge deadline 3 s, middle 1 s per attempt and one retry, to the same instance.
 - `herd`: the same, but the retry goes to a different instance (in another zone), inside the retry
-  budget (`herd._experiments.chain_services`).
+  budget (`herd_tools.experiments.chain_services`).
 
 Each configuration gets one user request (its first attempt reaches the hanging instance in all
 three), then a fixed arrival rate for a fixed time (an open model: requests are sent on schedule
@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import msgspec
 
 import herd
-from herd._experiments.chain_interface import StormDeep, StormEdge, StormMiddle
+from herd_tools.experiments.chain_interface import StormDeep, StormEdge, StormMiddle
 
 CONFIGURATIONS = ("naive", "telescoped", "herd")
 DEFAULT_RATE = 20.0
@@ -52,8 +52,8 @@ TALK = {
 """The figures each configuration should reproduce (the talk's; herd's from the issue)."""
 
 _READY_PREFIXES = ("HERD_READY ", "READY ")
-_CHAIN = "herd._experiments.chain_services"
-_NAIVE = "herd._experiments.naive_services"
+_CHAIN = "herd_tools.experiments.chain_services"
+_NAIVE = "herd_tools.experiments.naive_services"
 
 Progress = Callable[[str], None]
 Stats = dict[str, int]

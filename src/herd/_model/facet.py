@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgspec
 
-from herd._errors import ConfigurationError
+from herd._model.errors import ConfigurationError
 
 
 class _FacetMeta(msgspec.StructMeta):

@@ -12,7 +12,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from herd._errors import ConfigurationError
+from herd._model.errors import ConfigurationError
 
 WebHandler = Callable[["WebRequest"], Awaitable["WebResponse"]]
 H = TypeVar("H", bound=Callable[..., Awaitable["WebResponse"]])

@@ -1,8 +1,9 @@
 """The retry-storm chain built with herd, runnable as processes.
 
-    python -m herd._experiments.chain_services deep [--hang]
-    python -m herd._experiments.chain_services middle --mode herd|telescoped --hanging A --healthy B
-    python -m herd._experiments.chain_services edge --middle A --middle B
+    python -m herd_tools.experiments.chain_services deep [--hang]
+    python -m herd_tools.experiments.chain_services middle --mode herd|telescoped \
+        --hanging A --healthy B
+    python -m herd_tools.experiments.chain_services edge --middle A --middle B
 
 Every process is in zone "a" except the healthy deep instance, which is in zone "b". Same-zone-first
 balancing therefore sends the middle's first attempt to the hanging deep instance; what differs
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 
 import herd
 from herd._client.resolver import StaticResolver, parse_address
-from herd._experiments.chain_interface import Stats, StormDeep, StormEdge, StormMiddle
+from herd_tools.experiments.chain_interface import Stats, StormDeep, StormEdge, StormMiddle
 
 EDGE_DEADLINE_S = 3.0
 """The deadline the edge sets for each user request; it telescopes into middle and deep."""
@@ -199,7 +200,7 @@ def middle_driver(middles: Sequence[str]) -> StormMiddle:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run one service of the chain until SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m herd._experiments.chain_services")
+    parser = argparse.ArgumentParser(prog="python -m herd_tools.experiments.chain_services")
     parser.add_argument("role", choices=["deep", "middle", "edge"])
     parser.add_argument("--hang", action="store_true", help="deep: accept and never answer")
     parser.add_argument("--mode", choices=["herd", "telescoped"], default="herd")

@@ -9,8 +9,8 @@ from rich.console import Console
 
 from herd._cloud.controller import Controller
 from herd._cloud.up import up
-from herd._load import format_report, run_load
-from herd._logging import configure
+from herd._process.logging import configure
+from herd_tools.load import format_report, run_load
 
 console = Console()
 

@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from herd._errors import ConfigurationError
+from herd._model.errors import ConfigurationError
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "herd_deadline", default=None
