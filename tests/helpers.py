@@ -1,24 +1,26 @@
-"""Helpers for tests: services as real OS processes, raw HTTP requests, bounded polling."""
+"""Helpers for tests: services as real OS processes, a clean environment for them, free ports,
+raw HTTP requests and bounded polling. One of each: the other test modules import these."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import functools
+import inspect
 import os
 import signal
-import subprocess
+import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
 
-from herd._process.run import READY_PREFIX
+from herd._cloud.process import Process
 
 ROOT = Path(__file__).resolve().parent.parent
 MSGPACK = "application/x-msgpack"
@@ -26,120 +28,170 @@ MSGPACK = "application/x-msgpack"
 T = TypeVar("T")
 
 
-def _clean_environment() -> dict[str, str]:
-    """This process's environment without herd's and the chain's settings (registry, port, faults),
-    so a developer's shell cannot change what a test starts."""
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (connecting to it is refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without herd's and the examples' settings (registry, port,
+    zone, faults, addresses), so a developer's shell cannot change what a test starts; plus
+    `extra`."""
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("HERD_", "CHAIN_"))
+        if not name.startswith(("HERD_", "CHAIN_", "FLIX_"))
     }
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
     return env
 
 
-class ServiceProcess:
-    """One service of `examples.chain` running as its own OS process.
+async def eventually(
+    probe: Callable[[], Awaitable[T]] | Callable[[], T],
+    done: Callable[[T], object] = bool,
+    *,
+    timeout: float = 10.0,
+    what: str = "the condition",
+    interval: float = 0.02,
+) -> T:
+    """Call `probe` (sync or async) until `done(value)` holds, and return that value; fail
+    after `timeout` seconds, with `what` and the last value in the message."""
+    give_up = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
+        if done(value):
+            return value
+        if time.monotonic() > give_up:
+            raise AssertionError(f"not within {timeout} s: {what}; last value: {value!r}")
+        await asyncio.sleep(interval)
 
-    A reader thread keeps draining the process's output (so a chatty service never blocks on a
-    full pipe) and notices the ``HERD_READY`` line that tells the port.
+
+# ------------------------------------------------------------------------------------ processes
+
+
+@functools.cache
+def _process_loop() -> asyncio.AbstractEventLoop:
+    """The event loop that copies every test process's output, in a thread of its own for the
+    whole session: output keeps flowing whichever loop a test runs (or none), and the children,
+    which die with the thread that started them (PR_SET_PDEATHSIG), live until the session ends
+    and no longer."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="test-processes", daemon=True).start()
+    return loop
+
+
+def _on_process_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run_coroutine_threadsafe(coroutine, _process_loop()).result()
+
+
+async def _call(function: Callable[[], T]) -> T:
+    return function()
+
+
+class ServiceProcess:
+    """A service as a real OS process: herd's process wrapper (the local cloud's), driven from
+    tests of any kind. Its output goes to `log`; `env` is laid over `clean_environment()`.
+
+    Every method blocks until done; async tests await the long ones through `asyncio.to_thread`.
     """
 
-    def __init__(self, service: str, downstream: str | None = None) -> None:
-        command = [sys.executable, "-m", "examples.chain.service", service]
-        if downstream is not None:
-            command += ["--downstream", downstream]
-        self.service = service
-        self.lines: list[str] = []
-        self.address = ""
-        self._ready = threading.Event()
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=_clean_environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, name=f"{service}-output", daemon=True)
-        self._reader.start()
+    def __init__(
+        self, name: str, command: Sequence[str], log: Path, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.process = Process(name, command, env or {}, ROOT, log, base_env=clean_environment())
+        _on_process_loop(self.process.start())
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if line.startswith(READY_PREFIX) and not self._ready.is_set():
-                announced = json.loads(line[len(READY_PREFIX) :])
-                assert announced["service"] == self.service, announced
-                self.address = str(announced["address"])
-                self._ready.set()
-        self._ready.set()  # the process ended: wake a waiter, which then sees no address
+    @property
+    def address(self) -> str:
+        """The `host:port` from its ready line."""
+        assert self.process.address is not None, f"{self.name} is not ready"
+        return self.process.address
+
+    @property
+    def announced(self) -> dict[str, Any]:
+        """Its ready line's JSON."""
+        assert self.process.announced is not None, f"{self.name} is not ready"
+        return self.process.announced
+
+    @property
+    def ready_at(self) -> float:
+        """`time.monotonic()` when its ready line was read."""
+        assert self.process.ready_at is not None, f"{self.name} is not ready"
+        return self.process.ready_at
+
+    @property
+    def pid(self) -> int:
+        """Its process id."""
+        assert self.process.pid is not None
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether it still runs."""
+        return self.process.alive
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit code (negative: killed by that signal); None while it runs."""
+        return self.process.returncode
+
+    def output(self) -> str:
+        """Everything it printed so far."""
+        return self.process.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 20.0) -> str:
-        """Block until the service announced its address; fail with its output if it did not."""
-        if not self._ready.wait(timeout) or not self.address:
-            self.stop()
-            raise RuntimeError(
-                f"{self.service} did not become ready (exit code {self.process.poll()}):\n"
-                + self.output
+        """Wait for its ready line; its address. Kills it and fails with its output if it exits
+        or stays silent for `timeout` seconds."""
+        if not _on_process_loop(self.process.wait_ready(timeout)):
+            self.kill()
+            self.wait()
+            raise AssertionError(
+                f"{self.name} not ready within {timeout} s (exit {self.returncode}):\n"
+                + self.process.tail()
             )
         return self.address
 
-    @property
-    def output(self) -> str:
-        """Everything the process printed so far."""
-        return "".join(self.lines)
-
     def terminate(self) -> None:
-        """Send SIGTERM (the graceful drain signal)."""
-        self.process.send_signal(signal.SIGTERM)
+        """SIGTERM: the graceful path (deregister, drain, exit 0)."""
+        _on_process_loop(_call(lambda: self.process.signal(signal.SIGTERM)))
 
-    def wait(self, timeout: float = 15.0) -> int:
-        """Wait for the process to exit; returns its exit code."""
-        code = self.process.wait(timeout)
-        self._reader.join(timeout)
-        return code
+    def kill(self) -> None:
+        """SIGKILL: it dies at once, without deregistering or draining."""
+        _on_process_loop(_call(lambda: self.process.signal(signal.SIGKILL)))
 
-    def stop(self) -> None:
-        """Terminate (then kill, if it lingers) and reap the process."""
-        if self.process.poll() is None:
-            self.terminate()
-            try:
-                self.process.wait(10.0)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10.0)
-        self._reader.join(10.0)
+    def wait(self, timeout: float = 20.0) -> int:
+        """Wait until it has exited (raises `TimeoutError` after `timeout` s); its exit code."""
+        return _on_process_loop(asyncio.wait_for(self.process.wait(), timeout))
+
+    def stop(self, grace_s: float = 10.0) -> int | None:
+        """SIGTERM, SIGKILL if it still runs `grace_s` later; its exit code."""
+        return _on_process_loop(self.process.stop(grace_s))
 
 
 @contextlib.contextmanager
-def service_process(service: str, downstream: str | None = None) -> Iterator[ServiceProcess]:
-    """Run one chain service as a process for the duration of the block."""
-    running = ServiceProcess(service, downstream)
+def service_process(
+    service: str, log_dir: Path, downstream: str | None = None
+) -> Iterator[ServiceProcess]:
+    """Run one service of `examples.chain` as a process for the duration of the block."""
+    command = [sys.executable, "-m", "examples.chain.service", service]
+    if downstream is not None:
+        command += ["--downstream", downstream]
+    running = ServiceProcess(service, command, log_dir / f"{service}.log")
     try:
         running.wait_ready()
+        assert running.announced["service"] == service, running.announced
         yield running
     finally:
         running.stop()
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    *,
-    timeout: float = 10.0,
-    interval: float = 0.02,
-) -> T:
-    """Poll `probe` until `done(value)`; return the value, or fail after `timeout` seconds."""
-    give_up = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        if time.monotonic() > give_up:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(interval)
+# ------------------------------------------------------------------------------------ raw HTTP
 
 
 class RawAnswer(msgspec.Struct):

@@ -7,15 +7,14 @@ instance inside a retry budget, and is guarded by a circuit breaker and a bulkhe
 
 from __future__ import annotations
 
-from typing import Any
-
 from herd._client.balance import EjectionPolicy
 from herd._client.breaker import BreakerPolicy
 from herd._client.budget import BudgetPolicy
-from herd._client.driver import aclose, driver
 from herd._client.fallback import fallback
 from herd._client.metrics import CLIENT_METRICS as client_metrics
+from herd._client.metrics import ClientMetrics
 from herd._client.policy import CallPolicy
+from herd._client.resolver import Resolver, StaticResolver
 from herd._model.deadline import deadline, remaining
 from herd._model.errors import (
     BadRequest,
@@ -33,19 +32,10 @@ from herd._model.facet import Facet, fill
 from herd._model.instance import Instance, Status
 from herd._model.interface import Interface, ServiceError, method
 from herd._model.web import WebRequest, WebResponse, route
-from herd._process.run import run
+from herd._process.connect import driver
+from herd._process.registry_client import RegistryResolver
+from herd._process.run import run, serve
 from herd._server.server import Server
-
-
-def serve(impl: Interface, **options: Any) -> Server:
-    """A server for an implementation of an interface; start it with ``async with``.
-
-    Options: `host` (default loopback), `port` (default any free port), `max_inflight` (shed
-    load above it with an overload answer), `max_body` (bytes, default 1 MiB),
-    `default_timeout` (for requests that carry no deadline).
-    """
-    return Server(impl, **options)
-
 
 __all__ = [
     "BadRequest",
@@ -53,6 +43,7 @@ __all__ = [
     "BudgetPolicy",
     "CallPolicy",
     "CircuitOpen",
+    "ClientMetrics",
     "ConfigurationError",
     "DeadlineExceeded",
     "EjectionPolicy",
@@ -63,14 +54,16 @@ __all__ = [
     "Interface",
     "Overloaded",
     "Rejected",
+    "RegistryResolver",
     "RemoteError",
+    "Resolver",
     "Server",
     "ServiceError",
+    "StaticResolver",
     "Status",
     "Unavailable",
     "WebRequest",
     "WebResponse",
-    "aclose",
     "client_metrics",
     "deadline",
     "driver",

@@ -22,14 +22,22 @@ def demo(
         None, help="Run the load generator for this many seconds, report, and exit."
     ),
     load: float = typer.Option(50.0, help="Requests per second for --duration."),
+    app_file: str | None = typer.Option(
+        None,
+        "--app",
+        metavar="APP.toml",
+        help="Run this app instead of flix (default: examples/flix/app.toml in this checkout).",
+    ),
 ) -> None:
     """Run flix, the reference system, on the local cloud and print where to open it.
 
     With --duration, load it through the front door and exit 0 only if >= 99.9 % succeeded.
     """
+    from pathlib import Path
+
     from herd_tools.demo import run_demo
 
-    raise typer.Exit(run_demo(duration, load))
+    raise typer.Exit(run_demo(duration, load, Path(app_file) if app_file else None))
 
 
 @app.command()

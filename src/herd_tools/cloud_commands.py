@@ -10,7 +10,6 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from herd._client.driver import aclose
 from herd._cloud.controller import Controller
 from herd._cloud.interface import CloudApi, GroupView, InstanceView
 from herd._cloud.up import control, up
@@ -40,7 +39,7 @@ def _ask(call: Callable[[CloudApi], Awaitable[T]]) -> T:
         try:
             return await call(api)
         finally:
-            await aclose(api)
+            await api.aclose()
 
     try:
         return asyncio.run(main())

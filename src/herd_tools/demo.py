@@ -20,16 +20,22 @@ PASS_PCT = 99.9
 VISITORS = 10_000
 
 
-def flix_app() -> Path:
-    """The flix app description in this checkout."""
-    for base in (Path.cwd(), *Path(__file__).resolve().parents):
-        candidate = base / "examples" / "flix" / "app.toml"
-        if candidate.exists():
-            return candidate
-    raise SystemExit("herd demo: examples/flix/app.toml not found; run it from the herd checkout")
+#: Where `herd demo` finds flix when run from a herd checkout (the Makefile's `make demo`).
+FLIX_APP = Path("examples") / "flix" / "app.toml"
 
 
-def run_demo(duration: float | None = None, load: float = 50.0) -> int:
+def flix_app(app: Path | None = None) -> Path:
+    """The app to run: `app` if given, else flix in the current directory's checkout."""
+    candidate = app or Path.cwd() / FLIX_APP
+    if not candidate.exists():
+        raise SystemExit(
+            f"herd demo: {candidate} not found; run it from a herd checkout"
+            " (flix lives in examples/flix) or pass --app PATH"
+        )
+    return candidate
+
+
+def run_demo(duration: float | None = None, load: float = 50.0, app: Path | None = None) -> int:
     """Run flix until Ctrl-C; with `duration`, load it for that long and return the verdict."""
     configure()
     verdict = 0
@@ -62,5 +68,5 @@ def run_demo(duration: float | None = None, load: float = 50.0) -> int:
         console.print(f"[{colour}]{ok_pct:.2f} % succeeded (needs ≥ {PASS_PCT} %)[/]")
         controller.stopped.set()
 
-    uvloop.run(up(flix_app(), say=console.print, on_ready=ready))
+    uvloop.run(up(flix_app(app), say=console.print, on_ready=ready))
     return verdict

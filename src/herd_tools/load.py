@@ -1,10 +1,10 @@
 """`herd load`: an open-model HTTP load generator.
 
-Requests go out at fixed intended send times, `start + i / rate`, however slowly the target
-answers: a stalled server does not slow the schedule down. Each latency is measured from the
-request's *intended* send time, so time the generator itself spent behind schedule (a blocked
-event loop, a burst of catch-up sends) counts against the target instead of vanishing; this
-is what keeps coordinated omission from hiding stalls.
+Requests go out on a fixed `Schedule`, however slowly the target answers: a stalled server does
+not slow the schedule down. Each latency is measured from the request's *intended* send time, so
+time the generator itself spent behind schedule (a blocked event loop, a burst of catch-up
+sends) counts against the target instead of vanishing; this is what keeps coordinated omission
+from hiding stalls.
 
 The outstanding requests are capped (`concurrency_cap`); a request due while the cap is reached
 is not delayed but counted as failed with kind `client_overloaded`, so the schedule and the
@@ -17,11 +17,9 @@ body of the `herd load` command.
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -34,6 +32,8 @@ from rich.live import Live
 from rich.text import Text
 
 from herd._model.clock import MONOTONIC, Clock
+from herd._model.stats import percentile
+from herd_tools.schedule import Schedule, drive
 
 CLIENT_OVERLOADED = "client_overloaded"
 """Failure kind of a request that was due while `concurrency_cap` requests were outstanding."""
@@ -44,8 +44,6 @@ PROGRESS_INTERVAL_S = 0.25
 """How often the live progress line is redrawn."""
 PROGRESS_WINDOW_TICKS = 4
 """The progress line's p99 covers the requests finished in the last this-many intervals (~1 s)."""
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class LoadReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,64 +72,6 @@ class LoadReport(msgspec.Struct, frozen=True, kw_only=True):
     def success_ratio(self) -> float:
         """`ok / sent`; 0.0 when nothing was sent."""
         return self.ok / self.sent if self.sent else 0.0
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Fixed arrival times: request `i` is due `i / rate` seconds after the start, while that
-    is before `duration`."""
-
-    rate: float
-    duration: float
-
-    def __post_init__(self) -> None:
-        if not self.rate > 0:
-            raise ValueError(f"rate must be > 0 requests/s, got {self.rate}")
-        if not self.duration > 0:
-            raise ValueError(f"duration must be > 0 s, got {self.duration}")
-
-    @property
-    def count(self) -> int:
-        """How many requests the schedule holds: `ceil(rate * duration)`, robust to float
-        noise (a rate of 0.1/s for 30 s is 3 requests, not 4)."""
-        return math.ceil(self.rate * self.duration - 1e-9)
-
-    def offset(self, index: int) -> float:
-        """Seconds from the start at which request `index` is due (computed, never summed, so
-        rounding does not drift)."""
-        return index / self.rate
-
-
-async def drive(
-    schedule: Schedule,
-    start: float,
-    fire: Callable[[float], None],
-    *,
-    clock: Clock = MONOTONIC,
-    sleep: Sleep = asyncio.sleep,
-) -> None:
-    """Call `fire(intended_time)` once per scheduled request, not before its intended time.
-
-    When the caller falls behind (a stall, an overshooting sleep), the overdue requests fire at
-    once with their original intended times: the schedule never shifts.
-    """
-    for index in range(schedule.count):
-        intended = start + schedule.offset(index)
-        wait = intended - clock.now()
-        if wait > 0:
-            await sleep(wait)
-        fire(intended)
-
-
-def percentile(ordered: Sequence[float], fraction: float) -> float:
-    """The exact nearest-rank percentile of `ordered` (sorted ascending); 0.0 when empty.
-
-    `fraction` is in (0, 1]: 0.99 gives the smallest value at or above 99 % of the values.
-    """
-    if not ordered:
-        return 0.0
-    rank = math.ceil(fraction * len(ordered) - 1e-9)
-    return ordered[min(max(rank, 1), len(ordered)) - 1]
 
 
 def failure_kind(error: BaseException) -> str:

@@ -19,22 +19,15 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+import tomli_w
 
 import herd
 from herd._cloud.interface import CloudApi, GroupView, InstanceView
-
-ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.helpers import ROOT, ServiceProcess, clean_environment, eventually, free_port
 
 
 def port_taken(port: int) -> bool:
@@ -48,42 +41,6 @@ def port_taken(port: int) -> bool:
 
 
 # ------------------------------------------------------------------------------------ app files
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def _toml_table(values: Mapping[str, Any]) -> list[str]:
-    return [f"{key} = {_toml_value(value)}" for key, value in values.items()]
-
-
-def to_toml(document: Mapping[str, Any]) -> str:
-    """Write an app description: scalars and arrays, tables, and arrays of tables."""
-    lines: list[str] = []
-    plain = {k: v for k, v in document.items() if not isinstance(v, dict | list) or _flat(v)}
-    lines += _toml_table(plain)
-    for key, value in document.items():
-        if isinstance(value, dict):
-            lines += ["", f"[{key}]", *_toml_table(value)]
-        elif isinstance(value, list) and not _flat(value):
-            for item in value:
-                lines += ["", f"[[{key}]]", *_toml_table(item)]
-    return "\n".join(lines) + "\n"
-
-
-def _flat(value: Any) -> bool:
-    return not isinstance(value, dict) and not (
-        isinstance(value, list) and any(isinstance(v, dict) for v in value)
-    )
 
 
 def write_app(
@@ -109,7 +66,7 @@ def write_app(
     if "front_door" in document:
         document["front_door"]["port"] = free_port()
     path = directory / "app.toml"
-    path.write_text(to_toml(document))
+    path.write_text(tomli_w.dumps(document))
     return path
 
 
@@ -164,22 +121,6 @@ def children(pid: int) -> list[int]:
     return found
 
 
-async def eventually(
-    probe: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.05
-) -> float:
-    """Poll `probe()` (sync or async) until it returns something true; the seconds it took."""
-    started = time.monotonic()
-    while True:
-        result = probe()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(interval)
-
-
 def herd_command() -> list[str]:
     script = Path(sys.executable).parent / "herd"
     if script.exists():
@@ -187,11 +128,10 @@ def herd_command() -> list[str]:
     return [sys.executable, "-c", "from herd_tools.cli import main; main()"]
 
 
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """This process's environment without herd's or flix's settings, with its own HERD_HOME."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HERD_", "FLIX_"))}
-    env.update(HERD_HOME=str(home), PYTHONUNBUFFERED="1", COLUMNS="200", NO_COLOR="1", **extra)
-    return env
+def cloud_env(home: Path) -> dict[str, str]:
+    """A clean environment for the `herd` command, with its own HERD_HOME and plain, wide
+    output."""
+    return clean_environment(HERD_HOME=str(home), COLUMNS="200", NO_COLOR="1")
 
 
 class Cloud:
@@ -201,18 +141,11 @@ class Cloud:
         self.app = app
         self.home = app.parent / "herd-home"
         self.home.mkdir(exist_ok=True)
-        self.log = app.parent / "herd-up.log"
-        self.env = clean_env(self.home)
+        self.env = cloud_env(self.home)
+        self.started_at = time.time()  # wall-clock, like the uptimes `herd ps` shows
         self.pids = Pids()  # everything the cloud ran that the tests saw, for the clean-up
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [*herd_command(), "up", str(app)],
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        command = [*herd_command(), "up", str(app)]
+        self.process = ServiceProcess("herd-up", command, app.parent / "herd-up.log", self.env)
 
     # -- state
 
@@ -225,7 +158,8 @@ class Cloud:
         return state if state.get("pid") == self.process.pid else None
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        """What `herd up` printed so far."""
+        return self.process.output()
 
     @property
     def front_door(self) -> str:
@@ -242,13 +176,13 @@ class Cloud:
         try:
             yield api
         finally:
-            await herd.aclose(api)
+            await api.aclose()
 
     async def wait_up(self, timeout: float = 60.0) -> tuple[list[GroupView], list[InstanceView]]:
         """Wait until `herd up` serves and every group has its desired count, all UP."""
 
         def serving() -> bool:
-            if self.process.poll() is not None:
+            if not self.process.alive:
                 raise AssertionError(
                     f"herd up exited ({self.process.returncode}):\n{self.output()}"
                 )
@@ -289,14 +223,9 @@ class Cloud:
 
     def close(self) -> None:
         """Stop `herd up` (SIGTERM: instances drain), then SIGKILL whatever is left."""
-        if self.process.poll() is None:
+        if self.process.alive:
             self.pids.add(children(self.process.pid))
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20.0)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5.0)
+        self.process.stop(grace_s=20.0)
         self.pids.kill()
 
 
@@ -304,24 +233,25 @@ async def settled(
     api: CloudApi, *, timeout: float, pids: Pids | None = None
 ) -> tuple[list[GroupView], list[InstanceView]]:
     """Wait until every group runs exactly its desired count of instances, all of them UP."""
-    last: list[Any] = [None, None]
 
-    async def probe() -> bool:
+    async def probe() -> tuple[list[GroupView], list[InstanceView]]:
         groups, instances = await api.groups(), await api.ps()
-        last[:] = [groups, instances]
         if pids is not None:
             pids.add(i.pid for i in instances if i.pid)
-        by_group = {g.name: [i for i in instances if i.group == g.name] for g in groups}
+        return groups, instances
+
+    def done(seen: tuple[list[GroupView], list[InstanceView]]) -> bool:
+        groups, instances = seen
+        members = by_group(instances)
         return all(
-            len(by_group[g.name]) == g.desired and all(i.status == "UP" for i in by_group[g.name])
+            len(members.get(g.name, [])) == g.desired
+            and all(i.status == "UP" for i in members.get(g.name, []))
             for g in groups
         )
 
-    try:
-        await eventually(probe, timeout=timeout, what="every group at its desired count, UP")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {last}") from None
-    return last[0], last[1]
+    return await eventually(
+        probe, done, timeout=timeout, what="every group at its desired count, UP"
+    )
 
 
 def by_group(instances: Iterable[InstanceView]) -> dict[str, list[InstanceView]]:

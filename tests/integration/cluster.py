@@ -2,25 +2,18 @@
 
 `Cluster` starts a registry process on a free port and instances of `examples.chain.service`
 (zones a, b, c) that register themselves with it (`HERD_REGISTRY`), waits for their ``HERD_READY``
-line and for the registry to list them UP, and kills everything it started when closed. Every
-child also dies with the test process (`PR_SET_PDEATHSIG`), so even a killed test run leaves no
-orphans. `Load` is an open-loop load generator: calls start at fixed times whatever the answers do.
+line and for the registry to list them UP, and kills everything it started when closed; every
+child also dies with the test process (`tests.helpers.ServiceProcess`). `Load` is an open-loop
+load generator on herd_tools' schedule: calls start at fixed times whatever the answers do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
-import ctypes
 import dataclasses
-import json
-import os
-import signal
-import socket
-import subprocess
+import itertools
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from pathlib import Path
@@ -29,142 +22,15 @@ from typing import Any
 import herd
 from examples.chain.interface import Deep
 from examples.chain.service import FAULT_ENV
+from herd._model.clock import MONOTONIC
 from herd._model.instance import Instance, Status
 from herd._process.registry_api import RegistryApi, Snapshot
 from herd._process.registry_client import RegistryResolver
-from herd._process.run import READY_PREFIX
+from herd_tools.schedule import Schedule, drive
+from tests.helpers import ServiceProcess, eventually, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 ZONES = ("a", "b", "c")
 GROUP = "deep-v001"
-
-_live: set[Process] = set()
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def wait_for(
-    condition: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.005
-) -> float:
-    """Wait until `condition()` holds (checked every `interval`); returns the seconds waited."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(interval)
-    return time.monotonic() - started
-
-
-class Process:
-    """One child process; a reader thread keeps its output drained and spots ``HERD_READY``.
-
-    Start it from the event loop's (main) thread: the death signal is tied to the forking thread.
-    """
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.name = name
-        self.lines: list[str] = []
-        self.ready: dict[str, Any] | None = None
-        self.ready_at: float | None = None
-        self._ended = threading.Event()
-        self._log = log
-        self.popen = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            preexec_fn=_die_with_parent,
-        )
-        _live.add(self)
-        threading.Thread(target=self._read, name=f"{name}-output", daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        with self._log.open("a") as log:
-            for line in self.popen.stdout:
-                log.write(line)
-                log.flush()
-                self.lines.append(line)
-                if self.ready is None and line.startswith(READY_PREFIX):
-                    self.ready_at = time.monotonic()
-                    self.ready = json.loads(line[len(READY_PREFIX) :])
-        self._ended.set()
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    @property
-    def address(self) -> str:
-        assert self.ready is not None, f"{self.name} is not ready"
-        return str(self.ready["address"])
-
-    def output(self, last: int = 40) -> str:
-        """The last lines the process printed."""
-        return "".join(self.lines[-last:])
-
-    async def wait_ready(self, timeout: float = 20.0) -> dict[str, Any]:
-        """Wait for the ``HERD_READY`` line; fail with the output if the process ends first."""
-        started = time.monotonic()
-        while self.ready is None:
-            if not self.alive or time.monotonic() - started > timeout:
-                self.kill()
-                raise AssertionError(
-                    f"{self.name} not ready within {timeout}s (exit {self.popen.poll()}):\n"
-                    + self.output()
-                )
-            await asyncio.sleep(0.01)
-        return self.ready
-
-    def kill(self) -> None:
-        """SIGKILL: the process dies at once, without deregistering or draining."""
-        if self.alive:
-            self.popen.kill()
-
-    def terminate(self) -> None:
-        """SIGTERM: the graceful path (deregister, drain, exit 0)."""
-        if self.alive:
-            self.popen.terminate()
-
-    async def wait_exit(self, timeout: float = 20.0) -> int:
-        """Wait for the process to exit; its exit code (negative: killed by that signal)."""
-        await wait_for(lambda: not self.alive, timeout=timeout, what=f"{self.name} exits")
-        code = self.popen.wait()
-        _live.discard(self)
-        return code
-
-    def reap(self) -> None:
-        """Make sure the process is gone: SIGKILL if it still runs, then collect it."""
-        self.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(10.0)
-        self._ended.wait(5.0)
-        _live.discard(self)
-
-
-@atexit.register
-def _reap_all() -> None:
-    for process in list(_live):
-        process.reap()
 
 
 @dataclasses.dataclass
@@ -173,7 +39,7 @@ class Member:
 
     id: str
     zone: str
-    process: Process
+    process: ServiceProcess
 
 
 class Cluster:
@@ -187,7 +53,7 @@ class Cluster:
         self.lease_s = lease_s
         self.log_dir = log_dir
         self.registry_port = free_port()
-        self.registry: Process | None = None
+        self.registry: ServiceProcess | None = None
         self.members: dict[str, Member] = {}
         self._registry_starts = 0
         self._counter = 0
@@ -196,11 +62,9 @@ class Cluster:
             RegistryApi,
             address=self.registry_address,
             # No breaker: tests read the table while the registry restarts.
-            policy=herd.CallPolicy(
-                attempts=1, timeout=2.0, breaker=herd.BreakerPolicy(volume_threshold=sys.maxsize)
-            ),
+            policy=herd.CallPolicy(attempts=1, timeout=2.0, breaker=None),
         )
-        self._closers.append(lambda: herd.aclose(self._api))
+        self._closers.append(self._api.aclose)
 
     @property
     def registry_address(self) -> str:
@@ -208,15 +72,15 @@ class Cluster:
 
     # -- processes --------------------------------------------------------------------------------
 
-    async def start_registry(self) -> Process:
+    async def start_registry(self) -> ServiceProcess:
         """Start (or restart) the registry, always on the same port."""
         assert self.registry is None or not self.registry.alive, "the registry is running"
         self._registry_starts += 1
         argv = [sys.executable, "-m", "herd._registry.service"]
         argv += ["--port", str(self.registry_port), "--lease", str(self.lease_s)]
         name = f"registry-{self._registry_starts}"
-        self.registry = Process(name, argv, {}, self.log_dir / f"{name}.log")
-        await self.registry.wait_ready()
+        self.registry = ServiceProcess(name, argv, self.log_dir / f"{name}.log")
+        await asyncio.to_thread(self.registry.wait_ready)
         return self.registry
 
     async def start_instance(
@@ -241,9 +105,9 @@ class Cluster:
             **(extra_env or {}),
         }
         argv = [sys.executable, "-m", "examples.chain.service", self.service]
-        process = Process(instance_id, argv, env, self.log_dir / f"{instance_id}.log")
+        process = ServiceProcess(instance_id, argv, self.log_dir / f"{instance_id}.log", env)
         member = self.members[instance_id] = Member(instance_id, zone, process)
-        await process.wait_ready()
+        await asyncio.to_thread(process.wait_ready)
         if wait_up:
             await self.wait_listed([instance_id])
         return member
@@ -286,22 +150,22 @@ class Cluster:
 
     async def wait_listed(
         self, present: Iterable[str] = (), absent: Iterable[str] = (), timeout: float = 10.0
-    ) -> float:
-        """Wait until the registry lists `present` UP and not `absent`; the seconds it took."""
+    ) -> None:
+        """Wait until the registry lists `present` UP and not `absent`."""
         present, absent = set(present), set(absent)
-        started = time.monotonic()
-        while True:
+
+        async def listed_ids() -> set[str] | None:
             try:
-                ids = set(await self.listed())
+                return set(await self.listed())
             except herd.HerdError:
-                ids = None
-            if ids is not None and present <= ids and not absent & ids:
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                raise AssertionError(
-                    f"registry lists {ids}, wanted {present} and not {absent} within {timeout}s"
-                )
-            await asyncio.sleep(0.02)
+                return None
+
+        await eventually(
+            listed_ids,
+            lambda ids: ids is not None and present <= ids and not absent & ids,
+            timeout=timeout,
+            what=f"the registry lists {sorted(present)} and not {sorted(absent)}",
+        )
 
     def resolver(self) -> RegistryResolver:
         """A new watcher of the registry (its own cached copy), closed with the cluster."""
@@ -316,7 +180,7 @@ class Cluster:
         cluster."""
         resolver = self.resolver()
         deep = herd.driver(Deep, resolver=resolver, zone=zone, policy=policy)
-        self._closers.append(lambda: herd.aclose(deep))
+        self._closers.append(deep.aclose)
         return deep, resolver
 
     async def wait_seen(
@@ -325,29 +189,28 @@ class Cluster:
         present: Collection[str] = (),
         absent: Collection[str] = (),
         timeout: float = 10.0,
-    ) -> float:
+    ) -> None:
         """Start `resolver` if needed and wait until its copy has `present` UP and not `absent`."""
         await resolver.start()
-
-        def seen() -> bool:
-            ids = {i.id for i in resolver.instances(self.service)}
-            return set(present) <= ids and not set(absent) & ids
-
-        return await wait_for(
-            seen,
+        await eventually(
+            lambda: {i.id for i in resolver.instances(self.service)},
+            lambda ids: set(present) <= ids and not set(absent) & ids,
             timeout=timeout,
-            what=f"driver sees {sorted(present)} and not {sorted(absent)}: "
-            f"{sorted(i.id for i in resolver.instances(self.service))}",
+            what=f"the driver sees {sorted(present)} and not {sorted(absent)}",
+            interval=0.005,
         )
 
     # -- teardown ---------------------------------------------------------------------------------
 
     def kill_all(self) -> None:
         """SIGKILL and reap every process this cluster started."""
-        for member in self.members.values():
-            member.process.reap()
+        processes = [member.process for member in self.members.values()]
         if self.registry is not None:
-            self.registry.reap()
+            processes.append(self.registry)
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.wait()
 
     async def aclose(self) -> None:
         """Close drivers and resolvers, then kill every process."""
@@ -391,28 +254,21 @@ class Load:
         self.deadline = deadline
         self.outcomes: list[Outcome] = []
         self.started_at = 0.0
+        self._indexes = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
         self._generator: asyncio.Task[None] | None = None
-        self._stop = False
 
-    def start(self, duration: float | None = None) -> Load:
-        """Start generating calls for `duration` seconds (None: until `stop`)."""
-        self.started_at = time.monotonic()
-        self._generator = asyncio.create_task(self._generate(duration))
+    def start(self, duration: float) -> Load:
+        """Start generating calls for `duration` seconds (`stop` ends them sooner)."""
+        self.started_at = MONOTONIC.now()
+        schedule = Schedule(self.rate, duration)
+        self._generator = asyncio.create_task(drive(schedule, self.started_at, self._fire))
         return self
 
-    async def _generate(self, duration: float | None) -> None:
-        count = None if duration is None else round(self.rate * duration)
-        index = 0
-        while not self._stop and (count is None or index < count):
-            at = self.started_at + index / self.rate
-            delay = at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            task = asyncio.create_task(self._one(index, at))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            index += 1
+    def _fire(self, scheduled: float) -> None:
+        task = asyncio.create_task(self._one(next(self._indexes), scheduled))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _one(self, index: int, scheduled: float) -> None:
         started = time.monotonic()
@@ -434,14 +290,17 @@ class Load:
     async def wait(self) -> list[Outcome]:
         """Wait for the schedule to finish and every call to end; the outcomes by index."""
         assert self._generator is not None
-        await self._generator
+        await asyncio.wait({self._generator})
+        if not self._generator.cancelled():
+            self._generator.result()  # a schedule that failed fails the test
         while self._tasks:
             await asyncio.gather(*list(self._tasks))
         return sorted(self.outcomes, key=lambda o: o.index)
 
     async def stop(self) -> list[Outcome]:
         """Stop starting calls; wait for those in flight; the outcomes by index."""
-        self._stop = True
+        assert self._generator is not None
+        self._generator.cancel()
         return await self.wait()
 
     @property

@@ -212,7 +212,7 @@ async def test_every_bad_request_gets_a_typed_answer_and_the_server_keeps_servin
             assert await probe.norm(Point(3, -4), 2.0) == 14.0
             assert await probe.size(b"x" * (MiB - 64)) == MiB - 64
     finally:
-        await probe.aclose()  # type: ignore[attr-defined]
+        await probe.aclose()
     assert impl.calls == 4
     assert server.inflight == 0
     assert errors_in(logged) == []
@@ -224,7 +224,7 @@ async def test_the_driver_raises_bad_request_for_a_refused_call(server: herd.Ser
         with pytest.raises(herd.BadRequest) as caught, herd.deadline(5.0):
             await probe.size(b"x" * (2 * MiB))
     finally:
-        await probe.aclose()  # type: ignore[attr-defined]
+        await probe.aclose()
     assert caught.value.kind == "too_large"
     assert (caught.value.service, caught.value.method) == ("probe", "size")
 
@@ -237,7 +237,7 @@ async def test_a_crashing_handler_is_logged_so_the_log_check_above_can_fail(
         with pytest.raises(herd.RemoteError), herd.deadline(5.0):
             await probe.boom()
     finally:
-        await probe.aclose()  # type: ignore[attr-defined]
+        await probe.aclose()
     assert errors_in(logged) != []
 
 

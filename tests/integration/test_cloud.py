@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import os
 import re
-import signal
 import time
 import urllib.error
 import urllib.request
@@ -29,16 +27,17 @@ from examples.flix import store
 from examples.flix.edge.interface import HISTORY_ROW
 from herd._cloud.interface import InstanceView
 from herd_tools.load import run_load
+from tests.helpers import eventually
 from tests.integration.cloud_helpers import (
     Cloud,
     Pids,
     by_group,
     children,
-    eventually,
     port_taken,
     settled,
     write_app,
 )
+from tests.integration.flix_data import check_titles, merch_rows, with_history
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -85,7 +84,9 @@ async def test_every_instance_is_up_spread_over_zones_and_ps_shows_it(chain: Clo
     assert len(set(addresses)) == len(instances)
     assert all(re.fullmatch(r"127\.0\.0\.1:\d+", a) for a in addresses), addresses
     assert len({i.pid for i in instances}) == len(instances) and all(i.pid > 0 for i in instances)
-    assert all(i.uptime_s >= 0 for i in instances)
+    # started by this cloud: no instance has been up longer than the cloud itself
+    age = time.time() - chain.started_at
+    assert all(0 <= i.uptime_s <= age + 0.1 for i in instances), (age, instances)
 
     # each address is a live instance of its service; the edge reaches middle and deep through
     # the registry
@@ -93,15 +94,15 @@ async def test_every_instance_is_up_spread_over_zones_and_ps_shows_it(chain: Clo
         if view.service == "edge":
             edge = herd.driver(Edge, address=view.address)
             assert (await edge.greet("hi")).text == "hello, hi"
-            await herd.aclose(edge)
+            await edge.aclose()
         elif view.service == "middle":
             middle = herd.driver(Middle, address=view.address)
             assert (await middle.relay("hi")).text == "hi"
-            await herd.aclose(middle)
+            await middle.aclose()
         else:
             deep = herd.driver(Deep, address=view.address)
             assert (await deep.echo("hi")).text == "hi"
-            await herd.aclose(deep)
+            await deep.aclose()
 
     # `herd ps` prints groups and every instance with its zone, status, address, pid and uptime
     rows = _ps_rows(chain.cli("ps"))
@@ -217,7 +218,7 @@ async def test_down_stops_everything_and_leaves_no_process(tmp_path: Path) -> No
         state = cloud.state()
         assert state is not None
         assert "stopping the local cloud" in cloud.cli("down")
-        await eventually(lambda: cloud.process.poll() is not None, timeout=30, what="herd up exits")
+        await eventually(lambda: not cloud.process.alive, timeout=30, what="herd up exits")
         assert cloud.process.returncode == 0, cloud.output()
         assert pids.running() == [], "no orphan"
         assert not (cloud.home / "cloud.json").exists()
@@ -232,13 +233,14 @@ async def test_sigkill_of_herd_up_leaves_no_process(tmp_path: Path) -> None:
     try:
         _, instances = await cloud.wait_up()
         pids = _pids_of(cloud, instances)
-        os.kill(cloud.process.pid, signal.SIGKILL)
+        cloud.process.kill()
         cloud.process.wait(5)
-        # the kernel kills the children (PR_SET_PDEATHSIG); nobody could stop them otherwise
-        took = await eventually(
-            lambda: not pids.running(), timeout=5, what="every child of herd up dies"
-        )
-        assert took < 5
+        killed = time.monotonic()
+        # the kernel kills the children (PR_SET_PDEATHSIG) at once; nobody could stop them
+        # otherwise
+        await eventually(lambda: not pids.running(), timeout=5, what="every child of herd up dies")
+        took = time.monotonic() - killed
+        assert took < 1.0, f"the children died {took:.2f} s after herd up"
     finally:
         cloud.close()
 
@@ -273,41 +275,6 @@ def page(flix: Cloud, visitor: int) -> dict[str, Any]:
     status, body = fetch(f"{flix.front_door}/api/home?visitor={visitor}")
     assert status == 200, body
     return dict(json.loads(body))
-
-
-def with_history(data: store.Store, count: int = 3) -> list[int]:
-    """Visitors with rows and at least three viewings."""
-    views = data.table(store.HISTORY_VIEWS)
-    found = [v for v in range(1, 400) if len(views.partition(v, 3)) == 3]
-    assert len(found) >= count
-    return found[:count]
-
-
-def merch_rows(data: store.Store, visitor: int) -> list[tuple[str, list[int]]]:
-    """The visitor's rows as the store holds them, ranked by popularity as merch ranks them."""
-    merch = data.table(store.MERCH_VIDEOS)
-    rows = []
-    for _, row in data.table(store.MERCH_ROWS).partition(visitor):
-        popularity = merch.get_many(row.videos)
-        rows.append((row.title, sorted(row.videos, key=lambda v: -popularity[v].popularity)))
-    return rows
-
-
-def check_titles(data: store.Store, home: dict[str, Any]) -> int:
-    """Every video on the page is the store's, title and all; returns how many there are."""
-    movies = data.table(store.MOVIE_VIDEOS)
-    shown = 0
-    for row in home["rows"]:
-        for video in row["videos"]:
-            record = movies.get(video["id"])
-            assert record is not None
-            assert (video["title"], video["year"], video["synopsis"]) == (
-                record.title,
-                record.year,
-                record.synopsis,
-            )
-            shown += 1
-    return shown
 
 
 def test_flix_home_page_through_the_front_door(flix: Cloud, data: store.Store) -> None:

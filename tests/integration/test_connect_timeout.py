@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import herd
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -17,14 +18,6 @@ POLICY = herd.CallPolicy(connect_timeout=0.25, attempts=1)
 
 class Nothing(herd.Interface, name="nothing"):
     async def ping(self) -> str: ...
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback port nobody listens on: connecting is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -64,12 +57,12 @@ async def call_with_deadline(port: int, seconds: float) -> tuple[herd.HerdError,
         with pytest.raises(herd.HerdError) as caught, herd.deadline(seconds):
             await nothing.ping()
     finally:
-        await nothing.aclose()  # type: ignore[attr-defined]
+        await nothing.aclose()
     return caught.value, time.monotonic() - started
 
 
-async def test_nothing_listening_is_unavailable_at_once(closed_port: int) -> None:
-    error, elapsed = await call_with_deadline(closed_port, 5.0)
+async def test_nothing_listening_is_unavailable_at_once() -> None:
+    error, elapsed = await call_with_deadline(free_port(), 5.0)
     assert type(error) is not herd.DeadlineExceeded
     assert isinstance(error, herd.Unavailable)
     assert (error.service, error.method) == ("nothing", "ping")

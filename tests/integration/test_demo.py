@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from herd._cloud.app import load
-from tests.integration.cloud_helpers import ROOT, clean_env, herd_command, port_taken
+from tests.helpers import ROOT
+from tests.integration.cloud_helpers import cloud_env, herd_command, port_taken
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -71,7 +72,7 @@ def test_herd_demo_under_load_passes(tmp_path: Path) -> None:
         done = subprocess.run(
             [*herd_command(), "demo", "--duration", str(DURATION_S), "--load", str(RATE)],
             cwd=ROOT,
-            env=clean_env(tmp_path / "herd-home"),
+            env=cloud_env(tmp_path / "herd-home"),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -73,7 +73,7 @@ async def running() -> AsyncIterator[Running]:
             yield Running(impl, server, ops, session)
         finally:
             impl.release.set()
-            await ops.aclose()  # type: ignore[attr-defined]
+            await ops.aclose()
 
 
 def samples(exposition: str, name: str, **labels: str) -> list[float]:
@@ -194,4 +194,4 @@ async def test_requests_above_the_in_flight_limit_are_refused_as_overloaded() ->
             assert samples(text, total, method="hold", outcome="ok") == [2.0]
         finally:
             impl.release.set()
-            await ops.aclose()  # type: ignore[attr-defined]
+            await ops.aclose()

@@ -18,8 +18,8 @@ import herd
 from examples.chain.interface import Deep, Echo
 from herd._client.breaker import BreakerState
 from herd._client.budget import BUCKETS
-from herd._client.driver import dependencies
-from tests.integration.cluster import ZONES, Cluster, Load, describe, wait_for
+from tests.helpers import eventually
+from tests.integration.cluster import ZONES, Cluster, Load, describe
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,7 +39,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 def counts() -> dict[str, int]:
     """This process's counters for `deep` (process-wide: take differences)."""
-    snapshot = dependencies().get("deep", {})
+    snapshot = herd.client_metrics.report().get("deep", {})
     return {name: int(snapshot.get(name, 0)) for name in COUNTERS}
 
 
@@ -75,7 +75,7 @@ async def test_kill_9_one_instance_at_200_calls_per_second_loses_no_call(cluster
     victim.process.kill()
     outcomes = await load.wait()
 
-    assert await victim.process.wait_exit() == -signal.SIGKILL
+    assert await asyncio.to_thread(victim.process.wait) == -signal.SIGKILL
     assert len(outcomes) == 2000
     assert not load.errors, describe(load.errors, load.started_at)
     assert all(o.value.text == f"call {o.index}" for o in outcomes)
@@ -111,7 +111,7 @@ async def test_hanging_instance_every_call_succeeds_in_time_retried_elsewhere(
         with herd.deadline(2.0):
             stats = await direct.stats()
     finally:
-        await herd.aclose(direct)
+        await direct.aclose()
     assert stats["started"] >= len(retried), stats
     assert stats["finished"] == 0, stats
     # Its work was abandoned, not left running: the handlers were cancelled with the attempts.
@@ -133,7 +133,7 @@ async def test_all_instances_down_breaker_opens_and_fallback_short_circuits(
     for member in members:
         member.process.kill()
     for member in members:
-        await member.process.wait_exit()
+        await asyncio.to_thread(member.process.wait)
     failing_since = time.monotonic()
 
     errors: dict[int, BaseException] = {}
@@ -146,12 +146,14 @@ async def test_all_instances_down_breaker_opens_and_fallback_short_circuits(
         return herd.fallback(deep.echo(f"call {index}"), otherwise)
 
     load = Load(call, rate=50, deadline=1.0).start(duration=8)
-    opened_after = await wait_for(
+    await eventually(
         lambda: caller.breaker.state is BreakerState.OPEN,
         timeout=policy.breaker.window_s + 2,
         what="the breaker opens",
+        interval=0.005,
     )
     opened_at = time.monotonic()
+    opened_after = opened_at - load.started_at
     outcomes = await load.wait()
     elapsed = time.monotonic() - failing_since
     delta = since(before)
@@ -238,15 +240,19 @@ async def test_sigterm_deregisters_first_then_drains_without_failing_a_call(
         with herd.deadline(6.0):
             return await probe.slow(f"slow {index}", 2.0)
 
-    load = Load(lambda i: deep.echo(f"call {i}"), rate=100, deadline=1.0).start()
+    # Stopped below, a second after the instance has left.
+    load = Load(lambda i: deep.echo(f"call {i}"), rate=100, deadline=1.0).start(duration=60)
     try:
         await load.until(1.0)
         # Work in flight on the leaving instance (the caller's zone) when the signal arrives.
         slow_calls = [asyncio.create_task(slow(i)) for i in range(5)]
-        give_up = time.monotonic() + 10.0
-        while await running() < len(slow_calls):
-            assert time.monotonic() < give_up, "the slow calls never reached the zone-a instance"
-            await asyncio.sleep(0.01)
+        await eventually(
+            running,
+            lambda count: count >= len(slow_calls),
+            timeout=10.0,
+            what="the slow calls reach the zone-a instance",
+            interval=0.01,
+        )
         leaving.process.terminate()
         signalled = time.monotonic()
 
@@ -254,14 +260,14 @@ async def test_sigterm_deregisters_first_then_drains_without_failing_a_call(
         await cluster.wait_listed(absent=[leaving.id], timeout=5.0)
         assert leaving.process.alive, "the instance exited before it was deregistered"
         await cluster.wait_seen(caller.resolver, absent=[leaving.id], timeout=1.0)
-        code = await leaving.process.wait_exit(timeout=15.0)
+        code = await asyncio.to_thread(leaving.process.wait, 15.0)
         exited = time.monotonic()
         answers = await asyncio.gather(*slow_calls, return_exceptions=True)
         # Keep calling for a while after it left, then stop.
         await load.until(exited - load.started_at + 1.0)
     finally:
         outcomes = await load.stop()
-        await herd.aclose(probe)
+        await probe.aclose()
 
     assert code == 0, leaving.process.output()
     # The slow calls it was running when signalled were finished, not cut off.

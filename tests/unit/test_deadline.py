@@ -169,7 +169,7 @@ async def test_the_server_runs_the_handler_under_the_callers_remaining_time() ->
             # With no deadline in force, the driver's default timeout is what travels.
             default = await clock.left()
         finally:
-            await clock.aclose()  # type: ignore[attr-defined]
+            await clock.aclose()
     assert 1.5 < direct <= 2.0
     assert 1.5 < in_task <= direct
     assert 0.5 < default <= herd.CallPolicy().timeout
@@ -191,7 +191,7 @@ async def test_a_call_with_too_little_time_left_fails_without_sending() -> None:
                 await clock.left()  # with enough time the same call is sent
             assert impl.calls == 1
         finally:
-            await clock.aclose()  # type: ignore[attr-defined]
+            await clock.aclose()
 
 
 async def test_the_handler_is_cancelled_when_its_deadline_passes() -> None:
@@ -207,4 +207,57 @@ async def test_the_handler_is_cancelled_when_its_deadline_passes() -> None:
             await asyncio.wait_for(impl.cancelled.wait(), 5.0)
             assert server.inflight == 0
         finally:
-            await clock.aclose()  # type: ignore[attr-defined]
+            await clock.aclose()
+
+
+async def test_a_deadline_cancels_the_work_under_it_and_raises_deadline_exceeded() -> None:
+    cancelled = asyncio.Event()
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    started = time.monotonic()
+    with pytest.raises(herd.DeadlineExceeded), herd.deadline(0.05):
+        await slow()
+    elapsed = time.monotonic() - started
+    assert cancelled.is_set()
+    assert 0.05 <= elapsed < 1.0
+    assert herd.remaining() is None
+
+
+async def test_the_outer_deadline_is_the_one_that_raises_when_it_is_the_earlier() -> None:
+    with pytest.raises(herd.DeadlineExceeded), herd.deadline(0.05):
+        try:
+            with herd.deadline(5.0):
+                await asyncio.sleep(10)
+        except herd.DeadlineExceeded:
+            pytest.fail("the inner block must see a cancellation, not its own timeout")
+
+
+async def test_work_that_finishes_in_time_is_left_alone() -> None:
+    scope = herd.deadline(0.05)
+    with scope:
+        await asyncio.sleep(0)
+    # The scope is disarmed: its time passes without cancelling anything.
+    await asyncio.sleep(0.1)
+    assert not scope.fired
+    assert herd.remaining() is None
+
+
+async def test_a_cancellation_from_outside_stays_a_cancellation_under_a_deadline() -> None:
+    entered = asyncio.Event()
+
+    async def work() -> None:
+        with herd.deadline(5.0):
+            entered.set()
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(work())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -78,7 +78,7 @@ async def served() -> AsyncIterator[Served]:
         try:
             yield Served(impl, catalog)
         finally:
-            await catalog.aclose()  # type: ignore[attr-defined]
+            await catalog.aclose()
 
 
 def test_a_facet_names_its_id_type_and_gets_an_id_field() -> None:

@@ -1,125 +1,21 @@
-"""Load generator: the fixed schedule, exact percentiles, the tally, and option checking."""
+"""Load generator: the tally, its report, URL patterns and option checking."""
 
 from __future__ import annotations
 
-import math
-
 import aiohttp
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from herd._model.clock import ManualClock
 from herd_tools.cli import app
 from herd_tools.load import (
     CLIENT_OVERLOADED,
-    Schedule,
     Tally,
     check_options,
-    drive,
     failure_kind,
     format_report,
-    percentile,
     progress_line,
 )
-
-
-@pytest.mark.parametrize(
-    ("rate", "duration", "count"),
-    [(50, 20, 1000), (0.1, 30, 3), (3, 1, 3), (7, 0.5, 4), (1000, 0.001, 1), (0.5, 1, 1)],
-)
-def test_schedule_holds_rate_times_duration(rate: float, duration: float, count: int) -> None:
-    schedule = Schedule(rate, duration)
-    assert schedule.count == count
-    assert schedule.offset(count - 1) < duration
-
-
-def test_offsets_are_computed_not_summed() -> None:
-    schedule = Schedule(rate=3, duration=1000)
-    assert schedule.offset(2999) == pytest.approx(2999 / 3, abs=1e-12)
-
-
-@pytest.mark.parametrize(("rate", "duration"), [(0, 1), (-5, 1), (1, 0), (1, -1), (math.nan, 1)])
-def test_schedule_rejects_nonsense(rate: float, duration: float) -> None:
-    with pytest.raises(ValueError):
-        Schedule(rate, duration)
-
-
-class FakeSleeper:
-    """`asyncio.sleep` stand-in that advances a manual clock, overshooting when told to."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-        self.overshoot: dict[int, float] = {}
-        self.calls = 0
-
-    async def sleep(self, seconds: float) -> None:
-        self.clock.advance(seconds + self.overshoot.get(self.calls, 0.0))
-        self.calls += 1
-
-
-async def test_drive_fires_each_request_at_its_intended_time() -> None:
-    clock = ManualClock(start=100.0)
-    sleeper = FakeSleeper(clock)
-    fired: list[tuple[float, float]] = []
-    await drive(
-        Schedule(rate=10, duration=1),
-        clock.now(),
-        lambda intended: fired.append((intended, clock.now())),
-        clock=clock,
-        sleep=sleeper.sleep,
-    )
-    assert [intended for intended, _ in fired] == pytest.approx([100 + i / 10 for i in range(10)])
-    assert all(at == pytest.approx(intended) for intended, at in fired)
-
-
-async def test_a_stall_neither_shifts_nor_thins_the_schedule() -> None:
-    """The generator stalls for 1 s: the overdue requests go out at once, keeping their
-    intended times, so the stall shows as latency instead of disappearing (no coordinated
-    omission), and the run still sends rate x duration requests."""
-    clock = ManualClock(start=0.0)
-    sleeper = FakeSleeper(clock)
-    sleeper.overshoot[4] = 1.0  # the sleep before request 5 returns 1 s late
-    fired: list[tuple[float, float]] = []
-    await drive(
-        Schedule(rate=10, duration=3),
-        clock.now(),
-        lambda intended: fired.append((intended, clock.now())),
-        clock=clock,
-        sleep=sleeper.sleep,
-    )
-    assert len(fired) == 30
-    assert [intended for intended, _ in fired] == pytest.approx([i / 10 for i in range(30)])
-    lateness = [at - intended for intended, at in fired]
-    assert lateness[5] == pytest.approx(1.0)  # the one stuck behind the stall waited the full 1 s
-    assert lateness[6:15] == pytest.approx([0.9 - 0.1 * k for k in range(9)])  # caught up at once
-    assert lateness[15:] == pytest.approx([0.0] * 15)  # and back on schedule
-
-
-def test_percentiles_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 0.50) == 50.0
-    assert percentile(values, 0.90) == 90.0
-    assert percentile(values, 0.99) == 99.0  # not 100: 0.99 * 100 must not round up
-    assert percentile(values, 1.0) == 100.0
-    assert percentile([7.0], 0.5) == 7.0
-    assert percentile([], 0.99) == 0.0
-
-
-@given(
-    st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=300),
-    st.floats(0.001, 1.0),
-)
-def test_percentile_is_the_smallest_value_covering_the_fraction(
-    values: list[float], fraction: float
-) -> None:
-    ordered = sorted(values)
-    result = percentile(ordered, fraction)
-    at_or_below = sum(1 for v in ordered if v <= result)
-    below = sum(1 for v in ordered if v < result)
-    assert at_or_below >= fraction * len(ordered) - 1e-6
-    assert below < fraction * len(ordered) + 1e-6
+from herd_tools.schedule import Schedule
 
 
 def test_tally_reports_counts_kinds_and_milliseconds() -> None:

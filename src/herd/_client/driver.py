@@ -1,15 +1,14 @@
 """The driver: an object with the interface's methods that calls remote instances.
 
-One call goes through the path of DESIGN.md in order: deadline, breaker and bulkhead, balance,
-attempt, retry on a different instance inside the retry budget, record. Fallbacks live above, in
-the library layer (`herd.fallback`).
+One call goes through the call path in order: deadline, breaker and bulkhead, then the attempt
+loop (balance, attempt, retry on a different instance inside the retry budget), then record.
+Fallbacks live above, in the library layer (`herd.fallback`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import random
 import time
 import weakref
@@ -18,10 +17,11 @@ from typing import Any, TypeVar, cast
 
 import msgspec
 
+from herd._client.attempts import Attempt, AttemptLoop, Backoff, Retry
 from herd._client.balance import Balancer
 from herd._client.breaker import Bulkhead, CircuitBreaker
 from herd._client.budget import RetryBudget
-from herd._client.metrics import CLIENT_METRICS, DependencyMetrics
+from herd._client.metrics import CLIENT_METRICS, ClientMetrics, DependencyMetrics
 from herd._client.policy import CallPolicy
 from herd._client.resolver import Resolver, StaticResolver
 from herd._model import deadline as _deadline
@@ -34,39 +34,18 @@ from herd._model.errors import (
     Overloaded,
     Rejected,
     RemoteError,
-    Unavailable,
 )
 from herd._model.instance import Instance
 from herd._model.interface import Interface, MethodSpec, error_from_wire, interface_of, methods
-from herd._wire.http import (
-    H_ATTEMPT,
-    H_DEADLINE,
-    H_TOKEN,
-    ConnectFailed,
-    ConnectionLost,
-    ErrorBody,
-    HttpTransport,
-    decode_error,
-    encode,
-)
+from herd._model.outcome import Blame, blame, blame_of_kind
+from herd._wire.http_client import ConnectFailed, ConnectionLost, HttpTransport
+from herd._wire.protocol import H_ATTEMPT, H_DEADLINE, H_TOKEN, ErrorBody, decode_error, encode
 
 IfaceT = TypeVar("IfaceT", bound=Interface)
 
-_INSTANCE_FAILURES = frozenset({"internal", "overloaded", "deadline_exceeded"})
-_BAD_REQUEST_KINDS = frozenset(
-    {"bad_request", "unknown_method", "method_not_allowed", "too_large", "unsupported_media_type"}
-)
-
-
-class _Retryable(Exception):
-    """An attempt failed in a way that another instance may not: carries the final error."""
-
-    def __init__(self, error: HerdError) -> None:
-        self.error = error
-
 
 class Caller:
-    """The call path to one service: shared by every method of one driver."""
+    """The call path to one service: shared by every method of one driver, owned by it."""
 
     def __init__(
         self,
@@ -74,6 +53,9 @@ class Caller:
         resolver: Resolver,
         policy: CallPolicy,
         zone: str | None,
+        *,
+        owns_resolver: bool,
+        metrics: ClientMetrics,
         rng: random.Random | None = None,
         token: str | None = None,
     ) -> None:
@@ -81,16 +63,41 @@ class Caller:
         self.resolver = resolver
         self.policy = policy
         self.zone = zone
-        self.breaker = CircuitBreaker(policy.breaker)
+        self.breaker = CircuitBreaker(policy.breaker) if policy.breaker is not None else None
         self.bulkhead = Bulkhead(policy.max_concurrent)
         self.budget = RetryBudget(policy.budget)
         self.balancer = Balancer(zone, policy.ejection, rng=rng)
-        self.metrics: DependencyMetrics = CLIENT_METRICS.of(service)
+        self._owner = metrics
+        self.metrics: DependencyMetrics = metrics.of(service)
+        self.loop = AttemptLoop(
+            service,
+            resolver,
+            self.balancer,
+            self.budget,
+            Backoff(policy.backoff_base, policy.backoff_cap, rng),
+            min_useful=policy.min_useful,
+            metrics=self.metrics,
+        )
+        self._owns_resolver = owns_resolver
         self._transports: dict[str, HttpTransport] = {}
-        self._rng = rng or random.Random()
         self._resolving = False
-        self._known: Sequence[Instance] = ()
+        self._closed = False
         self._extra_headers = {H_TOKEN: token} if token else {}
+        metrics.attach(self)
+        _callers.add(self)
+
+    def report(self) -> dict[str, Any]:
+        """Breaker, budget, bulkhead and instances, for the metrics owner's `report()`."""
+        breaker = self.breaker.snapshot() if self.breaker is not None else None
+        return {
+            "breaker": dataclasses.asdict(breaker) if breaker is not None else None,
+            "budget": dataclasses.asdict(self.budget.snapshot()),
+            "bulkhead": {
+                "in_use": self.bulkhead.in_use,
+                "max_concurrent": self.bulkhead.max_concurrent,
+            },
+            "instances": len(self.resolver.instances(self.service)),
+        }
 
     def _transport(self, instance: Instance) -> HttpTransport:
         transport = self._transports.get(instance.id)
@@ -101,22 +108,22 @@ class Caller:
         return transport
 
     async def close(self) -> None:
-        """Close every connection pool."""
+        """Close every connection pool, and the resolver if this driver owns it."""
+        if self._closed:
+            return
+        self._closed = True
+        self._owner.detach(self)
+        _callers.discard(self)
         transports, self._transports = self._transports, {}
         for transport in transports.values():
             await transport.close()
-
-    def _forget_departed(self, candidates: Sequence[Instance]) -> None:
-        """Drop balancer state of instances that left (the resolver hands out a new list on
-        every change), so churn from chaos and autoscaling does not accumulate."""
-        present = {i.id for i in candidates}
-        for instance in self._known:
-            if instance.id not in present:
-                self.balancer.forget(instance.id)
-        self._known = candidates
+        if self._owns_resolver:
+            await self.resolver.close()
 
     async def call(self, spec: MethodSpec, args: msgspec.Struct) -> Any:
         """Run the call path for one method call."""
+        if self._closed:
+            raise RuntimeError(f"the driver of {self.service} is closed")
         if not self._resolving:
             await self.resolver.start()
             self._resolving = True
@@ -125,106 +132,84 @@ class Caller:
         if deadline is None:
             deadline = now + self.policy.timeout
         if deadline - now < self.policy.min_useful:
-            raise _tag(DeadlineExceeded(f"{spec.service}.{spec.name}: no time left to send"), spec)
-        if not self.breaker.allow():
+            raise self._tag(DeadlineExceeded(f"{spec.service}.{spec.name}: no time left"), spec)
+        breaker = self.breaker
+        if breaker is not None and not breaker.allow():
             self.metrics.count("short_circuited")
-            raise _tag(CircuitOpen(f"{spec.service}: circuit open"), spec)
+            raise self._tag(CircuitOpen(f"{spec.service}: circuit open"), spec)
         if not self.bulkhead.try_acquire():
             self.metrics.count("rejected")
-            raise _tag(
+            raise self._tag(
                 Rejected(f"{spec.service}: {self.bulkhead.max_concurrent} calls in flight"), spec
             )
+        body = encode(args)
+
+        async def send(attempt: Attempt) -> Any:
+            return await self._attempt(spec, body, deadline, attempt)
+
         try:
-            result = await self._attempts(spec, encode(args), deadline)
-        except (DeadlineExceeded, Unavailable, RemoteError) as exc:
-            if isinstance(exc, BadRequest | Forbidden):
-                self.breaker.record_success()
-                self.metrics.count("failure")
+            result = await self.loop.run(
+                send, deadline, spec.options.attempts or self.policy.attempts
+            )
+        except HerdError as exc:
+            judged = blame(exc)
+            if judged is Blame.ANSWER:
+                self.metrics.count("service_error")
             else:
-                self.breaker.record_failure()
                 self.metrics.count("timeout" if isinstance(exc, DeadlineExceeded) else "failure")
-            raise _tag(exc, spec) from None
-        except HerdError:
-            # A declared error is an answer, not a failure of the dependency.
-            self.breaker.record_success()
-            self.metrics.count("service_error")
-            raise
+            if breaker is not None:
+                # The caller's own fault and declared answers say nothing of the dependency.
+                if judged in (Blame.INSTANCE, Blame.SERVICE):
+                    breaker.record_failure()
+                else:
+                    breaker.record_success()
+            raise self._tag(exc, spec) from None
         else:
-            self.breaker.record_success()
+            if breaker is not None:
+                breaker.record_success()
             self.metrics.success += 1
             return result
         finally:
             self.bulkhead.release()
             self.metrics.latency(time.monotonic() - now)
 
-    async def _attempts(self, spec: MethodSpec, body: bytes, deadline: float) -> Any:
-        attempts = spec.options.attempts or self.policy.attempts
-        tried: list[str] = []
-        zones: list[str] = []
-        self.budget.record_request()
-        last: HerdError | None = None
-        candidates = self.resolver.instances(spec.service)
-        if candidates is not self._known:
-            self._forget_departed(candidates)
-        for attempt in range(1, attempts + 1):
-            instance = self.balancer.pick(candidates, tried, zones)
-            if instance is None:
-                if last is None:
-                    raise Unavailable(f"no instance of {spec.service} is available")
-                break
-            if attempt > 1:
-                if not self.budget.try_spend():
-                    self.metrics.count("retries_denied")
-                    break
-                ceiling = min(
-                    self.policy.backoff_cap, self.policy.backoff_base * 2 ** (attempt - 2)
-                )
-                pause = self._rng.uniform(0, ceiling)
-                if deadline - time.monotonic() - pause < self.policy.min_useful:
-                    break
-                self.metrics.count("retries")
-                await asyncio.sleep(pause)
-            tried.append(instance.id)
-            zones.append(instance.zone)
-            try:
-                return await self._attempt(spec, body, deadline, instance, attempt)
-            except _Retryable as retryable:
-                last = retryable.error
-        assert last is not None
-        raise last
+    def _tag(self, error: HerdError, spec: MethodSpec) -> HerdError:
+        error.service = spec.service
+        error.method = spec.name
+        error._herd_counts = self.metrics
+        return error
 
     async def _attempt(
-        self, spec: MethodSpec, body: bytes, deadline: float, instance: Instance, attempt: int
+        self, spec: MethodSpec, body: bytes, deadline: float, attempt: Attempt
     ) -> Any:
+        instance = attempt.instance
         remaining = deadline - time.monotonic()
-        if remaining < self.policy.min_useful:
-            raise DeadlineExceeded(
-                f"{spec.service}.{spec.name}: deadline passed before attempt {attempt}"
-            )
         cap = spec.options.timeout or self.policy.attempt_timeout
         budget = remaining if cap is None else min(remaining, cap)
         headers = {
-            H_DEADLINE: str(int(budget * 1000)),
-            H_ATTEMPT: str(attempt),
+            H_DEADLINE: str(max(1, int(budget * 1000))),
+            H_ATTEMPT: str(attempt.number),
             **self._extra_headers,
         }
         transport = self._transport(instance)
-        self.balancer.started(instance.id)
-        ok = False
+        expiry = _deadline.Expiry(time.monotonic() + budget)
         try:
-            async with _deadline.Expiry(time.monotonic() + budget):
-                status, answer = await transport.send(spec.path, body, headers)
+            async with expiry:
+                status, answer = await transport.call(spec.service, spec.name, body, headers)
         except asyncio.CancelledError:
-            # The caller gave up: no verdict on the instance.
-            ok = True
+            # Cancelled by the caller's own deadline at the moment this attempt's share ran out:
+            # the instance did not answer in time, and is blamed here, where it was called.
+            if expiry.fired:
+                attempt.failed = True
             raise
         except ConnectFailed as exc:
-            raise _Retryable(exc) from exc
+            raise Retry(exc) from exc
         except ConnectionLost as exc:
             if spec.options.idempotent:
-                raise _Retryable(exc) from exc
+                raise Retry(exc) from exc
             raise
         except TimeoutError as exc:
+            attempt.failed = True
             if deadline - time.monotonic() <= self.policy.min_useful:
                 raise DeadlineExceeded(
                     f"{spec.service}.{spec.name}: deadline exceeded at {instance.address}"
@@ -234,28 +219,16 @@ class Caller:
                 f" at {instance.address}"
             )
             if spec.options.idempotent:
-                raise _Retryable(timeout) from exc
+                raise Retry(timeout) from exc
             raise timeout from exc
-        else:
-            if status == 200:
-                ok = True
-                try:
-                    return spec.result_decoder.decode(answer)
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    raise RemoteError(
-                        spec.service, spec.name, f"bad result: {exc}", "bad_result"
-                    ) from exc
-            error = decode_error(answer)
-            # The instance answered; only its own failures count towards ejecting it.
-            ok = error.kind not in _INSTANCE_FAILURES
-            return self._raise_answer(spec, error, instance, deadline)
-        finally:
-            if ok:
-                self.balancer.finished(instance.id, True, 0)
-            else:
-                group = instance.group
-                members = self.resolver.instances(spec.service)
-                self.balancer.finished(instance.id, False, sum(i.group == group for i in members))
+        if status == 200:
+            try:
+                return spec.result_decoder.decode(answer)
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+                raise RemoteError(
+                    spec.service, spec.name, f"bad result: {exc}", "bad_result"
+                ) from exc
+        return self._raise_answer(spec, decode_error(answer), instance, deadline)
 
     def _raise_answer(
         self, spec: MethodSpec, error: ErrorBody, instance: Instance, deadline: float
@@ -270,25 +243,19 @@ class Caller:
             overloaded = Overloaded(f"{instance.address}: {error.message}")
             if not error.retry:
                 raise overloaded
-            raise _Retryable(overloaded)
+            raise Retry(overloaded)
         if kind == "deadline_exceeded":
             late = DeadlineExceeded(f"{spec.service}.{spec.name}: {error.message}")
             # The server ran out of this attempt's share; with time left, another instance may
             # still answer.
             if spec.options.idempotent and deadline - time.monotonic() > self.policy.min_useful:
-                raise _Retryable(late)
+                raise Retry(late)
             raise late
         if kind == "forbidden":
             raise Forbidden(spec.service, spec.name, error.message, kind)
-        if kind in _BAD_REQUEST_KINDS:
+        if blame_of_kind(kind) is Blame.CALLER:
             raise BadRequest(spec.service, spec.name, error.message, kind)
         raise RemoteError(spec.service, spec.name, error.message, kind)
-
-
-def _tag(error: HerdError, spec: MethodSpec) -> HerdError:
-    error.service = spec.service
-    error.method = spec.name
-    return error
 
 
 def _bind(spec: MethodSpec) -> Callable[..., Coroutine[Any, Any, Any]]:
@@ -310,81 +277,35 @@ class _DriverBase:
     _herd_caller: Caller
 
     async def aclose(self) -> None:
-        """Close the driver's connection pools."""
-        # A closed driver no longer speaks for its dependency in `dependencies()`.
-        _callers.discard(self._herd_caller)
+        """Close the driver's connection pools and release its share of the registry watch."""
         await self._herd_caller.close()
-        await self._herd_caller.resolver.close()
 
 
 _driver_classes: dict[type[Interface], type[Any]] = {}
+#: Every open driver of the process, so that an exiting process can close what is left.
 _callers: weakref.WeakSet[Caller] = weakref.WeakSet()
 
 
-def dependencies() -> dict[str, dict[str, Any]]:
-    """What this process's drivers see of each dependency: counters, latency, breaker, budget."""
-    snapshot: dict[str, dict[str, Any]] = {}
-    for caller in list(_callers):
-        if caller.service in snapshot:
-            continue
-        snapshot[caller.service] = {
-            **caller.metrics.snapshot(),
-            "breaker": dataclasses.asdict(caller.breaker.snapshot()),
-            "budget": dataclasses.asdict(caller.budget.snapshot()),
-            "bulkhead": {
-                "in_use": caller.bulkhead.in_use,
-                "max_concurrent": caller.bulkhead.max_concurrent,
-            },
-            "instances": len(caller.resolver.instances(caller.service)),
-        }
-    return dict(sorted(snapshot.items()))
-
-
-async def aclose(driver: object) -> None:
-    """Close a driver's connection pools and stop following the registry for it."""
-    if not isinstance(driver, _DriverBase):
-        raise TypeError(f"{type(driver).__name__} is not a herd driver")
-    await driver.aclose()
-
-
 async def close_all() -> None:
-    """Close every driver's connection pools (a service process does this as it exits)."""
+    """Close every driver still open (a service process does this as it exits)."""
     for caller in list(_callers):
         await caller.close()
 
 
-def driver(
+def make_driver(
     interface: type[IfaceT],
+    resolver: Resolver,
     *,
-    address: str | Sequence[str] | None = None,
-    resolver: Resolver | None = None,
+    owns_resolver: bool,
     zone: str | None = None,
     policy: CallPolicy | None = None,
     token: str | None = None,
+    metrics: ClientMetrics | None = None,
 ) -> IfaceT:
-    """The driver of an interface: the same methods and types, calling remote instances.
-
-    Args:
-        interface: the interface class (`Movies`), not an implementation.
-        address: one `host:port` or a list of them, for a fixed set of instances.
-        resolver: where instances come from (the registry); default: `address`, else the
-            registry named by the `HERD_REGISTRY` environment variable.
-        zone: this caller's zone, for same-zone-first balancing (default: `HERD_ZONE`).
-        policy: timeouts, retries, breaker, budget and bulkhead settings.
-        token: the admin token, sent with every call, for methods declared `admin=True`.
-    """
+    """A driver of `interface` over `resolver`; it closes the resolver only if it owns it."""
     iface = interface_of(interface)
     specs = methods(iface)
     service = iface.__herd_name__
-    zone = zone or os.environ.get("HERD_ZONE")
-    if resolver is None:
-        if address is not None:
-            resolver = StaticResolver(service, [address] if isinstance(address, str) else address)
-        else:
-            # Imported here: the registry client is itself built from drivers.
-            from herd._process.registry_client import registry_resolver
-
-            resolver = registry_resolver()
     cls = _driver_classes.get(iface)
     if cls is None:
         namespace: dict[str, Any] = {name: _bind(spec) for name, spec in specs.items()}
@@ -392,8 +313,25 @@ def driver(
         cls = _driver_classes[iface] = type(
             f"{iface.__name__}Driver", (_DriverBase, iface), namespace
         )
-    instance = cast(IfaceT, object.__new__(cls))
-    caller = Caller(service, resolver, policy or CallPolicy(), zone, token=token)
-    _callers.add(caller)
-    instance._herd_caller = caller  # type: ignore[attr-defined]
-    return instance
+    driver = cast(_DriverBase, object.__new__(cls))
+    driver._herd_caller = Caller(
+        service,
+        resolver,
+        policy or CallPolicy(),
+        zone,
+        owns_resolver=owns_resolver,
+        metrics=metrics or CLIENT_METRICS,
+        token=token,
+    )
+    return cast(IfaceT, driver)
+
+
+def static_driver(
+    interface: type[IfaceT],
+    address: str | Sequence[str | Instance],
+    **options: Any,
+) -> IfaceT:
+    """A driver of a fixed set of instances (`host:port` strings or `Instance`s)."""
+    service = interface_of(interface).__herd_name__
+    addresses = [address] if isinstance(address, str) else address
+    return make_driver(interface, StaticResolver(service, addresses), owns_resolver=True, **options)

@@ -6,14 +6,10 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
-from herd._client.metrics import CLIENT_METRICS
-from herd._model.errors import DeadlineExceeded, RemoteError, Unavailable
+from herd._model.errors import HerdError
+from herd._model.outcome import is_caller_fault
 
 T = TypeVar("T")
-
-#: The failures a fallback covers: the dependency could not answer. Declared service errors and
-#: bad requests are answers, and reach the caller.
-FALLBACK_ERRORS = (Unavailable, DeadlineExceeded, RemoteError)
 
 
 async def fallback(
@@ -24,23 +20,28 @@ async def fallback(
 
     `otherwise` is a static value (an empty row, default content) or a function of the error
     (for example one that reads a stale cache). Circuit-open and bulkhead-full calls fail at once,
-    so the fallback runs without waiting. Outcomes are counted in the dependency's metrics.
+    so the fallback runs without waiting. The caller's own faults (bad request, forbidden, too
+    large, unknown method) and declared service errors are answers, not failures: they reach the
+    caller. Outcomes are counted in the dependency's metrics.
     """
     try:
         return await call
-    except FALLBACK_ERRORS as exc:
-        if isinstance(exc, RemoteError) and exc.kind in {"bad_request", "unknown_method"}:
+    except HerdError as exc:
+        if is_caller_fault(exc):
             raise
-        metrics = CLIENT_METRICS.of(exc.service or "unknown")
+        counts = exc._herd_counts
         if not callable(otherwise):
-            metrics.count("fallback_success")
+            if counts is not None:
+                counts.count("fallback_success")
             return otherwise
         try:
             value = otherwise(exc)
             if inspect.isawaitable(value):
                 value = await value
         except Exception:
-            metrics.count("fallback_failure")
+            if counts is not None:
+                counts.count("fallback_failure")
             raise
-        metrics.count("fallback_success")
+        if counts is not None:
+            counts.count("fallback_success")
         return cast(T, value)

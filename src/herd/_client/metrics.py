@@ -7,10 +7,14 @@ custom collector, so a call pays no lock or label lookup for its metrics.
 from __future__ import annotations
 
 import bisect
+import weakref
 from collections.abc import Iterator
+from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+
+from herd._model.stats import cumulative_buckets, percentile
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 OUTCOMES = (
@@ -57,11 +61,9 @@ class DependencyMetrics:
     def percentiles(self) -> dict[str, float]:
         """p50, p90, p99 and max in milliseconds over the last 1,024 calls."""
         samples = sorted(self._recent[: min(self._next, _RECENT)])
-        if not samples:
-            return {"p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
 
-        def at(q: float) -> float:
-            return round(samples[min(len(samples) - 1, int(q * len(samples)))] * 1000, 3)
+        def at(fraction: float) -> float:
+            return round(percentile(samples, fraction) * 1000, 3)
 
         return {"p50_ms": at(0.5), "p90_ms": at(0.9), "p99_ms": at(0.99), "max_ms": at(1.0)}
 
@@ -73,19 +75,50 @@ class DependencyMetrics:
 
     def histogram(self) -> tuple[list[tuple[str, float]], float]:
         """Cumulative Prometheus buckets and the sum."""
-        cumulative: list[tuple[str, float]] = []
-        total = 0
-        for bound, count in zip((*BUCKETS, float("inf")), self._bucket_counts, strict=True):
-            total += count
-            cumulative.append(("+Inf" if bound == float("inf") else str(bound), float(total)))
-        return cumulative, self._latency_sum
+        return cumulative_buckets(BUCKETS, self._bucket_counts), self._latency_sum
+
+
+class Reporting(Protocol):
+    """A driver's call path as its metrics owner sees it."""
+
+    @property
+    def service(self) -> str:
+        """The dependency it calls."""
+        ...
+
+    def report(self) -> dict[str, Any]:
+        """Breaker, budget, bulkhead and instances, as plain data."""
+        ...
 
 
 class ClientMetrics(Collector):
-    """Every dependency this process calls; a Prometheus collector over them."""
+    """What a set of drivers sees of the dependencies they call: counters and latency per
+    dependency, and the live state (breaker, budget) of every driver attached to it.
+
+    A Prometheus collector over them. Each driver reports to one owner: the process's default
+    (`herd.client_metrics`) unless it was given another.
+    """
 
     def __init__(self) -> None:
         self.dependencies: dict[str, DependencyMetrics] = {}
+        self._drivers: weakref.WeakSet[Reporting] = weakref.WeakSet()
+
+    def attach(self, driver: Reporting) -> None:
+        """Report on `driver` in `dependencies()` until it is detached (or collected)."""
+        self._drivers.add(driver)
+
+    def detach(self, driver: Reporting) -> None:
+        """Stop reporting on a closed driver."""
+        self._drivers.discard(driver)
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        """Per dependency: counters and latency, with the breaker, budget and bulkhead of the
+        first attached driver that calls it."""
+        seen: dict[str, dict[str, Any]] = {}
+        for driver in list(self._drivers):
+            if driver.service not in seen:
+                seen[driver.service] = {**self.of(driver.service).snapshot(), **driver.report()}
+        return dict(sorted(seen.items()))
 
     def of(self, service: str) -> DependencyMetrics:
         """The metrics of one dependency, created on first use."""
@@ -93,10 +126,6 @@ class ClientMetrics(Collector):
         if metrics is None:
             metrics = self.dependencies[service] = DependencyMetrics()
         return metrics
-
-    def snapshot(self) -> dict[str, dict[str, object]]:
-        """All dependencies' snapshots, by service."""
-        return {name: m.snapshot() for name, m in sorted(self.dependencies.items())}
 
     def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
         """Prometheus families built from the counters at scrape time."""

@@ -22,7 +22,9 @@ class CallPolicy:
         min_useful: below this much time left, an attempt is not worth sending.
         backoff_base, backoff_cap: full-jitter back-off before a retry, in seconds.
         max_concurrent: the bulkhead: calls in flight to this dependency from this client.
-        breaker, budget, ejection: circuit breaker, retry budget and outlier ejection.
+        breaker: the circuit breaker; None turns it off (for a caller that must keep trying,
+            such as a registry client).
+        budget, ejection: retry budget and outlier ejection.
     """
 
     timeout: float = 1.0
@@ -33,7 +35,7 @@ class CallPolicy:
     backoff_base: float = 0.002
     backoff_cap: float = 0.025
     max_concurrent: int = 256
-    breaker: BreakerPolicy = dataclasses.field(default_factory=BreakerPolicy)
+    breaker: BreakerPolicy | None = dataclasses.field(default_factory=BreakerPolicy)
     budget: BudgetPolicy = dataclasses.field(default_factory=BudgetPolicy)
     ejection: EjectionPolicy = dataclasses.field(default_factory=EjectionPolicy)
 

@@ -43,7 +43,6 @@ class GroupSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     version: str = "v001"
     instances: int = 1
     env: dict[str, str] = msgspec.field(default_factory=dict)
-    chaos: bool = True
 
     @property
     def name(self) -> str:

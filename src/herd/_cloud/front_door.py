@@ -1,30 +1,44 @@
 """The front door: one fixed address that spreads HTTP requests over a service's instances.
 
 It plays the part of the load balancer in front of Netflix's Zuul: users never address an
-instance, and losing one loses no request, because the front door uses herd's own balancing
-(same zone first, least outstanding, outlier ejection), retries on a different instance inside a
-retry budget, and a deadline it sends downstream.
+instance, and losing one loses no request, because the front door runs the driver's own attempt
+loop (same zone first, least outstanding, outlier ejection, a retry on a different instance inside
+a retry budget) and sends its own deadline downstream.
+
+It is also the one way in from outside: it serves only the edge's web routes (never RPCs or
+operations endpoints), strips every `x-herd-*` header a client sends, and caps body sizes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Mapping
 
-import aiohttp
 from aiohttp import web
 
+from herd._client.attempts import Attempt, AttemptLoop, Backoff, FailedAnswer, Retry
 from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
 from herd._client.resolver import Resolver
+from herd._model import deadline as _deadline
+from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
 from herd._model.instance import Instance
-from herd._wire.http import H_ATTEMPT, H_DEADLINE
+from herd._model.outcome import Blame, blame_of_status
+from herd._wire.http_client import ConnectFailed, ConnectionLost, HttpAnswer, HttpTransport
+from herd._wire.http_server import BODY_TIMEOUT_S, KEEPALIVE_S
+from herd._wire.protocol import H_ATTEMPT, H_DEADLINE, HEADER_PREFIX, RPC_PREFIX
 
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}
 )
-_RETRYABLE_STATUS = frozenset({502, 503})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Paths of a herd server that are not for the outside: RPCs and operations endpoints.
+_INSIDE_PATHS = ("/metrics", "/health")
+_INSIDE_PREFIXES = (RPC_PREFIX, "/herd/")
+
+
+def _plain(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text + "\n")
 
 
 class FrontDoor:
@@ -40,6 +54,7 @@ class FrontDoor:
         timeout_s: float = 2.0,
         attempts: int = 3,
         connect_timeout: float = 0.25,
+        max_body: int = 1 << 20,
     ) -> None:
         self.service = service
         self._resolver = resolver
@@ -48,12 +63,17 @@ class FrontDoor:
         self._timeout_s = timeout_s
         self._attempts = attempts
         self._connect_timeout = connect_timeout
-        self._balancer = Balancer(None)
-        self._budget = RetryBudget()
-        self._session: aiohttp.ClientSession | None = None
+        self._max_body = max_body
+        self._loop = AttemptLoop(
+            service,
+            resolver,
+            Balancer(None),
+            RetryBudget(),
+            Backoff(0.002, 0.025),
+            min_useful=0.005,
+        )
+        self._transports: dict[str, HttpTransport] = {}
         self._runner: web.ServerRunner | None = None
-        self.served = 0
-        self.retried = 0
 
     @property
     def url(self) -> str:
@@ -62,91 +82,112 @@ class FrontDoor:
 
     async def start(self) -> None:
         """Bind the fixed address and start proxying."""
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
-            auto_decompress=False,
-        )
         self._runner = web.ServerRunner(
-            web.Server(self._handle, access_log=None), handle_signals=False
+            web.Server(self._handle, access_log=None, keepalive_timeout=KEEPALIVE_S),
+            handle_signals=False,
         )
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self.port, reuse_address=True).start()
 
     async def close(self) -> None:
-        """Stop proxying."""
+        """Stop proxying and close the connection pools."""
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
+            self._runner = None
+        transports, self._transports = self._transports, {}
+        for transport in transports.values():
+            await transport.close()
+
+    def _transport(self, instance: Instance) -> HttpTransport:
+        transport = self._transports.get(instance.id)
+        if transport is None:
+            transport = self._transports[instance.id] = HttpTransport(
+                instance.host, instance.port, connect_timeout=self._connect_timeout
+            )
+        return transport
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes | web.Response:
+        length = request.content_length
+        if length is not None and length > self._max_body:
+            return _plain(413, f"request body over {self._max_body} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with _deadline.Expiry(time.monotonic() + BODY_TIMEOUT_S):
+                async for chunk in request.content.iter_any():
+                    size += len(chunk)
+                    if size > self._max_body:
+                        return _plain(413, f"request body over {self._max_body} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            return _plain(408, "request body not received in time")
+        return b"".join(chunks)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await request.read()
+        path = request.path
+        if path in _INSIDE_PATHS or path.startswith(_INSIDE_PREFIXES):
+            return _plain(404, "not found")
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
         deadline = time.monotonic() + self._timeout_s
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-        tried: list[str] = []
-        zones: list[str] = []
-        self._budget.record_request()
-        failure = "no instance is available"
-        for attempt in range(1, self._attempts + 1):
-            if attempt > 1 and not self._budget.try_spend():
-                break
-            instance = self._balancer.pick(self._resolver.instances(self.service), tried, zones)
-            if instance is None:
-                break
-            tried.append(instance.id)
-            zones.append(instance.zone)
-            if attempt > 1:
-                self.retried += 1
-            answer = await self._forward(request, body, headers, instance, deadline, attempt)
-            if isinstance(answer, web.StreamResponse):
-                self.served += 1
-                return answer
-            failure = answer
-            if request.method not in _SAFE_METHODS and not failure.startswith("connect"):
-                break
-            if deadline - time.monotonic() < 0.005:
-                break
-        return web.Response(status=503, text=f"{self.service} unavailable: {failure}\n")
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name.lower() not in _HOP_BY_HOP and not name.lower().startswith(HEADER_PREFIX)
+        }
+        safe = request.method in _SAFE_METHODS
+
+        async def send(attempt: Attempt) -> HttpAnswer:
+            return await self._forward(request, body, headers, safe, deadline, attempt)
+
+        try:
+            answer = await self._loop.run(send, deadline, self._attempts)
+        except DeadlineExceeded as exc:
+            return _plain(504, f"{self.service} did not answer in time: {exc}")
+        except HerdError as exc:
+            return _plain(503, f"{self.service} unavailable: {exc}")
+        response = web.Response(status=answer.status, body=answer.body)
+        for key, value in answer.headers.items():
+            if key.lower() not in _HOP_BY_HOP:
+                response.headers.add(key, value)
+        return response
 
     async def _forward(
         self,
         request: web.BaseRequest,
         body: bytes,
-        headers: dict[str, str],
-        instance: Instance,
+        headers: Mapping[str, str],
+        safe: bool,
         deadline: float,
-        attempt: int,
-    ) -> web.StreamResponse | str:
-        """One attempt: the response, or why it failed (a string) when another may succeed."""
-        assert self._session is not None
+        attempt: Attempt,
+    ) -> HttpAnswer:
+        """One attempt at one instance."""
+        instance = attempt.instance
         remaining = deadline - time.monotonic()
-        sent = {**headers, H_DEADLINE: str(int(remaining * 1000)), H_ATTEMPT: str(attempt)}
-        url = f"http://{instance.host}:{instance.port}{request.rel_url}"
-        self._balancer.started(instance.id)
-        ok = False
+        sent = {
+            **headers,
+            H_DEADLINE: str(max(1, int(remaining * 1000))),
+            H_ATTEMPT: str(attempt.number),
+        }
         try:
-            async with asyncio.timeout(remaining):
-                async with self._session.request(
-                    request.method, url, data=body or None, headers=sent, allow_redirects=False
-                ) as upstream:
-                    payload = await upstream.read()
-                    if upstream.status in _RETRYABLE_STATUS:
-                        return f"{instance.id} answered {upstream.status}"
-                    ok = upstream.status < 500
-                    response = web.Response(status=upstream.status, body=payload)
-                    for key, value in upstream.headers.items():
-                        if key.lower() not in _HOP_BY_HOP:
-                            response.headers.add(key, value)
-                    return response
-        except aiohttp.ClientConnectorError as exc:
-            return f"connect to {instance.id} failed: {exc}"
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            return f"{instance.id}: {exc}"
-        except TimeoutError:
-            return f"{instance.id} timed out"
-        finally:
-            group = sum(
-                1 for i in self._resolver.instances(self.service) if i.group == instance.group
-            )
-            self._balancer.finished(instance.id, ok, group)
+            async with _deadline.Expiry(deadline):
+                answer = await self._transport(instance).forward(
+                    request.method, str(request.rel_url), sent, body
+                )
+        except ConnectFailed as exc:
+            raise Retry(exc) from exc
+        except ConnectionLost as exc:
+            if safe:
+                raise Retry(exc) from exc
+            raise
+        except TimeoutError as exc:
+            attempt.failed = True
+            raise DeadlineExceeded(f"{instance.id} did not answer in time") from exc
+        status = answer.status
+        # 503 is a refusal (overloaded, draining): the instance did not run the request.
+        if status == 503 or (status == 502 and safe):
+            raise Retry(Unavailable(f"{instance.id} answered {status}"))
+        if blame_of_status(status) is Blame.INSTANCE:
+            raise FailedAnswer(answer)
+        return answer

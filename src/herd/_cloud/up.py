@@ -9,7 +9,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from herd._client.driver import driver
+from herd._client.driver import static_driver
 from herd._cloud.app import load
 from herd._cloud.controller import Controller, state_file
 from herd._cloud.interface import CloudApi
@@ -50,7 +50,7 @@ def control() -> CloudApi:
         # A control plane killed with SIGKILL leaves its state file behind.
         path.unlink(missing_ok=True)
         raise ConfigurationError("no local cloud is running: start one with `herd up APP`")
-    return driver(CloudApi, address=state["control"], token=state["token"])
+    return static_driver(CloudApi, str(state["control"]), token=str(state["token"]))
 
 
 def _alive(pid: int) -> bool:

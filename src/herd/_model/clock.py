@@ -1,4 +1,10 @@
-"""Time sources. Everything that measures time takes a `Clock` so tests can inject one."""
+"""Time sources for the call path's decision-makers.
+
+The breaker, the retry budget, the balancer's ejections and the server's retry-pressure window
+take a `Clock`, so tests (and a simulation) can drive them on virtual time. Deadlines are not
+clocked: they are absolute `time.monotonic()` values that cross processes as remaining
+milliseconds, and the event loop's timers that enforce them run on real time.
+"""
 
 from __future__ import annotations
 

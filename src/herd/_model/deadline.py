@@ -2,20 +2,19 @@
 
 The deadline flows through `await` and into tasks because it lives in a `ContextVar`; every outgoing
 call sends what is left of it, and the server runs its handler under that remainder, so the budget
-telescopes through every hop.
+telescopes through every hop. A deadline scope also cancels the work under it when its time comes
+(like `trio.fail_after` or `asyncio.timeout`), and raises `DeadlineExceeded` out of the block.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import time
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
-from herd._model.errors import ConfigurationError
+from herd._model.errors import ConfigurationError, DeadlineExceeded
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "herd_deadline", default=None
@@ -35,49 +34,13 @@ def remaining() -> float | None:
     return at - time.monotonic()
 
 
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[float]:
-    """Run the block under a deadline `seconds` from now; yields the absolute deadline.
-
-    A deadline can only shrink: inside an outer deadline, the earlier of the two wins, so a
-    library cannot give itself more time than its caller has.
-    """
-    if seconds != seconds or seconds < 0:
-        raise ConfigurationError(
-            f"deadline must be a non-negative number of seconds, not {seconds}"
-        )
-    at = time.monotonic() + seconds
-    outer = _deadline.get()
-    if outer is not None and outer < at:
-        at = outer
-    token = _deadline.set(at)
-    try:
-        yield at
-    finally:
-        _deadline.reset(token)
-
-
-@contextlib.contextmanager
-def _at(absolute: float) -> Iterator[None]:
-    """Install an absolute deadline (used by the server for an incoming request)."""
-    token = _deadline.set(absolute)
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
-
-
 #: Expiries fire within this much after their time: one coarse timer per event loop serves every
 #: call, instead of a timer created and cancelled per call (half of herd's own cost per call).
 RESOLUTION_S = 0.001
 
 
-class Expiry:
-    """Cancel the enclosing task at an absolute time and raise `TimeoutError` out of the block.
-
-    Like `asyncio.timeout_at`, but served by the loop's shared `_Wheel`: entering costs a dict
-    insert rather than a timer handle.
-    """
+class _Timer:
+    """Cancels a task at an absolute time, through the loop's shared `_Wheel`."""
 
     __slots__ = ("_cancelling", "_task", "_wheel", "at", "fired", "slot")
 
@@ -89,31 +52,26 @@ class Expiry:
         self._cancelling = 0
         self._wheel: _Wheel | None = None
 
-    async def __aenter__(self) -> Expiry:
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("herd deadlines need a running task")
+    def _arm(self, task: asyncio.Task[Any]) -> None:
         self._task = task
         self._cancelling = task.cancelling()
-        loop = asyncio.get_running_loop()
+        loop = task.get_loop()
         wheel = _wheels.get(loop)
         if wheel is None:
             wheel = _wheels[loop] = _Wheel(loop)
         self._wheel = wheel
         wheel.add(self)
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> None:
-        assert self._wheel is not None and self._task is not None
+    def _disarm(self, exc_type: type[BaseException] | None) -> bool:
+        """Stop the timer; True if it cancelled the block (which then must raise a timeout)."""
+        if self._wheel is None or self._task is None:
+            return False
         self._wheel.discard(self)
-        if (
+        return (
             self.fired
             and exc_type is asyncio.CancelledError
             and self._task.uncancel() <= self._cancelling
-        ):
-            raise TimeoutError from exc
+        )
 
     def fire(self) -> None:
         """Called by the wheel when the time has come."""
@@ -122,36 +80,120 @@ class Expiry:
             self._task.cancel()
 
 
+class Expiry(_Timer):
+    """Cancel the enclosing task at an absolute time and raise `TimeoutError` out of the block.
+
+    Like `asyncio.timeout_at`, but served by the loop's shared `_Wheel`: entering costs a dict
+    insert rather than a timer handle. The driver bounds each attempt with one; it does not
+    change the deadline that code under it sees.
+    """
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> Expiry:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("herd deadlines need a running task")
+        self._arm(task)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if self._disarm(exc_type):
+            raise TimeoutError from exc
+
+
+class Scope(_Timer):
+    """A deadline in force for a block: what `herd.deadline` returns.
+
+    Entering it installs the deadline for the code under it (the earlier of it and any outer
+    one) and, in a task, arms a timer that cancels the block when it passes; leaving a block that
+    ran out raises `DeadlineExceeded`. Outside a running event loop it only installs the deadline.
+    """
+
+    __slots__ = ("_token",)
+
+    def __init__(self, at: float) -> None:
+        outer = _deadline.get()
+        super().__init__(at if outer is None or at < outer else outer)
+        self._token: contextvars.Token[float | None] | None = None
+
+    def __enter__(self) -> float:
+        self._token = _deadline.set(self.at)
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            task = None
+        if task is not None:
+            self._arm(task)
+        return self.at
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if self._token is not None:
+            _deadline.reset(self._token)
+            self._token = None
+        if self._disarm(exc_type):
+            raise DeadlineExceeded("the deadline passed") from exc
+
+
+def deadline(seconds: float) -> Scope:
+    """Run the block under a deadline `seconds` from now; `as` gives the absolute deadline.
+
+    ::
+
+        with herd.deadline(1.0):
+            shown = await movies.presentation([VideoId(7)])
+
+    A deadline can only shrink: inside an outer deadline, the earlier of the two wins, so a
+    library cannot give itself more time than its caller has. Every call under it sends what is
+    left to the next hop, and when it passes, the work under it is cancelled and
+    `DeadlineExceeded` is raised from the block.
+    """
+    if seconds != seconds or seconds < 0:
+        raise ConfigurationError(
+            f"deadline must be a non-negative number of seconds, not {seconds}"
+        )
+    return Scope(time.monotonic() + seconds)
+
+
+def scope_at(absolute: float) -> Scope:
+    """A deadline scope at an absolute time (the server's, for an incoming request)."""
+    return Scope(absolute)
+
+
 class _Wheel:
-    """Buckets of expiries by time slot, swept by one repeating timer while any are pending."""
+    """Buckets of timers by time slot, swept by one repeating timer while any are pending."""
 
     __slots__ = ("_buckets", "_loop", "_next", "_ticking")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._buckets: dict[int, dict[Expiry, None]] = {}
+        self._buckets: dict[int, dict[_Timer, None]] = {}
         self._next = int(time.monotonic() / RESOLUTION_S)
         self._ticking = False
 
-    def add(self, expiry: Expiry) -> None:
+    def add(self, timer: _Timer) -> None:
         if not self._ticking:
             self._ticking = True
             self._next = int(time.monotonic() / RESOLUTION_S)
             self._loop.call_later(RESOLUTION_S, self._tick)
-        # Round up, so that an expiry never fires before its time.
-        slot = max(int(expiry.at / RESOLUTION_S) + 1, self._next)
-        expiry.slot = slot
+        # Round up, so that a timer never fires before its time.
+        slot = max(int(timer.at / RESOLUTION_S) + 1, self._next)
+        timer.slot = slot
         bucket = self._buckets.get(slot)
         if bucket is None:
             bucket = self._buckets[slot] = {}
-        bucket[expiry] = None
+        bucket[timer] = None
 
-    def discard(self, expiry: Expiry) -> None:
-        bucket = self._buckets.get(expiry.slot)
+    def discard(self, timer: _Timer) -> None:
+        bucket = self._buckets.get(timer.slot)
         if bucket is not None:
-            bucket.pop(expiry, None)
+            bucket.pop(timer, None)
             if not bucket:
-                del self._buckets[expiry.slot]
+                del self._buckets[timer.slot]
 
     def _tick(self) -> None:
         now_slot = int(time.monotonic() / RESOLUTION_S)
@@ -159,8 +201,8 @@ class _Wheel:
             for slot in range(self._next, now_slot + 1):
                 bucket = self._buckets.pop(slot, None)
                 if bucket is not None:
-                    for expiry in bucket:
-                        expiry.fire()
+                    for timer in bucket:
+                        timer.fire()
         self._next = now_slot + 1
         if self._buckets:
             self._loop.call_later(RESOLUTION_S, self._tick)

@@ -10,7 +10,8 @@ import dataclasses
 import inspect
 import typing
 from collections.abc import Callable, Coroutine
-from typing import Any, ClassVar, TypeVar
+from types import TracebackType
+from typing import Any, ClassVar, Self, TypeVar
 
 import msgspec
 
@@ -164,7 +165,6 @@ class MethodSpec:
 
     service: str
     name: str
-    path: str
     options: MethodOptions
     params: tuple[str, ...]
     args_type: type[msgspec.Struct]
@@ -191,8 +191,29 @@ class Interface:
     __herd_name__: ClassVar[str]
     __herd_interface__: ClassVar[type[Interface]]
 
+    async def aclose(self) -> None:
+        """Release what this object holds: a driver closes its connections and its share of the
+        registry watch; an implementation may override it to close the drivers it owns
+        (`herd.run` calls it as the process exits)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
     def __init_subclass__(cls, name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        for reserved in _RESERVED & cls.__dict__.keys():
+            if inspect.iscoroutinefunction(cls.__dict__[reserved]) and name is not None:
+                raise ConfigurationError(
+                    f"{cls.__name__}.{reserved}: the name is taken by every driver's own method"
+                )
         if name is not None:
             if not name or not name.replace("-", "").replace("_", "").isalnum():
                 raise ConfigurationError(f"service name {name!r}: use letters, digits, - and _")
@@ -206,6 +227,7 @@ class Interface:
             )
 
 
+_RESERVED = frozenset({"aclose"})
 _methods_cache: dict[type[Interface], dict[str, MethodSpec]] = {}
 
 
@@ -226,7 +248,9 @@ def methods(obj: type[Interface] | Interface) -> dict[str, MethodSpec]:
         specs = {
             name: _spec(iface, name, fn)
             for name, fn in iface.__dict__.items()
-            if not name.startswith("_") and inspect.iscoroutinefunction(fn)
+            if not name.startswith("_")
+            and name not in _RESERVED
+            and inspect.iscoroutinefunction(fn)
         }
         if not specs:
             raise ConfigurationError(f"interface {iface.__name__} declares no async methods")
@@ -268,7 +292,6 @@ def _spec(iface: type[Interface], name: str, fn: Callable[..., Any]) -> MethodSp
     return MethodSpec(
         service=iface.__herd_name__,
         name=name,
-        path=f"/rpc/{iface.__herd_name__}/{name}",
         options=getattr(fn, _OPTIONS_ATTR, MethodOptions()),
         params=tuple(f[0] for f in fields),
         args_type=args_type,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import structlog
+
+from herd._process.config import settings
 
 
 def configure() -> None:
     """Log at INFO (or `HERD_LOG_LEVEL`) unless the application configured structlog itself."""
     if structlog.is_configured():
         return
-    level = logging.getLevelNamesMapping().get(os.environ.get("HERD_LOG_LEVEL", "INFO").upper())
+    level = logging.getLevelNamesMapping().get(settings().log_level)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level or logging.INFO))

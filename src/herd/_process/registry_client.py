@@ -11,33 +11,30 @@ import contextlib
 import contextvars
 import os
 import socket
-import sys
 from collections.abc import Sequence
+from typing import ClassVar
 
 import msgspec
 import structlog
 
-from herd._client.breaker import BreakerPolicy
-from herd._client.driver import aclose, driver
+from herd._client.driver import static_driver
 from herd._client.policy import CallPolicy
 from herd._model import deadline as _deadline
 from herd._model.errors import ConfigurationError, HerdError
 from herd._model.instance import Instance, Status
+from herd._process.config import REGISTRY, settings
 from herd._process.registry_api import RegistryApi, Snapshot
 
 log = structlog.get_logger("herd.registry")
 
-ENV_REGISTRY = "HERD_REGISTRY"
-
 # The registry is called with one attempt and no breaker: its callers retry on their own schedule
 # and must keep trying forever while it is down. (A breaker here would stay open for a sleep
 # window after the registry came back, and hold changes back from every driver meanwhile.)
-_NO_BREAKER = BreakerPolicy(volume_threshold=sys.maxsize)
-_REGISTRY_POLICY = CallPolicy(attempts=1, timeout=2.0, breaker=_NO_BREAKER)
+_REGISTRY_POLICY = CallPolicy(attempts=1, timeout=2.0, breaker=None)
 
 
 def _api(address: str) -> RegistryApi:
-    return driver(RegistryApi, address=address, policy=_REGISTRY_POLICY)
+    return static_driver(RegistryApi, address, policy=_REGISTRY_POLICY)
 
 
 class RegistryResolver:
@@ -81,7 +78,7 @@ class RegistryResolver:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await aclose(self._api)
+        await self._api.aclose()
 
     def _apply(self, snapshot: Snapshot) -> None:
         restarted = snapshot.epoch != self._epoch
@@ -125,20 +122,58 @@ def _merge(old: list[Instance], new: list[Instance]) -> dict[str, list[Instance]
     return by_service
 
 
-_resolvers: dict[str, RegistryResolver] = {}
+class SharedResolver:
+    """One process-wide `RegistryResolver` per registry, shared by counted handles.
+
+    Every driver that follows the registry holds a handle; closing a handle releases it, and
+    the watch stops only when the last handle is closed, so closing one driver never blinds
+    another.
+    """
+
+    _shared: ClassVar[dict[str, tuple[RegistryResolver, int]]] = {}
+
+    def __init__(self, address: str) -> None:
+        resolver, count = self._shared.get(address, (None, 0))
+        if resolver is None:
+            resolver = RegistryResolver(address)
+        self._shared[address] = (resolver, count + 1)
+        self.address = address
+        self._resolver: RegistryResolver | None = resolver
+
+    def _live(self) -> RegistryResolver:
+        if self._resolver is None:
+            raise RuntimeError("this handle on the registry watch is closed")
+        return self._resolver
+
+    def instances(self, service: str) -> Sequence[Instance]:
+        """The UP instances of `service` in the shared cached copy."""
+        return self._live().instances(service)
+
+    async def start(self) -> None:
+        """Start the shared watch (once) and wait briefly for its first copy."""
+        await self._live().start()
+
+    async def close(self) -> None:
+        """Release this handle; the last one stops the watch."""
+        resolver, self._resolver = self._resolver, None
+        if resolver is None:
+            return
+        _, count = self._shared[self.address]
+        if count > 1:
+            self._shared[self.address] = (resolver, count - 1)
+            return
+        del self._shared[self.address]
+        await resolver.close()
 
 
-def registry_resolver(address: str | None = None) -> RegistryResolver:
-    """The process's shared resolver for a registry (default: `HERD_REGISTRY`)."""
-    address = address or os.environ.get(ENV_REGISTRY)
+def registry_resolver(address: str | None = None) -> SharedResolver:
+    """A handle on the process's shared resolver for a registry (default: `HERD_REGISTRY`)."""
+    address = address or settings().registry
     if not address:
         raise ConfigurationError(
-            f"no instances given: pass address= or a resolver, or set {ENV_REGISTRY}"
+            f"no instances given: pass address= or a resolver, or set {REGISTRY}"
         )
-    resolver = _resolvers.get(address)
-    if resolver is None:
-        resolver = _resolvers[address] = RegistryResolver(address)
-    return resolver
+    return SharedResolver(address)
 
 
 class Registrar:
@@ -157,12 +192,6 @@ class Registrar:
         await self._register()
         self._task = asyncio.create_task(self._renew(), context=contextvars.Context())
 
-    async def set_status(self, status: Status) -> None:
-        """Change this instance's status in the registry."""
-        self.instance = _with_status(self.instance, status)
-        with contextlib.suppress(HerdError):
-            await self._api.set_status(self.instance.id, status)
-
     async def stop(self) -> None:
         """Stop renewing and deregister, so callers stop choosing this instance."""
         if self._task is not None:
@@ -171,6 +200,7 @@ class Registrar:
                 await self._task
         with contextlib.suppress(HerdError), _deadline.deadline(1.0):
             await self._api.deregister(self.instance.id)
+        await self._api.aclose()
 
     async def _register(self) -> bool:
         try:
@@ -197,14 +227,13 @@ def _with_status(instance: Instance, status: Status) -> Instance:
 
 def instance_from_env(service: str, host: str, port: int) -> Instance:
     """Describe this process's instance from `HERD_*` environment variables (set by the cloud)."""
-    env = os.environ
-    version = env.get("HERD_VERSION", "v000")
+    env = settings()
     return Instance(
-        id=env.get("HERD_INSTANCE", f"{service}-{socket.gethostname()}-{os.getpid()}"),
+        id=env.instance or f"{service}-{socket.gethostname()}-{os.getpid()}",
         service=service,
-        group=env.get("HERD_GROUP", f"{service}-{version}"),
-        version=version,
-        zone=env.get("HERD_ZONE", "local"),
+        group=env.group or f"{service}-{env.version}",
+        version=env.version,
+        zone=env.zone or "local",
         host=host,
         port=port,
         status=Status.STARTING,

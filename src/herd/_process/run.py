@@ -18,10 +18,12 @@ from typing import Any
 import uvloop
 
 from herd._client.driver import close_all
+from herd._client.metrics import CLIENT_METRICS
 from herd._model.instance import Status
 from herd._model.interface import Interface
+from herd._process.config import settings
 from herd._process.logging import configure as configure_logging
-from herd._process.registry_client import ENV_REGISTRY, Registrar, instance_from_env
+from herd._process.registry_client import Registrar, instance_from_env
 from herd._server.server import Server
 
 READY_PREFIX = "HERD_READY "
@@ -55,6 +57,7 @@ async def serve_until_signalled(
         await before_drain(server)
     await server.drain(drain_timeout)
     await server.close()
+    await server.impl.aclose()
     await close_all()
 
 
@@ -66,7 +69,7 @@ async def serve_registered(
     On shutdown the instance deregisters, keeps serving for `grace_s` while callers' copies of
     the registry catch up, then drains.
     """
-    address = os.environ.get(ENV_REGISTRY)
+    address = settings().registry
     registrar: Registrar | None = None
 
     async def ready(server: Server) -> None:
@@ -87,20 +90,35 @@ async def serve_registered(
     )
 
 
+def serve(impl: Interface, **options: Any) -> Server:
+    """A server for an implementation of an interface; start it with ``async with``.
+
+    Options: `host` (default loopback), `port` (default any free port), `max_inflight` (shed
+    load above it with an overload answer), `max_body` (bytes, default 1 MiB),
+    `default_timeout` (for requests that carry no deadline), `max_timeout` (the most a caller's
+    deadline may ask for), `admin_token` (for methods declared `admin=True`). Its `/metrics` and
+    `/herd/dependencies` include what this process's drivers see (`herd.client_metrics`).
+    """
+    options.setdefault("collectors", [CLIENT_METRICS])
+    options.setdefault("dependencies", CLIENT_METRICS.report)
+    return Server(impl, **options)
+
+
 def run(impl: Interface, *, drain_timeout: float = 30.0, **server_options: Any) -> None:
     """Serve `impl` in this process until SIGTERM or SIGINT, then drain and exit.
 
     Prints one line ``HERD_READY {"service": ..., "address": ..., "pid": ...}`` once serving, so a
     parent process (or a test) learns the port when `port=0`. `server_options` are
-    `herd.serve`'s; `port` and `host` default to `HERD_PORT` and `HERD_HOST` (else any free port
+    `serve`'s; `port` and `host` default to `HERD_PORT` and `HERD_HOST` (else any free port
     on loopback). With `HERD_REGISTRY` set, the instance registers itself.
     """
     configure_logging()
-    server_options.setdefault("port", int(os.environ.get("HERD_PORT", "0")))
-    server_options.setdefault("host", os.environ.get("HERD_HOST", "127.0.0.1"))
+    env = settings()
+    server_options.setdefault("port", env.port)
+    server_options.setdefault("host", env.host)
 
     async def main() -> None:
-        await serve_registered(Server(impl, **server_options), drain_timeout=drain_timeout)
+        await serve_registered(serve(impl, **server_options), drain_timeout=drain_timeout)
 
     try:
         uvloop.run(main())

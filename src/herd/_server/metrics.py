@@ -7,7 +7,7 @@ counters only when `/metrics` is scraped, so a request pays no lock or label loo
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -17,7 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from herd._client.metrics import CLIENT_METRICS
+from herd._model.stats import cumulative_buckets
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -35,15 +35,22 @@ class _Latency:
 class ServerMetrics(Collector):
     """Per-method requests by outcome, latency histogram and in-flight gauge."""
 
-    def __init__(self, service: str, inflight: Callable[[], int] = lambda: 0) -> None:
+    def __init__(
+        self,
+        service: str,
+        inflight: Callable[[], int] = lambda: 0,
+        collectors: Iterable[Collector] = (),
+    ) -> None:
+        """`collectors` are served beside the server's own (what the process's drivers see of
+        their dependencies)."""
         self._service = service
         self._inflight = inflight
         self._requests: dict[tuple[str, str], int] = {}
         self._latency: dict[str, _Latency] = {}
         self.registry = CollectorRegistry()
         self.registry.register(self)
-        # What this process's drivers see of their dependencies is served beside the server's own.
-        self.registry.register(CLIENT_METRICS)
+        for collector in collectors:
+            self.registry.register(collector)
 
     def record(self, method: str, outcome: str, seconds: float | None) -> None:
         """Count one request's outcome and, when it ran, its latency."""
@@ -71,11 +78,7 @@ class ServerMetrics(Collector):
             labels=("service", "method"),
         )
         for method, recorded in sorted(self._latency.items()):
-            buckets: list[tuple[str, float]] = []
-            running = 0
-            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), recorded.counts, strict=True):
-                running += count
-                buckets.append(("+Inf" if bound == float("inf") else str(bound), float(running)))
+            buckets = cumulative_buckets(LATENCY_BUCKETS, recorded.counts)
             latency.add_metric((self._service, method), buckets, recorded.total)
         inflight = GaugeMetricFamily(
             "herd_server_inflight", "Requests being handled.", labels=("service",)

@@ -1,9 +1,11 @@
-"""The server core: turns an `Incoming` RPC into a call of the implementation, and guards it.
+"""The server core: one request pipeline for RPCs and web routes.
 
-In order: the method must exist; the deadline header must parse and not have passed; the server
-must not be draining or over its in-flight limit (an explicit `overloaded` answer, which clients
-retry elsewhere); the body must decode to the method's argument types. The handler then runs
-under the caller's remaining deadline and is cancelled when it passes.
+Every request passes the same guards in the same order, written once: the target must exist; the
+deadline header must parse and not have passed; admin methods need the token; the server must
+not be draining or over its in-flight limit (an explicit `overloaded` answer, which clients retry
+elsewhere); only then is the body read (inside the in-flight count) and decoded, and the handler
+run under the caller's remaining deadline, cancelled when it passes. Failures map to one set of
+error kinds; RPCs answer them as msgpack, web routes as JSON.
 """
 
 from __future__ import annotations
@@ -12,24 +14,28 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
 import structlog
+from prometheus_client.registry import Collector
 
-from herd._client.driver import dependencies
 from herd._model import deadline as _deadline
 from herd._model.errors import ConfigurationError, HerdError
 from herd._model.interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
 from herd._model.web import WebHandler, WebRequest, routes_of
 from herd._server.metrics import ServerMetrics
 from herd._server.shedding import RetryPressure
-from herd._wire.http import (
+from herd._wire.http_server import HttpServer
+from herd._wire.protocol import (
+    CONTENT_TYPE,
+    H_ATTEMPT,
     H_DEADLINE,
-    RPC_PREFIX,
-    Dispatcher,
-    HttpServer,
+    H_TOKEN,
+    STATUS_OF_KIND,
+    BodyTimeout,
+    BodyTooLarge,
     Incoming,
     Reply,
     encode,
@@ -42,18 +48,128 @@ DEFAULT_MAX_BODY = 1 << 20
 #: A dependency's DeadlineExceeded this close to our own deadline is our deadline running out
 #: (drivers give up slightly early, when too little is left for a useful attempt).
 _OWN_DEADLINE_SLACK_S = 0.02
+#: Digits accepted in a deadline or attempt header: enough for any sane value, and a bound on
+#: what `int()` is asked to parse.
+_MAX_HEADER_DIGITS = 9
+
+#: Outcomes of requests refused before their handler ran: they have no latency to record.
+_REFUSED = frozenset({"bad_request", "too_large", "request_timeout"})
+
+#: What `/herd/dependencies` serves: the process's view of the services it calls.
+Dependencies = Callable[[], Mapping[str, Any]]
 
 
-class _Route:
+class _Refusal(Exception):
+    """The request is refused with an error kind before or while it runs."""
+
+    def __init__(self, kind: str, message: str, *, retry: bool = True) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retry = retry
+
+
+class _Target:
+    """What a request addresses: an RPC method or a web route. The pipeline is the same for both;
+    they differ in how the body becomes a call and how an answer or error is rendered."""
+
+    __slots__ = ("admin", "name")
+
+    def __init__(self, name: str, admin: bool) -> None:
+        self.name = name
+        self.admin = admin
+
+    async def run(self, incoming: Incoming, body: bytes) -> Reply:
+        raise NotImplementedError
+
+    def error(self, kind: str, message: str, *, retry: bool = True) -> Reply:
+        raise NotImplementedError
+
+    def service_error(self, error: ServiceError) -> Reply:
+        raise NotImplementedError
+
+
+class _Rpc(_Target):
     __slots__ = ("handler", "positional", "spec")
 
     def __init__(self, spec: MethodSpec, handler: Callable[..., Awaitable[Any]]) -> None:
+        super().__init__(spec.name, spec.options.admin)
         self.spec = spec
         self.handler = handler
         self.positional = len(spec.params) - len(spec.keyword_only)
 
+    async def run(self, incoming: Incoming, body: bytes) -> Reply:
+        spec = self.spec
+        try:
+            args = spec.args_decoder.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+            raise _Refusal("bad_request", f"{spec.service}.{spec.name}: {exc}") from None
+        values = msgspec.structs.astuple(args)
+        if spec.keyword_only:
+            n = self.positional
+            keywords = dict(zip(spec.keyword_only, values[n:], strict=True))
+            result = await self.handler(*values[:n], **keywords)
+        else:
+            result = await self.handler(*values)
+        try:
+            return Reply(200, encode(result))
+        except (TypeError, OverflowError, ValueError) as exc:
+            raise RuntimeError(f"result of {spec.name} cannot be encoded: {exc}") from exc
 
-class Server(Dispatcher):
+    def error(self, kind: str, message: str, *, retry: bool = True) -> Reply:
+        return error_reply(kind, message, retry=retry)
+
+    def service_error(self, error: ServiceError) -> Reply:
+        key, fields = error_to_wire(error)
+        return error_reply("service_error", error.message, key, fields)
+
+
+class _Web(_Target):
+    __slots__ = ("handler",)
+
+    def __init__(self, name: str, handler: WebHandler) -> None:
+        super().__init__(name, False)
+        self.handler = handler
+
+    async def run(self, incoming: Incoming, body: bytes) -> Reply:
+        try:
+            request = WebRequest(
+                incoming.method,
+                incoming.path,
+                incoming.query,
+                {k.lower(): v for k, v in incoming.headers.items()},
+                incoming.cookies,
+                body,
+            )
+        except (UnicodeError, ValueError) as exc:
+            raise _Refusal("bad_request", f"unreadable request: {exc}") from None
+        response = await self.handler(request)
+        return Reply(response.status, response.encoded(), response.content_type, response.headers)
+
+    def error(self, kind: str, message: str, *, retry: bool = True) -> Reply:
+        return _json_error(kind, message)
+
+    def service_error(self, error: ServiceError) -> Reply:
+        return _json_error("service_error", error.message)
+
+
+def _json_error(kind: str, message: str) -> Reply:
+    body = json.dumps({"error": kind, "message": message}).encode()
+    return Reply(STATUS_OF_KIND.get(kind, 500), body, "application/json")
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    """An integer header, or None when absent; `_Refusal` when malformed."""
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    digits = raw[1:] if raw.startswith("-") else raw
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > _MAX_HEADER_DIGITS:
+        raise _Refusal("bad_request", f"bad {name} header {raw[:32]!r}")
+    return int(raw)
+
+
+class Server:
     """Serves one implementation of an interface. Use `herd.serve` to make one.
 
     Binds to loopback unless told otherwise. Use as an async context manager, or call `start`,
@@ -69,29 +185,38 @@ class Server(Dispatcher):
         max_inflight: int = 512,
         max_body: int = DEFAULT_MAX_BODY,
         default_timeout: float = 30.0,
+        max_timeout: float = 300.0,
         admin_token: str | None = None,
+        collectors: Iterable[Collector] = (),
+        dependencies: Dependencies | None = None,
     ) -> None:
         if max_inflight < 1 or max_body < 1 or default_timeout <= 0:
             raise ConfigurationError("max_inflight, max_body and default_timeout must be positive")
+        if max_timeout < default_timeout:
+            raise ConfigurationError("max_timeout must be at least default_timeout")
         specs = methods(impl)
         self.impl = impl
         self.service = next(iter(specs.values())).service
         self.max_inflight = max_inflight
+        self.max_body = max_body
         self.default_timeout = default_timeout
-        self._admin_token = admin_token
-        self.metrics = ServerMetrics(self.service, lambda: self._inflight)
+        self.max_timeout = max_timeout
+        self._admin_token = admin_token.encode() if admin_token else None
+        self._dependencies = dependencies
+        self.metrics = ServerMetrics(self.service, lambda: self._inflight, collectors)
         self.retry_pressure = RetryPressure()
-        self._routes = {
-            spec.path: _Route(spec, getattr(impl, name)) for name, spec in specs.items()
+        self._rpcs = {name: _Rpc(spec, getattr(impl, name)) for name, spec in specs.items()}
+        self._web = {
+            key: _Web(f"{key[0]} {key[1]}", handler) for key, handler in routes_of(impl).items()
         }
-        self._http = HttpServer(self, host, port, max_body)
+        self._web_paths = {path for _, path in self._web}
+        self._http = HttpServer(self, host, port)
         self.host = host
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self.draining = False
         self.ready = False
-        self._web_routes = routes_of(impl)
 
     @property
     def port(self) -> int:
@@ -136,182 +261,154 @@ class Server(Dispatcher):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def knows(self, path: str) -> Reply | None:
-        if path in self._routes:
-            return None
-        service, _, method = path[len(RPC_PREFIX) :].partition("/")
-        if service != self.service:
+    async def handle(self, incoming: Incoming) -> Reply:
+        """Answer one request: find its target, then run the one pipeline."""
+        rpc = incoming.rpc
+        if rpc is None:
+            operations = self._operations(incoming)
+            if operations is not None:
+                return operations
+            target: _Target | Reply = self._web_target(incoming)
+        else:
+            target = self._rpc_target(incoming, *rpc)
+        if isinstance(target, Reply):
+            return target
+        return await self._pipeline(target, incoming)
+
+    def _rpc_target(self, incoming: Incoming, service: str, method: str) -> _Target | Reply:
+        target = self._rpcs.get(method) if service == self.service else None
+        if target is None:
+            if service != self.service:
+                message = f"unknown service {service[:64]!r}: this is {self.service!r}"
+            else:
+                message = f"service {service!r} has no method {method[:64]!r}"
+            self.metrics.record("unknown", "unknown_method", None)
+            return error_reply("unknown_method", message)
+        if incoming.method != "POST":
+            self.metrics.record(target.name, "method_not_allowed", None)
+            return error_reply("method_not_allowed", f"{incoming.method}: RPCs are POSTed")
+        if incoming.content_type != CONTENT_TYPE:
+            self.metrics.record(target.name, "unsupported_media_type", None)
             return error_reply(
-                "unknown_method", f"unknown service {service!r}: this is {self.service!r}"
+                "unsupported_media_type",
+                f"content type must be {CONTENT_TYPE}, not {incoming.content_type[:64]!r}",
             )
-        return error_reply("unknown_method", f"service {service!r} has no method {method!r}")
+        return target
 
-    async def web(self, request: WebRequest) -> Reply:
-        if request.method == "GET":
-            if request.path == "/health":
-                return self._health()
-            if request.path == "/herd/dependencies":
-                return Reply(200, json.dumps(dependencies()).encode(), "application/json")
-            if request.path == "/metrics":
-                return Reply(200, self.metrics.exposition(), "text/plain; version=0.0.4")
-        handler = self._web_routes.get((request.method, request.path))
-        if handler is None:
-            known = any(path == request.path for _, path in self._web_routes)
-            return Reply(405 if known else 404, b"not found", "text/plain")
-        return await self._run_web(handler, request)
+    def _web_target(self, incoming: Incoming) -> _Target | Reply:
+        target = self._web.get((incoming.method, incoming.path))
+        if target is None:
+            if incoming.path in self._web_paths:
+                return _json_error("method_not_allowed", f"{incoming.method} is not served here")
+            return _json_error("unknown_method", "not found")
+        return target
 
-    def _health(self) -> Reply:
-        body = {
-            "service": self.service,
-            "live": True,
-            "ready": self.ready,
-            "inflight": self._inflight,
-        }
-        return Reply(200 if self.ready else 503, json.dumps(body).encode(), "application/json")
+    def _operations(self, incoming: Incoming) -> Reply | None:
+        """Health, metrics and dependencies: answered outside the pipeline, so that they answer
+        even when the in-flight limit is reached."""
+        if incoming.method != "GET":
+            return None
+        path = incoming.path
+        if path == "/health":
+            body = {
+                "service": self.service,
+                "live": True,
+                "ready": self.ready,
+                "inflight": self._inflight,
+            }
+            status = 200 if self.ready else 503
+            return Reply(status, json.dumps(body).encode(), "application/json")
+        if path == "/metrics":
+            return Reply(200, self.metrics.exposition(), "text/plain; version=0.0.4")
+        if path == "/herd/dependencies":
+            seen = dict(self._dependencies()) if self._dependencies is not None else {}
+            return Reply(200, json.dumps(seen).encode(), "application/json")
+        return None
 
-    async def _run_web(self, handler: WebHandler, request: WebRequest) -> Reply:
-        name = f"{request.method} {request.path}"
+    def _admin_allowed(self, headers: Mapping[str, str]) -> bool:
+        token = headers.get(H_TOKEN)
+        if self._admin_token is None or token is None:
+            return False
+        return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), self._admin_token)
+
+    def _admit(self, target: _Target, headers: Mapping[str, str]) -> float:
+        """The guards before any work: returns the seconds the request may run."""
+        deadline_ms = _header_int(headers, H_DEADLINE)
         timeout = self.default_timeout
-        raw = request.headers.get(H_DEADLINE)
-        if raw is not None:
-            try:
-                timeout = int(raw) / 1000.0
-            except ValueError:
-                return Reply(400, b"bad deadline header", "text/plain")
-        if timeout <= 0:
-            return Reply(504, b"deadline passed before the request arrived", "text/plain")
-        if self.draining or self._inflight >= self.max_inflight:
-            self.metrics.record(name, "overloaded", None)
-            return Reply(503, b"overloaded", "text/plain")
-        self._inflight += 1
-        self._idle.clear()
-        started = time.monotonic()
-        outcome = "ok"
-        try:
-            with _deadline._at(started + timeout):
-                async with _deadline.Expiry(started + timeout):
-                    response = await handler(request)
-            return Reply(
-                response.status, response.encoded(), response.content_type, response.headers
-            )
-        except TimeoutError:
-            outcome = "deadline_exceeded"
-            return Reply(504, b"deadline exceeded", "text/plain")
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        except Exception:
-            outcome = "internal"
-            log.exception("web handler failed", route=name)
-            return Reply(500, b"internal error", "text/plain")
-        finally:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.set()
-            self.metrics.record(name, outcome, time.monotonic() - started)
-
-    async def call(self, incoming: Incoming) -> Reply:
-        route = self._routes[incoming.path]
-        spec = route.spec
-        timeout = self.default_timeout
-        if incoming.deadline_ms is not None:
-            try:
-                timeout = int(incoming.deadline_ms) / 1000.0
-            except ValueError:
-                self.metrics.record(spec.name, "bad_request", None)
-                return error_reply(
-                    "bad_request", f"bad deadline header {incoming.deadline_ms[:32]!r}"
-                )
-            if timeout <= 0:
-                self.metrics.record(spec.name, "deadline_exceeded", None)
-                return error_reply(
-                    "deadline_exceeded", "the deadline passed before the request arrived"
-                )
-        if spec.options.admin and not self._admin_allowed(incoming.token):
-            self.metrics.record(spec.name, "forbidden", None)
-            return error_reply("forbidden", f"{spec.service}.{spec.name} needs the admin token")
+        if deadline_ms is not None:
+            if deadline_ms <= 0:
+                raise _Refusal("deadline_exceeded", "the deadline passed before the request came")
+            timeout = min(deadline_ms / 1000.0, self.max_timeout)
+        if target.admin and not self._admin_allowed(headers):
+            raise _Refusal("forbidden", f"{self.service}.{target.name} needs the admin token")
         if self.draining:
-            self.metrics.record(spec.name, "overloaded", None)
-            return error_reply("overloaded", f"{self.service} instance is draining")
-        attempt = 1
-        if incoming.attempt is not None:
-            try:
-                attempt = int(incoming.attempt)
-            except ValueError:
-                self.metrics.record(spec.name, "bad_request", None)
-                return error_reply("bad_request", f"bad attempt header {incoming.attempt[:32]!r}")
+            raise _Refusal("overloaded", f"{self.service} instance is draining")
+        attempt = max(1, _header_int(headers, H_ATTEMPT) or 1)
         # Retries are shed only at a busy instance: an idle one that receives nothing but retries
         # (every caller's first choice is elsewhere and sick) is exactly where they should go.
         if not self.retry_pressure.admit(attempt) and self._inflight >= self.max_inflight // 2:
-            self.metrics.record(spec.name, "overloaded", None)
-            return error_reply(
+            raise _Refusal(
                 "overloaded", f"{self.service}: too many retries, do not retry", retry=False
             )
         if self._inflight >= self.max_inflight:
-            self.metrics.record(spec.name, "overloaded", None)
-            return error_reply(
-                "overloaded", f"{self.service} has {self._inflight} requests in flight"
-            )
+            raise _Refusal("overloaded", f"{self.service} has {self._inflight} requests in flight")
+        return timeout
+
+    async def _pipeline(self, target: _Target, incoming: Incoming) -> Reply:
         try:
-            args = spec.args_decoder.decode(incoming.body)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            self.metrics.record(spec.name, "bad_request", None)
-            return error_reply("bad_request", f"{spec.service}.{spec.name}: {exc}")
-        return await self._run(route, args, timeout)
-
-    def _admin_allowed(self, token: str | None) -> bool:
-        if self._admin_token is None or token is None:
-            return False
-        return hmac.compare_digest(token.encode(), self._admin_token.encode())
-
-    async def _run(self, route: _Route, args: Any, timeout: float) -> Reply:
-        spec = route.spec
+            timeout = self._admit(target, incoming.headers)
+        except _Refusal as refusal:
+            self.metrics.record(target.name, refusal.kind, None)
+            return target.error(refusal.kind, refusal.message, retry=refusal.retry)
         self._inflight += 1
         self._idle.clear()
         started = time.monotonic()
+        ends = started + timeout
         outcome = "ok"
-        scope = _deadline.Expiry(started + timeout)
-        token = _deadline._deadline.set(started + timeout)
+        scope = _deadline.scope_at(ends)
         try:
-            async with scope:
-                values = msgspec.structs.astuple(args)
-                if spec.keyword_only:
-                    n = route.positional
-                    keywords = dict(zip(spec.keyword_only, values[n:], strict=True))
-                    result = await route.handler(*values[:n], **keywords)
-                else:
-                    result = await route.handler(*values)
-            return Reply(200, encode(result))
+            with scope:
+                body = await incoming.read_body(self.max_body)
+                return await target.run(incoming, body)
+        except _Refusal as refusal:
+            outcome = refusal.kind
+            return target.error(refusal.kind, refusal.message, retry=refusal.retry)
+        except BodyTooLarge as exc:
+            outcome = "too_large"
+            return target.error(outcome, str(exc))
+        except BodyTimeout as exc:
+            outcome = "request_timeout"
+            return target.error(outcome, str(exc))
         except ServiceError as exc:
             outcome = "service_error"
-            key, fields = error_to_wire(exc)
-            return error_reply("service_error", exc.message, key, fields)
+            return target.service_error(exc)
         except TimeoutError as exc:
-            left = started + timeout - time.monotonic()
+            left = ends - time.monotonic()
             if scope.fired or not isinstance(exc, HerdError) or left <= _OWN_DEADLINE_SLACK_S:
                 outcome = "deadline_exceeded"
-                return error_reply(
-                    "deadline_exceeded", f"{spec.service}.{spec.name} ran out of time"
-                )
+                return target.error(outcome, f"{self.service}.{target.name} ran out of time")
             # A dependency gave up with our own deadline still ahead: that is the dependency's
             # failure, and retrying this instance's caller elsewhere would only repeat it.
             outcome = "dependency"
-            log.warning("dependency timed out", method=spec.name, error=str(exc))
-            return error_reply("dependency", f"{type(exc).__name__}: {exc}")
+            log.warning("dependency timed out", target=target.name, error=str(exc))
+            return target.error(outcome, f"{type(exc).__name__}: {exc}")
         except HerdError as exc:
             outcome = "dependency"
-            log.warning("dependency failed", method=spec.name, error=repr(exc))
-            return error_reply("dependency", f"{type(exc).__name__}: {exc}")
+            log.warning("dependency failed", target=target.name, error=repr(exc))
+            return target.error(outcome, f"{type(exc).__name__}: {exc}")
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
         except Exception as exc:
             outcome = "internal"
-            log.exception("handler failed", method=spec.name)
-            return error_reply("internal", f"{type(exc).__name__}: {exc}")
+            log.exception("handler failed", target=target.name)
+            # RPC callers are herd drivers, which show the cause to the developer; web routes
+            # face the outside, which learns nothing of the internals.
+            detail = f"{type(exc).__name__}: {exc}" if isinstance(target, _Rpc) else "failed"
+            return target.error(outcome, f"{self.service}.{target.name}: {detail}")
         finally:
-            _deadline._deadline.reset(token)
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
-            self.metrics.record(spec.name, outcome, time.monotonic() - started)
+            ran = outcome not in _REFUSED
+            self.metrics.record(target.name, outcome, time.monotonic() - started if ran else None)

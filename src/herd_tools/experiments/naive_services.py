@@ -9,8 +9,9 @@ tenacity's `@retry(stop=stop_after_attempt(3))`: a 2 s timeout and 2 retries, th
 every hop, retrying the same URL. There is no deadline propagation (a hop does not know how long
 its caller will wait) and no cancellation: aiohttp's default (`handler_cancellation=False`) keeps
 a handler running after its caller hung up, so the middle goes on calling deep for an edge that
-has given up. Each process prints `READY {"address": ...}` once serving; `GET /stats` reads its
-counters and `GET /stats?reset_peak=1` also resets the peak.
+has given up. Each process prints `HERD_READY {"address": ...}` once serving, the line the
+experiment's process wrapper (herd's) waits for; `GET /stats` reads its counters and
+`GET /stats?reset_peak=1` also resets the peak.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import httpx
 from aiohttp import web
 from tenacity import retry, stop_after_attempt
 
-READY_PREFIX = "READY "
+READY_PREFIX = "HERD_READY "
 TIMEOUT_S = 2.0
 ATTEMPTS = 3
 

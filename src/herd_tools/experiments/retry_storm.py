@@ -21,13 +21,11 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import itertools
 import json
-import math
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +36,11 @@ from typing import Any, Protocol
 import msgspec
 
 import herd
+from herd._cloud.process import Process
+from herd._model.clock import MONOTONIC
+from herd._model.stats import percentile
 from herd_tools.experiments.chain_interface import StormDeep, StormEdge, StormMiddle
+from herd_tools.schedule import Schedule, drive
 
 CONFIGURATIONS = ("naive", "telescoped", "herd")
 DEFAULT_RATE = 20.0
@@ -51,7 +53,6 @@ TALK = {
 }
 """The figures each configuration should reproduce (the talk's; herd's from the issue)."""
 
-_READY_PREFIXES = ("HERD_READY ", "READY ")
 _CHAIN = "herd_tools.experiments.chain_services"
 _NAIVE = "herd_tools.experiments.naive_services"
 
@@ -154,22 +155,6 @@ class Outcome:
 # Processes
 
 
-class _Process:
-    """One service instance: an OS process whose output goes to a log file."""
-
-    def __init__(self, name: str, popen: subprocess.Popen[bytes], log: Path) -> None:
-        self.name = name
-        self.popen = popen
-        self.log = log
-        self.address = ""
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
 def _child_env() -> dict[str, str]:
     # The chain is wired with fixed addresses: no registry, zone or port from the environment.
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERD_")}
@@ -179,54 +164,33 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _popen(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=_child_env(),
-            start_new_session=True,  # a Ctrl-C reaches the orchestrator, which stops these
-        )
-
-
 class _Processes:
     """Starts processes, learns their addresses, and stops them all at the end."""
 
     def __init__(self, logdir: Path, startup_timeout: float) -> None:
         self.logdir = logdir
         self.startup_timeout = startup_timeout
-        self.started: list[_Process] = []
+        self.started: list[Process] = []
 
-    async def spawn(self, name: str, module: str, *args: str) -> _Process:
+    async def spawn(self, name: str, module: str, *args: str) -> str:
+        """Start `python -m module args` and wait for its ready line; its address."""
+        argv = [sys.executable, "-m", module, *args]
         log = self.logdir / f"{name}.log"
-        popen = _popen([sys.executable, "-m", module, *args], log)
-        process = _Process(name, popen, log)
+        process = Process(name, argv, {}, Path.cwd(), log, base_env=_child_env())
         self.started.append(process)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            for line in log.read_text(errors="replace").splitlines():
-                for prefix in _READY_PREFIXES:
-                    if line.startswith(prefix):
-                        process.address = str(json.loads(line[len(prefix) :])["address"])
-                        return process
-            if popen.poll() is not None:
-                raise RuntimeError(f"{name} exited ({popen.returncode}):\n{process.tail()}")
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"{name} not ready after {self.startup_timeout} s:\n{process.tail()}")
+        await process.start()
+        if not await process.wait_ready(self.startup_timeout):
+            if process.alive:
+                raise RuntimeError(
+                    f"{name} not ready after {self.startup_timeout} s:\n{process.tail(20)}"
+                )
+            raise RuntimeError(f"{name} exited ({process.returncode}):\n{process.tail(20)}")
+        assert process.address is not None
+        return process.address
 
-    def stop_all(self) -> None:
-        for process in self.started:
-            if process.popen.poll() is None:
-                process.popen.send_signal(signal.SIGTERM)
-        end = time.monotonic() + 5.0
-        for process in self.started:
-            try:
-                process.popen.wait(timeout=max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.popen.kill()
-                process.popen.wait()
+    async def stop_all(self) -> None:
+        """SIGTERM every process, SIGKILL those still running 5 s later."""
+        await asyncio.gather(*(process.stop(grace_s=5.0) for process in self.started))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +283,7 @@ class _HerdChain:
 
     async def close(self) -> None:
         for driver in (self.user, *self.middles, self.hanging, self.healthy):
-            await driver.aclose()  # type: ignore[attr-defined]
+            await driver.aclose()
 
 
 class _NaiveChain:
@@ -378,19 +342,18 @@ async def _start_chain(name: str, processes: _Processes, user_timeout: float) ->
     )
     if name == "naive":
         # The middle calls one deep URL: the hanging instance. It has no notion of another.
-        middle_args = ["--deep", f"http://{hanging.address}"]
+        middle_args = ["--deep", f"http://{hanging}"]
     else:
-        middle_args = ["--mode", name, "--hanging", hanging.address, "--healthy", healthy.address]
+        middle_args = ["--mode", name, "--hanging", hanging, "--healthy", healthy]
     middles = await asyncio.gather(
         *(processes.spawn(f"{name}-middle-{i}", module, "middle", *middle_args) for i in (1, 2))
     )
     scheme = "http://" if name == "naive" else ""
-    edge_args = [a for m in middles for a in ("--middle", f"{scheme}{m.address}")]
+    edge_args = [a for m in middles for a in ("--middle", f"{scheme}{m}")]
     edge = await processes.spawn(f"{name}-edge", module, "edge", *edge_args)
-    addresses = [m.address for m in middles]
     if name == "naive":
-        return _NaiveChain(edge.address, addresses, hanging.address, healthy.address, user_timeout)
-    return _HerdChain(name, edge.address, addresses, hanging.address, healthy.address, user_timeout)
+        return _NaiveChain(edge, middles, hanging, healthy, user_timeout)
+    return _HerdChain(name, edge, middles, hanging, healthy, user_timeout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,27 +405,20 @@ def _failure_kind(outcome: str) -> str:
     return re.sub(r"\d+(\.\d+)?", "N", outcome)[:160]
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank percentile `q` (0 to 100) of `values`; 0.0 for none."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return ordered[rank - 1]
-
-
 async def run_load(chain: _Chain, settings: Settings, progress: Progress) -> Load:
-    """`rate` user requests per second for `duration` seconds, sent on schedule (open model)."""
-    count = max(1, round(settings.rate * settings.duration))
+    """`rate` user requests per second for `duration` seconds, sent on schedule (open model);
+    each latency runs from the request's intended send time."""
+    schedule = Schedule(settings.rate, settings.duration)
+    count = schedule.count
     await chain.middle_stats(reset_peak=True)
     before = await _snapshot(chain)
     results: list[tuple[float, bool]] = []
     failures: collections.Counter[str] = collections.Counter()
+    items = itertools.count(1)
 
-    async def one(item: int) -> None:
-        started = time.perf_counter()
+    async def one(item: int, intended: float) -> None:
         answered, outcome = await chain.user_call(item)
-        results.append((time.perf_counter() - started, answered))
+        results.append((MONOTONIC.now() - intended, answered))
         if not answered:
             failures[_failure_kind(outcome)] += 1
 
@@ -474,15 +430,13 @@ async def run_load(chain: _Chain, settings: Settings, progress: Progress) -> Loa
             progress(f"  {chain.name}: {done}/{count} answered, {ok} successfully")
 
     reporter = asyncio.create_task(report())
-    tasks: list[asyncio.Task[None]] = []
-    start = time.perf_counter()
     try:
-        for item in range(count):
-            delay = start + item / settings.rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(item + 1)))
-        await asyncio.gather(*tasks)
+        async with asyncio.TaskGroup() as calls:
+
+            def fire(intended: float) -> None:
+                calls.create_task(one(next(items), intended))
+
+            await drive(schedule, MONOTONIC.now(), fire)
         if not await _drain(chain, settings.drain_timeout):
             progress(f"  {chain.name}: middle still busy after {settings.drain_timeout} s")
     finally:
@@ -490,15 +444,15 @@ async def run_load(chain: _Chain, settings: Settings, progress: Progress) -> Loa
         with contextlib.suppress(asyncio.CancelledError):
             await reporter
     after = await _snapshot(chain)
-    latencies = [latency for latency, _ in results]
+    latencies = sorted(latency for latency, _ in results)
     succeeded = sum(1 for _, answered in results if answered)
     deep_received = after.deep_received - before.deep_received
     return Load(
         requests=count,
         succeeded=succeeded,
         success_pct=round(100.0 * succeeded / count, 2),
-        p50_s=round(percentile(latencies, 50), 3),
-        p99_s=round(percentile(latencies, 99), 3),
+        p50_s=round(percentile(latencies, 0.50), 3),
+        p99_s=round(percentile(latencies, 0.99), 3),
         middle_sent=after.middle_sent - before.middle_sent,
         deep_received=deep_received,
         deep_received_hanging=after.hanging["received"] - before.hanging["received"],
@@ -559,7 +513,7 @@ async def experiment(
         for chain in chains:
             with contextlib.suppress(Exception):
                 await chain.close()
-        processes.stop_all()
+        await processes.stop_all()
         if failed:
             say(f"logs kept in {logdir}")
         else:
@@ -590,7 +544,7 @@ def tables(outcomes: Sequence[Outcome], settings: Settings) -> list[Any]:
         one = Table(
             title="One user request; its first attempt reaches the hanging deep instance",
             caption="talk: naive ≈6 s and 9 sent by the middle; telescoped ≈2 s."
-            " issue 5: herd ≈1 s, answered",
+            " herd ≈1 s, answered",
             box=None,
             pad_edge=False,
             header_style="bold",

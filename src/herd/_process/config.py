@@ -1,0 +1,84 @@
+"""Configuration from the environment: every `HERD_*` variable is read here and nowhere else.
+
+| variable | default | meaning |
+|---|---|---|
+| `HERD_REGISTRY` | none | the registry's `host:port`: drivers follow it, instances register |
+| `HERD_ZONE` | none (`local` when registering) | this process's zone (same-zone-first) |
+| `HERD_HOST` | `127.0.0.1` | address `herd.run` binds (loopback unless told otherwise) |
+| `HERD_PORT` | `0` (any free port) | port `herd.run` binds |
+| `HERD_INSTANCE` | `{service}-{hostname}-{pid}` | this instance's id in the registry |
+| `HERD_GROUP` | `{service}-{version}` | this instance's server group |
+| `HERD_VERSION` | `v000` | this instance's build |
+| `HERD_LOG_LEVEL` | `INFO` | log level of herd's own entry points |
+| `HERD_HOME` | `~/.herd` | where `herd up` keeps the state other `herd` commands read |
+
+The local cloud sets the instance variables for every process it starts (`child_env`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from herd._model.errors import ConfigurationError
+
+REGISTRY = "HERD_REGISTRY"
+ZONE = "HERD_ZONE"
+HOST = "HERD_HOST"
+PORT = "HERD_PORT"
+INSTANCE = "HERD_INSTANCE"
+GROUP = "HERD_GROUP"
+VERSION = "HERD_VERSION"
+LOG_LEVEL = "HERD_LOG_LEVEL"
+HOME = "HERD_HOME"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The `HERD_*` variables of one environment, parsed and checked."""
+
+    registry: str | None = None
+    zone: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    instance: str | None = None
+    group: str | None = None
+    version: str = "v000"
+    log_level: str = "INFO"
+    home: Path = dataclasses.field(default_factory=lambda: Path.home() / ".herd")
+
+
+def settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from `environ` (default: this process's environment)."""
+    env = os.environ if environ is None else environ
+    raw_port = env.get(PORT, "0") or "0"
+    if not (raw_port.isascii() and raw_port.isdigit()) or int(raw_port) > 65535:
+        raise ConfigurationError(f"{PORT}={raw_port!r}: a port is a number from 0 to 65535")
+    home = env.get(HOME)
+    return Settings(
+        registry=env.get(REGISTRY) or None,
+        zone=env.get(ZONE) or None,
+        host=env.get(HOST) or "127.0.0.1",
+        port=int(raw_port),
+        instance=env.get(INSTANCE) or None,
+        group=env.get(GROUP) or None,
+        version=env.get(VERSION) or "v000",
+        log_level=(env.get(LOG_LEVEL) or "INFO").upper(),
+        home=Path(home) if home else Path.home() / ".herd",
+    )
+
+
+def child_env(
+    *, registry: str, zone: str, group: str, version: str, instance: str
+) -> dict[str, str]:
+    """The variables the local cloud gives one instance it starts."""
+    return {
+        REGISTRY: registry,
+        ZONE: zone,
+        GROUP: group,
+        VERSION: version,
+        INSTANCE: instance,
+        PORT: "0",
+    }

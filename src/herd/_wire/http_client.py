@@ -1,0 +1,92 @@
+"""Calling over HTTP/1.1: one keep-alive connection pool per instance (aiohttp)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from herd._model.errors import Unavailable
+from herd._wire.protocol import CONTENT_TYPE, rpc_path
+
+
+class ConnectFailed(Unavailable):
+    """The connection could not be made: the server never saw the request, so retry is safe."""
+
+
+class ConnectionLost(Unavailable):
+    """The connection broke after the request was sent: the server may have run it."""
+
+
+class HttpAnswer:
+    """A forwarded request's answer: status, headers and body."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: CIMultiDictProxy[str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class HttpTransport:
+    """One keep-alive connection pool to one instance."""
+
+    def __init__(
+        self, host: str, port: int, *, connect_timeout: float, pool_size: int = 256
+    ) -> None:
+        self._base = URL.build(scheme="http", host=host, port=port)
+        self._connect_timeout = connect_timeout
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[tuple[str, str], URL] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=30.0)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+            auto_decompress=False,
+        )
+        return self._session
+
+    async def call(
+        self, service: str, method: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """POST one RPC; the caller bounds the time with its own timeout (cancellation)."""
+        session = self._session or self._open()
+        url = self._urls.get((service, method))
+        if url is None:
+            url = self._urls[service, method] = self._base.with_path(rpc_path(service, method))
+        headers["Content-Type"] = CONTENT_TYPE
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ServerTimeoutError) as exc:
+            raise ConnectFailed(f"cannot connect to {self._base.authority}: {exc}") from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise ConnectionLost(f"connection to {self._base.authority} lost: {exc}") from exc
+
+    async def forward(
+        self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes
+    ) -> HttpAnswer:
+        """Send a plain HTTP request as given (the front door's proxying); no redirects."""
+        session = self._session or self._open()
+        url = self._base.join(URL(path_qs, encoded=True))
+        try:
+            async with session.request(
+                method, url, data=body or None, headers=headers, allow_redirects=False
+            ) as response:
+                return HttpAnswer(response.status, response.headers, await response.read())
+        except (aiohttp.ClientConnectorError, aiohttp.ServerTimeoutError) as exc:
+            raise ConnectFailed(f"cannot connect to {self._base.authority}: {exc}") from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise ConnectionLost(f"connection to {self._base.authority} lost: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,122 @@
+"""Serving the wire protocol over HTTP/1.1 with aiohttp's low-level server (no router)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from herd._model.deadline import Expiry
+from herd._wire.protocol import (
+    RPC_PREFIX,
+    BodyTimeout,
+    BodyTooLarge,
+    Dispatcher,
+    Reply,
+)
+
+#: Idle keep-alive connections are closed after this long.
+KEEPALIVE_S = 75.0
+#: A request body must arrive within this long once the core asks for it.
+BODY_TIMEOUT_S = 10.0
+
+
+class _HttpIncoming:
+    """An aiohttp request seen through the `Incoming` protocol."""
+
+    __slots__ = ("_request", "rpc")
+
+    def __init__(self, request: web.BaseRequest) -> None:
+        self._request = request
+        path = request.path
+        self.rpc: tuple[str, str] | None = None
+        if path.startswith(RPC_PREFIX):
+            service, _, method = path[len(RPC_PREFIX) :].partition("/")
+            self.rpc = (service, method)
+
+    @property
+    def method(self) -> str:
+        return self._request.method
+
+    @property
+    def path(self) -> str:
+        return self._request.path
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._request.headers
+
+    @property
+    def content_type(self) -> str:
+        return self._request.content_type
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(self._request.query)
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        return dict(self._request.cookies)
+
+    async def read_body(self, limit: int) -> bytes:
+        request = self._request
+        length = request.content_length
+        if length is not None and length > limit:
+            raise BodyTooLarge(f"body of {length} bytes exceeds {limit}")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with Expiry(time.monotonic() + BODY_TIMEOUT_S):
+                async for chunk in request.content.iter_any():
+                    size += len(chunk)
+                    if size > limit:
+                        raise BodyTooLarge(f"body exceeds {limit} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise BodyTimeout(f"body not received within {BODY_TIMEOUT_S:g}s") from None
+        return b"".join(chunks)
+
+
+class HttpServer:
+    """Serves a `Dispatcher` over HTTP/1.1."""
+
+    def __init__(self, dispatcher: Dispatcher, host: str, port: int) -> None:
+        self._dispatcher = dispatcher
+        self._host = host
+        self._runner: web.ServerRunner | None = None
+        self.port = port
+
+    async def start(self) -> int:
+        """Bind and start serving; returns the bound port."""
+        # handler_cancellation: when the caller gives up and closes the connection, the handler
+        # is cancelled, so abandoned work stops instead of running on for nobody.
+        server = web.Server(
+            self._handle,
+            handler_cancellation=True,
+            access_log=None,
+            keepalive_timeout=KEEPALIVE_S,
+        )
+        self._runner = web.ServerRunner(server, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self.port, reuse_address=True)
+        await site.start()
+        sockets = self._runner.addresses
+        if sockets:
+            self.port = int(sockets[0][1])
+        return self.port
+
+    async def close(self) -> None:
+        """Stop listening and close connections."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        reply: Reply = await self._dispatcher.handle(_HttpIncoming(request))
+        response = web.Response(status=reply.status, body=reply.body)
+        # Set as a header, not `content_type=`, so a charset parameter passes through as given.
+        response.headers["Content-Type"] = reply.content_type
+        if reply.headers:
+            response.headers.update(reply.headers)
+        return response

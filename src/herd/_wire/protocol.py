@@ -1,0 +1,145 @@
+"""The wire protocol, free of any HTTP library: paths, headers, encoding and error answers.
+
+Requests are `POST /rpc/{service}/{method}` with a msgpack body (msgspec). Call metadata travels in
+headers: the remaining deadline in milliseconds, the attempt number and the admin token. Every
+answer is msgpack: the result, or an `ErrorBody` whose `kind` tells the client which typed error
+to raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import Any, NamedTuple, Protocol
+
+import msgspec
+
+CONTENT_TYPE = "application/x-msgpack"
+H_DEADLINE = "x-herd-deadline-ms"
+H_ATTEMPT = "x-herd-attempt"
+H_TOKEN = "x-herd-token"
+#: Every header herd reads starts with this: the front door strips them from outside requests.
+HEADER_PREFIX = "x-herd-"
+RPC_PREFIX = "/rpc/"
+
+# One HTTP status per error kind, so that proxies and logs read sensibly; clients read the body.
+STATUS_OF_KIND: dict[str, int] = {
+    "bad_request": 400,
+    "forbidden": 403,
+    "unknown_method": 404,
+    "method_not_allowed": 405,
+    "request_timeout": 408,
+    "too_large": 413,
+    "unsupported_media_type": 415,
+    "service_error": 422,
+    "internal": 500,
+    "dependency": 502,
+    "overloaded": 503,
+    "deadline_exceeded": 504,
+}
+
+
+def rpc_path(service: str, method: str) -> str:
+    """Where an RPC is POSTed."""
+    return f"{RPC_PREFIX}{service}/{method}"
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """An error answer: what went wrong, and for declared errors, which type with which fields."""
+
+    kind: str
+    message: str
+    type: str = ""
+    fields: Any = None
+    retry: bool = True
+
+
+encode = msgspec.msgpack.Encoder().encode
+_error_decoder = msgspec.msgpack.Decoder(ErrorBody)
+
+
+class Reply(NamedTuple):
+    """What the server core answers: a status, an encoded body, and any extra headers."""
+
+    status: int
+    body: bytes
+    content_type: str = CONTENT_TYPE
+    headers: Mapping[str, str] | None = None
+
+
+def error_reply(
+    kind: str, message: str, type_: str = "", fields: Any = None, *, retry: bool = True
+) -> Reply:
+    """Encode an RPC error answer of the given kind; `retry=False` tells callers not to retry."""
+    body = ErrorBody(kind, message, type_, fields, retry)
+    return Reply(STATUS_OF_KIND.get(kind, 500), encode(body))
+
+
+def decode_error(body: bytes) -> ErrorBody:
+    """Decode an error answer; anything unreadable becomes an `internal` error."""
+    try:
+        return _error_decoder.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return ErrorBody("internal", f"unreadable error answer ({len(body)} bytes)")
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the server accepts."""
+
+
+class BodyTimeout(Exception):
+    """The request body did not arrive in time (a slow or stalled client)."""
+
+
+class Incoming(Protocol):
+    """One request as the server core sees it, whatever carried it.
+
+    `rpc` is `(service, method)` for an RPC and None for a web request. The body is read only
+    when the core asks, after its guards, so a refused request costs no body read.
+    """
+
+    @property
+    def method(self) -> str:
+        """The HTTP method (`POST` for RPCs)."""
+        ...
+
+    @property
+    def path(self) -> str:
+        """The request path."""
+        ...
+
+    @property
+    def rpc(self) -> tuple[str, str] | None:
+        """`(service, method)` of an RPC, or None for a web request."""
+        ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Request headers; names are case-insensitive."""
+        ...
+
+    @property
+    def content_type(self) -> str:
+        """The body's media type, without parameters."""
+        ...
+
+    @property
+    def query(self) -> dict[str, str]:
+        """Query parameters (the last value of each)."""
+        ...
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """Cookies sent with the request."""
+        ...
+
+    def read_body(self, limit: int) -> Awaitable[bytes]:
+        """The body; raises `BodyTooLarge` beyond `limit` bytes, `BodyTimeout` if it stalls."""
+        ...
+
+
+class Dispatcher(Protocol):
+    """What a transport's server calls: the server core implements it."""
+
+    async def handle(self, incoming: Incoming) -> Reply:
+        """Answer one request."""
+        ...

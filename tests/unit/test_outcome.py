@@ -1,0 +1,63 @@
+"""One classification of failures: the caller's fault is never a dependency's failure."""
+
+from __future__ import annotations
+
+import pytest
+
+import herd
+from herd._model.outcome import CALLER_FAULT_KINDS, Blame, blame, blame_of_status
+
+
+class Missing(herd.ServiceError):
+    key: int
+
+
+@pytest.mark.parametrize("kind", sorted(CALLER_FAULT_KINDS))
+async def test_fallback_never_hides_the_callers_own_fault(kind: str) -> None:
+    async def failing() -> str:
+        raise herd.BadRequest("svc", "get", "your fault", kind)
+
+    with pytest.raises(herd.RemoteError) as caught:
+        await herd.fallback(failing(), "fallback")
+    assert caught.value.kind == kind
+
+
+async def test_fallback_never_hides_a_declared_answer() -> None:
+    async def failing() -> str:
+        raise Missing("no such key", key=3)
+
+    with pytest.raises(Missing):
+        await herd.fallback(failing(), "fallback")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        herd.Unavailable("down"),
+        herd.DeadlineExceeded("late"),
+        herd.CircuitOpen("open"),
+        herd.RemoteError("svc", "get", "boom", "internal"),
+        herd.RemoteError("svc", "get", "its dependency failed", "dependency"),
+    ],
+)
+async def test_fallback_covers_what_the_dependency_failed_at(error: herd.HerdError) -> None:
+    async def failing() -> str:
+        raise error
+
+    assert await herd.fallback(failing(), "fallback") == "fallback"
+    assert await herd.fallback(failing(), lambda exc: f"from {type(exc).__name__}") == (
+        f"from {type(error).__name__}"
+    )
+
+
+def test_blame_of_errors_and_statuses() -> None:
+    assert blame(herd.Forbidden("svc", "m", "no", "forbidden")) is Blame.CALLER
+    assert blame(herd.RemoteError("svc", "m", "x", "too_large")) is Blame.CALLER
+    assert blame(Missing("gone", key=1)) is Blame.ANSWER
+    assert blame(herd.Overloaded("busy")) is Blame.INSTANCE
+    assert blame(herd.RemoteError("svc", "m", "x", "dependency")) is Blame.SERVICE
+    assert blame_of_status(200) is None
+    assert blame_of_status(404) is Blame.CALLER
+    assert blame_of_status(502) is Blame.SERVICE
+    assert blame_of_status(500) is Blame.INSTANCE
+    assert blame_of_status(503) is Blame.INSTANCE
