@@ -64,8 +64,17 @@ class _HttpIncoming:
         length = request.content_length
         if length is not None and length > limit:
             raise BodyTooLarge(f"body of {length} bytes exceeds {limit}")
-        chunks: list[bytes] = []
-        size = 0
+        if length is not None:
+            # The common case: a small body that arrived with the headers is already buffered,
+            # and is taken without a timer or an await.
+            buffered = request.content.read_nowait(length)
+            if len(buffered) == length:
+                return buffered
+            chunks = [buffered]
+            size = len(buffered)
+        else:
+            chunks = []
+            size = 0
         try:
             async with Expiry(time.monotonic() + BODY_TIMEOUT_S):
                 async for chunk in request.content.iter_any():
