@@ -104,6 +104,14 @@ EVERYONE = 0
 
 _MAX_VARS = 500  # below SQLite's limit on bound parameters
 
+#: SQLite's integers are signed 64-bit: a key outside cannot be stored, so no row has it.
+_KEY_MIN, _KEY_MAX = -(2**63), 2**63 - 1
+
+
+def _storable(key: int) -> bool:
+    """Whether SQLite can hold `key` (binding one it cannot raises OverflowError)."""
+    return _KEY_MIN <= key <= _KEY_MAX
+
 
 # --------------------------------------------------------------------------------------------
 # The store.
@@ -167,7 +175,9 @@ class Table(Generic[V]):
         self._encoder = msgspec.msgpack.Encoder()
 
     def get(self, pk: int, ck: int = 0) -> V | None:
-        """One row, or None."""
+        """One row, or None (also for a key no row can have)."""
+        if not (_storable(pk) and _storable(ck)):
+            return None
         found = self._db.execute(
             f"SELECT value FROM {self.name} WHERE pk = ? AND ck = ?", (pk, ck)
         ).fetchone()
@@ -176,7 +186,9 @@ class Table(Generic[V]):
     def get_many(self, pks: Sequence[int], ck: int = 0) -> dict[int, V]:
         """The row at `ck` of each partition in `pks` that has one."""
         found: dict[int, V] = {}
-        unique = list(dict.fromkeys(pks))
+        if not _storable(ck):
+            return found
+        unique = [pk for pk in dict.fromkeys(pks) if _storable(pk)]
         for start in range(0, len(unique), _MAX_VARS):
             chunk = unique[start : start + _MAX_VARS]
             marks = ",".join("?" * len(chunk))
@@ -188,12 +200,14 @@ class Table(Generic[V]):
         return found
 
     def partition(self, pk: int, limit: int | None = None) -> list[tuple[int, V]]:
-        """The rows of one partition in clustering order."""
+        """The rows of one partition in clustering order; at most `limit` (none if negative)."""
+        if not _storable(pk):
+            return []
         query = f"SELECT ck, value FROM {self.name} WHERE pk = ? ORDER BY ck"
         params: tuple[int, ...] = (pk,)
         if limit is not None:
             query += " LIMIT ?"
-            params = (pk, limit)
+            params = (pk, max(0, min(limit, _KEY_MAX)))
         return [(ck, self._decoder.decode(value)) for ck, value in self._db.execute(query, params)]
 
     def put_many(self, rows: Iterable[tuple[int, int, V]]) -> None:

@@ -198,7 +198,8 @@ def test_bad_and_unknown_visitors(edge: ServiceProcess) -> None:
     assert get(edge.address, "/api/home?visitor=abc").status == 400
     assert get(edge.address, "/api/home").status == 400
     missing = get(edge.address, "/api/home?visitor=99999999")
-    assert missing.status == 404 and "no visitor" in missing.json()["error"]
+    assert missing.status == 404 and missing.json()["error"] == "not_found"
+    assert "no visitor" in missing.json()["message"]
     assert get(edge.address, "/?visitor=99999999").status == 404
 
 

@@ -5,6 +5,10 @@ and the registry see one address per edge instance. Each request runs under the 
 cut to ``FLIX_EDGE_DEADLINE`` seconds (default 1.0), which telescopes through every call behind
 it. The visitor comes from ``?visitor=N`` (then remembered in a cookie) or the ``visitor``
 cookie. Boxshots are drawn as SVG at ``/boxshot.svg?video=N``.
+
+Every id a request carries is parsed by `examples.flix.ids.parse_id`: a bad one is answered with
+400 and the reason (JSON ``{"error": "bad_request", "message": ...}`` on ``/api/*``, an HTML page
+on ``/``, plain text on the boxshot) before any service is called.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ import herd
 from examples.flix.edge.interface import HomePage, NoSuchVisitor
 from examples.flix.edge.library import HomePages
 from examples.flix.identity.interface import Person
-from examples.flix.ids import VideoId, VisitorId
+from examples.flix.ids import BadId, VideoId, VisitorId, parse_id
 
 COOKIE = "visitor"
 LANDING_VISITORS = tuple(VisitorId(v) for v in range(1, 9))
-HTML = "text/html"  # no charset parameter: herd passes it to aiohttp, which refuses one
+HTML = "text/html; charset=utf-8"
 JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
 
 
 def page_deadline() -> float:
@@ -33,18 +38,25 @@ def page_deadline() -> float:
     return float(os.environ.get("FLIX_EDGE_DEADLINE", "1.0"))
 
 
-class BadVisitor(ValueError):
-    """The visitor parameter is not a positive integer."""
+class BadCookie(BadId):
+    """The visitor cookie holds no id: answered with 400 and the cookie cleared."""
 
 
 def visitor_of(request: herd.WebRequest) -> VisitorId | None:
-    """The visitor a request is for: ``?visitor=N``, else the cookie, else None."""
-    raw = request.query.get("visitor") or request.cookies.get(COOKIE)
-    if not raw:
+    """The visitor a request is for: ``?visitor=N`` (even empty), else the cookie, else None.
+
+    Raises `BadId` for a bad parameter, `BadCookie` for a bad cookie.
+    """
+    raw = request.query.get("visitor")
+    if raw is not None:
+        return VisitorId(parse_id(raw, "visitor"))
+    raw = request.cookies.get(COOKIE)
+    if raw is None:
         return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise BadVisitor(f"visitor must be a positive integer, not {raw[:20]!r}")
-    return VisitorId(int(raw))
+    try:
+        return VisitorId(parse_id(raw, "the visitor cookie"))
+    except BadId as exc:
+        raise BadCookie(str(exc)) from None
 
 
 class Front:
@@ -58,10 +70,10 @@ class Front:
         try:
             visitor = visitor_of(request)
             if visitor is None:
-                raise BadVisitor("give a visitor: /api/home?visitor=N")
+                raise BadId("give a visitor: /api/home?visitor=N")
             with herd.deadline(self.deadline):
                 page = await self.pages.home(visitor)
-        except (BadVisitor, herd.HerdError) as exc:
+        except (BadId, herd.HerdError) as exc:
             return _failure(exc, as_json=True)
         return herd.WebResponse(msgspec.json.encode(page), content_type=JSON)
 
@@ -72,25 +84,28 @@ class Front:
                 return herd.WebResponse(await self._landing(), content_type=HTML)
             with herd.deadline(self.deadline):
                 page = await self.pages.home(visitor)
-        except (BadVisitor, herd.HerdError) as exc:
+        except (BadId, herd.HerdError) as exc:
             return _failure(exc, as_json=False)
         headers = {}
-        if request.query.get("visitor"):
+        if "visitor" in request.query:
             headers["Set-Cookie"] = f"{COOKIE}={visitor}; Max-Age=2592000; Path=/; HttpOnly"
         return herd.WebResponse(render_home(page), content_type=HTML, headers=headers)
 
     async def boxshot(self, request: herd.WebRequest) -> herd.WebResponse:
-        raw = request.query.get("video", "")
-        if not raw.isdigit():
-            return herd.WebResponse("give a video: /boxshot.svg?video=N", 400, "text/plain")
-        video = VideoId(int(raw))
+        raw = request.query.get("video")
+        if raw is None:
+            return herd.WebResponse("give a video: /boxshot.svg?video=N", 400, TEXT)
+        try:
+            video = VideoId(parse_id(raw, "video"))
+        except BadId as exc:
+            return herd.WebResponse(str(exc), 400, TEXT)
         try:
             with herd.deadline(self.deadline):
                 facet = await self.pages.movies.video(video)
         except herd.HerdError as exc:
             return _failure(exc, as_json=False)
         if facet is None:
-            return herd.WebResponse("no such video", 404, "text/plain")
+            return herd.WebResponse("no such video", 404, TEXT)
         return herd.WebResponse(
             render_boxshot(video, facet.title, facet.year),
             content_type="image/svg+xml",
@@ -112,24 +127,31 @@ class Front:
         body = (
             "<h1>Who's watching?</h1>"
             f'<ul class="who">{links}</ul>'
-            '<form action="/"><label>or visitor number <input name="visitor" size="6"></label>'
+            '<form action="/"><label>or visitor number <input name="visitor" size="6" required '
+            'inputmode="numeric" pattern="[1-9][0-9]{0,18}"></label>'
             "<button>go</button></form>"
         )
         return _layout("flix", body)
 
 
-def _failure(exc: BadVisitor | herd.HerdError, *, as_json: bool) -> herd.WebResponse:
-    """400 for a bad visitor, 404 for an unknown one, 503 when the page cannot be built."""
-    if isinstance(exc, BadVisitor):
-        status, message = 400, str(exc)
+def _failure(exc: BadId | herd.HerdError, *, as_json: bool) -> herd.WebResponse:
+    """400 for a bad visitor (a bad cookie is cleared), 404 for an unknown one, 503 when the
+    page cannot be built. JSON errors are ``{"error": kind, "message": ...}``, as herd's own."""
+    headers = {}
+    if isinstance(exc, BadId):
+        status, kind, message = 400, "bad_request", str(exc)
+        if isinstance(exc, BadCookie):
+            headers["Set-Cookie"] = f"{COOKIE}=; Max-Age=0; Path=/; HttpOnly"
     elif isinstance(exc, NoSuchVisitor):
-        status, message = 404, f"no visitor {exc.visitor}"
+        status, kind, message = 404, "not_found", f"no visitor {exc.visitor}"
     else:
-        status, message = 503, f"the page is unavailable right now ({type(exc).__name__})"
+        status, kind = 503, "unavailable"
+        message = f"the page is unavailable right now ({type(exc).__name__})"
     if as_json:
-        return herd.WebResponse.json({"error": message}, status)
+        data = {"error": kind, "message": message}
+        return herd.WebResponse(msgspec.json.encode(data), status, JSON, headers)
     body = f'<p class="error">{html.escape(message)}</p><p><a href="/">home</a></p>'
-    return herd.WebResponse(_layout("flix", body), status, HTML)
+    return herd.WebResponse(_layout("flix", body), status, HTML, headers)
 
 
 def render_home(page: HomePage) -> str:
