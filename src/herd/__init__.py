@@ -7,6 +7,7 @@ instance inside a retry budget, and is guarded by a circuit breaker and a bulkhe
 
 from __future__ import annotations
 
+from herd._client.attempts import HedgePolicy
 from herd._client.balance import EjectionPolicy
 from herd._client.breaker import BreakerPolicy
 from herd._client.budget import BudgetPolicy
@@ -49,6 +50,7 @@ __all__ = [
     "EjectionPolicy",
     "Facet",
     "Forbidden",
+    "HedgePolicy",
     "HerdError",
     "Instance",
     "Interface",

@@ -47,15 +47,24 @@ def registry(
     lease: float = typer.Option(
         3.0, help="Seconds without a renewal before an instance is evicted."
     ),
+    key_file: str | None = typer.Option(
+        None,
+        "--key-file",
+        metavar="PATH",
+        help="File holding the key that checks instances' credentials (default: "
+        "HERD_REGISTRY_KEY, else ~/.herd/registry.key, made if missing).",
+    ),
 ) -> None:
-    """Run the registry (embedded backend): instances register here and clients watch it."""
-    import uvloop
+    """Run the registry (embedded backend): instances register here and clients watch it.
 
-    from herd._process.logging import configure
-    from herd._registry.service import serve_registry
+    Writes need the instance's credential: HERD_CREDENTIAL (issued for its id from the key) or
+    HERD_REGISTRY_KEY in the instance's environment (it mints its own).
+    """
+    from pathlib import Path
 
-    configure()
-    uvloop.run(serve_registry(host, port, lease))
+    from herd._registry.service import run_registry
+
+    run_registry(host, port, lease, Path(key_file) if key_file else None)
 
 
 @app.command(
@@ -104,7 +113,9 @@ def up(
     """Run an app on the local cloud until Ctrl-C or `herd down`.
 
     Starts the registry, every server group as processes spread over the zones (dead instances
-    are replaced), the front door, and the control API that `herd ps / scale / kill / down` use.
+    and a dead registry are replaced; restarts of crashing ones back off), the front door, and
+    the control API that `herd ps / scale / kill / down` use. Refuses when a local cloud is
+    already running.
     """
     from herd_tools.cloud_commands import up_command
 
@@ -112,11 +123,18 @@ def up(
 
 
 @app.command()
-def ps() -> None:
-    """Show the running local cloud's server groups and instances."""
+def ps(
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print {"groups": [...], "instances": [...]} as JSON, for scripts.',
+    ),
+) -> None:
+    """Show the running local cloud's server groups and instances (CRASHLOOP: crashing again
+    and again, restarts backing off)."""
     from herd_tools.cloud_commands import ps_command
 
-    ps_command()
+    ps_command(as_json)
 
 
 @app.command()
@@ -174,6 +192,41 @@ def retry_storm(
     plot_path = Path(plot_file) if plot_file else None
     raise typer.Exit(
         retry_storm_main(rate=rate, duration=duration, json_path=json_path, plot_path=plot_path)
+    )
+
+
+@experiment_app.command("gray-failure")
+def gray_failure(
+    app_file: str = typer.Option(
+        "examples/flix/app.toml", "--app", metavar="APP.toml", help="The app to run (flix)."
+    ),
+    rate: float = typer.Option(200.0, help="Requests per second through the front door."),
+    duration: float = typer.Option(20.0, help="Seconds of load."),
+    pause_at: float = typer.Option(5.0, help="Seconds into the load when the stall begins."),
+    pause: float = typer.Option(10.0, help="Seconds the stalled instances stay stopped."),
+    json_file: str | None = typer.Option(
+        None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE."
+    ),
+) -> None:
+    """SIGSTOP one instance of every group under load and count what users saw.
+
+    Exits 0 only if no request failed. The talk's gray failure: an instance that accepts
+    connections and answers nothing; hedged attempts, outlier ejection and the registry's
+    lease keep it from costing requests.
+    """
+    from pathlib import Path
+
+    from herd_tools.experiments.gray_failure import main as gray_failure_main
+
+    raise typer.Exit(
+        gray_failure_main(
+            Path(app_file),
+            rate=rate,
+            duration=duration,
+            pause_at=pause_at,
+            pause_s=pause,
+            json_path=Path(json_file) if json_file else None,
+        )
     )
 
 

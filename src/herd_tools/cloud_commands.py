@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
+import msgspec
 import uvloop
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from herd._cloud.controller import Controller
 from herd._cloud.interface import CloudApi, GroupView, InstanceView
@@ -30,7 +32,19 @@ def up_command(path: str) -> None:
             console.print(f"  open {controller.front_door.url}")
         console.print("  try: herd ps · herd scale GROUP N · herd down")
 
-    uvloop.run(up(path, say=console.print, on_ready=announce))
+    with fails_cleanly():
+        uvloop.run(up(path, say=console.print, on_ready=announce))
+
+
+@contextlib.contextmanager
+def fails_cleanly() -> Iterator[None]:
+    """herd's own errors (no cloud running, a cloud already running, ...) end the command with
+    their message and exit code 1, not a traceback."""
+    try:
+        yield
+    except HerdError as exc:
+        console.print(f"herd: {exc}", style="red", markup=False, highlight=False)
+        raise SystemExit(1) from None
 
 
 def _ask(call: Callable[[CloudApi], Awaitable[T]]) -> T:
@@ -41,26 +55,49 @@ def _ask(call: Callable[[CloudApi], Awaitable[T]]) -> T:
         finally:
             await api.aclose()
 
-    try:
+    with fails_cleanly():
         return asyncio.run(main())
-    except HerdError as exc:
-        console.print(f"[red]herd: {exc}[/]")
-        raise SystemExit(1) from None
 
 
-def ps_command() -> None:
-    """Print groups and instances."""
+def _column(header: str, *, whole: bool = False) -> Column:
+    """A `herd ps` column that never hides part of a value: ids and addresses stay on one line
+    (other columns give way first); the rest fold onto more lines when the terminal is narrow."""
+    return Column(header, no_wrap=whole, overflow="fold")
+
+
+def ps_command(as_json: bool = False) -> None:
+    """Print groups and instances: as tables, or as JSON for scripts."""
 
     async def both(api: CloudApi) -> tuple[list[GroupView], list[InstanceView]]:
         return await api.groups(), await api.ps()
 
     groups, instances = _ask(both)
-    table = Table("group", "desired", "running", "up", title="server groups")
+    if as_json:
+        # Plain stdout: rich would highlight and wrap it.
+        print(msgspec.json.encode({"groups": groups, "instances": instances}).decode())
+        return
+    table = Table(
+        _column("group", whole=True),
+        _column("desired"),
+        _column("running"),
+        _column("up"),
+        _column("status"),
+        title="server groups",
+    )
     for group in groups:
-        table.add_row(group.name, str(group.desired), str(group.running), str(group.up))
+        table.add_row(
+            group.name, str(group.desired), str(group.running), str(group.up), group.status
+        )
     console.print(table)
     table = Table(
-        "instance", "group", "zone", "status", "address", "pid", "uptime", title="instances"
+        _column("instance", whole=True),
+        _column("group"),
+        _column("zone"),
+        _column("status"),
+        _column("address", whole=True),
+        _column("pid"),
+        _column("uptime"),
+        title="instances",
     )
     for view in instances:
         table.add_row(
@@ -68,9 +105,9 @@ def ps_command() -> None:
             view.group,
             view.zone,
             view.status,
-            view.address,
-            str(view.pid),
-            f"{view.uptime_s:.0f}s",
+            view.address or "-",
+            str(view.pid or "-"),
+            f"{view.uptime_s:.0f}s" if view.pid else "-",
         )
     console.print(table)
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from herd._cloud.controller import Controller
 from herd._cloud.up import up
 from herd._process.logging import configure
+from herd_tools.cloud_commands import fails_cleanly
 from herd_tools.load import format_report, run_load
 
 console = Console()
@@ -68,5 +69,6 @@ def run_demo(duration: float | None = None, load: float = 50.0, app: Path | None
         console.print(f"[{colour}]{ok_pct:.2f} % succeeded (needs ≥ {PASS_PCT} %)[/]")
         controller.stopped.set()
 
-    uvloop.run(up(flix_app(app), say=console.print, on_ready=ready))
+    with fails_cleanly():
+        uvloop.run(up(flix_app(app), say=console.print, on_ready=ready))
     return verdict

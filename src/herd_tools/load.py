@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -146,10 +146,16 @@ def check_options(
     return schedule
 
 
+#: Called once per finished request: its intended send time, its latency (seconds) and its
+#: failure kind (None for a success).
+Record = Callable[[float, float, str | None], None]
+
+
 class Tally:
     """Running counts and latencies (seconds, in completion order) of one run."""
 
-    def __init__(self) -> None:
+    def __init__(self, record: Record | None = None) -> None:
+        self.record = record
         self.sent = 0
         self.ok = 0
         self.in_flight = 0
@@ -250,6 +256,8 @@ async def _request(
         tally.succeeded(latency)
     else:
         tally.fail(kind, latency)
+    if tally.record is not None:
+        tally.record(intended, latency, kind)
 
 
 async def run_load(
@@ -260,6 +268,7 @@ async def run_load(
     timeout: float = DEFAULT_TIMEOUT_S,
     concurrency_cap: int = DEFAULT_CONCURRENCY_CAP,
     progress: Console | None = None,
+    record: Record | None = None,
 ) -> LoadReport:
     """Send GET requests to `url` at `rate` per second for `duration` seconds (open model) and
     return what happened once every request has finished.
@@ -269,14 +278,15 @@ async def run_load(
     `disconnected`, `client_error`, or `client_overloaded` (due while `concurrency_cap`
     requests were outstanding). Connections are kept alive and reused; no cookies are kept.
     `{a..b}` in `url` takes a different integer in [a, b] for each request (`UrlPattern`).
-    With `progress` set, a live status line is drawn on that console while the run lasts.
+    With `progress` set, a live status line is drawn on that console while the run lasts;
+    `record`, if given, sees every finished request (intended time, latency, failure kind).
 
     Raises `ValueError` for a bad URL or a non-positive rate, duration, timeout or cap.
     """
     schedule = check_options(url, rate, duration, timeout, concurrency_cap)
     pattern = UrlPattern(url)
     clock = MONOTONIC
-    tally = Tally()
+    tally = Tally(record)
     connector = aiohttp.TCPConnector(limit=0)  # the cap is ours; aiohttp must not queue
     async with aiohttp.ClientSession(
         connector=connector,

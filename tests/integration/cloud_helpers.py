@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,19 +26,10 @@ from typing import Any
 import tomli_w
 
 import herd
+from herd._cloud.app import load
 from herd._cloud.interface import CloudApi, GroupView, InstanceView
+from herd._cloud.up import port_taken as port_taken
 from tests.helpers import ROOT, ServiceProcess, clean_environment, eventually, free_port
-
-
-def port_taken(port: int) -> bool:
-    """Whether something on this machine already holds `port` on loopback."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
 
 # ------------------------------------------------------------------------------------ app files
 
@@ -48,10 +39,12 @@ def write_app(
     example: str,
     *,
     instances: Mapping[str, int] | None = None,
+    groups: Iterable[Mapping[str, Any]] = (),
     **settings: Any,
 ) -> Path:
     """Copy `examples/<example>/app.toml` into `directory` with free ports, `root` at this
-    checkout and the run directory in `directory`; `instances` overrides counts per service."""
+    checkout and the run directory in `directory`; `instances` overrides counts per service,
+    `groups` are added to the example's."""
     document = tomllib.loads((ROOT / "examples" / example / "app.toml").read_text())
     document.update(
         root=str(ROOT),
@@ -63,6 +56,7 @@ def write_app(
     for group in document["groups"]:
         if instances and group["service"] in instances:
             group["instances"] = instances[group["service"]]
+    document["groups"] += [dict(group) for group in groups]
     if "front_door" in document:
         document["front_door"]["port"] = free_port()
     path = directory / "app.toml"
@@ -128,6 +122,21 @@ def herd_command() -> list[str]:
     return [sys.executable, "-c", "from herd_tools.cli import main; main()"]
 
 
+def run_herd(
+    *args: str, env: Mapping[str, str], timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
+    """Run `herd ARGS` in this checkout with `env`, to its end."""
+    return subprocess.run(
+        [*herd_command(), *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def cloud_env(home: Path) -> dict[str, str]:
     """A clean environment for the `herd` command, with its own HERD_HOME and plain, wide
     output."""
@@ -167,6 +176,19 @@ class Cloud:
         assert state is not None and state["front_door"], self.output()
         return str(state["front_door"]).rstrip("/")
 
+    @property
+    def registry(self) -> str:
+        """The registry's `host:port`."""
+        return f"127.0.0.1:{load(self.app).spec.registry_port}"
+
+    def registry_pid(self) -> int | None:
+        """The registry process `herd up` runs now, if one runs."""
+        for pid in children(self.process.pid):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                if b"herd._registry.service" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
+        return None
+
     @contextlib.asynccontextmanager
     async def api(self) -> AsyncIterator[CloudApi]:
         """A driver of the control API, with the admin token."""
@@ -178,8 +200,8 @@ class Cloud:
         finally:
             await api.aclose()
 
-    async def wait_up(self, timeout: float = 60.0) -> tuple[list[GroupView], list[InstanceView]]:
-        """Wait until `herd up` serves and every group has its desired count, all UP."""
+    async def wait_serving(self, timeout: float = 60.0) -> None:
+        """Wait until `herd up` serves its control API (every group has had a first start)."""
 
         def serving() -> bool:
             if not self.process.alive:
@@ -189,6 +211,10 @@ class Cloud:
             return self.state() is not None
 
         await eventually(serving, timeout=timeout, what="herd up serves its control API")
+
+    async def wait_up(self, timeout: float = 60.0) -> tuple[list[GroupView], list[InstanceView]]:
+        """Wait until `herd up` serves and every group has its desired count, all UP."""
+        await self.wait_serving(timeout)
         async with self.api() as api:
             return await settled(api, timeout=timeout, pids=self.pids)
 
@@ -205,15 +231,7 @@ class Cloud:
 
     def cli(self, *args: str, check: bool = True, timeout: float = 30.0) -> str:
         """Run `herd ARGS` against this cloud; its output (stdout and stderr)."""
-        done = subprocess.run(
-            [*herd_command(), *args],
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        done = run_herd(*args, env=self.env, timeout=timeout)
         output = done.stdout + done.stderr
         if check:
             assert done.returncode == 0, f"herd {' '.join(args)} -> {done.returncode}\n{output}"
@@ -227,6 +245,16 @@ class Cloud:
             self.pids.add(children(self.process.pid))
         self.process.stop(grace_s=20.0)
         self.pids.kill()
+
+
+def ps_rows(output: str) -> dict[str, list[str]]:
+    """`herd ps`'s table rows (groups and instances), as cells keyed by their first cell."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃|]", line)[1:-1]]
+        if cells:
+            rows[cells[0]] = cells
+    return rows
 
 
 async def settled(
@@ -252,6 +280,30 @@ async def settled(
     return await eventually(
         probe, done, timeout=timeout, what="every group at its desired count, UP"
     )
+
+
+async def replaced(
+    cloud: Cloud, victim: InstanceView, before: set[str], started: float
+) -> tuple[float, InstanceView]:
+    """Wait until the victim's group is back at its count, all UP, without the victim; returns
+    the seconds since `started` and the replacement (the one member not in `before`)."""
+    async with cloud.api() as api:
+        desired = next(g.desired for g in await api.groups() if g.name == victim.group)
+        members: list[InstanceView] = []
+
+        async def back() -> bool:
+            members[:] = [i for i in await api.ps() if i.group == victim.group]
+            return (
+                len(members) == desired
+                and victim.id not in {m.id for m in members}
+                and all(m.status == "UP" for m in members)
+            )
+
+        await eventually(back, timeout=15, what=f"{victim.group} back to {desired} UP")
+    elapsed = time.monotonic() - started
+    cloud.pids.add(m.pid for m in members)
+    (new,) = [m for m in members if m.id not in before]
+    return elapsed, new
 
 
 def by_group(instances: Iterable[InstanceView]) -> dict[str, list[InstanceView]]:

@@ -7,6 +7,9 @@ deadline passes, declared errors cross process boundaries as themselves, and SIG
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -84,9 +87,11 @@ async def test_each_hop_sees_what_is_left_of_the_edge_deadline(
     # Budgets only shrink along the chain, and never exceed what the caller gave.
     assert full >= edge_ms >= middle_ms >= deep_ms
     # The middle saw the caller's deadline minus the time spent so far, not a fresh default:
-    # at least what was left when the whole call returned (3 ms for rounding to whole ms).
+    # at least what was left when the whole call returned, less what each of the three hops
+    # keeps back to answer its own caller (3 ms for rounding to whole ms).
     assert 0.9 * full < middle_ms <= full
-    assert deep_ms >= full - elapsed_ms - 3
+    reserved_ms = 3 * herd.CallPolicy().reply_reserve * 1000
+    assert deep_ms >= full - elapsed_ms - reserved_ms - 3
 
 
 async def test_hanging_deep_is_cancelled_at_every_hop_when_the_deadline_passes(
@@ -218,3 +223,37 @@ async def test_sigterm_lets_in_flight_work_finish_refuses_new_work_and_exits_cle
             await driver.echo("gone")
     finally:
         await driver.aclose()
+
+
+async def test_a_hung_dependency_is_blamed_by_the_service_that_calls_it(tmp_path: Path) -> None:
+    """deep stopped (SIGSTOP): the middle's own deadline scope ends every relay, and the middle's
+    driver still counts each as deep's timeout, so its breaker for deep opens (the blame lands
+    where the hang is, not one hop up)."""
+    with (
+        service_process("deep", tmp_path) as deep,
+        service_process("middle", tmp_path, deep.address) as middle,
+    ):
+        middle_driver = herd.driver(Middle, address=middle.address, policy=ONE_ATTEMPT)
+        os.kill(deep.pid, signal.SIGSTOP)
+        try:
+
+            async def relay(index: int) -> str:
+                try:
+                    with herd.deadline(0.3):
+                        await middle_driver.relay(f"r{index}")
+                except herd.HerdError as exc:
+                    return type(exc).__name__
+                return "answered"
+
+            outcomes = await asyncio.gather(*(relay(i) for i in range(30)))
+            assert set(outcomes) == {"DeadlineExceeded"}, outcomes
+            async with aiohttp.ClientSession() as session:
+                seen = await raw_request(
+                    session, middle.address, "/herd/dependencies", method="GET"
+                )
+            deep_seen = json.loads(seen.body)["deep"]
+            assert deep_seen["timeout"] >= 20, (deep_seen, middle.output()[-3000:])
+            assert deep_seen["breaker"]["state"] == "open", deep_seen
+        finally:
+            os.kill(deep.pid, signal.SIGCONT)
+            await middle_driver.aclose()

@@ -19,12 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import herd
 from examples.chain.interface import Deep, Edge, Middle
 from examples.flix import store
 from examples.flix.edge.interface import HISTORY_ROW
+from herd._cloud.app import load
 from herd._cloud.interface import InstanceView
 from herd_tools.load import run_load
 from tests.helpers import eventually
@@ -33,7 +35,11 @@ from tests.integration.cloud_helpers import (
     Pids,
     by_group,
     children,
+    cloud_env,
     port_taken,
+    ps_rows,
+    replaced,
+    run_herd,
     settled,
     write_app,
 )
@@ -52,16 +58,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     cloud = Cloud(write_app(tmp_path_factory.mktemp("chain"), "chain", instances=CHAIN)).start()
     yield cloud
     cloud.close()
-
-
-def _ps_rows(output: str) -> dict[str, list[str]]:
-    """`herd ps`'s table rows, as cells keyed by their first cell."""
-    rows = {}
-    for line in output.splitlines():
-        cells = [c.strip() for c in re.split(r"[│┃|]", line)[1:-1]]
-        if cells:
-            rows[cells[0]] = cells
-    return rows
 
 
 # -------------------------------------------------------------------------- the chain, by hand
@@ -105,9 +101,14 @@ async def test_every_instance_is_up_spread_over_zones_and_ps_shows_it(chain: Clo
             await deep.aclose()
 
     # `herd ps` prints groups and every instance with its zone, status, address, pid and uptime
-    rows = _ps_rows(chain.cli("ps"))
+    rows = ps_rows(chain.cli("ps"))
     for group in groups:
-        assert rows[group.name][1:4] == [str(group.desired), str(group.running), str(group.up)]
+        assert rows[group.name][1:] == [
+            str(group.desired),
+            str(group.running),
+            str(group.up),
+            "READY",
+        ]
     for view in instances:
         _, in_group, zone, status, address, pid, uptime = rows[view.id]
         assert (in_group, zone, status, address, pid) == (
@@ -123,28 +124,55 @@ async def test_every_instance_is_up_spread_over_zones_and_ps_shows_it(chain: Clo
     assert all(later[v.id] > v.uptime_s for v in instances), "uptime grows"
 
 
-async def _replaced(
-    chain: Cloud, victim: InstanceView, before: set[str], started: float
-) -> tuple[float, InstanceView]:
-    """Wait until the victim's group is back at its count, all UP, without the victim; returns
-    the seconds since `started` and the replacement (the one member not in `before`)."""
+async def test_ps_keeps_ids_and_addresses_whole_when_narrow_and_prints_json_for_scripts(
+    chain: Cloud,
+) -> None:
     async with chain.api() as api:
-        desired = next(g.desired for g in await api.groups() if g.name == victim.group)
-        members: list[InstanceView] = []
+        groups, instances = await settled(api, timeout=30)
+    narrow = run_herd("ps", env={**chain.env, "COLUMNS": "60"})
+    assert narrow.returncode == 0, narrow.stdout + narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 60, narrow.stdout
+    for view in instances:
+        (row,) = [line for line in lines if f" {view.id} " in line]
+        assert f" {view.address} " in row, narrow.stdout
 
-        async def back() -> bool:
-            members[:] = [i for i in await api.ps() if i.group == victim.group]
-            return (
-                len(members) == desired
-                and victim.id not in {m.id for m in members}
-                and all(m.status == "UP" for m in members)
-            )
+    printed = run_herd("ps", "--json", env=chain.env)
+    assert printed.returncode == 0, printed.stdout + printed.stderr
+    answer = json.loads(printed.stdout)
+    assert set(answer) == {"groups", "instances"}
+    assert answer["groups"] == [msgspec.structs.asdict(group) for group in groups]
+    fields = {"id", "group", "version", "zone", "status", "address", "pid", "uptime_s"}
+    assert all(fields <= set(row) for row in answer["instances"]), answer["instances"]
+    expected = [msgspec.structs.asdict(view) for view in instances]
+    for row, was in zip(answer["instances"], expected, strict=True):
+        assert row["uptime_s"] >= was.pop("uptime_s")
+        assert {k: v for k, v in row.items() if k != "uptime_s"} == was
 
-        await eventually(back, timeout=15, what=f"{victim.group} back to {desired} UP")
-    elapsed = time.monotonic() - started
-    chain.pids.add(m.pid for m in members)
-    (new,) = [m for m in members if m.id not in before]
-    return elapsed, new
+
+async def test_a_second_herd_up_refuses_and_touches_nothing_of_the_running_one(
+    chain: Cloud, tmp_path: Path
+) -> None:
+    async with chain.api() as api:
+        _, before = await settled(api, timeout=30)
+    state = (chain.home / "cloud.json").read_text()
+
+    # the same HERD_HOME: the state file names a live cloud
+    same = run_herd("up", str(chain.app), env=chain.env)
+    assert same.returncode == 1, same.stdout + same.stderr
+    assert "herd: a local cloud is already running: chain (pid" in same.stdout, same.stdout
+    # another HERD_HOME: the cloud's ports are taken
+    other = run_herd("up", str(chain.app), env=cloud_env(tmp_path / "other-home"))
+    assert other.returncode == 1, other.stdout + other.stderr
+    port = load(chain.app).spec.control_port
+    assert f"herd: port {port} for the control API is in use" in other.stdout, other.stdout
+    assert not (tmp_path / "other-home" / "cloud.json").exists()
+
+    assert (chain.home / "cloud.json").read_text() == state
+    async with chain.api() as api:
+        _, after = await settled(api, timeout=30)
+    assert {(v.id, v.pid) for v in after} == {(v.id, v.pid) for v in before}
+    assert len(children(chain.process.pid)) == len(before) + 1, "no second registry"
 
 
 async def test_a_killed_instance_is_replaced_within_5_s(chain: Cloud) -> None:
@@ -156,7 +184,7 @@ async def test_a_killed_instance_is_replaced_within_5_s(chain: Cloud) -> None:
         started = time.monotonic()
         killed = await api.kill(victim.id)
     assert (killed.id, killed.pid) == (victim.id, victim.pid)
-    elapsed, replacement = await _replaced(chain, victim, before, started)
+    elapsed, replacement = await replaced(chain, victim, before, started)
     assert elapsed < REPLACED_WITHIN_S, f"replaced after {elapsed:.2f} s"
     assert pids.running() == []
     assert replacement.zone == victim.zone, "the hole in the zone is refilled"
@@ -169,7 +197,7 @@ async def test_a_killed_instance_is_replaced_within_5_s(chain: Cloud) -> None:
     output = chain.cli("kill", victim.id)
     started = time.monotonic()  # the instance died before the command returned
     assert f"killed {victim.id} (pid {victim.pid}, zone {victim.zone})" in output
-    elapsed, replacement = await _replaced(chain, victim, before, started)
+    elapsed, replacement = await replaced(chain, victim, before, started)
     assert replacement.zone == victim.zone
     assert elapsed < REPLACED_WITHIN_S, f"replaced after {elapsed:.2f} s"
 

@@ -14,6 +14,7 @@ import pytest
 import herd
 from herd._model.clock import ManualClock
 from herd._model.instance import Instance, Status
+from herd._process.config import credential_for
 from herd._process.registry_api import RegistryApi
 from herd._process.registry_client import RegistryResolver
 from herd._registry.service import RegistryService
@@ -21,6 +22,7 @@ from tests.helpers import eventually, free_port
 from tests.integration.cluster import Cluster, Load, describe
 
 LEASE_S = 3.0
+KEY = "the registry's key in these tests"
 
 
 def instance(name: str = "deep-a-1", zone: str = "a", port: int = 1) -> Instance:
@@ -36,9 +38,18 @@ def instance(name: str = "deep-a-1", zone: str = "a", port: int = 1) -> Instance
     )
 
 
+def credential(instance_id: str = "deep-a-1") -> str:
+    return credential_for(KEY, instance_id)
+
+
+async def register(registry: RegistryApi, entry: Instance) -> float:
+    """Register `entry` with its own credential."""
+    return await registry.register(entry, credential=credential(entry.id))
+
+
 def registry() -> tuple[RegistryService, ManualClock]:
     clock = ManualClock()
-    return RegistryService(lease_s=LEASE_S, clock=clock), clock
+    return RegistryService(key=KEY, lease_s=LEASE_S, clock=clock), clock
 
 
 def ids(service: RegistryService) -> list[str]:
@@ -50,7 +61,7 @@ def ids(service: RegistryService) -> list[str]:
 
 async def test_lease_expiry_evicts_after_the_lease_without_renewal() -> None:
     service, clock = registry()
-    assert await service.register(instance()) == LEASE_S
+    assert await register(service, instance()) == LEASE_S
     clock.advance(LEASE_S - 0.01)
     assert await service.backend.evict_expired() == []
     assert ids(service) == ["deep-a-1"]
@@ -58,15 +69,15 @@ async def test_lease_expiry_evicts_after_the_lease_without_renewal() -> None:
     assert [i.id for i in await service.backend.evict_expired()] == ["deep-a-1"]
     assert ids(service) == []
     # A renewal after eviction is refused, which tells the instance to register again.
-    assert await service.renew("deep-a-1") is False
+    assert await service.renew("deep-a-1", credential=credential("deep-a-1")) is False
 
 
 async def test_renewals_keep_an_instance_registered() -> None:
     service, clock = registry()
-    await service.register(instance())
+    await register(service, instance())
     for _ in range(10):  # 25 s, far past one lease
         clock.advance(LEASE_S - 0.5)
-        assert await service.renew("deep-a-1") is True
+        assert await service.renew("deep-a-1", credential=credential("deep-a-1")) is True
         assert await service.backend.evict_expired() == []
     assert ids(service) == ["deep-a-1"]
     clock.advance(LEASE_S)
@@ -75,10 +86,10 @@ async def test_renewals_keep_an_instance_registered() -> None:
 
 async def test_only_the_instance_that_stopped_renewing_is_evicted() -> None:
     service, clock = registry()
-    await service.register(instance("deep-a-1"))
-    await service.register(instance("deep-b-2", zone="b"))
+    await register(service, instance("deep-a-1"))
+    await register(service, instance("deep-b-2", zone="b"))
     clock.advance(2.0)
-    await service.renew("deep-b-2")
+    await service.renew("deep-b-2", credential=credential("deep-b-2"))
     clock.advance(1.5)
     assert [i.id for i in await service.backend.evict_expired()] == ["deep-a-1"]
     assert ids(service) == ["deep-b-2"]
@@ -96,7 +107,7 @@ async def test_watch_returns_when_the_table_changes() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
     assert not waiting.done(), "the watch answered without a change"
-    await service.register(instance())
+    await register(service, instance())
     async with asyncio.timeout(1.0):
         changed = await waiting
     assert changed.version > first.version  # type: ignore[attr-defined]
@@ -106,7 +117,7 @@ async def test_watch_returns_when_the_table_changes() -> None:
 @pytest.mark.parametrize("change", ["status", "deregister", "evict"])
 async def test_every_kind_of_change_wakes_a_watch(change: str) -> None:
     service, clock = registry()
-    await service.register(instance())
+    await register(service, instance())
     start = await service.watch("", -1)
 
     async def watch() -> object:
@@ -116,9 +127,9 @@ async def test_every_kind_of_change_wakes_a_watch(change: str) -> None:
     waiting = asyncio.create_task(watch())
     await asyncio.sleep(0)
     if change == "status":
-        assert await service.set_status("deep-a-1", Status.OUT_OF_SERVICE)
+        assert await service.set_status("deep-a-1", Status.OUT_OF_SERVICE, credential=credential())
     elif change == "deregister":
-        assert await service.deregister("deep-a-1")
+        assert await service.deregister("deep-a-1", credential=credential())
     else:
         clock.advance(LEASE_S)
         assert await service.backend.evict_expired()
@@ -140,7 +151,7 @@ async def test_watch_without_change_answers_before_the_callers_deadline() -> Non
 
 async def test_epoch_changes_when_the_registry_restarts() -> None:
     before, _ = registry()
-    await before.register(instance())
+    await register(before, instance())
     seen = await before.watch("", -1)
     after, _ = registry()  # a restart: a new process, an empty table
     assert after.backend.epoch != before.backend.epoch
@@ -170,21 +181,21 @@ async def test_resolver_keeps_its_copy_until_a_restarted_registry_is_warm() -> N
     address = f"127.0.0.1:{port}"
     api = herd.driver(RegistryApi, address=address, policy=herd.CallPolicy(attempts=1))
     resolver = RegistryResolver(address, poll_s=1.0, retry_s=0.05)
-    first = RegistryService(lease_s=1.0)
+    first = RegistryService(key=KEY, lease_s=1.0)
     try:
         async with herd.serve(first, port=port):
             with herd.deadline(1.0):
-                await api.register(instance("deep-a-1"))
-                await api.register(instance("deep-b-2", zone="b"))
+                await register(api, instance("deep-a-1"))
+                await register(api, instance("deep-b-2", zone="b"))
             await resolver.start()
             await eventually(
                 lambda: len(resolver.instances("deep")) == 2, timeout=2.0, what="both seen"
             )
-        second = RegistryService(lease_s=1.0)
+        second = RegistryService(key=KEY, lease_s=1.0)
         async with herd.serve(second, port=port):
             restarted = time.monotonic()
             with herd.deadline(1.0):
-                await api.register(instance("deep-c-3", zone="c"))
+                await register(api, instance("deep-c-3", zone="c"))
             await eventually(
                 lambda: (
                     {i.id for i in resolver.instances("deep")}
@@ -218,7 +229,7 @@ async def test_resolver_resumes_at_once_after_a_long_outage() -> None:
         return watches.failure + watches.short_circuited
 
     try:
-        async with herd.serve(RegistryService(lease_s=1.0), port=port):
+        async with herd.serve(RegistryService(key=KEY, lease_s=1.0), port=port):
             await resolver.start()
         failed_before = failed()
         # Down long enough for more failed watches than a breaker's volume threshold.
@@ -227,9 +238,9 @@ async def test_resolver_resumes_at_once_after_a_long_outage() -> None:
             timeout=10.0,
             what="the resolver keeps trying",
         )
-        async with herd.serve(RegistryService(lease_s=1.0), port=port):
+        async with herd.serve(RegistryService(key=KEY, lease_s=1.0), port=port):
             with herd.deadline(1.0):
-                await api.register(instance("deep-a-1"))
+                await register(api, instance("deep-a-1"))
             registered = time.monotonic()
             await eventually(
                 lambda: [i.id for i in resolver.instances("deep")] == ["deep-a-1"],
@@ -250,13 +261,13 @@ async def test_closing_one_registry_driver_leaves_the_others_following(
     address = f"127.0.0.1:{port}"
     monkeypatch.setenv("HERD_REGISTRY", address)
     api = herd.driver(RegistryApi, address=address, policy=herd.CallPolicy(attempts=1))
-    async with herd.serve(RegistryService(lease_s=5.0), port=port):
+    async with herd.serve(RegistryService(key=KEY, lease_s=5.0), port=port):
         first = herd.driver(RegistryApi)
         async with herd.driver(RegistryApi) as second:
             resolver = second._herd_caller.resolver  # type: ignore[attr-defined]
             await first.aclose()
             with herd.deadline(1.0):
-                await api.register(instance("deep-a-1"))
+                await register(api, instance("deep-a-1"))
             # A change made after the first driver closed still reaches the second.
             await resolver.start()
             await eventually(

@@ -7,18 +7,22 @@ what an attempt sends differs, how instances are chosen, judged and retried does
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
 from herd._client.metrics import DependencyMetrics
 from herd._client.resolver import Resolver
-from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
+from herd._model.deadline import Alarm
+from herd._model.errors import ConfigurationError, DeadlineExceeded, HerdError, Unavailable
 from herd._model.instance import Instance
 from herd._model.outcome import Blame, blame
+from herd._model.stats import percentile
 
 T = TypeVar("T")
 
@@ -52,6 +56,60 @@ class Attempt:
         self.failed: bool | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HedgePolicy:
+    """When a call that is safe to run twice sends a hedged attempt to another instance
+    (Finagle's backup requests, gRPC hedging): a gray failure (an instance that stalls without
+    failing) then costs a request nothing but the delay.
+
+    The hedge goes out after `delay` seconds without an answer, or, by default, after the
+    recent `percentile` of this dependency's answered attempts (once `min_samples` have been
+    seen; never sooner than `min_delay`). It is spent from the retry budget like a retry, and it
+    counts as one of the call's attempts; the first answer wins and the other is cancelled.
+    """
+
+    delay: float | None = None
+    percentile: float = 0.95
+    min_samples: int = 32
+    min_delay: float = 0.002
+
+    def __post_init__(self) -> None:
+        if self.delay is not None and self.delay <= 0:
+            raise ConfigurationError(f"delay must be > 0, got {self.delay}")
+        if not 0.0 < self.percentile < 1.0:
+            raise ConfigurationError(f"percentile must be within (0, 1), got {self.percentile}")
+        if self.min_samples < 1 or self.min_delay < 0:
+            raise ConfigurationError("min_samples must be >= 1 and min_delay >= 0")
+
+
+class _Recent:
+    """Latencies of recently answered attempts and one percentile of them, recomputed every
+    `_EVERY` samples so that the hot path pays a list store, not a sort."""
+
+    __slots__ = ("_fraction", "_next", "_samples", "_value")
+    _SIZE = 256
+    _EVERY = 32
+
+    def __init__(self, fraction: float) -> None:
+        self._fraction = fraction
+        self._samples = [0.0] * self._SIZE
+        self._next = 0
+        self._value = 0.0
+
+    def add(self, seconds: float) -> None:
+        self._samples[self._next % self._SIZE] = seconds
+        self._next += 1
+        if self._next % self._EVERY == 0:
+            seen = sorted(self._samples[: min(self._next, self._SIZE)])
+            self._value = percentile(seen, self._fraction)
+
+    def value(self, min_samples: int) -> float | None:
+        """The percentile, or None before `min_samples` answers (and before the first update)."""
+        if self._next < max(min_samples, self._EVERY):
+            return None
+        return self._value
+
+
 class Backoff:
     """Full-jitter back-off before a retry: uniform in [0, min(cap, base * 2^(n-2))]."""
 
@@ -80,6 +138,7 @@ class AttemptLoop:
         *,
         min_useful: float,
         metrics: DependencyMetrics | None = None,
+        hedge: HedgePolicy | None = None,
     ) -> None:
         self.service = service
         self.resolver = resolver
@@ -88,6 +147,8 @@ class AttemptLoop:
         self.backoff = backoff
         self.min_useful = min_useful
         self._metrics = metrics
+        self.hedge = hedge
+        self._recent = _Recent(hedge.percentile if hedge is not None else 0.95)
         self._known: Sequence[Instance] = ()
 
     def _count(self, outcome: str) -> None:
@@ -104,12 +165,19 @@ class AttemptLoop:
         self._known = candidates
 
     async def run(
-        self, send: Callable[[Attempt], Awaitable[T]], deadline: float, attempts: int
+        self,
+        send: Callable[[Attempt], Awaitable[T]],
+        deadline: float,
+        attempts: int,
+        *,
+        hedge: bool = False,
     ) -> T:
         """Up to `attempts` attempts, each at an instance not tried before in this call.
 
         `send` returns the answer, raises `Retry` to try elsewhere, `FailedAnswer` to answer
-        with an instance's failure, or any other error to stop.
+        with an instance's failure, or any other error to stop. With `hedge` (the request is safe
+        to run twice) and a hedge policy, a first attempt that has not answered within the hedge
+        delay gets a second one at another instance, and the first answer wins.
         """
         tried: list[str] = []
         zones: list[str] = []
@@ -118,7 +186,9 @@ class AttemptLoop:
         candidates = self.resolver.instances(self.service)
         if candidates is not self._known:
             self._forget_departed(candidates)
-        for number in range(1, attempts + 1):
+        number = 0
+        while number < attempts:
+            number += 1
             instance = self.balancer.pick(candidates, tried, zones)
             if instance is None:
                 if last is None:
@@ -138,16 +208,114 @@ class AttemptLoop:
                 break
             tried.append(instance.id)
             zones.append(instance.zone)
+            attempt = Attempt(instance, number)
+            delay = self._hedge_delay() if hedge and number < attempts else None
             try:
-                return await self._one(send, Attempt(instance, number))
+                if delay is None or len(candidates) < 2:
+                    return await self._one(send, attempt)
+                spent = [number]
+                try:
+                    return await self._hedged(
+                        send, attempt, delay, deadline, candidates, tried, zones, spent
+                    )
+                finally:
+                    number = spent[0]
             except Retry as retry:
                 last = retry.error
         assert last is not None
         raise last
 
+    def _hedge_delay(self) -> float | None:
+        policy = self.hedge
+        if policy is None:
+            return None
+        if policy.delay is not None:
+            return policy.delay
+        recent = self._recent.value(policy.min_samples)
+        return None if recent is None else max(policy.min_delay, recent)
+
+    async def _hedged(
+        self,
+        send: Callable[[Attempt], Awaitable[T]],
+        first: Attempt,
+        delay: float,
+        deadline: float,
+        candidates: Sequence[Instance],
+        tried: list[str],
+        zones: list[str],
+        spent: list[int],
+    ) -> T:
+        """The first attempt, with a hedge at another instance if it is slow to answer.
+
+        The first attempt runs in the caller's task, so a call that answers in time (nearly all)
+        pays only an alarm on the shared wheel; the hedge runs in a task of its own, and when it
+        answers first, the caller's task is cancelled out of the first attempt and takes the
+        hedge's answer.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        context = contextvars.copy_context()
+        cancelling = task.cancelling()
+        hedge: asyncio.Task[T] | None = None
+        won = False
+        settled = False
+
+        def landed(done: asyncio.Task[T]) -> None:
+            nonlocal won
+            # Once this call is settled (the first answered, or it awaited the hedge itself), a
+            # late callback must not cancel the caller's task, which has moved on.
+            if done.cancelled() or done.exception() is not None or settled:
+                return
+            won = True
+            # The first did not answer within the hedge delay and another instance did.
+            first.failed = True
+            task.cancel()
+
+        def ring() -> None:
+            nonlocal hedge
+            if settled or deadline - time.monotonic() < self.min_useful:
+                return
+            second = self.balancer.pick(candidates, tried, zones)
+            if second is None:
+                return
+            if not self.budget.try_spend():
+                self._count("retries_denied")
+                return
+            tried.append(second.id)
+            zones.append(second.zone)
+            spent[0] += 1
+            self._count("hedges")
+            hedge = asyncio.get_running_loop().create_task(
+                self._one(send, Attempt(second, spent[0])), context=context
+            )
+            hedge.add_done_callback(landed)
+
+        alarm = Alarm(time.monotonic() + delay, ring)
+        alarm.start()
+        try:
+            return await self._one(send, first)
+        except asyncio.CancelledError:
+            if won and task.uncancel() <= cancelling:
+                assert hedge is not None
+                return hedge.result()
+            raise
+        except Retry:
+            settled = True
+            alarm.cancel()
+            if hedge is None:
+                raise
+            # The hedge is already the retry: its answer, or its failure, is the outcome.
+            return await hedge
+        finally:
+            settled = True
+            alarm.cancel()
+            if hedge is not None and not hedge.done():
+                hedge.cancel()
+
     async def _one(self, send: Callable[[Attempt], Awaitable[T]], attempt: Attempt) -> T:
         instance = attempt.instance
         self.balancer.started(instance.id)
+        started = time.monotonic()
         try:
             answer = await send(attempt)
         except Retry as retry:
@@ -165,6 +333,8 @@ class AttemptLoop:
             # A cancelled attempt (the caller gave up) is no verdict on the instance unless the
             # sender says so.
             self._judge(attempt)
+        if self.hedge is not None and not attempt.failed:
+            self._recent.add(time.monotonic() - started)
         return answer
 
     def _judge(self, attempt: Attempt) -> None:

@@ -43,6 +43,8 @@ from herd._wire.protocol import H_ATTEMPT, H_DEADLINE, H_TOKEN, ErrorBody, decod
 
 IfaceT = TypeVar("IfaceT", bound=Interface)
 
+_LATE_FLOOR_S = 0.02
+
 
 class Caller:
     """The call path to one service: shared by every method of one driver, owned by it."""
@@ -77,6 +79,7 @@ class Caller:
             Backoff(policy.backoff_base, policy.backoff_cap, rng),
             min_useful=policy.min_useful,
             metrics=self.metrics,
+            hedge=policy.hedge,
         )
         self._owns_resolver = owns_resolver
         self._transports: dict[str, HttpTransport] = {}
@@ -149,7 +152,10 @@ class Caller:
 
         try:
             result = await self.loop.run(
-                send, deadline, spec.options.attempts or self.policy.attempts
+                send,
+                deadline,
+                spec.options.attempts or self.policy.attempts,
+                hedge=spec.options.idempotent,
             )
         except HerdError as exc:
             judged = blame(exc)
@@ -164,6 +170,16 @@ class Caller:
                 else:
                     breaker.record_success()
             raise self._tag(exc, spec) from None
+        except asyncio.CancelledError:
+            # Cancelled as the deadline passed (by the caller's own deadline scope, or by the
+            # caller one hop up hanging up at its deadline): the dependency did not answer in
+            # time, and that is its failure here, where it was called. Cancellations well
+            # before the deadline (a caller that lost interest) say nothing of it.
+            if _cut_off_at_deadline(now, deadline):
+                self.metrics.count("timeout")
+                if breaker is not None:
+                    breaker.record_failure()
+            raise
         else:
             if breaker is not None:
                 breaker.record_success()
@@ -184,6 +200,8 @@ class Caller:
     ) -> Any:
         instance = attempt.instance
         remaining = deadline - time.monotonic()
+        if remaining > self.policy.reply_reserve + self.policy.min_useful:
+            remaining -= self.policy.reply_reserve
         cap = spec.options.timeout or self.policy.attempt_timeout
         budget = remaining if cap is None else min(remaining, cap)
         headers = {
@@ -192,14 +210,15 @@ class Caller:
             **self._extra_headers,
         }
         transport = self._transport(instance)
-        expiry = _deadline.Expiry(time.monotonic() + budget)
+        started = time.monotonic()
+        expiry = _deadline.Expiry(started + budget)
         try:
             async with expiry:
                 status, answer = await transport.call(spec.service, spec.name, body, headers)
         except asyncio.CancelledError:
-            # Cancelled by the caller's own deadline at the moment this attempt's share ran out:
-            # the instance did not answer in time, and is blamed here, where it was called.
-            if expiry.fired:
+            # Cancelled as this attempt's share ran out: the instance did not answer in time,
+            # and is blamed here, where it was called.
+            if expiry.fired or _cut_off_at_deadline(started, expiry.at):
                 attempt.failed = True
             raise
         except ConnectFailed as exc:
@@ -210,7 +229,7 @@ class Caller:
             raise
         except TimeoutError as exc:
             attempt.failed = True
-            if deadline - time.monotonic() <= self.policy.min_useful:
+            if deadline - time.monotonic() <= self.policy.min_useful + self.policy.reply_reserve:
                 raise DeadlineExceeded(
                     f"{spec.service}.{spec.name}: deadline exceeded at {instance.address}"
                 ) from exc
@@ -256,6 +275,17 @@ class Caller:
         if blame_of_kind(kind) is Blame.CALLER:
             raise BadRequest(spec.service, spec.name, error.message, kind)
         raise RemoteError(spec.service, spec.name, error.message, kind)
+
+
+def _cut_off_at_deadline(started: float, deadline: float) -> bool:
+    """Whether a cancellation now came from the deadline rather than a caller losing interest.
+
+    A remaining-time header does not count the time it spent in transit, so a caller hangs up
+    at its deadline slightly before this process's copy of it passes: within a tenth of the
+    span (at least 20 ms) of the deadline counts as at it.
+    """
+    now = time.monotonic()
+    return now >= deadline - max(_LATE_FLOOR_S, 0.1 * (deadline - started))
 
 
 def _bind(spec: MethodSpec) -> Callable[..., Coroutine[Any, Any, Any]]:

@@ -28,6 +28,7 @@ OUTCOMES = (
     "fallback_failure",
     "retries",
     "retries_denied",
+    "hedges",
 )
 _RECENT = 1024
 

@@ -1,19 +1,31 @@
 """The control plane of the local cloud: runs the registry and every server group as processes,
-holds each group at its desired count, and serves the API the `herd` command drives."""
+keeps each of them running (restarting what exits, backing off what keeps crashing), and serves
+the API the `herd` command drives.
+
+Every process fills a **slot**: the registry's, or one of a group's `instances`. A slot is kept
+filled by a task of its own (start, wait for the exit, back off, start again), so one slot's
+trouble never stalls another's, and every process that fills a slot in turn writes to the slot's
+one log file.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
+import itertools
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -28,6 +40,7 @@ from herd._cloud.interface import (
     UnknownInstance,
 )
 from herd._cloud.process import Process
+from herd._process.config import CREDENTIAL, REGISTRY_KEY, child_env, settings
 from herd._process.registry_client import RegistryResolver
 from herd._server.server import Server
 
@@ -35,23 +48,78 @@ log = structlog.get_logger("herd.cloud")
 
 Say = Callable[[str], None]
 
-#: How long an instance may take from exec to its ready line.
+#: How long a process may take from exec to its ready line.
 START_TIMEOUT_S = 30.0
-#: How often the control plane compares what runs with what should.
-RECONCILE_S = 0.25
+#: An instance (and its group) whose slot waits out a back-off after crashing again soon after a
+#: restart.
+CRASHLOOP = "CRASHLOOP"
+#: A group whose every desired instance is UP; PENDING while some are on their way.
+READY = "READY"
+PENDING = "PENDING"
+#: Secrets of the shell that started `herd up`, which no child inherits: the registry gets the
+#: cloud's own key, each instance its own credential.
+_NOT_INHERITED = (REGISTRY_KEY, CREDENTIAL)
 
 
 def state_file() -> Path:
     """Where `herd up` tells other `herd` commands how to reach it (and its admin token)."""
-    return Path(os.environ.get("HERD_HOME", Path.home() / ".herd")) / "cloud.json"
+    return settings().home / "cloud.json"
 
 
-@dataclasses.dataclass
-class _Managed:
-    process: Process
-    group: GroupSpec
-    zone: str
-    id: str
+class Backoff:
+    """How long a slot waits before starting a process again after one exited.
+
+    A process that had run for `forgive_after_s` (or the first one) is replaced at once: one
+    crash is no loop. One that exits sooner after its restart is in a crash loop: the next start
+    waits `first_s`, doubling with each such exit up to `most_s`, so a broken build costs a
+    start every `most_s` rather than a CPU.
+    """
+
+    def __init__(
+        self, first_s: float = 0.5, most_s: float = 30.0, forgive_after_s: float = 60.0
+    ) -> None:
+        self.first_s = first_s
+        self.most_s = most_s
+        self.forgive_after_s = forgive_after_s
+        self.failures = 0
+        """Exits since the last process that ran for `forgive_after_s`."""
+        self.delay_s = 0.0
+
+    def crashed(self, ran_s: float) -> float:
+        """Count an exit after `ran_s` seconds of running; the wait before the next start."""
+        if ran_s >= self.forgive_after_s:
+            self.failures = 0
+        self.failures += 1
+        if self.failures == 1:
+            self.delay_s = 0.0
+        else:
+            self.delay_s = min(self.most_s, max(self.first_s, self.delay_s * 2))
+        return self.delay_s
+
+    @property
+    def looping(self) -> bool:
+        """Whether it exited again soon after a restart: its restarts back off."""
+        return self.failures >= 2
+
+
+@dataclasses.dataclass(eq=False)
+class _Slot:
+    """One place the control plane keeps filled: the registry's, or one instance of a group."""
+
+    name: str
+    log: Path
+    group: GroupSpec | None = None
+    """None for the registry."""
+    zone: str = ""
+    index: int = 0
+    process: Process | None = None
+    """The process filling the slot now, or the last one."""
+    backoff: Backoff = dataclasses.field(default_factory=Backoff)
+    replace: bool = False
+    """Killed on purpose (`herd kill`): start the next one at once; no crash to count."""
+    tried: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    """Set once the first process is ready or has failed to start."""
+    task: asyncio.Task[None] | None = None
 
 
 class Controller(CloudApi):
@@ -60,17 +128,20 @@ class Controller(CloudApi):
     def __init__(self, app: App, *, say: Say | None = None) -> None:
         self.app = app
         self.token = secrets.token_urlsafe(24)
+        # One per cloud: the registry checks each instance's credential (minted from it) on
+        # every write, and only the registry ever sees the key itself.
+        self._registry_key = secrets.token_hex(32)
         self._say = say or (lambda _: None)
         self._groups = {g.name: g for g in app.spec.groups}
         self._desired = {g.name: g.instances for g in app.spec.groups}
-        self._instances: dict[str, _Managed] = {}
-        self._sequence = 0
-        self._registry: Process | None = None
+        self._slots: dict[str, list[_Slot]] = {name: [] for name in self._groups}
+        self._retiring: set[_Slot] = set()
+        self._sequence = itertools.count(1)
+        self._registry: _Slot | None = None
         self.resolver: RegistryResolver | None = None
         self.front_door: FrontDoor | None = None
         self._server: Server | None = None
-        self._reconciler: asyncio.Task[None] | None = None
-        self._starting: set[asyncio.Task[None]] = set()
+        self._chores: set[asyncio.Task[None]] = set()
         self.stopped = asyncio.Event()
 
     @property
@@ -82,6 +153,10 @@ class Controller(CloudApi):
     def control_address(self) -> str:
         """The control API's `host:port`."""
         return f"127.0.0.1:{self.app.spec.control_port}"
+
+    @property
+    def _log_dir(self) -> Path:
+        return self.app.run_dir / "logs"
 
     async def start(self) -> None:
         """Set up, start the registry, every group, the front door and the control API."""
@@ -95,23 +170,23 @@ class Controller(CloudApi):
             await asyncio.to_thread(
                 subprocess.run, expanded, cwd=self.app.root, env=self._base_env(), check=True
             )
-        self._registry = Process(
-            "registry",
-            [sys.executable, "-m", "herd._registry.service", "--port", str(spec.registry_port)],
-            self._base_env(),
-            self.app.root,
-            self.app.run_dir / "logs" / "registry.log",
-        )
-        await self._registry.start()
-        if not await self._registry.wait_ready(START_TIMEOUT_S):
-            raise RuntimeError(f"the registry did not start: see {self._registry.log_path}")
+        # Without a registry no change reaches any driver, and it starts in a fraction of a
+        # second: even a crash-looping one is tried again every second.
+        registry_backoff = Backoff(most_s=1.0)
+        self._registry = _Slot("registry", self._log_dir / "registry.log", backoff=registry_backoff)
+        self._supervise(self._registry)
+        await self._registry.tried.wait()
+        if not self._filled(self._registry):
+            raise RuntimeError(f"the registry did not start: see {self._registry.log}")
         self._say(f"registry on {self.registry_address}")
         self.resolver = RegistryResolver(self.registry_address)
         await self.resolver.start()
-        await asyncio.gather(
-            *(self._launch(group) for group in spec.groups for _ in range(group.instances))
-        )
-        self._say(f"{len(self._instances)} instances started in zones {', '.join(spec.zones)}")
+        for name in self._groups:
+            self._fit(name)
+        await asyncio.gather(*(slot.tried.wait() for slot in self._instance_slots()))
+        slots = self._instance_slots()
+        running = sum(1 for slot in slots if self._filled(slot))
+        self._say(f"{running} of {len(slots)} instances started in zones {', '.join(spec.zones)}")
         if spec.front_door is not None:
             door = spec.front_door
             self.front_door = FrontDoor(
@@ -126,34 +201,34 @@ class Controller(CloudApi):
         self._server = Server(self, port=spec.control_port, admin_token=self.token)
         await self._server.start()
         self._write_state()
-        self._reconciler = asyncio.create_task(self._reconcile())
 
     async def stop(self) -> None:
         """Stop everything: instances drain, then the registry goes."""
-        if self._reconciler is not None:
-            self._reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reconciler
-        for task in list(self._starting):
-            task.cancel()
+        slots = self._instance_slots()
+        supervised = [*slots, *([self._registry] if self._registry else [])]
+        for slot in supervised:
+            if slot.task is not None:
+                slot.task.cancel()
+        await asyncio.gather(
+            *(slot.task for slot in supervised if slot.task), return_exceptions=True
+        )
         if self.front_door is not None:
             await self.front_door.close()
-        await asyncio.gather(*(m.process.stop() for m in self._instances.values()))
-        self._instances.clear()
+        await asyncio.gather(
+            *(slot.process.stop() for slot in slots if slot.process), *self._chores
+        )
         if self.resolver is not None:
             await self.resolver.close()
-        if self._registry is not None:
-            await self._registry.stop()
+        if self._registry is not None and self._registry.process is not None:
+            await self._registry.process.stop()
         if self._server is not None:
             await self._server.close()
-        with contextlib.suppress(FileNotFoundError):
-            state_file().unlink()
+        self._remove_state()
 
     def _base_env(self) -> dict[str, str]:
         env = {k: self.app.expand(v) for k, v in self.app.spec.env.items()}
         path = os.environ.get("PYTHONPATH", "")
         env["PYTHONPATH"] = f"{self.app.root}{os.pathsep}{path}" if path else str(self.app.root)
-        env["HERD_REGISTRY"] = self.registry_address
         return env
 
     def _write_state(self) -> None:
@@ -170,105 +245,203 @@ class Controller(CloudApi):
         path.chmod(0o600)
         path.write_text(json.dumps(state))
 
-    def _zone_for(self, group: GroupSpec) -> str:
-        """The zone with the fewest live instances of the group (spreads, and refills holes)."""
-        counts = {zone: 0 for zone in self.app.spec.zones}
-        for managed in self._instances.values():
-            if managed.group.name == group.name and managed.zone in counts:
-                counts[managed.zone] += 1
-        return min(self.app.spec.zones, key=lambda zone: counts[zone])
+    def _remove_state(self) -> None:
+        """Remove the state file if this cloud wrote it: one that failed to start must not cut
+        the running cloud off from the `herd` command."""
+        path = state_file()
+        try:
+            ours = json.loads(path.read_text()).get("pid") == os.getpid()
+        except (OSError, ValueError, AttributeError):
+            return
+        if ours:
+            path.unlink(missing_ok=True)
 
-    async def _launch(self, group: GroupSpec) -> None:
-        self._sequence += 1
-        zone = self._zone_for(group)
-        instance_id = f"{group.name}-{zone}{self._sequence}"
+    # -- slots
+
+    def _instance_slots(self) -> list[_Slot]:
+        return [slot for slots in self._slots.values() for slot in slots]
+
+    @staticmethod
+    def _filled(slot: _Slot) -> bool:
+        return slot.process is not None and slot.process.alive and slot.process.ready.is_set()
+
+    def _fit(self, name: str) -> None:
+        """Add or retire slots until the group has its desired count."""
+        group, slots = self._groups[name], self._slots[name]
+        while len(slots) < self._desired[name]:
+            self._supervise(self._add_slot(group))
+        # The last added go first: the ones left are still spread over the zones.
+        for slot in sorted(slots, key=lambda s: s.index)[self._desired[name] :]:
+            slots.remove(slot)
+            self._retiring.add(slot)
+            self._chore(self._retire(slot))
+
+    def _add_slot(self, group: GroupSpec) -> _Slot:
+        slots = self._slots[group.name]
+        # A retiring slot's process still writes to its log until it has drained.
+        taken = {s.index for s in slots} | {
+            s.index for s in self._retiring if s.group is not None and s.group.name == group.name
+        }
+        index = next(i for i in itertools.count() if i not in taken)
+        counts = {zone: 0 for zone in self.app.spec.zones}
+        for slot in slots:
+            counts[slot.zone] += 1
+        zone = min(self.app.spec.zones, key=lambda z: counts[z])
+        name = f"{group.name}.slot{index}"
+        slot = _Slot(name, self._log_dir / f"{name}.log", group, zone, index)
+        slots.append(slot)
+        return slot
+
+    def _supervise(self, slot: _Slot) -> None:
+        # A fresh context: created while serving `scale`, the task would inherit its deadline.
+        slot.task = asyncio.create_task(self._keep(slot), context=contextvars.Context())
+
+    def _chore(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, context=contextvars.Context())
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    async def _retire(self, slot: _Slot) -> None:
+        try:
+            if slot.task is not None:
+                slot.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await slot.task
+            if slot.process is not None:
+                await slot.process.stop()
+        finally:
+            self._retiring.discard(slot)
+
+    async def _keep(self, slot: _Slot) -> None:
+        """Keep `slot` filled until cancelled: start a process, wait for its exit, back off,
+        and again. Nothing that goes wrong in one round ends the loop: a supervisor that died
+        would leave the slot empty for good, and silently."""
+        while True:
+            began = time.monotonic()
+            try:
+                await self._run(slot)
+            except Exception as exc:
+                # A plain traceback: a rich one would print local variables, and a launch's
+                # hold the instance's credential and the registry's key.
+                log.error(
+                    "start failed",
+                    slot=slot.name,
+                    error=str(exc),
+                    exception=traceback.format_exc(),
+                )
+            slot.tried.set()
+            if slot.replace:
+                slot.replace = False
+                continue
+            delay = slot.backoff.crashed(time.monotonic() - began)
+            if delay:
+                log.warning(
+                    "crash loop: backing off",
+                    slot=slot.name,
+                    crashes=slot.backoff.failures,
+                    delay_s=delay,
+                )
+            await asyncio.sleep(delay)
+
+    async def _run(self, slot: _Slot) -> None:
+        """One process in `slot`, from its start to its exit."""
+        process = slot.process = self._spawn(slot)
+        with process.log_path.open("a") as log_file:
+            # One file holds every process of the slot in turn: say where each one begins.
+            log_file.write(f"--- herd: {process.name} starts ({time.strftime('%F %T')})\n")
+        await process.start()
+        ready = await process.wait_ready(START_TIMEOUT_S)
+        slot.tried.set()
+        if not ready:
+            log.warning(
+                "not ready",
+                instance=process.name,
+                code=process.returncode,  # None: still silent after START_TIMEOUT_S
+                log=str(process.log_path),
+            )
+            await process.stop(grace_s=1.0)
+            return
+        code = await process.wait()
+        log.info("exited", instance=process.name, code=code)
+
+    def _spawn(self, slot: _Slot) -> Process:
+        slot.log.parent.mkdir(parents=True, exist_ok=True)
+        inherited = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        group = slot.group
+        if group is None:
+            command = [sys.executable, "-m", "herd._registry.service"]
+            command += ["--port", str(self.app.spec.registry_port)]
+            env = {**self._base_env(), REGISTRY_KEY: self._registry_key}
+            return Process("registry", command, env, self.app.root, slot.log, base_env=inherited)
+        instance = f"{group.name}-{slot.zone}{next(self._sequence)}"
         env = {
             **self._base_env(),
             **{k: self.app.expand(v) for k, v in group.env.items()},
-            "HERD_ZONE": zone,
-            "HERD_GROUP": group.name,
-            "HERD_VERSION": group.version,
-            "HERD_INSTANCE": instance_id,
-            "HERD_PORT": "0",
+            **child_env(
+                registry=self.registry_address,
+                registry_key=self._registry_key,
+                zone=slot.zone,
+                group=group.name,
+                version=group.version,
+                instance=instance,
+            ),
         }
-        process = Process(
-            instance_id,
-            [sys.executable, "-m", group.module, *(self.app.expand(a) for a in group.args)],
-            env,
-            self.app.root,
-            self.app.run_dir / "logs" / f"{instance_id}.log",
-        )
-        self._instances[instance_id] = _Managed(process, group, zone, instance_id)
-        await process.start()
-        if not await process.wait_ready(START_TIMEOUT_S):
-            log.warning("instance failed to start", instance=instance_id, log=str(process.log_path))
-            await process.stop(grace_s=1.0)
+        command = [sys.executable, "-m", group.module, *(self.app.expand(a) for a in group.args)]
+        return Process(instance, command, env, self.app.root, slot.log, base_env=inherited)
 
-    async def _reconcile(self) -> None:
-        while True:
-            await asyncio.sleep(RECONCILE_S)
-            for instance_id, managed in list(self._instances.items()):
-                if managed.process.proc is not None and not managed.process.alive:
-                    code = managed.process.proc.returncode
-                    log.info("instance exited", instance=instance_id, code=code)
-                    await managed.process.closed()
-                    del self._instances[instance_id]
-            for name, group in self._groups.items():
-                live = [m for m in self._instances.values() if m.group.name == name]
-                missing = self._desired[name] - len(live)
-                for _ in range(max(0, missing)):
-                    task = asyncio.create_task(self._launch(group))
-                    self._starting.add(task)
-                    task.add_done_callback(self._starting.discard)
-                for extra in sorted(live, key=lambda m: m.process.started_at)[: max(0, -missing)]:
-                    del self._instances[extra.id]
-                    task = asyncio.create_task(self._retire(extra))
-                    self._starting.add(task)
-                    task.add_done_callback(self._starting.discard)
+    # -- the API
 
-    async def _retire(self, managed: _Managed) -> None:
-        await managed.process.stop()
-
-    def _status(self, managed: _Managed) -> str:
-        if not managed.process.alive:
-            return "DOWN"
+    def _status(self, slot: _Slot) -> str:
+        process = slot.process
+        if process is None or not process.alive:
+            return CRASHLOOP if slot.backoff.looping else "DOWN"
         if self.resolver is not None:
             for instance in self.resolver.all():
-                if instance.id == managed.id:
+                if instance.id == process.name:
                     return str(instance.status)
         return "STARTING"
 
-    def _view(self, managed: _Managed) -> InstanceView:
-        process = managed.process
+    def _view(self, slot: _Slot) -> InstanceView | None:
+        process, group = slot.process, slot.group
+        if process is None or group is None:
+            return None
+        alive = process.alive
         return InstanceView(
-            id=managed.id,
-            group=managed.group.name,
-            service=managed.group.service,
-            version=managed.group.version,
-            zone=managed.zone,
-            status=self._status(managed),
-            address=process.address or "",
-            pid=process.pid or 0,
-            uptime_s=round(time.time() - process.started_at, 1) if process.started_at else 0.0,
+            id=process.name,
+            group=group.name,
+            service=group.service,
+            version=group.version,
+            zone=slot.zone,
+            status=self._status(slot),
+            address=(process.address or "") if alive else "",
+            pid=(process.pid or 0) if alive else 0,
+            uptime_s=round(time.time() - process.started_at, 1) if alive else 0.0,
         )
 
     async def ps(self) -> list[InstanceView]:
-        return sorted(
-            (self._view(m) for m in self._instances.values()), key=lambda v: (v.group, v.zone, v.id)
-        )
+        views = [view for slot in self._instance_slots() if (view := self._view(slot))]
+        return sorted(views, key=lambda v: (v.group, v.zone, v.id))
 
     async def groups(self) -> list[GroupView]:
         views = []
         for name, group in self._groups.items():
-            members = [self._view(m) for m in self._instances.values() if m.group.name == name]
+            slots = self._slots[name]
+            members = [view for slot in slots if (view := self._view(slot))]
+            up = sum(1 for v in members if v.status == "UP")
+            # Still looping while the latest restart has not got ready, not only between them.
+            if any(slot.backoff.looping and not self._filled(slot) for slot in slots):
+                status = CRASHLOOP
+            else:
+                status = READY if up == self._desired[name] else PENDING
             views.append(
                 GroupView(
                     name=name,
                     service=group.service,
                     version=group.version,
                     desired=self._desired[name],
-                    running=sum(1 for v in members if v.status != "DOWN"),
-                    up=sum(1 for v in members if v.status == "UP"),
+                    running=sum(1 for v in members if v.pid),
+                    up=up,
+                    status=status,
                 )
             )
         return views
@@ -279,16 +452,20 @@ class Controller(CloudApi):
         if count < 0:
             raise InvalidCount("a group cannot have fewer than 0 instances", count=count)
         self._desired[group] = count
+        self._fit(group)
         log.info("scaled", group=group, desired=count)
         return next(v for v in await self.groups() if v.name == group)
 
     async def kill(self, instance: str) -> InstanceView:
-        managed = self._instances.get(instance)
-        if managed is None or not managed.process.alive:
-            raise UnknownInstance(f"no running instance {instance!r}", instance=instance)
-        view = self._view(managed)
-        managed.process.signal(9)
-        return view
+        for slot in self._instance_slots():
+            process = slot.process
+            if process is not None and process.name == instance and process.alive:
+                view = self._view(slot)
+                assert view is not None
+                slot.replace = True
+                process.signal(signal.SIGKILL)
+                return view
+        raise UnknownInstance(f"no running instance {instance!r}", instance=instance)
 
     async def down(self) -> bool:
         self.stopped.set()

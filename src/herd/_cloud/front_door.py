@@ -16,7 +16,14 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from herd._client.attempts import Attempt, AttemptLoop, Backoff, FailedAnswer, Retry
+from herd._client.attempts import (
+    Attempt,
+    AttemptLoop,
+    Backoff,
+    FailedAnswer,
+    HedgePolicy,
+    Retry,
+)
 from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
 from herd._client.resolver import Resolver
@@ -25,7 +32,7 @@ from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
 from herd._model.instance import Instance
 from herd._model.outcome import Blame, blame_of_status
 from herd._wire.http_client import ConnectFailed, ConnectionLost, HttpAnswer, HttpTransport
-from herd._wire.http_server import BODY_TIMEOUT_S, KEEPALIVE_S
+from herd._wire.http_server import BODY_TIMEOUT_S, GuardedServer
 from herd._wire.protocol import H_ATTEMPT, H_DEADLINE, HEADER_PREFIX, RPC_PREFIX
 
 _HOP_BY_HOP = frozenset(
@@ -71,6 +78,7 @@ class FrontDoor:
             RetryBudget(),
             Backoff(0.002, 0.025),
             min_useful=0.005,
+            hedge=HedgePolicy(),
         )
         self._transports: dict[str, HttpTransport] = {}
         self._runner: web.ServerRunner | None = None
@@ -83,7 +91,7 @@ class FrontDoor:
     async def start(self) -> None:
         """Bind the fixed address and start proxying."""
         self._runner = web.ServerRunner(
-            web.Server(self._handle, access_log=None, keepalive_timeout=KEEPALIVE_S),
+            GuardedServer(self._handle),
             handle_signals=False,
         )
         await self._runner.setup()
@@ -142,7 +150,7 @@ class FrontDoor:
             return await self._forward(request, body, headers, safe, deadline, attempt)
 
         try:
-            answer = await self._loop.run(send, deadline, self._attempts)
+            answer = await self._loop.run(send, deadline, self._attempts, hedge=safe)
         except DeadlineExceeded as exc:
             return _plain(504, f"{self.service} did not answer in time: {exc}")
         except HerdError as exc:

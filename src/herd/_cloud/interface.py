@@ -10,7 +10,12 @@ from herd._model.interface import Interface, ServiceError, method
 
 
 class InstanceView(msgspec.Struct, frozen=True):
-    """One instance as `herd ps` shows it."""
+    """One instance as `herd ps` shows it.
+
+    `status` is the registry's (STARTING, UP, OUT_OF_SERVICE) while the process runs; DOWN once it
+    exited, until its replacement starts; CRASHLOOP while its slot waits out a back-off after
+    crashing again soon after a restart (`pid` 0, no address).
+    """
 
     id: str
     group: str
@@ -24,7 +29,11 @@ class InstanceView(msgspec.Struct, frozen=True):
 
 
 class GroupView(msgspec.Struct, frozen=True):
-    """One server group: how many instances it should have and has."""
+    """One server group: how many instances it should have and has.
+
+    `status` is READY when every desired instance is UP, CRASHLOOP while one of its instances
+    keeps crashing and waits out a back-off before its next start, PENDING otherwise.
+    """
 
     name: str
     service: str
@@ -32,6 +41,7 @@ class GroupView(msgspec.Struct, frozen=True):
     desired: int
     running: int
     up: int
+    status: str
 
 
 class UnknownGroup(ServiceError):

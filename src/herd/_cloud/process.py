@@ -136,18 +136,24 @@ class Process:
         """Start the process; its output goes to its log file."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.command,
-            cwd=self.cwd,
-            env={**self.base_env, **self.env},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            # Its own session: a Ctrl-C in the terminal reaches the control plane only, which
-            # then stops instances in order.
-            start_new_session=True,
-        )
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                cwd=self.cwd,
+                env={**self.base_env, **self.env},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                # Its own session: a Ctrl-C in the terminal reaches the control plane only,
+                # which then stops instances in order.
+                start_new_session=True,
+            )
+        except BaseException:
+            # Nothing started: a supervisor that tries again must not leak a file each time.
+            self._log.close()
+            self._log = None
+            raise
         self.started_at = time.time()
         self._pump = asyncio.create_task(self._read_output())
 

@@ -6,11 +6,13 @@ import asyncio
 import json
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from herd._client.driver import static_driver
-from herd._cloud.app import load
+from herd._cloud.app import App, load
 from herd._cloud.controller import Controller, state_file
 from herd._cloud.interface import CloudApi
 from herd._model.errors import ConfigurationError
@@ -21,8 +23,13 @@ Ready = Callable[[Controller], Awaitable[None]]
 async def up(
     path: str | Path, *, say: Callable[[str], None], on_ready: Ready | None = None
 ) -> None:
-    """Start the app and run until stopped; `on_ready` runs once everything is up."""
+    """Start the app and run until stopped; `on_ready` runs once everything is up.
+
+    Raises `ConfigurationError`, having touched nothing, when a local cloud already runs (its
+    state file names a live process) or a port the app needs is taken.
+    """
     app = load(path)
+    _refuse_if_running(app)
     controller = Controller(app, say=say)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -41,16 +48,61 @@ async def up(
 
 def control() -> CloudApi:
     """A driver of the running local cloud's control API, with its admin token."""
-    path = state_file()
-    try:
-        state = json.loads(path.read_text())
-    except FileNotFoundError:
-        state = None
-    if state is None or not _alive(int(state.get("pid", 0))):
+    state = _running()
+    if state is None:
         # A control plane killed with SIGKILL leaves its state file behind.
-        path.unlink(missing_ok=True)
+        state_file().unlink(missing_ok=True)
         raise ConfigurationError("no local cloud is running: start one with `herd up APP`")
     return static_driver(CloudApi, str(state["control"]), token=str(state["token"]))
+
+
+def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a socket already listens on `host:port` (as a server binds: with SO_REUSEADDR,
+    so connections of a process that just exited do not count)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _refuse_if_running(app: App) -> None:
+    """Stop a second `herd up` before it touches anything of the running cloud."""
+    state = _running()
+    if state is not None:
+        raise ConfigurationError(
+            f"a local cloud is already running: {state.get('app')} (pid {state.get('pid')},"
+            f" control API {state.get('control')}); stop it with `herd down` first"
+            f" (its state: {state_file()})"
+        )
+    spec = app.spec
+    ports = [
+        ("control API", "control_port", "127.0.0.1", spec.control_port),
+        ("registry", "registry_port", "127.0.0.1", spec.registry_port),
+    ]
+    if spec.front_door is not None:
+        door = spec.front_door
+        ports.append(("front door", "front_door.port", door.host, door.port))
+    for what, setting, host, port in ports:
+        if port_taken(port, host):
+            raise ConfigurationError(
+                f"port {port} for the {what} is in use (another cloud, or another program):"
+                f" stop what holds it, or change {setting} in {app.source}"
+            )
+
+
+def _running() -> dict[str, Any] | None:
+    """The state of the local cloud that runs now; None if none does."""
+    try:
+        state = json.loads(state_file().read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if not isinstance(state, dict):
+        return None
+    pid = state.get("pid")
+    return state if isinstance(pid, int) and _alive(pid) else None
 
 
 def _alive(pid: int) -> bool:

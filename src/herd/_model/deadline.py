@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from herd._model.errors import ConfigurationError, DeadlineExceeded
@@ -55,12 +56,8 @@ class _Timer:
     def _arm(self, task: asyncio.Task[Any]) -> None:
         self._task = task
         self._cancelling = task.cancelling()
-        loop = task.get_loop()
-        wheel = _wheels.get(loop)
-        if wheel is None:
-            wheel = _wheels[loop] = _Wheel(loop)
-        self._wheel = wheel
-        wheel.add(self)
+        self._wheel = _wheel_of(task.get_loop())
+        self._wheel.add(self)
 
     def _disarm(self, exc_type: type[BaseException] | None) -> bool:
         """Stop the timer; True if it cancelled the block (which then must raise a timeout)."""
@@ -139,6 +136,32 @@ class Scope(_Timer):
             raise DeadlineExceeded("the deadline passed") from exc
 
 
+class Alarm(_Timer):
+    """Calls a function at an absolute time, from the loop's shared wheel: a hedge's trigger
+    costs a dict entry, not a timer handle, on calls that never need it."""
+
+    __slots__ = ("_callback",)
+
+    def __init__(self, at: float, callback: Callable[[], object]) -> None:
+        super().__init__(at)
+        self._callback = callback
+
+    def start(self) -> None:
+        """Arm the alarm on the running loop's wheel."""
+        self._wheel = _wheel_of(asyncio.get_running_loop())
+        self._wheel.add(self)
+
+    def cancel(self) -> None:
+        """Disarm the alarm (harmless after it rang)."""
+        if self._wheel is not None:
+            self._wheel.discard(self)
+
+    def fire(self) -> None:
+        """Called by the wheel when the time has come."""
+        self.fired = True
+        self._callback()
+
+
 def deadline(seconds: float) -> Scope:
     """Run the block under a deadline `seconds` from now; `as` gives the absolute deadline.
 
@@ -211,3 +234,11 @@ class _Wheel:
 
 
 _wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wheel] = weakref.WeakKeyDictionary()
+
+
+def _wheel_of(loop: asyncio.AbstractEventLoop) -> _Wheel:
+    """The loop's one wheel, made on first use."""
+    wheel = _wheels.get(loop)
+    if wheel is None:
+        wheel = _wheels[loop] = _Wheel(loop)
+    return wheel

@@ -33,6 +33,7 @@ CALLER_FAULT_KINDS = frozenset(
         "bad_request",
         "forbidden",
         "unknown_method",
+        "not_found",
         "method_not_allowed",
         "too_large",
         "unsupported_media_type",

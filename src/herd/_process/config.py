@@ -11,6 +11,8 @@
 | `HERD_VERSION` | `v000` | this instance's build |
 | `HERD_LOG_LEVEL` | `INFO` | log level of herd's own entry points |
 | `HERD_HOME` | `~/.herd` | where `herd up` keeps the state other `herd` commands read |
+| `HERD_REGISTRY_KEY` | none | the registry's secret: it checks instances' credentials with it |
+| `HERD_CREDENTIAL` | none | this instance's registry credential (minted from the key for its id) |
 
 The local cloud sets the instance variables for every process it starts (`child_env`).
 """
@@ -18,6 +20,8 @@ The local cloud sets the instance variables for every process it starts (`child_
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +37,8 @@ GROUP = "HERD_GROUP"
 VERSION = "HERD_VERSION"
 LOG_LEVEL = "HERD_LOG_LEVEL"
 HOME = "HERD_HOME"
+REGISTRY_KEY = "HERD_REGISTRY_KEY"
+CREDENTIAL = "HERD_CREDENTIAL"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +54,8 @@ class Settings:
     version: str = "v000"
     log_level: str = "INFO"
     home: Path = dataclasses.field(default_factory=lambda: Path.home() / ".herd")
+    registry_key: str | None = None
+    credential: str | None = None
 
 
 def settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -67,14 +75,23 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
         version=env.get(VERSION) or "v000",
         log_level=(env.get(LOG_LEVEL) or "INFO").upper(),
         home=Path(home) if home else Path.home() / ".herd",
+        registry_key=env.get(REGISTRY_KEY) or None,
+        credential=env.get(CREDENTIAL) or None,
     )
 
 
+def credential_for(key: str, instance_id: str) -> str:
+    """The registry credential of one instance: an HMAC of its id under the registry's key, so
+    it proves the right to write that one entry and no other."""
+    return hmac.new(key.encode(), instance_id.encode(), hashlib.sha256).hexdigest()
+
+
 def child_env(
-    *, registry: str, zone: str, group: str, version: str, instance: str
+    *, registry: str, registry_key: str, zone: str, group: str, version: str, instance: str
 ) -> dict[str, str]:
-    """The variables the local cloud gives one instance it starts."""
+    """The variables the local cloud gives one instance it starts (never the key itself)."""
     return {
+        CREDENTIAL: credential_for(registry_key, instance),
         REGISTRY: registry,
         ZONE: zone,
         GROUP: group,

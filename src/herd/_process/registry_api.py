@@ -1,13 +1,17 @@
 # An interface's methods have no body: herd supplies it, in the driver and in the server.
 # mypy: disable-error-code="empty-body"
-"""The registry's interface: the registry is one more herd service."""
+"""The registry's interface: the registry is one more herd service.
+
+Writes carry the credential the cloud issued to the instance they change (`credential_for` of its
+id under the registry's key); reads (`watch`) are open to every local caller.
+"""
 
 from __future__ import annotations
 
 import msgspec
 
 from herd._model.instance import Instance, Status
-from herd._model.interface import Interface, method
+from herd._model.interface import Interface, ServiceError, method
 
 
 class Snapshot(msgspec.Struct, frozen=True):
@@ -23,20 +27,44 @@ class Snapshot(msgspec.Struct, frozen=True):
     instances: list[Instance]
 
 
+class InvalidInstance(ServiceError):
+    """The entry (or instance id) is unfit for the registry: nothing changed.
+
+    `problems` lists what is wrong (`Instance.problems`), each quoting at most a few dozen
+    characters of what was sent.
+    """
+
+    problems: list[str]
+
+
+class NotAuthorized(ServiceError):
+    """The credential does not prove the right to write this instance's entry: nothing changed."""
+
+
+class RegistryFull(ServiceError):
+    """The table already holds `limit` instances: a new one is refused (known ones may still
+    register again, renew and leave)."""
+
+    limit: int
+
+
 class RegistryApi(Interface, name="registry"):
-    """Register, renew, change status, deregister, and watch instances."""
+    """Register, renew, change status, deregister, and watch instances.
+
+    Every write may raise `InvalidInstance` or `NotAuthorized`; `register` also `RegistryFull`.
+    """
 
     @method(idempotent=True)
-    async def register(self, instance: Instance) -> float: ...
+    async def register(self, instance: Instance, *, credential: str) -> float: ...
 
     @method(idempotent=True)
-    async def renew(self, instance_id: str) -> bool: ...
+    async def renew(self, instance_id: str, *, credential: str) -> bool: ...
 
     @method(idempotent=True)
-    async def set_status(self, instance_id: str, status: Status) -> bool: ...
+    async def set_status(self, instance_id: str, status: Status, *, credential: str) -> bool: ...
 
     @method(idempotent=True)
-    async def deregister(self, instance_id: str) -> bool: ...
+    async def deregister(self, instance_id: str, *, credential: str) -> bool: ...
 
     @method(idempotent=True)
     async def watch(self, epoch: str, version: int) -> Snapshot: ...

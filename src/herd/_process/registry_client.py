@@ -21,8 +21,9 @@ from herd._client.driver import static_driver
 from herd._client.policy import CallPolicy
 from herd._model import deadline as _deadline
 from herd._model.errors import ConfigurationError, HerdError
-from herd._model.instance import Instance, Status
-from herd._process.config import REGISTRY, settings
+from herd._model.instance import Instance, Status, clip
+from herd._model.interface import ServiceError
+from herd._process.config import CREDENTIAL, REGISTRY, REGISTRY_KEY, credential_for, settings
 from herd._process.registry_api import RegistryApi, Snapshot
 
 log = structlog.get_logger("herd.registry")
@@ -38,7 +39,11 @@ def _api(address: str) -> RegistryApi:
 
 
 class RegistryResolver:
-    """Follows the registry with long-polled watches; answers from the cached copy."""
+    """Follows the registry with long-polled watches; answers from the cached copy.
+
+    Entries unfit to call (`Instance.problems`: an impossible port, a host that is no address)
+    never reach the cached copy: `skipped` counts those in the registry's current table.
+    """
 
     def __init__(self, address: str, *, poll_s: float = 5.0, retry_s: float = 0.5) -> None:
         self.address = address
@@ -51,6 +56,8 @@ class RegistryResolver:
         self._all: list[Instance] = []
         self._task: asyncio.Task[None] | None = None
         self._first = asyncio.Event()
+        self._unfit: frozenset[Instance] = frozenset()
+        self.skipped = 0
 
     def instances(self, service: str) -> Sequence[Instance]:
         """The UP instances of `service` in the cached copy."""
@@ -81,20 +88,41 @@ class RegistryResolver:
         await self._api.aclose()
 
     def _apply(self, snapshot: Snapshot) -> None:
+        instances = self._fit(snapshot.instances)
         restarted = snapshot.epoch != self._epoch
         if restarted and not snapshot.warm and self._all:
             # A restarted registry refills as instances re-register; until a lease period has
             # passed, what it lacks is more likely unregistered than gone. Keep the old copy.
-            self._by_service = _merge(self._all, snapshot.instances)
+            self._by_service = _merge(self._all, instances)
             return
         self._epoch = snapshot.epoch
         self._version = snapshot.version
-        self._all = snapshot.instances
+        self._all = instances
         by_service: dict[str, list[Instance]] = {}
-        for instance in snapshot.instances:
+        for instance in instances:
             if instance.status == Status.UP:
                 by_service.setdefault(instance.service, []).append(instance)
         self._by_service = by_service
+
+    def _fit(self, instances: list[Instance]) -> list[Instance]:
+        """The entries fit to call. The others are counted in `skipped` and logged once each,
+        quoting a few dozen characters of what they hold."""
+        fit: list[Instance] = []
+        unfit: set[Instance] = set()
+        for instance in instances:
+            if instance.problems():
+                unfit.add(instance)
+            else:
+                fit.append(instance)
+        for instance in unfit - self._unfit:
+            log.warning(
+                "skipped an unfit registry entry",
+                instance=clip(instance.id),
+                problems=instance.problems(),
+            )
+        self._unfit = frozenset(unfit)
+        self.skipped = len(unfit)
+        return fit
 
     async def _follow(self) -> None:
         while True:
@@ -149,6 +177,11 @@ class SharedResolver:
         """The UP instances of `service` in the shared cached copy."""
         return self._live().instances(service)
 
+    @property
+    def skipped(self) -> int:
+        """How many entries of the registry's table the shared watch skips as unfit to call."""
+        return self._live().skipped
+
     async def start(self) -> None:
         """Start the shared watch (once) and wait briefly for its first copy."""
         await self._live().start()
@@ -178,13 +211,25 @@ def registry_resolver(address: str | None = None) -> SharedResolver:
 
 class Registrar:
     """Keeps one instance registered: registers, renews its lease, re-registers after a
-    registry restart, and deregisters on shutdown."""
+    registry restart, and deregisters on shutdown.
 
-    def __init__(self, address: str, instance: Instance, *, renew_s: float = 1.0) -> None:
+    Every write carries `credential` (default: `credential_from_env` for the instance's id).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        instance: Instance,
+        *,
+        credential: str | None = None,
+        renew_s: float = 1.0,
+    ) -> None:
         self.instance = instance
+        self._credential = credential or credential_from_env(instance.id)
         self._api = _api(address)
         self._renew_s = renew_s
         self._task: asyncio.Task[None] | None = None
+        self._refusal = ""
 
     async def start(self, status: Status = Status.UP) -> None:
         """Register with `status` (best effort) and keep the lease renewed."""
@@ -199,22 +244,30 @@ class Registrar:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         with contextlib.suppress(HerdError), _deadline.deadline(1.0):
-            await self._api.deregister(self.instance.id)
+            await self._api.deregister(self.instance.id, credential=self._credential)
         await self._api.aclose()
 
     async def _register(self) -> bool:
         try:
-            await self._api.register(self.instance)
+            await self._api.register(self.instance, credential=self._credential)
+        except ServiceError as exc:
+            # An answer, not an outage: say it loudly, once per reason (renewals that find the
+            # instance unknown register it again, and would repeat it every second).
+            if str(exc) != self._refusal:
+                log.error("the registry refused this instance", error=str(exc))
+            self._refusal = str(exc)
+            return False
         except HerdError as exc:
             log.warning("registry unreachable; will retry", error=str(exc))
             return False
+        self._refusal = ""
         return True
 
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(self._renew_s)
             try:
-                known = await self._api.renew(self.instance.id)
+                known = await self._api.renew(self.instance.id, credential=self._credential)
             except HerdError:
                 continue
             if not known:
@@ -223,6 +276,20 @@ class Registrar:
 
 def _with_status(instance: Instance, status: Status) -> Instance:
     return msgspec.structs.replace(instance, status=status)
+
+
+def credential_from_env(instance_id: str) -> str:
+    """This instance's registry credential: `HERD_CREDENTIAL` (issued by the cloud), else one
+    minted from `HERD_REGISTRY_KEY` (a standalone setup that shares the registry's key)."""
+    env = settings()
+    if env.credential:
+        return env.credential
+    if env.registry_key:
+        return credential_for(env.registry_key, instance_id)
+    raise ConfigurationError(
+        f"registering needs a credential: set {CREDENTIAL} (issued for this instance's id) or"
+        f" {REGISTRY_KEY} (the registry's key)"
+    )
 
 
 def instance_from_env(service: str, host: str, port: int) -> Instance:

@@ -21,8 +21,9 @@ class Backend(Protocol):
 
     epoch: str
 
-    async def register(self, instance: Instance) -> None:
-        """Add or replace an instance and start its lease."""
+    async def register(self, instance: Instance, *, limit: int) -> bool:
+        """Add or replace an instance and start its lease; False (and nothing changed) if it is
+        new and the table already holds `limit` instances."""
         ...
 
     async def renew(self, instance_id: str) -> bool:
@@ -68,11 +69,15 @@ class MemoryBackend:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def register(self, instance: Instance) -> None:
-        """Add or replace an instance and start its lease."""
+    async def register(self, instance: Instance, *, limit: int) -> bool:
+        """Add or replace an instance and start its lease; False if it is new and the table
+        already holds `limit` instances."""
+        if instance.id not in self._instances and len(self._instances) >= limit:
+            return False
         self._instances[instance.id] = instance
         self._expires[instance.id] = self._clock.now() + self.lease_s
         self._bump()
+        return True
 
     async def renew(self, instance_id: str) -> bool:
         """Extend a lease; False if the instance is unknown."""

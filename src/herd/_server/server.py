@@ -229,6 +229,11 @@ class Server:
         return f"{self.host}:{self.port}"
 
     @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return self._http.connections
+
+    @property
     def inflight(self) -> int:
         """Requests being handled now."""
         return self._inflight
@@ -300,7 +305,7 @@ class Server:
         if target is None:
             if incoming.path in self._web_paths:
                 return _json_error("method_not_allowed", f"{incoming.method} is not served here")
-            return _json_error("unknown_method", "not found")
+            return _json_error("not_found", f"no route {incoming.path[:64]!r}")
         return target
 
     def _operations(self, incoming: Incoming) -> Reply | None:

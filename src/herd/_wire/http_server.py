@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from herd._model.deadline import Expiry
 from herd._wire.protocol import (
@@ -16,10 +19,68 @@ from herd._wire.protocol import (
     Reply,
 )
 
-#: Idle keep-alive connections are closed after this long.
+#: Idle keep-alive connections are closed after this long (longer than herd clients keep idle
+#: connections, 30 s, so a client never reuses one the server is closing).
 KEEPALIVE_S = 75.0
+#: A request's head (request line and headers) must arrive within this long once it began.
+HEADER_TIMEOUT_S = 10.0
 #: A request body must arrive within this long once the core asks for it.
 BODY_TIMEOUT_S = 10.0
+#: Connections one server holds open at once; more are closed as they arrive.
+MAX_CONNECTIONS = 4096
+
+
+class _GuardedHandler(RequestHandler):
+    """aiohttp's connection handler, with a deadline on a request's head: a client that starts a
+    request and trickles its headers (slowloris) is cut off after `HEADER_TIMEOUT_S`."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_count = 0
+
+    def data_received(self, data: bytes) -> None:
+        before = self._request_count
+        super().data_received(data)
+        if self._request_count != before:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+        elif self._head_timer is None and self._idle():
+            # Bytes arrived between requests without completing one: a head has begun.
+            self._head_count = before
+            self._head_timer = self._loop.call_later(HEADER_TIMEOUT_S, self._head_late)
+
+    def _idle(self) -> bool:
+        waiter = self._waiter
+        return waiter is not None and not waiter.done()
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self._request_count == self._head_count and self._idle():
+            self.force_close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+
+class GuardedServer(web.Server):
+    """aiohttp's low-level server with a head timeout and a cap on open connections."""
+
+    def __init__(self, handler: Any, *, max_connections: int | None = None, **kwargs: Any) -> None:
+        super().__init__(handler, keepalive_timeout=KEEPALIVE_S, access_log=None, **kwargs)
+        self.max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
+
+    def __call__(self) -> RequestHandler:
+        return _GuardedHandler(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        if len(self._connections) >= self.max_connections:
+            # Refused before any request is read: the cheapest answer to a connection flood.
+            transport.abort()
+            return
+        super().connection_made(handler, transport)
 
 
 class _HttpIncoming:
@@ -100,12 +161,7 @@ class HttpServer:
         """Bind and start serving; returns the bound port."""
         # handler_cancellation: when the caller gives up and closes the connection, the handler
         # is cancelled, so abandoned work stops instead of running on for nobody.
-        server = web.Server(
-            self._handle,
-            handler_cancellation=True,
-            access_log=None,
-            keepalive_timeout=KEEPALIVE_S,
-        )
+        server = GuardedServer(self._handle, handler_cancellation=True)
         self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self.port, reuse_address=True)
@@ -114,6 +170,12 @@ class HttpServer:
         if sockets:
             self.port = int(sockets[0][1])
         return self.port
+
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        server = self._runner.server if self._runner is not None else None
+        return len(server.connections) if isinstance(server, GuardedServer) else 0
 
     async def close(self) -> None:
         """Stop listening and close connections."""

@@ -26,6 +26,7 @@ STATUS_OF_KIND: dict[str, int] = {
     "bad_request": 400,
     "forbidden": 403,
     "unknown_method": 404,
+    "not_found": 404,
     "method_not_allowed": 405,
     "request_timeout": 408,
     "too_large": 413,
