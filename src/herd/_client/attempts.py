@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar, cast
@@ -18,6 +17,7 @@ from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
 from herd._client.metrics import DependencyMetrics
 from herd._client.resolver import Resolver
+from herd._model import clock as _clock
 from herd._model.deadline import Alarm
 from herd._model.errors import ConfigurationError, DeadlineExceeded, HerdError, Unavailable
 from herd._model.instance import Instance
@@ -199,11 +199,11 @@ class AttemptLoop:
                     self._count("retries_denied")
                     break
                 pause = self.backoff.pause(number)
-                if deadline - time.monotonic() - pause < self.min_useful:
+                if deadline - _clock.monotonic() - pause < self.min_useful:
                     break
                 self._count("retries")
                 await asyncio.sleep(pause)
-            if deadline - time.monotonic() < self.min_useful:
+            if deadline - _clock.monotonic() < self.min_useful:
                 last = DeadlineExceeded(f"{self.service}: deadline passed before attempt {number}")
                 break
             tried.append(instance.id)
@@ -273,7 +273,7 @@ class AttemptLoop:
 
         def ring() -> None:
             nonlocal hedge
-            if settled or deadline - time.monotonic() < self.min_useful:
+            if settled or deadline - _clock.monotonic() < self.min_useful:
                 return
             second = self.balancer.pick(candidates, tried, zones)
             if second is None:
@@ -290,7 +290,7 @@ class AttemptLoop:
             )
             hedge.add_done_callback(landed)
 
-        alarm = Alarm(time.monotonic() + delay, ring)
+        alarm = Alarm(_clock.monotonic() + delay, ring)
         alarm.start()
         try:
             return await self._one(send, first)
@@ -315,7 +315,7 @@ class AttemptLoop:
     async def _one(self, send: Callable[[Attempt], Awaitable[T]], attempt: Attempt) -> T:
         instance = attempt.instance
         self.balancer.started(instance.id)
-        started = time.monotonic()
+        started = _clock.monotonic()
         try:
             answer = await send(attempt)
         except Retry as retry:
@@ -334,7 +334,7 @@ class AttemptLoop:
             # sender says so.
             self._judge(attempt)
         if self.hedge is not None and not attempt.failed:
-            self._recent.add(time.monotonic() - started)
+            self._recent.add(_clock.monotonic() - started)
         return answer
 
     def _judge(self, attempt: Attempt) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-import time
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -24,6 +23,7 @@ from herd._client.budget import RetryBudget
 from herd._client.metrics import CLIENT_METRICS, ClientMetrics, DependencyMetrics
 from herd._client.policy import CallPolicy
 from herd._client.resolver import Resolver, StaticResolver
+from herd._model import clock as _clock
 from herd._model import deadline as _deadline
 from herd._model.errors import (
     BadRequest,
@@ -46,6 +46,30 @@ IfaceT = TypeVar("IfaceT", bound=Interface)
 _LATE_FLOOR_S = 0.02
 
 
+class Transport(Protocol):
+    """How attempts reach one instance: `HttpTransport`, or a simulated network."""
+
+    async def call(
+        self, service: str, method: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """Send one RPC and return (status, encoded answer); raise `ConnectFailed` or
+        `ConnectionLost`. The caller bounds the time by cancelling."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the transport holds."""
+        ...
+
+
+#: Makes the transport to one instance, given the policy's connect timeout.
+TransportFactory = Callable[[Instance, float], Transport]
+
+
+def http_transport(instance: Instance, connect_timeout: float) -> HttpTransport:
+    """The default transport: a keep-alive HTTP connection pool to the instance."""
+    return HttpTransport(instance.host, instance.port, connect_timeout=connect_timeout)
+
+
 class Caller:
     """The call path to one service: shared by every method of one driver, owned by it."""
 
@@ -60,6 +84,7 @@ class Caller:
         metrics: ClientMetrics,
         rng: random.Random | None = None,
         token: str | None = None,
+        transport: TransportFactory = http_transport,
     ) -> None:
         self.service = service
         self.resolver = resolver
@@ -82,7 +107,8 @@ class Caller:
             hedge=policy.hedge,
         )
         self._owns_resolver = owns_resolver
-        self._transports: dict[str, HttpTransport] = {}
+        self._make_transport = transport
+        self._transports: dict[str, Transport] = {}
         self._resolving = False
         self._closed = False
         self._extra_headers = {H_TOKEN: token} if token else {}
@@ -102,11 +128,11 @@ class Caller:
             "instances": len(self.resolver.instances(self.service)),
         }
 
-    def _transport(self, instance: Instance) -> HttpTransport:
+    def _transport(self, instance: Instance) -> Transport:
         transport = self._transports.get(instance.id)
         if transport is None:
-            transport = self._transports[instance.id] = HttpTransport(
-                instance.host, instance.port, connect_timeout=self.policy.connect_timeout
+            transport = self._transports[instance.id] = self._make_transport(
+                instance, self.policy.connect_timeout
             )
         return transport
 
@@ -130,7 +156,7 @@ class Caller:
         if not self._resolving:
             await self.resolver.start()
             self._resolving = True
-        now = time.monotonic()
+        now = _clock.monotonic()
         deadline = _deadline.current()
         if deadline is None:
             deadline = now + self.policy.timeout
@@ -187,7 +213,7 @@ class Caller:
             return result
         finally:
             self.bulkhead.release()
-            self.metrics.latency(time.monotonic() - now)
+            self.metrics.latency(_clock.monotonic() - now)
 
     def _tag(self, error: HerdError, spec: MethodSpec) -> HerdError:
         error.service = spec.service
@@ -199,7 +225,7 @@ class Caller:
         self, spec: MethodSpec, body: bytes, deadline: float, attempt: Attempt
     ) -> Any:
         instance = attempt.instance
-        remaining = deadline - time.monotonic()
+        remaining = deadline - _clock.monotonic()
         if remaining > self.policy.reply_reserve + self.policy.min_useful:
             remaining -= self.policy.reply_reserve
         cap = spec.options.timeout or self.policy.attempt_timeout
@@ -210,7 +236,7 @@ class Caller:
             **self._extra_headers,
         }
         transport = self._transport(instance)
-        started = time.monotonic()
+        started = _clock.monotonic()
         expiry = _deadline.Expiry(started + budget)
         try:
             async with expiry:
@@ -229,7 +255,7 @@ class Caller:
             raise
         except TimeoutError as exc:
             attempt.failed = True
-            if deadline - time.monotonic() <= self.policy.min_useful + self.policy.reply_reserve:
+            if deadline - _clock.monotonic() <= self.policy.min_useful + self.policy.reply_reserve:
                 raise DeadlineExceeded(
                     f"{spec.service}.{spec.name}: deadline exceeded at {instance.address}"
                 ) from exc
@@ -267,7 +293,7 @@ class Caller:
             late = DeadlineExceeded(f"{spec.service}.{spec.name}: {error.message}")
             # The server ran out of this attempt's share; with time left, another instance may
             # still answer.
-            if spec.options.idempotent and deadline - time.monotonic() > self.policy.min_useful:
+            if spec.options.idempotent and deadline - _clock.monotonic() > self.policy.min_useful:
                 raise Retry(late)
             raise late
         if kind == "forbidden":
@@ -284,7 +310,7 @@ def _cut_off_at_deadline(started: float, deadline: float) -> bool:
     at its deadline slightly before this process's copy of it passes: within a tenth of the
     span (at least 20 ms) of the deadline counts as at it.
     """
-    now = time.monotonic()
+    now = _clock.monotonic()
     return now >= deadline - max(_LATE_FLOOR_S, 0.1 * (deadline - started))
 
 
@@ -331,8 +357,12 @@ def make_driver(
     policy: CallPolicy | None = None,
     token: str | None = None,
     metrics: ClientMetrics | None = None,
+    transport: TransportFactory = http_transport,
 ) -> IfaceT:
-    """A driver of `interface` over `resolver`; it closes the resolver only if it owns it."""
+    """A driver of `interface` over `resolver`; it closes the resolver only if it owns it.
+
+    `transport` makes the connection to each instance (default: HTTP; a simulation passes its
+    network's)."""
     iface = interface_of(interface)
     specs = methods(iface)
     service = iface.__herd_name__
@@ -352,6 +382,7 @@ def make_driver(
         owns_resolver=owns_resolver,
         metrics=metrics or CLIENT_METRICS,
         token=token,
+        transport=transport,
     )
     return cast(IfaceT, driver)
 

@@ -16,10 +16,15 @@
     version = "v001"                # the group is named movie-v001
     module = "examples.flix.movie.service"
     instances = 3
+    # optional: the autoscaler sets the count between min and max (docs/autoscale.md)
+    autoscale = { min = 2, max = 8, target_inflight = 4 }
 
     [front_door]                    # one fixed address in front of the edge instances
     service = "edge"
     port = 8080
+
+    # registry = "etcd"             # instances on a local 3-member etcd cluster
+    # registry = "etcd://10.0.0.5:2379,10.0.0.6:2379"   # or on one that runs elsewhere
 """
 
 from __future__ import annotations
@@ -30,12 +35,65 @@ from pathlib import Path
 import msgspec
 
 from herd._model.errors import ConfigurationError
+from herd._registry.etcd_cluster import ETCD, etcd_endpoints
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
+DEFAULT_TARGET_CPU = 50.0
+"""Percent of one core per instance, when an autoscaled group names no target."""
+
+
+class AutoscaleSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How the autoscaler sizes a group: keep each instance's load near one target.
+
+    The target is `target_inflight` (requests in flight per instance) or `target_cpu` (percent
+    of one core per instance), not both; with neither, `target_cpu` is 50, the middle of the
+    40-50 % utilisation Netflix ran at. Scaling in waits until `scale_in_after_s` of figures
+    all said the group is too big, then removes one instance every `scale_in_every_s`.
+    """
+
+    min: int = 2
+    max: int = 8
+    target_inflight: float | None = None
+    target_cpu: float | None = None
+    scale_in_after_s: float = 60.0
+    scale_in_every_s: float = 10.0
+
+    @property
+    def metric(self) -> str:
+        """`inflight` or `cpu`: what the target counts."""
+        return "inflight" if self.target_inflight is not None else "cpu"
+
+    @property
+    def target(self) -> float:
+        """The target value of `metric` per instance."""
+        if self.target_inflight is not None:
+            return self.target_inflight
+        return DEFAULT_TARGET_CPU if self.target_cpu is None else self.target_cpu
+
+    def problem(self) -> str | None:
+        """Why these settings cannot work; None when they can."""
+        if self.min < 1:
+            return "autoscale.min must be >= 1: the autoscaler measures load on the instances"
+        if self.max < self.min:
+            return f"autoscale.max ({self.max}) must be >= autoscale.min ({self.min})"
+        if self.target_inflight is not None and self.target_cpu is not None:
+            return "autoscale takes target_inflight or target_cpu, not both"
+        if not self.target > 0:
+            return f"autoscale's target must be > 0, got {self.target:g}"
+        if self.metric == "cpu" and self.target > 100:
+            return f"autoscale.target_cpu is percent of one core: at most 100, got {self.target:g}"
+        if not (self.scale_in_after_s > 0 and self.scale_in_every_s > 0):
+            return "autoscale.scale_in_after_s and scale_in_every_s must be > 0"
+        return None
+
+
 class GroupSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """One server group: an immutable set of instances of one build of a service."""
+    """One server group: an immutable set of instances of one build of a service.
+
+    With `autoscale`, `instances` is the count it starts with, brought within min..max.
+    """
 
     service: str
     module: str
@@ -43,6 +101,7 @@ class GroupSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     version: str = "v001"
     instances: int = 1
     env: dict[str, str] = msgspec.field(default_factory=dict)
+    autoscale: AutoscaleSpec | None = None
 
     @property
     def name(self) -> str:
@@ -72,6 +131,12 @@ class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     registry_port: int = 8500
     control_port: int = 8400
     run_dir: str | None = None
+    registry: str = "embedded"
+    """Where the registry keeps instances: "embedded" (its memory), "etcd" (a local 3-member
+    cluster `herd up` runs on `etcd_port` and the 5 ports after it), or "etcd://host:port,..."
+    (a cluster that runs elsewhere)."""
+    etcd_port: int = 23790
+    """Not etcd's usual 2379: a system etcd (Debian's etcd-server starts one) may hold it."""
 
 
 class App:
@@ -123,7 +188,16 @@ def _check(spec: AppSpec, source: Path) -> None:
             raise ConfigurationError(f"{source}: group {group.name} is declared twice")
         if group.instances < 0:
             raise ConfigurationError(f"{source}: group {group.name}: instances must be >= 0")
+        if group.autoscale is not None and (problem := group.autoscale.problem()) is not None:
+            raise ConfigurationError(f"{source}: group {group.name}: {problem}")
         seen.add(group.name)
+    if spec.registry not in ("embedded", ETCD):
+        try:
+            etcd_endpoints(spec.registry)
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f'{source}: registry is "embedded", "etcd" or "etcd://host:port,...": {exc}'
+            ) from None
     services = {g.service for g in spec.groups}
     if spec.front_door is not None and spec.front_door.service not in services:
         raise ConfigurationError(

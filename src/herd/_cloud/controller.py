@@ -11,6 +11,7 @@ one log file.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import dataclasses
@@ -18,6 +19,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,9 +29,12 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import structlog
 
 from herd._cloud.app import App, GroupSpec
+from herd._cloud.autoscale import Autoscaler, Decision, initial_count
+from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
 from herd._cloud.front_door import FrontDoor
 from herd._cloud.interface import (
     CloudApi,
@@ -42,6 +47,13 @@ from herd._cloud.interface import (
 from herd._cloud.process import Process
 from herd._process.config import CREDENTIAL, REGISTRY_KEY, child_env, settings
 from herd._process.registry_client import RegistryResolver
+from herd._registry.etcd_cluster import (
+    ETCD,
+    ETCD_SCHEME,
+    LOCAL_MEMBERS,
+    etcd_endpoints,
+    local_members,
+)
 from herd._server.server import Server
 
 log = structlog.get_logger("herd.cloud")
@@ -50,6 +62,8 @@ Say = Callable[[str], None]
 
 #: How long a process may take from exec to its ready line.
 START_TIMEOUT_S = 30.0
+#: How often autoscaled groups' figures are gathered and their autoscalers asked.
+AUTOSCALE_INTERVAL_S = 1.0
 #: An instance (and its group) whose slot waits out a back-off after crashing again soon after a
 #: restart.
 CRASHLOOP = "CRASHLOOP"
@@ -59,6 +73,8 @@ PENDING = "PENDING"
 #: Secrets of the shell that started `herd up`, which no child inherits: the registry gets the
 #: cloud's own key, each instance its own credential.
 _NOT_INHERITED = (REGISTRY_KEY, CREDENTIAL)
+#: /proc counts a process's CPU time in these per second.
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def state_file() -> Path:
@@ -122,8 +138,8 @@ class _Slot:
     task: asyncio.Task[None] | None = None
 
 
-class Controller(CloudApi):
-    """Runs one app on this machine."""
+class Controller(DashboardRoutes, CloudApi):
+    """Runs one app on this machine, and serves its API and dashboard."""
 
     def __init__(self, app: App, *, say: Say | None = None) -> None:
         self.app = app
@@ -133,16 +149,32 @@ class Controller(CloudApi):
         self._registry_key = secrets.token_hex(32)
         self._say = say or (lambda _: None)
         self._groups = {g.name: g for g in app.spec.groups}
-        self._desired = {g.name: g.instances for g in app.spec.groups}
+        self._desired = {g.name: initial_count(g) for g in app.spec.groups}
+        self._autoscalers = {
+            g.name: Autoscaler(g.autoscale) for g in app.spec.groups if g.autoscale is not None
+        }
+        self._autoscale_reasons: dict[str, str] = {}
+        self.autoscaled: collections.deque[tuple[float, str, Decision]] = collections.deque(
+            maxlen=1000
+        )
+        """The latest autoscale decisions that changed a count: (`time.monotonic()`, group,
+        decision), oldest first."""
+        self._cpu_seen: dict[int, tuple[int, float]] = {}
+        """pid -> (CPU clock ticks used, monotonic time) at the last reading."""
+        self._autoscaling: asyncio.Task[None] | None = None
         self._slots: dict[str, list[_Slot]] = {name: [] for name in self._groups}
         self._retiring: set[_Slot] = set()
         self._sequence = itertools.count(1)
         self._registry: _Slot | None = None
+        self._etcd: list[_Slot] = []
+        """The members of the local etcd cluster (`registry = "etcd"`), started first."""
+        self._etcd_token = ""
         self.resolver: RegistryResolver | None = None
         self.front_door: FrontDoor | None = None
         self._server: Server | None = None
         self._chores: set[asyncio.Task[None]] = set()
         self.stopped = asyncio.Event()
+        self.dashboard = Dashboard(self)
 
     @property
     def registry_address(self) -> str:
@@ -153,6 +185,11 @@ class Controller(CloudApi):
     def control_address(self) -> str:
         """The control API's `host:port`."""
         return f"127.0.0.1:{self.app.spec.control_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard's address (read-only; actions ask for the token)."""
+        return f"http://{self.control_address}/"
 
     @property
     def _log_dir(self) -> Path:
@@ -172,6 +209,8 @@ class Controller(CloudApi):
             )
         # Without a registry no change reaches any driver, and it starts in a fraction of a
         # second: even a crash-looping one is tried again every second.
+        if spec.registry == ETCD:
+            await self._start_etcd()
         registry_backoff = Backoff(most_s=1.0)
         self._registry = _Slot("registry", self._log_dir / "registry.log", backoff=registry_backoff)
         self._supervise(self._registry)
@@ -200,12 +239,21 @@ class Controller(CloudApi):
             self._say(f"front door {self.front_door.url} → {door.service}")
         self._server = Server(self, port=spec.control_port, admin_token=self.token)
         await self._server.start()
+        self._say(f"dashboard {self.dashboard_url}")
         self._write_state()
+        if self._autoscalers:
+            self._autoscaling = asyncio.create_task(
+                self._autoscale(), context=contextvars.Context()
+            )
 
     async def stop(self) -> None:
         """Stop everything: instances drain, then the registry goes."""
+        if self._autoscaling is not None:
+            # First: it would otherwise start instances while the others stop.
+            self._autoscaling.cancel()
+            await asyncio.gather(self._autoscaling, return_exceptions=True)
         slots = self._instance_slots()
-        supervised = [*slots, *([self._registry] if self._registry else [])]
+        supervised = [*slots, *([self._registry] if self._registry else []), *self._etcd]
         for slot in supervised:
             if slot.task is not None:
                 slot.task.cancel()
@@ -221,7 +269,10 @@ class Controller(CloudApi):
             await self.resolver.close()
         if self._registry is not None and self._registry.process is not None:
             await self._registry.process.stop()
+        await asyncio.gather(*(slot.process.stop() for slot in self._etcd if slot.process))
         if self._server is not None:
+            # Open dashboard streams end first: the server's close waits for its handlers.
+            await self.dashboard.close()
             await self._server.close()
         self._remove_state()
 
@@ -368,9 +419,13 @@ class Controller(CloudApi):
         slot.log.parent.mkdir(parents=True, exist_ok=True)
         inherited = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         group = slot.group
+        if slot in self._etcd:
+            return self._etcd_member(slot)
         if group is None:
             command = [sys.executable, "-m", "herd._registry.service"]
             command += ["--port", str(self.app.spec.registry_port)]
+            if etcd := self._etcd_endpoints():
+                command += ["--etcd", ",".join(etcd)]
             env = {**self._base_env(), REGISTRY_KEY: self._registry_key}
             return Process("registry", command, env, self.app.root, slot.log, base_env=inherited)
         instance = f"{group.name}-{slot.zone}{next(self._sequence)}"
@@ -388,6 +443,133 @@ class Controller(CloudApi):
         }
         command = [sys.executable, "-m", group.module, *(self.app.expand(a) for a in group.args)]
         return Process(instance, command, env, self.app.root, slot.log, base_env=inherited)
+
+    # -- etcd
+
+    def _etcd_endpoints(self) -> list[str]:
+        """Where the registry keeps instances: etcd's members, or none (its own memory)."""
+        registry = self.app.spec.registry
+        if registry == ETCD:
+            return [member.endpoint for member in local_members(self.app.spec.etcd_port)]
+        if registry.startswith(ETCD_SCHEME):
+            return etcd_endpoints(registry)
+        return []
+
+    async def _start_etcd(self) -> None:
+        """Start the local etcd cluster, every member in a slot of its own, on a fresh data
+        directory: like the embedded registry's table, a cloud's instances start from none."""
+        data = self.app.run_dir / "etcd"
+        await asyncio.to_thread(shutil.rmtree, data, ignore_errors=True)
+        self._etcd_token = f"herd-{self.app.spec.name}-{secrets.token_hex(4)}"
+        for index, member in enumerate(local_members(self.app.spec.etcd_port)):
+            slot = _Slot(
+                f"etcd-{member.name}",
+                self._log_dir / f"etcd-{member.name}.log",
+                index=index,
+                # A member that lost its quorum comes back within a second, like the registry.
+                backoff=Backoff(most_s=1.0),
+            )
+            self._etcd.append(slot)
+            self._supervise(slot)
+        await asyncio.gather(*(slot.tried.wait() for slot in self._etcd))
+        failed = [slot for slot in self._etcd if not self._filled(slot)]
+        if failed:
+            raise RuntimeError(f"etcd did not start: see {', '.join(str(s.log) for s in failed)}")
+        endpoints = ", ".join(self._etcd_endpoints())
+        self._say(f"etcd: {len(self._etcd)} members on {endpoints}")
+
+    def _etcd_member(self, slot: _Slot) -> Process:
+        command = [
+            sys.executable,
+            "-m",
+            "herd._registry.etcd_cluster",
+            f"--base-port={self.app.spec.etcd_port}",
+            f"--members={LOCAL_MEMBERS}",
+            f"--index={slot.index}",
+            f"--data-dir={self.app.run_dir / 'etcd'}",
+            f"--token={self._etcd_token}",
+        ]
+        inherited = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        return Process(slot.name, command, {}, self.app.root, slot.log, base_env=inherited)
+
+    # -- autoscaling
+
+    async def _autoscale(self) -> None:
+        """Every `AUTOSCALE_INTERVAL_S`, give each autoscaled group's autoscaler its instances'
+        figures and apply what it decides, until cancelled."""
+        timeout = aiohttp.ClientTimeout(total=AUTOSCALE_INTERVAL_S / 2)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                await asyncio.sleep(AUTOSCALE_INTERVAL_S)
+                for name, scaler in self._autoscalers.items():
+                    try:
+                        figures = await self._figures(name, scaler.spec.metric, session)
+                        self._apply(name, scaler.decide(self._desired[name], figures))
+                    except Exception as exc:
+                        # One bad round must not end autoscaling for good.
+                        log.error("autoscale failed", group=name, error=repr(exc))
+                live = {slot.process.pid for slot in self._instance_slots() if slot.process}
+                for pid in self._cpu_seen.keys() - live:
+                    del self._cpu_seen[pid]
+
+    async def _figures(self, name: str, metric: str, session: aiohttp.ClientSession) -> list[float]:
+        """One figure per UP instance of the group that has one: requests in flight (its own
+        `/health`), or percent of one core since the last round (`/proc`, no request at all).
+        An instance's first round only sets the CPU baseline: its start-up is not load."""
+        up = [
+            slot.process
+            for slot in self._slots[name]
+            if slot.process is not None and self._filled(slot) and self._status(slot) == "UP"
+        ]
+        if metric == "cpu":
+            return [f for process in up if (f := self._cpu_percent(process)) is not None]
+        answers = await asyncio.gather(
+            *(self._inflight(session, process) for process in up), return_exceptions=True
+        )
+        return [a for a in answers if isinstance(a, float)]
+
+    def _cpu_percent(self, process: Process) -> float | None:
+        pid = process.pid
+        if pid is None:
+            return None
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state is field 0
+        ticks = int(fields[11]) + int(fields[12])  # utime + stime
+        now = time.monotonic()
+        last = self._cpu_seen.get(pid)
+        self._cpu_seen[pid] = (ticks, now)
+        if last is None or now <= last[1]:
+            return None
+        return 100.0 * (ticks - last[0]) / _CLOCK_TICKS / (now - last[1])
+
+    @staticmethod
+    async def _inflight(session: aiohttp.ClientSession, process: Process) -> float:
+        async with session.get(f"http://{process.address}/health") as response:
+            body = await response.json()
+        return float(body["inflight"])
+
+    def _apply(self, name: str, decision: Decision) -> None:
+        self._autoscale_reasons[name] = decision.reason
+        if decision.desired == decision.current:
+            return
+        self._desired[name] = decision.desired
+        self._fit(name)
+        self.autoscaled.append((time.monotonic(), name, decision))
+        # One event name and flat fields: what a history reads back.
+        log.info(
+            "autoscaled",
+            group=name,
+            action=decision.action,
+            current=decision.current,
+            desired=decision.desired,
+            reason=decision.reason,
+            panic=decision.panic,
+            per_instance=round(decision.per_instance, 3),
+            reporting=decision.reporting,
+        )
 
     # -- the API
 
@@ -442,6 +624,8 @@ class Controller(CloudApi):
                     running=sum(1 for v in members if v.pid),
                     up=up,
                     status=status,
+                    autoscale=scaler.policy if (scaler := self._autoscalers.get(name)) else "",
+                    autoscale_reason=self._autoscale_reasons.get(name, ""),
                 )
             )
         return views

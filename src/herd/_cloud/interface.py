@@ -33,6 +33,8 @@ class GroupView(msgspec.Struct, frozen=True):
 
     `status` is READY when every desired instance is UP, CRASHLOOP while one of its instances
     keeps crashing and waits out a back-off before its next start, PENDING otherwise.
+    `autoscale` is the group's autoscaling policy ("" when it has none) and `autoscale_reason`
+    the autoscaler's latest verdict, which set `desired` when it changed it.
     """
 
     name: str
@@ -42,6 +44,8 @@ class GroupView(msgspec.Struct, frozen=True):
     running: int
     up: int
     status: str
+    autoscale: str = ""
+    autoscale_reason: str = ""
 
 
 class UnknownGroup(ServiceError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -16,19 +17,22 @@ from herd._cloud.app import App, load
 from herd._cloud.controller import Controller, state_file
 from herd._cloud.interface import CloudApi
 from herd._model.errors import ConfigurationError
+from herd._registry.etcd_cluster import ETCD, etcd_binary, local_members
 
 Ready = Callable[[Controller], Awaitable[None]]
 
 
 async def up(
-    path: str | Path, *, say: Callable[[str], None], on_ready: Ready | None = None
+    path: str | Path | App, *, say: Callable[[str], None], on_ready: Ready | None = None
 ) -> None:
-    """Start the app and run until stopped; `on_ready` runs once everything is up.
+    """Start the app (its file, or one loaded and changed, as experiments do) and run until
+    stopped; `on_ready` runs once everything is up.
 
     Raises `ConfigurationError`, having touched nothing, when a local cloud already runs (its
-    state file names a live process) or a port the app needs is taken.
+    state file names a live process), a port the app needs is taken, or its registry needs
+    what is not installed (the etcd client, or etcd itself).
     """
-    app = load(path)
+    app = path if isinstance(path, App) else load(path)
     _refuse_if_running(app)
     controller = Controller(app, say=say)
     loop = asyncio.get_running_loop()
@@ -85,6 +89,16 @@ def _refuse_if_running(app: App) -> None:
     if spec.front_door is not None:
         door = spec.front_door
         ports.append(("front door", "front_door.port", door.host, door.port))
+    if spec.registry != "embedded" and importlib.util.find_spec("aetcd") is None:
+        raise ConfigurationError(
+            f"{app.source}: registry = {spec.registry!r} needs the etcd client:"
+            " pip install 'herd[etcd]'"
+        )
+    if spec.registry == ETCD:
+        etcd_binary()  # says which package to install when etcd is missing
+        for member in local_members(spec.etcd_port):
+            for port in (member.client_port, member.peer_port):
+                ports.append((f"etcd member {member.name}", "etcd_port", "127.0.0.1", port))
     for what, setting, host, port in ports:
         if port_taken(port, host):
             raise ConfigurationError(

@@ -1,15 +1,29 @@
 """Time sources for the call path's decision-makers.
 
 The breaker, the retry budget, the balancer's ejections and the server's retry-pressure window
-take a `Clock`, so tests (and a simulation) can drive them on virtual time. Deadlines are not
-clocked: they are absolute `time.monotonic()` values that cross processes as remaining
-milliseconds, and the event loop's timers that enforce them run on real time.
+take a `Clock`, so tests can drive them on manual time. Deadlines, attempt timers and the timer
+wheel read `monotonic()` here: it is `time.monotonic` itself unless a simulation on a virtual-time
+event loop (`herd simulate`) installs its loop's clock with `use_monotonic`, so that deadlines and
+the loop's timers agree on what time it is. Callers write `clock.monotonic()`: a module attribute
+lookup and a call, the same cost as `time.monotonic()`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
+
+#: The call path's time source in seconds; replaced only through `use_monotonic`.
+monotonic: Callable[[], float] = time.monotonic
+
+
+def use_monotonic(source: Callable[[], float]) -> Callable[[], float]:
+    """Make `source` the call path's time (a virtual clock); return the previous source, which
+    the caller puts back when done. Only for a process that runs nothing on real time."""
+    global monotonic
+    previous, monotonic = monotonic, source
+    return previous
 
 
 class Clock(Protocol):
@@ -21,11 +35,11 @@ class Clock(Protocol):
 
 
 class MonotonicClock:
-    """The real clock: `time.monotonic`."""
+    """The process's clock: `monotonic()` (real time unless a simulation installed its own)."""
 
     def now(self) -> float:
-        """Return `time.monotonic()`."""
-        return time.monotonic()
+        """Return `monotonic()`."""
+        return monotonic()
 
 
 class ManualClock:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
+from herd._model import clock as _clock
 from herd._model.errors import ConfigurationError, DeadlineExceeded
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -23,7 +23,7 @@ _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 
 
 def current() -> float | None:
-    """The absolute deadline (`time.monotonic()` seconds) in force here, or None."""
+    """The absolute deadline (`clock.monotonic()` seconds) in force here, or None."""
     return _deadline.get()
 
 
@@ -32,7 +32,7 @@ def remaining() -> float | None:
     at = _deadline.get()
     if at is None:
         return None
-    return at - time.monotonic()
+    return at - _clock.monotonic()
 
 
 #: Expiries fire within this much after their time: one coarse timer per event loop serves every
@@ -179,7 +179,7 @@ def deadline(seconds: float) -> Scope:
         raise ConfigurationError(
             f"deadline must be a non-negative number of seconds, not {seconds}"
         )
-    return Scope(time.monotonic() + seconds)
+    return Scope(_clock.monotonic() + seconds)
 
 
 def scope_at(absolute: float) -> Scope:
@@ -195,13 +195,13 @@ class _Wheel:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._buckets: dict[int, dict[_Timer, None]] = {}
-        self._next = int(time.monotonic() / RESOLUTION_S)
+        self._next = int(_clock.monotonic() / RESOLUTION_S)
         self._ticking = False
 
     def add(self, timer: _Timer) -> None:
         if not self._ticking:
             self._ticking = True
-            self._next = int(time.monotonic() / RESOLUTION_S)
+            self._next = int(_clock.monotonic() / RESOLUTION_S)
             self._loop.call_later(RESOLUTION_S, self._tick)
         # Round up, so that a timer never fires before its time.
         slot = max(int(timer.at / RESOLUTION_S) + 1, self._next)
@@ -219,7 +219,7 @@ class _Wheel:
                 del self._buckets[timer.slot]
 
     def _tick(self) -> None:
-        now_slot = int(time.monotonic() / RESOLUTION_S)
+        now_slot = int(_clock.monotonic() / RESOLUTION_S)
         if self._buckets:
             for slot in range(self._next, now_slot + 1):
                 bucket = self._buckets.pop(slot, None)

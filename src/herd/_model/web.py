@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from herd._model.errors import ConfigurationError
@@ -38,17 +38,32 @@ class WebRequest:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WebResponse:
-    """An HTTP response from a web route."""
+    """An HTTP response from a web route: one body, or with `stream` a body sent as it comes."""
 
     body: bytes | str = b""
     status: int = 200
     content_type: str = "text/html; charset=utf-8"
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    stream: AsyncGenerator[bytes, None] | None = None
+    """Chunks sent as they are yielded. The stream still runs under the request's deadline
+    (the caller's, else the server's default timeout): it ends when that passes, and when the
+    server drains, at its next chunk."""
 
     @classmethod
     def json(cls, data: Any, status: int = 200) -> WebResponse:
         """A JSON response."""
         return cls(json.dumps(data).encode(), status, "application/json")
+
+    @classmethod
+    def streaming(
+        cls,
+        chunks: AsyncGenerator[bytes, None],
+        content_type: str = "text/event-stream",
+        headers: dict[str, str] | None = None,
+    ) -> WebResponse:
+        """A streamed response (server-sent events by default), never cached by the browser."""
+        headers = {"cache-control": "no-store", **(headers or {})}
+        return cls(b"", 200, content_type, headers, chunks)
 
     def encoded(self) -> bytes:
         """The body as bytes."""

@@ -14,6 +14,7 @@ import hmac
 import os
 import secrets
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -155,9 +156,19 @@ class RegistryService(RegistryApi):
         return Snapshot(self.backend.epoch, current, self.warm(), instances)
 
 
-async def serve_registry(host: str, port: int, lease_s: float, *, key: str) -> None:
-    """Run the registry until SIGTERM, checking credentials with `key`."""
-    service = RegistryService(key=key, lease_s=lease_s)
+async def serve_registry(
+    host: str, port: int, lease_s: float, *, key: str, etcd: Sequence[str] = ()
+) -> None:
+    """Run the registry until SIGTERM, checking credentials with `key`; on the etcd members at
+    `etcd` (`host:port`s) when given, else in memory."""
+    backend: Backend | None = None
+    if etcd:
+        # Imported here: the etcd client is an extra (herd[etcd]) the embedded registry lacks.
+        from herd._registry.etcd import EtcdBackend
+
+        backend = etcd_backend = EtcdBackend(etcd, lease_s)
+        await etcd_backend.start()
+    service = RegistryService(backend, key=key, lease_s=lease_s)
     service.start_evicting()
     server = Server(service, host=host, port=port, max_inflight=4096)
     try:
@@ -168,6 +179,8 @@ async def serve_registry(host: str, port: int, lease_s: float, *, key: str) -> N
         await serve_until_signalled(server, drain_timeout=1.0, before_drain=release)
     finally:
         await service.stop_evicting()
+        if etcd:
+            await etcd_backend.close()
 
 
 def registry_key(key_file: Path | None = None) -> tuple[str, str]:
@@ -200,9 +213,15 @@ def _read_key(path: Path) -> str:
     return key
 
 
-def run_registry(host: str, port: int, lease_s: float, key_file: Path | None = None) -> None:
+def run_registry(
+    host: str,
+    port: int,
+    lease_s: float,
+    key_file: Path | None = None,
+    etcd: Sequence[str] = (),
+) -> None:
     """Run a standalone registry in this process until SIGTERM or SIGINT (the key: see
-    `registry_key`); says on stderr where its key came from."""
+    `registry_key`; on etcd at `etcd` when given); says on stderr where its key came from."""
     configure_logging()
     try:
         key, where = registry_key(key_file)
@@ -214,12 +233,15 @@ def run_registry(host: str, port: int, lease_s: float, key_file: Path | None = N
         file=sys.stderr,
         flush=True,
     )
-    uvloop.run(serve_registry(host, port, lease_s, key=key))
+    try:
+        uvloop.run(serve_registry(host, port, lease_s, key=key, etcd=etcd))
+    except (ConfigurationError, ConnectionError) as exc:
+        raise SystemExit(f"herd registry: {exc}") from None
 
 
 def main() -> None:
     """``python -m herd._registry.service``."""
-    parser = argparse.ArgumentParser(description="Run the herd registry (embedded backend).")
+    parser = argparse.ArgumentParser(description="Run the herd registry.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8500)
     parser.add_argument("--lease", type=float, default=3.0, help="seconds without renewal to evict")
@@ -229,8 +251,14 @@ def main() -> None:
         help=f"file holding the key that checks credentials (else {REGISTRY_KEY}, else"
         f" ~/.herd/{KEY_FILE}, made if missing)",
     )
+    parser.add_argument(
+        "--etcd",
+        default="",
+        help="keep instances on etcd: comma-separated host:port of its members (else in memory)",
+    )
     args = parser.parse_args()
-    run_registry(args.host, args.port, args.lease, args.key_file)
+    etcd = [part for part in args.etcd.split(",") if part]
+    run_registry(args.host, args.port, args.lease, args.key_file, etcd)
 
 
 if __name__ == "__main__":

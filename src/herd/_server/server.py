@@ -5,7 +5,8 @@ deadline header must parse and not have passed; admin methods need the token; th
 not be draining or over its in-flight limit (an explicit `overloaded` answer, which clients retry
 elsewhere); only then is the body read (inside the in-flight count) and decoded, and the handler
 run under the caller's remaining deadline, cancelled when it passes. Failures map to one set of
-error kinds; RPCs answer them as msgpack, web routes as JSON.
+error kinds; RPCs answer them as msgpack, web routes as JSON. A streamed web answer (server-sent
+events) stays in the pipeline until it ends: in flight, and cut off at the same deadline.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from herd._wire.protocol import (
     STATUS_OF_KIND,
     BodyTimeout,
     BodyTooLarge,
+    Chunks,
     Incoming,
     Reply,
     encode,
@@ -144,13 +146,72 @@ class _Web(_Target):
         except (UnicodeError, ValueError) as exc:
             raise _Refusal("bad_request", f"unreadable request: {exc}") from None
         response = await self.handler(request)
-        return Reply(response.status, response.encoded(), response.content_type, response.headers)
+        return Reply(
+            response.status,
+            response.encoded(),
+            response.content_type,
+            response.headers,
+            response.stream,
+        )
 
     def error(self, kind: str, message: str, *, retry: bool = True) -> Reply:
         return _json_error(kind, message)
 
     def service_error(self, error: ServiceError) -> Reply:
         return _json_error("service_error", error.message)
+
+
+class _Streamed:
+    """A streamed body, still inside the pipeline that admitted its request: it counts in flight
+    until it ends, and it ends when the request's deadline passes (so a stream that nobody ends
+    still has a lifetime), when the server stops being ready (draining or closing, at the next
+    chunk), or when the transport closes it."""
+
+    __slots__ = ("_chunks", "_done", "_ends", "_outcome", "_server", "_started", "_target")
+
+    def __init__(
+        self, server: Server, target: _Target, chunks: Chunks, ends: float, started: float
+    ) -> None:
+        self._server = server
+        self._target = target
+        self._chunks = chunks
+        self._ends = ends
+        self._started = started
+        self._outcome = "ok"
+        self._done = False
+
+    def __aiter__(self) -> _Streamed:
+        return self
+
+    async def __anext__(self) -> bytes:
+        left = self._ends - time.monotonic()
+        if self._done or left <= 0 or not self._server.ready:
+            await self.aclose()
+            raise StopAsyncIteration
+        try:
+            async with asyncio.timeout(left):
+                return await anext(self._chunks)
+        except (StopAsyncIteration, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            self._outcome = "cancelled"
+            await self.aclose()
+            raise
+        except Exception:
+            # The status line is sent: all that is left to do about a failing stream is end it.
+            self._outcome = "internal"
+            log.exception("stream failed", target=self._target.name)
+        await self.aclose()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            await self._chunks.aclose()
+        finally:
+            self._server._finished(self._target, self._outcome, self._started)
 
 
 def _json_error(kind: str, message: str) -> Reply:
@@ -370,11 +431,17 @@ class Server:
         started = time.monotonic()
         ends = started + timeout
         outcome = "ok"
+        streaming = False
         scope = _deadline.scope_at(ends)
         try:
             with scope:
                 body = await incoming.read_body(self.max_body)
-                return await target.run(incoming, body)
+                reply = await target.run(incoming, body)
+            if reply.stream is not None:
+                # The request stays in flight, and under its deadline, until the stream ends.
+                streaming = True
+                return reply._replace(stream=_Streamed(self, target, reply.stream, ends, started))
+            return reply
         except _Refusal as refusal:
             outcome = refusal.kind
             return target.error(refusal.kind, refusal.message, retry=refusal.retry)
@@ -412,8 +479,13 @@ class Server:
             detail = f"{type(exc).__name__}: {exc}" if isinstance(target, _Rpc) else "failed"
             return target.error(outcome, f"{self.service}.{target.name}: {detail}")
         finally:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.set()
-            ran = outcome not in _REFUSED
-            self.metrics.record(target.name, outcome, time.monotonic() - started if ran else None)
+            if not streaming:
+                self._finished(target, outcome, started)
+
+    def _finished(self, target: _Target, outcome: str, started: float) -> None:
+        """The end of an admitted request: out of flight, counted."""
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
+        ran = outcome not in _REFUSED
+        self.metrics.record(target.name, outcome, time.monotonic() - started if ran else None)

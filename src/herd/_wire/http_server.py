@@ -15,6 +15,7 @@ from herd._wire.protocol import (
     RPC_PREFIX,
     BodyTimeout,
     BodyTooLarge,
+    Chunks,
     Dispatcher,
     Reply,
 )
@@ -185,9 +186,34 @@ class HttpServer:
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         reply: Reply = await self._dispatcher.handle(_HttpIncoming(request))
+        if reply.stream is not None:
+            return await self._stream(request, reply, reply.stream)
         response = web.Response(status=reply.status, body=reply.body)
-        # Set as a header, not `content_type=`, so a charset parameter passes through as given.
-        response.headers["Content-Type"] = reply.content_type
-        if reply.headers:
-            response.headers.update(reply.headers)
+        _set_headers(response, reply)
         return response
+
+    async def _stream(
+        self, request: web.BaseRequest, reply: Reply, stream: Chunks
+    ) -> web.StreamResponse:
+        """Send a streamed reply chunk by chunk (chunked transfer encoding) until it ends or
+        the client goes away (then aiohttp cancels this handler); the stream is closed either
+        way."""
+        response = web.StreamResponse(status=reply.status)
+        _set_headers(response, reply)
+        try:
+            await response.prepare(request)
+            async for chunk in stream:
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client left between two chunks: nobody to answer
+        finally:
+            await stream.aclose()
+        return response
+
+
+def _set_headers(response: web.StreamResponse, reply: Reply) -> None:
+    # Set as a header, not `content_type=`, so a charset parameter passes through as given.
+    response.headers["Content-Type"] = reply.content_type
+    if reply.headers:
+        response.headers.update(reply.headers)

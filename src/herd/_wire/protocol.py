@@ -8,7 +8,7 @@ to raise.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
@@ -58,13 +58,26 @@ encode = msgspec.msgpack.Encoder().encode
 _error_decoder = msgspec.msgpack.Decoder(ErrorBody)
 
 
+class Chunks(Protocol):
+    """A streamed body: chunks until exhausted. The transport calls `aclose` once it is done
+    with it, exhausted or not, so whatever the stream holds is released."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def __anext__(self) -> Awaitable[bytes]: ...
+
+    def aclose(self) -> Awaitable[None]: ...
+
+
 class Reply(NamedTuple):
-    """What the server core answers: a status, an encoded body, and any extra headers."""
+    """What the server core answers: a status, an encoded body, and any extra headers; or, with
+    `stream`, a body sent chunk by chunk as it comes (`body` is then unused)."""
 
     status: int
     body: bytes
     content_type: str = CONTENT_TYPE
     headers: Mapping[str, str] | None = None
+    stream: Chunks | None = None
 
 
 def error_reply(

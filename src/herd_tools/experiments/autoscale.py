@@ -1,0 +1,347 @@
+"""`herd experiment autoscale`: load through flix's front door ramps low → peak → low, once
+with every group autoscaled and once at flix's fixed counts, and we compare what users saw and
+how the groups moved.
+
+The ramp has five phases: `low` (1/9 of the duration), `up` (2/9, linear to the peak), `peak`
+(2/9), `down` (2/9, linear back) and `after` (2/9). It is sent as a sequence of one-second
+open-model loads (`run_load`), each at the ramp's rate in the middle of its second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import uvloop
+
+from herd._cloud.app import App, AutoscaleSpec, load
+from herd._cloud.controller import Controller
+from herd._cloud.up import up
+from herd._model.stats import percentile
+from herd._process.logging import configure
+from herd_tools.cloud_commands import fails_cleanly
+from herd_tools.load import run_load
+
+Say = Callable[[str], None]
+Sample = tuple[float, float, str | None]
+"""A finished request: intended send time (s from the ramp's start), latency (s), failure."""
+
+STEP_S = 1.0
+"""The ramp is sent as loads of this many seconds, each at one rate."""
+PHASES = (("low", 1), ("up", 2), ("peak", 2), ("down", 2), ("after", 2))
+"""The ramp's phases and their shares (ninths) of the duration."""
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """Requests per second over time: `low`, up to `peak`, back to `low`."""
+
+    low: float
+    peak: float
+    duration: float
+
+    def __post_init__(self) -> None:
+        if not (0 < self.low <= self.peak) or not self.duration >= 9 * STEP_S:
+            raise ValueError("the ramp needs 0 < low <= peak and a duration of at least 9 s")
+
+    def phases(self) -> list[tuple[str, float, float]]:
+        """(name, start, end) of each phase, in seconds from the start."""
+        bounds, start = [], 0.0
+        for name, share in PHASES:
+            end = start + self.duration * share / 9
+            bounds.append((name, start, end))
+            start = end
+        return bounds
+
+    def rate(self, t: float) -> float:
+        """Requests per second `t` seconds into the ramp."""
+        for name, start, end in self.phases():
+            if t < end:
+                done = (t - start) / (end - start)
+                if name == "up":
+                    return self.low + (self.peak - self.low) * done
+                if name == "down":
+                    return self.peak - (self.peak - self.low) * done
+                return self.peak if name == "peak" else self.low
+        return self.low
+
+    def start_of(self, phase: str) -> float:
+        """When `phase` begins."""
+        return next(start for name, start, _ in self.phases() if name == phase)
+
+
+class Phase(msgspec.Struct, frozen=True):
+    """What users saw of the requests intended during one phase."""
+
+    phase: str
+    start_s: float
+    end_s: float
+    sent: int
+    failed: int
+    success_pct: float
+    p99_ms: float
+
+
+class GroupFigures(msgspec.Struct, frozen=True):
+    """How one group moved: its UP instances, and how long growing and shrinking took.
+
+    `scale_out_s` runs from the start of the `up` phase to the first moment the group had its
+    most instances; `scale_in_s` from the start of the `down` phase until it was back to the
+    count it had when the `up` phase began (0 if it already was). None when it never grew, or
+    never got back within the run.
+    """
+
+    group: str
+    min_instances: int
+    max_instances: int
+    scale_out_s: float | None
+    scale_in_s: float | None
+
+
+class Tick(msgspec.Struct, frozen=True):
+    """One second of the run: the ramp's rate, each group's UP instances, and the p99 of the
+    requests intended in that second."""
+
+    t: float
+    rate: float
+    up: dict[str, int]
+    p99_ms: float
+
+
+class Run(msgspec.Struct, frozen=True, kw_only=True):
+    """One pass of the ramp, autoscaled or at fixed counts."""
+
+    autoscale: bool
+    success_pct: float
+    p99_ms: float
+    phases: list[Phase]
+    groups: list[GroupFigures]
+    timeline: list[Tick]
+    decisions: list[str]
+    """The autoscaler's decisions that changed a count during the ramp, in order, with their
+    reasons."""
+
+
+class AutoscaleResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What the experiment measured; `--json` writes exactly this."""
+
+    low: float
+    peak: float
+    duration_s: float
+    policy: dict[str, str]
+    """Each group's autoscale settings in the autoscaled run."""
+    runs: list[Run]
+
+
+def autoscaled(app: App, policy: AutoscaleSpec | None) -> App:
+    """`app` with every group autoscaled by `policy`; None for its fixed counts."""
+    groups = [msgspec.structs.replace(g, autoscale=policy) for g in app.spec.groups]
+    return App(msgspec.structs.replace(app.spec, groups=groups), app.source)
+
+
+def _pct(samples: list[Sample]) -> float:
+    ok = sum(1 for _, _, kind in samples if kind is None)
+    return round(100.0 * ok / len(samples), 3) if samples else 100.0
+
+
+def _p99(samples: list[Sample]) -> float:
+    return round(percentile(sorted(s[1] for s in samples), 0.99) * 1000, 1)
+
+
+def _moves(name: str, ticks: list[Tick], ramp: Ramp) -> GroupFigures:
+    counts = [(tick.t, tick.up.get(name, 0)) for tick in ticks]
+    values = [count for _, count in counts]
+    rise, fall = ramp.start_of("up"), ramp.start_of("down")
+    # What it had when the load began to rise (the low phase may already have shrunk it).
+    base = next((c for t, c in reversed(counts) if t <= rise), values[0])
+    most = max(values)
+    out = next((t for t, c in counts if t >= rise and c == most), None) if most > base else None
+    scale_out = round(out - rise, 1) if out is not None else None
+    back = next((t for t, c in counts if t >= fall and c <= base), None)
+    scale_in = round(back - fall, 1) if out is not None and back is not None else None
+    return GroupFigures(name, min(values), most, scale_out, scale_in)
+
+
+async def _pass(controller: Controller, ramp: Ramp, say: Say) -> Run:
+    door = controller.front_door
+    if door is None:
+        raise ValueError(f"{controller.app.source} has no front door to load")
+    url = f"{door.url}api/home?visitor={{1..10000}}"
+    # The load generator's clock: its intended send times are `time.monotonic()`.
+    started = time.monotonic()
+    samples: list[Sample] = []
+    ticks: list[tuple[float, dict[str, int]]] = []
+
+    def record(intended: float, latency: float, kind: str | None) -> None:
+        samples.append((intended - started, latency, kind))
+
+    async def watch() -> None:
+        for second in itertools.count(1):
+            groups = await controller.groups()
+            ticks.append((time.monotonic() - started, {g.name: g.up for g in groups}))
+            # On the clock, not after each look: a slow look must not thin the timeline out.
+            await asyncio.sleep(max(0.0, started + second * STEP_S - time.monotonic()))
+
+    async def one_step(index: int) -> None:
+        mid = (index + 0.5) * STEP_S
+        await asyncio.sleep(max(0.0, started + index * STEP_S - time.monotonic()))
+        await run_load(url, ramp.rate(mid), STEP_S, record=record)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        steps = math.ceil(ramp.duration / STEP_S)
+        async with asyncio.TaskGroup() as group:
+            for index in range(steps):
+                group.create_task(one_step(index))
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+    phases = []
+    for name, start, end in ramp.phases():
+        part = [s for s in samples if start <= s[0] < end]
+        failed = sum(1 for s in part if s[2] is not None)
+        phases.append(
+            Phase(name, round(start, 1), round(end, 1), len(part), failed, _pct(part), _p99(part))
+        )
+    timeline = []
+    for t, up_counts in ticks:
+        second = [s for s in samples if t - STEP_S <= s[0] < t]
+        timeline.append(Tick(round(t, 1), round(ramp.rate(t), 1), up_counts, _p99(second)))
+    names = sorted(ticks[0][1]) if ticks else []
+    decisions = [
+        f"{at - started:6.1f} s {group}: {d.current} -> {d.desired} ({d.reason})"
+        for at, group, d in controller.autoscaled
+        if at >= started
+    ]
+    autoscale = any(g.autoscale for g in controller.app.spec.groups)
+    say(f"{'autoscaled' if autoscale else 'fixed'}: {_pct(samples):.3f} % ok, p99 {_p99(samples)}")
+    return Run(
+        autoscale=autoscale,
+        success_pct=_pct(samples),
+        p99_ms=_p99(samples),
+        phases=phases,
+        groups=[_moves(name, timeline, ramp) for name in names],
+        timeline=timeline,
+        decisions=decisions,
+    )
+
+
+async def _run_app(app: App, ramp: Ramp, say: Say) -> Run:
+    outcome: list[Run] = []
+
+    async def ready(controller: Controller) -> None:
+        try:
+            outcome.append(await _pass(controller, ramp, say))
+        finally:
+            controller.stopped.set()
+
+    await up(app, say=say, on_ready=ready)
+    if not outcome:
+        raise RuntimeError("the app stopped before the experiment finished")
+    return outcome[0]
+
+
+async def experiment(
+    app_path: Path, *, ramp: Ramp, policy: AutoscaleSpec, baseline: bool, say: Say
+) -> AutoscaleResult:
+    """The ramp on the app autoscaled by `policy` and, with `baseline`, at its fixed counts."""
+    app = load(app_path)
+    runs = [await _run_app(autoscaled(app, policy), ramp, say)]
+    if baseline:
+        runs.append(await _run_app(app, ramp, say))
+    described = {g.name: _describe(policy) for g in app.spec.groups}
+    return AutoscaleResult(
+        low=ramp.low, peak=ramp.peak, duration_s=ramp.duration, policy=described, runs=runs
+    )
+
+
+def _describe(policy: AutoscaleSpec) -> str:
+    unit = "in flight" if policy.metric == "inflight" else "% of a core"
+    return (
+        f"{policy.min}..{policy.max} instances at {policy.target:g} {unit} each;"
+        f" scale-in after {policy.scale_in_after_s:g} s, one per {policy.scale_in_every_s:g} s"
+    )
+
+
+def plot(result: AutoscaleResult, path: Path) -> None:
+    """Load, UP instances (all groups) and p99 over time, autoscaled beside fixed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    for run in result.runs:
+        label = "autoscaled" if run.autoscale else "fixed counts"
+        style = "-" if run.autoscale else "--"
+        times = [tick.t for tick in run.timeline]
+        if run.autoscale:
+            axes[0].plot(times, [tick.rate for tick in run.timeline], "k-")
+        axes[1].plot(times, [sum(tick.up.values()) for tick in run.timeline], style, label=label)
+        axes[2].plot(times, [tick.p99_ms for tick in run.timeline], style, label=label)
+    axes[0].set_ylabel("load (req/s)")
+    axes[1].set_ylabel("UP instances (all groups)")
+    axes[2].set_ylabel("p99 per second (ms)")
+    axes[2].set_xlabel("seconds from the ramp's start")
+    axes[1].legend()
+    axes[2].legend()
+    figure.suptitle(f"flix, load {result.low:g} -> {result.peak:g} -> {result.low:g} req/s")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(
+    app: Path,
+    *,
+    ramp: Ramp,
+    policy: AutoscaleSpec,
+    baseline: bool,
+    json_path: Path | None,
+    plot_path: Path | None,
+) -> int:
+    """The body of `herd experiment autoscale`: 0 if the autoscaled run served >= 99.9 %."""
+    from rich.console import Console
+    from rich.table import Table
+
+    configure()
+    console = Console()
+    with fails_cleanly():
+        result = uvloop.run(
+            experiment(app, ramp=ramp, policy=policy, baseline=baseline, say=console.print)
+        )
+    for run in result.runs:
+        title = "autoscaled" if run.autoscale else "fixed counts"
+        table = Table("phase", "sent", "failed", "success %", "p99 ms", title=title)
+        for phase in run.phases:
+            table.add_row(
+                phase.phase,
+                str(phase.sent),
+                str(phase.failed),
+                f"{phase.success_pct:.3f}",
+                f"{phase.p99_ms:g}",
+            )
+        console.print(table)
+        table = Table("group", "min", "max", "scale_out_s", "scale_in_s", title=title)
+        for group in run.groups:
+            table.add_row(
+                group.group,
+                str(group.min_instances),
+                str(group.max_instances),
+                "-" if group.scale_out_s is None else f"{group.scale_out_s:g}",
+                "-" if group.scale_in_s is None else f"{group.scale_in_s:g}",
+            )
+        console.print(table)
+        for line in run.decisions:
+            console.print(line, markup=False, highlight=False)
+    if json_path is not None:
+        json_path.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
+    if plot_path is not None:
+        plot(result, plot_path)
+    return 0 if result.runs[0].success_pct >= 99.9 else 1
