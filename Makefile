@@ -26,7 +26,7 @@ system:
 		exit 1; \
 	fi
 
-demo: $(STAMP) system
+demo: $(STAMP)
 	$(BIN)/herd demo
 
 test: $(STAMP) lint typecheck unit
