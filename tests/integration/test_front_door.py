@@ -88,3 +88,21 @@ async def test_a_callers_bad_requests_eject_no_instance() -> None:
             assert not balancer.is_ejected(second.address)
         finally:
             await door.close()
+
+
+async def test_the_front_door_counts_what_users_saw() -> None:
+    async with herd.serve(PageService()) as server:
+        door = FrontDoor("page", herd.StaticResolver("page", [server.address]), port=free_port())
+        await door.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                for path, status in [("seen", 200), ("strict", 400), ("rpc/page/ping", 404)]:
+                    async with session.get(f"{door.url}{path}") as answer:
+                        assert answer.status == status
+            totals = door.totals()
+        finally:
+            await door.close()
+    assert totals["web"] == 3
+    assert totals["web_failed"] == 0
+    assert totals["le=+Inf"] == 3
+    assert totals["le=0.0005"] <= totals["le=5.0"] <= totals["le=+Inf"]

@@ -11,6 +11,7 @@ operations endpoints), strips every `x-herd-*` header a client sends, and caps b
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Mapping
 
@@ -31,6 +32,8 @@ from herd._model import deadline as _deadline
 from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
 from herd._model.instance import Instance
 from herd._model.outcome import Blame, blame_of_status
+from herd._model.stats import cumulative_buckets
+from herd._server.metrics import LATENCY_BUCKETS
 from herd._wire.http_client import ConnectFailed, ConnectionLost, HttpAnswer, HttpTransport
 from herd._wire.http_server import BODY_TIMEOUT_S, GuardedServer
 from herd._wire.protocol import H_ATTEMPT, H_DEADLINE, HEADER_PREFIX, RPC_PREFIX
@@ -82,6 +85,9 @@ class FrontDoor:
         )
         self._transports: dict[str, HttpTransport] = {}
         self._runner: web.ServerRunner | None = None
+        self._served = 0
+        self._failed = 0
+        self._latency = [0] * (len(LATENCY_BUCKETS) + 1)
 
     @property
     def url(self) -> str:
@@ -131,7 +137,23 @@ class FrontDoor:
             return _plain(408, "request body not received in time")
         return b"".join(chunks)
 
+    def totals(self) -> dict[str, float]:
+        """What users saw, cumulative since start: requests, those answered 5xx, and latency
+        as Prometheus-style buckets (`le=<bound>`), for the dashboard."""
+        totals = {"web": float(self._served), "web_failed": float(self._failed)}
+        for label, count in cumulative_buckets(LATENCY_BUCKETS, self._latency):
+            totals[f"le={label}"] = count
+        return totals
+
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.monotonic()
+        response = await self._answer(request)
+        self._served += 1
+        self._failed += response.status >= 500
+        self._latency[bisect.bisect_left(LATENCY_BUCKETS, time.monotonic() - started)] += 1
+        return response
+
+    async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         if path in _INSIDE_PATHS or path.startswith(_INSIDE_PREFIXES):
             return _plain(404, "not found")

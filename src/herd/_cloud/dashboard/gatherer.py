@@ -35,6 +35,8 @@ log = structlog.get_logger("herd.dashboard")
 INTERVAL_S = 1.0
 #: The rolling window of error percentages and latency percentiles (Hystrix's is 10 s).
 WINDOW_S = 10.0
+#: The front door's counters' key in a tick's totals (it is not an instance).
+_DOOR = "front-door"
 #: How much of the front door's history the sparklines show.
 HISTORY_S = 300.0
 #: How long the gatherer keeps polling after the last watcher left.
@@ -223,6 +225,9 @@ class Gatherer:
         seen = {view.id: answer for view, answer in zip(polled, answers, strict=True) if answer}
         now = time.monotonic()
         totals = self._count(instances, seen)
+        door = self._source.front_door
+        if door is not None:
+            totals.update({f"{_DOOR}|{name}": value for name, value in door.totals().items()})
         self._totals.append((now, totals))
         while len(self._totals) > 2 and now - self._totals[1][0] >= WINDOW_S:
             self._totals.popleft()
@@ -390,13 +395,13 @@ class Gatherer:
         door = self._source.front_door
         if door is None:
             return None
-        served = [view for view in instances if view.service == door.service]
-        web = sum(window.delta(v.id, "web", INTERVAL_S) for v in served)
-        failed = sum(window.delta(v.id, "web_failed", INTERVAL_S) for v in served)
-        buckets: dict[float, float] = collections.defaultdict(float)
-        for view in served:
-            for name, value in window.changes(view.id, "le=", WINDOW_S).items():
-                buckets[float(name[3:])] += value
+        # The front door runs in this process: what users saw is read from it, not from the
+        # instances behind it.
+        web = window.delta(_DOOR, "web", INTERVAL_S)
+        failed = window.delta(_DOOR, "web_failed", INTERVAL_S)
+        buckets = {
+            float(name[3:]): value for name, value in window.changes(_DOOR, "le=", WINDOW_S).items()
+        }
         rps = web / window.span(INTERVAL_S)
         success = 100 * (web - failed) / web if web else 100.0
         p99 = _bucket_percentile(buckets, 0.99)

@@ -82,7 +82,7 @@ function renderFrontDoor(door) {
   replace("sparklines",
     sparkline("requests/s", "", history.map((p) => p[1]), 1),
     sparkline("success", " %", history.map((p) => p[2]), 2),
-    sparkline(`p99 served by ${door.service}`, " ms", history.map((p) => p[3]), 1));
+    sparkline("p99 at the front door", " ms", history.map((p) => p[3]), 1));
 }
 
 // -- traffic graph: services as nodes in columns by depth, instances as dots per zone
