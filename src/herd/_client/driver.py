@@ -22,6 +22,7 @@ from herd._client.breaker import Bulkhead, CircuitBreaker
 from herd._client.budget import RetryBudget
 from herd._client.metrics import CLIENT_METRICS, ClientMetrics, DependencyMetrics
 from herd._client.policy import CallPolicy
+from herd._client.pool import TransportPool
 from herd._client.resolver import Resolver, StaticResolver
 from herd._model import clock as _clock
 from herd._model import deadline as _deadline
@@ -107,8 +108,9 @@ class Caller:
             hedge=policy.hedge,
         )
         self._owns_resolver = owns_resolver
-        self._make_transport = transport
-        self._transports: dict[str, Transport] = {}
+        self._transports: TransportPool[Transport] = TransportPool(
+            lambda instance: transport(instance, policy.connect_timeout)
+        )
         self._resolving = False
         self._closed = False
         self._extra_headers = {H_TOKEN: token} if token else {}
@@ -128,14 +130,6 @@ class Caller:
             "instances": len(self.resolver.instances(self.service)),
         }
 
-    def _transport(self, instance: Instance) -> Transport:
-        transport = self._transports.get(instance.id)
-        if transport is None:
-            transport = self._transports[instance.id] = self._make_transport(
-                instance, self.policy.connect_timeout
-            )
-        return transport
-
     async def close(self) -> None:
         """Close every connection pool, and the resolver if this driver owns it."""
         if self._closed:
@@ -143,9 +137,7 @@ class Caller:
         self._closed = True
         self._owner.detach(self)
         _callers.discard(self)
-        transports, self._transports = self._transports, {}
-        for transport in transports.values():
-            await transport.close()
+        await self._transports.close()
         if self._owns_resolver:
             await self.resolver.close()
 
@@ -235,7 +227,7 @@ class Caller:
             H_ATTEMPT: str(attempt.number),
             **self._extra_headers,
         }
-        transport = self._transport(instance)
+        transport = self._transports.get(instance)
         started = _clock.monotonic()
         expiry = _deadline.Expiry(started + budget)
         try:

@@ -27,16 +27,23 @@ from herd._client.attempts import (
 )
 from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
+from herd._client.pool import TransportPool
 from herd._client.resolver import Resolver
 from herd._model import deadline as _deadline
 from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
-from herd._model.instance import Instance
 from herd._model.outcome import Blame, blame_of_status
 from herd._model.stats import cumulative_buckets
 from herd._server.metrics import LATENCY_BUCKETS
 from herd._wire.http_client import ConnectFailed, ConnectionLost, HttpAnswer, HttpTransport
-from herd._wire.http_server import BODY_TIMEOUT_S, GuardedServer
-from herd._wire.protocol import H_ATTEMPT, H_DEADLINE, HEADER_PREFIX, RPC_PREFIX
+from herd._wire.http_server import GuardedServer, read_body
+from herd._wire.protocol import (
+    H_ATTEMPT,
+    H_DEADLINE,
+    HEADER_PREFIX,
+    RPC_PREFIX,
+    BodyTimeout,
+    BodyTooLarge,
+)
 
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}
@@ -83,7 +90,11 @@ class FrontDoor:
             min_useful=0.005,
             hedge=HedgePolicy(),
         )
-        self._transports: dict[str, HttpTransport] = {}
+        self._transports = TransportPool(
+            lambda instance: HttpTransport(
+                instance.host, instance.port, connect_timeout=connect_timeout
+            )
+        )
         self._runner: web.ServerRunner | None = None
         self._served = 0
         self._failed = 0
@@ -108,34 +119,7 @@ class FrontDoor:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        transports, self._transports = self._transports, {}
-        for transport in transports.values():
-            await transport.close()
-
-    def _transport(self, instance: Instance) -> HttpTransport:
-        transport = self._transports.get(instance.id)
-        if transport is None:
-            transport = self._transports[instance.id] = HttpTransport(
-                instance.host, instance.port, connect_timeout=self._connect_timeout
-            )
-        return transport
-
-    async def _read_body(self, request: web.BaseRequest) -> bytes | web.Response:
-        length = request.content_length
-        if length is not None and length > self._max_body:
-            return _plain(413, f"request body over {self._max_body} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with _deadline.Expiry(time.monotonic() + BODY_TIMEOUT_S):
-                async for chunk in request.content.iter_any():
-                    size += len(chunk)
-                    if size > self._max_body:
-                        return _plain(413, f"request body over {self._max_body} bytes")
-                    chunks.append(chunk)
-        except TimeoutError:
-            return _plain(408, "request body not received in time")
-        return b"".join(chunks)
+        await self._transports.close()
 
     def totals(self) -> dict[str, float]:
         """What users saw, cumulative since start: requests, those answered 5xx, and latency
@@ -157,9 +141,12 @@ class FrontDoor:
         path = request.path
         if path in _INSIDE_PATHS or path.startswith(_INSIDE_PREFIXES):
             return _plain(404, "not found")
-        body = await self._read_body(request)
-        if isinstance(body, web.Response):
-            return body
+        try:
+            body = await read_body(request, self._max_body)
+        except BodyTooLarge:
+            return _plain(413, f"request body over {self._max_body} bytes")
+        except BodyTimeout:
+            return _plain(408, "request body not received in time")
         deadline = time.monotonic() + self._timeout_s
         headers = {
             name: value
@@ -202,7 +189,7 @@ class FrontDoor:
         }
         try:
             async with _deadline.Expiry(deadline):
-                answer = await self._transport(instance).forward(
+                answer = await self._transports.get(instance).forward(
                     request.method, str(request.rel_url), sent, body
                 )
         except ConnectFailed as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -84,6 +84,34 @@ class GuardedServer(web.Server):
         super().connection_made(handler, transport)
 
 
+async def read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """A request's body; `BodyTooLarge` beyond `limit` bytes, `BodyTimeout` if it stalls."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BodyTooLarge(f"body of {length} bytes exceeds {limit}")
+    if length is not None:
+        # The common case: a small body that arrived with the headers is already buffered,
+        # and is taken without a timer or an await.
+        buffered = request.content.read_nowait(length)
+        if len(buffered) == length:
+            return buffered
+        chunks = [buffered]
+        size = len(buffered)
+    else:
+        chunks = []
+        size = 0
+    try:
+        async with Expiry(time.monotonic() + BODY_TIMEOUT_S):
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"body exceeds {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(f"body not received within {BODY_TIMEOUT_S:g}s") from None
+    return b"".join(chunks)
+
+
 class _HttpIncoming:
     """An aiohttp request seen through the `Incoming` protocol."""
 
@@ -121,32 +149,8 @@ class _HttpIncoming:
     def cookies(self) -> dict[str, str]:
         return dict(self._request.cookies)
 
-    async def read_body(self, limit: int) -> bytes:
-        request = self._request
-        length = request.content_length
-        if length is not None and length > limit:
-            raise BodyTooLarge(f"body of {length} bytes exceeds {limit}")
-        if length is not None:
-            # The common case: a small body that arrived with the headers is already buffered,
-            # and is taken without a timer or an await.
-            buffered = request.content.read_nowait(length)
-            if len(buffered) == length:
-                return buffered
-            chunks = [buffered]
-            size = len(buffered)
-        else:
-            chunks = []
-            size = 0
-        try:
-            async with Expiry(time.monotonic() + BODY_TIMEOUT_S):
-                async for chunk in request.content.iter_any():
-                    size += len(chunk)
-                    if size > limit:
-                        raise BodyTooLarge(f"body exceeds {limit} bytes")
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise BodyTimeout(f"body not received within {BODY_TIMEOUT_S:g}s") from None
-        return b"".join(chunks)
+    def read_body(self, limit: int) -> Awaitable[bytes]:
+        return read_body(self._request, limit)
 
 
 class HttpServer:
