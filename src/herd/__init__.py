@@ -32,6 +32,8 @@ from herd._model.errors import (
 from herd._model.facet import Facet, fill
 from herd._model.instance import Instance, Status
 from herd._model.interface import Interface, ServiceError, method
+from herd._model.routing import RoutingContext, routing
+from herd._model.routing import current as routing_context
 from herd._model.web import WebRequest, WebResponse, route
 from herd._process.connect import driver
 from herd._process.registry_client import RegistryResolver
@@ -56,6 +58,7 @@ __all__ = [
     "Interface",
     "Overloaded",
     "Rejected",
+    "RoutingContext",
     "RegistryResolver",
     "RemoteError",
     "Resolver",
@@ -74,6 +77,8 @@ __all__ = [
     "method",
     "remaining",
     "route",
+    "routing",
+    "routing_context",
     "run",
     "serve",
 ]

@@ -26,6 +26,7 @@ from herd._client.pool import TransportPool
 from herd._client.resolver import Resolver, StaticResolver
 from herd._model import clock as _clock
 from herd._model import deadline as _deadline
+from herd._model import routing as _routing
 from herd._model.errors import (
     BadRequest,
     CircuitOpen,
@@ -40,7 +41,15 @@ from herd._model.instance import Instance
 from herd._model.interface import Interface, MethodSpec, error_from_wire, interface_of, methods
 from herd._model.outcome import Blame, blame, blame_of_kind
 from herd._wire.http_client import ConnectFailed, ConnectionLost, HttpTransport
-from herd._wire.protocol import H_ATTEMPT, H_DEADLINE, H_TOKEN, ErrorBody, decode_error, encode
+from herd._wire.protocol import (
+    H_ATTEMPT,
+    H_DEADLINE,
+    H_ROUTE,
+    H_TOKEN,
+    ErrorBody,
+    decode_error,
+    encode,
+)
 
 IfaceT = TypeVar("IfaceT", bound=Interface)
 
@@ -227,6 +236,9 @@ class Caller:
             H_ATTEMPT: str(attempt.number),
             **self._extra_headers,
         }
+        route = _routing.current().header
+        if route:
+            headers[H_ROUTE] = route
         transport = self._transports.get(instance)
         started = _clock.monotonic()
         expiry = _deadline.Expiry(started + budget)

@@ -4,7 +4,8 @@ Every request passes the same guards in the same order, written once: the target
 deadline header must parse and not have passed; admin methods need the token; the server must
 not be draining or over its in-flight limit (an explicit `overloaded` answer, which clients retry
 elsewhere); only then is the body read (inside the in-flight count) and decoded, and the handler
-run under the caller's remaining deadline, cancelled when it passes. Failures map to one set of
+run under the caller's remaining deadline, cancelled when it passes, and with the caller's
+routing context in force (so the handler's own calls carry it on). Failures map to one set of
 error kinds; RPCs answer them as msgpack, web routes as JSON. A streamed web answer (server-sent
 events) stays in the pipeline until it ends: in flight, and cut off at the same deadline.
 """
@@ -23,6 +24,7 @@ import structlog
 from prometheus_client.registry import Collector
 
 from herd._model import deadline as _deadline
+from herd._model import routing as _routing
 from herd._model.errors import ConfigurationError, HerdError
 from herd._model.interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
 from herd._model.web import WebHandler, WebRequest, routes_of
@@ -33,6 +35,7 @@ from herd._wire.protocol import (
     CONTENT_TYPE,
     H_ATTEMPT,
     H_DEADLINE,
+    H_ROUTE,
     H_TOKEN,
     STATUS_OF_KIND,
     BodyTimeout,
@@ -230,6 +233,17 @@ def _header_int(headers: Mapping[str, str], name: str) -> int | None:
     return int(raw)
 
 
+def _route_of(headers: Mapping[str, str]) -> _routing.RoutingContext:
+    """The caller's routing context, to travel on with every call the handler makes."""
+    raw = headers.get(H_ROUTE)
+    if raw is None:
+        return _routing.EMPTY
+    try:
+        return _routing.parse(raw)
+    except ValueError as exc:
+        raise _Refusal("bad_request", str(exc)) from None
+
+
 class Server:
     """Serves one implementation of an interface. Use `herd.serve` to make one.
 
@@ -423,6 +437,7 @@ class Server:
     async def _pipeline(self, target: _Target, incoming: Incoming) -> Reply:
         try:
             timeout = self._admit(target, incoming.headers)
+            route = _route_of(incoming.headers)
         except _Refusal as refusal:
             self.metrics.record(target.name, refusal.kind, None)
             return target.error(refusal.kind, refusal.message, retry=refusal.retry)
@@ -433,6 +448,7 @@ class Server:
         outcome = "ok"
         streaming = False
         scope = _deadline.scope_at(ends)
+        routed = _routing.use(route)
         try:
             with scope:
                 body = await incoming.read_body(self.max_body)
@@ -479,6 +495,7 @@ class Server:
             detail = f"{type(exc).__name__}: {exc}" if isinstance(target, _Rpc) else "failed"
             return target.error(outcome, f"{self.service}.{target.name}: {detail}")
         finally:
+            _routing.reset(routed)
             if not streaming:
                 self._finished(target, outcome, started)
 

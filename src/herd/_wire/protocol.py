@@ -1,7 +1,8 @@
 """The wire protocol, free of any HTTP library: paths, headers, encoding and error answers.
 
 Requests are `POST /rpc/{service}/{method}` with a msgpack body (msgspec). Call metadata travels in
-headers: the remaining deadline in milliseconds, the attempt number and the admin token. Every
+headers: the remaining deadline in milliseconds, the attempt number, the admin token and the
+routing context. Every
 answer is msgpack: the result, or an `ErrorBody` whose `kind` tells the client which typed error
 to raise.
 """
@@ -17,6 +18,8 @@ CONTENT_TYPE = "application/x-msgpack"
 H_DEADLINE = "x-herd-deadline-ms"
 H_ATTEMPT = "x-herd-attempt"
 H_TOKEN = "x-herd-token"
+#: The routing context (see `herd._model.routing`): `key=value` pairs joined by `,`.
+H_ROUTE = "x-herd-route"
 #: Every header herd reads starts with this: the front door strips them from outside requests.
 HEADER_PREFIX = "x-herd-"
 RPC_PREFIX = "/rpc/"
