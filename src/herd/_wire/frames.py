@@ -105,6 +105,11 @@ class FrameReader:
         self._skip = 0
 
     @property
+    def skipping(self) -> int:
+        """Bytes of an oversized frame still to skip."""
+        return self._skip
+
+    @property
     def partial(self) -> bool:
         """Whether a frame has begun and not yet ended."""
         return bool(self._buffer) or self._skip > 0

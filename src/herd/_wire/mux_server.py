@@ -46,6 +46,10 @@ IDLE_S = 75.0
 MAX_CALLS = 1024
 #: Room for a call frame's service, method and metadata on top of the largest body.
 HEAD_ROOM = 64 * 1024
+#: An oversized call frame is answered `too_large` and its payload skipped as it arrives, so the
+#: connection's other calls go on; one claiming more than this is not worth waiting through,
+#: and its connection is closed after the answer.
+MAX_SKIP = 64 << 20
 
 
 class _CallIncoming:
@@ -140,6 +144,8 @@ class MuxConnection(asyncio.Protocol):
         if payload is None:
             message = f"call frame exceeds {self._reader.max_frame} bytes"
             self._send(reply_frame(call_id, *_error("too_large", message)))
+            if self._reader.skipping > MAX_SKIP:
+                self.close()
             return
         try:
             call = decode_call(payload)
