@@ -78,9 +78,15 @@ class _Connection(asyncio.Protocol):
 
     def _send(self, frame: bytes | bytearray) -> None:
         out = self._out
-        out.append(frame)
-        if len(out) == 1:
+        if out:
+            out.append(frame)
+        elif len(self._waiting) > 1:
+            # Others are in flight: their frames this loop iteration leave in the same write.
+            out.append(frame)
             self._loop.call_soon(self._flush)
+        elif self._transport is not None and not self._transport.is_closing():
+            # Alone: out at once, a loop iteration sooner.
+            self._transport.write(frame)
 
     def _flush(self) -> None:
         out, self._out = self._out, []
