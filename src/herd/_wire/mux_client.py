@@ -11,7 +11,8 @@ fails as `ConnectFailed` (the server saw nothing, so any call may go elsewhere).
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from collections.abc import Coroutine
+from typing import Any, cast
 
 from herd._wire.frames import (
     CANCEL,
@@ -177,14 +178,21 @@ class MuxTransport:
         self._opening: asyncio.Future[_Connection] | None = None
         self._closed = False
 
-    async def call(
+    def call(
         self, service: str, method: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, bytes]:
+    ) -> Coroutine[Any, Any, Answer]:
         """Send one call with its metadata (`x-herd-*` entries) and wait for the answer; the
         caller bounds the time by cancelling, which cancels the call at the server too."""
         connection = self._connection
-        if connection is None or not connection.usable:
-            connection = await self._connect()
+        if connection is not None and connection.usable:
+            # The common case costs no coroutine of its own.
+            return connection.call(service, method, body, headers)
+        return self._call_connecting(service, method, body, headers)
+
+    async def _call_connecting(
+        self, service: str, method: str, body: bytes, headers: dict[str, str]
+    ) -> Answer:
+        connection = await self._connect()
         return await connection.call(service, method, body, headers)
 
     async def _connect(self) -> _Connection:
