@@ -7,7 +7,8 @@ server can tell it from HTTP on the same port by its first byte. Then both sides
 
 - `CALL` (client to server): a msgpack array `[service, method, metadata, body]`. The metadata is
   the same `x-herd-*` map HTTP carries as headers (remaining deadline in ms, attempt, token...),
-  so anything a later issue adds to it travels without a change here.
+  so anything a later issue adds to it travels without a change here. Names are lowercase (they
+  are compared as sent, unlike HTTP headers).
 - `REPLY` (server to client): a 2-byte status, then the encoded answer, as over HTTP.
 - `CANCEL` (client to server): the caller gave up on that call; the server cancels its handler.
 - `DRAIN` (server to client, call id 0): the server is stopping. It finishes what it has; the

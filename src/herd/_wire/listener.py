@@ -161,6 +161,11 @@ class Listener:
             await asyncio.sleep(0)
             web.pre_shutdown()
             await web.shutdown(_SHUTDOWN_S)
+        await asyncio.sleep(0)
+        # A client that does not read would hold its connection's last answers, and the
+        # server's close, for ever.
+        for connection in list(self._mux):
+            connection.abort()
         await server.wait_closed()
 
     def _http_handler(self) -> asyncio.Protocol:

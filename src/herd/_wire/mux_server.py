@@ -124,39 +124,42 @@ class MuxConnection(asyncio.Protocol):
         for kind, call_id, payload in reader.feed(data):
             self._frames += 1
             if kind == CALL:
-                self._call(call_id, payload)
+                if not self._call(call_id, payload):
+                    return
             elif kind == CANCEL and payload is not None and not payload:
                 task = self._calls.pop(call_id, None)
                 if task is not None:
                     task.cancel()
             else:
-                self._break()
+                self.abort()
                 return
         if reader.partial and self._frame_timer is None:
             self._frame_timer = self._loop.call_later(
                 FRAME_TIMEOUT_S, self._frame_late, self._frames
             )
 
-    def _call(self, call_id: int, payload: memoryview | None) -> None:
+    def _call(self, call_id: int, payload: memoryview | None) -> bool:
+        """Start one call, or answer it with an error; False if the client broke the protocol."""
         if call_id == 0 or call_id in self._calls:
-            self._break()
-            return
+            self.abort()
+            return False
         if payload is None:
             message = f"call frame exceeds {self._reader.max_frame} bytes"
             self._send(reply_frame(call_id, *_error("too_large", message)))
             if self._reader.skipping > MAX_SKIP:
                 self.close()
-            return
+            return True
         try:
             call = decode_call(payload)
         except ValueError as exc:
             self._send(reply_frame(call_id, *_error("bad_request", f"bad call frame: {exc}")))
-            return
+            return True
         if len(self._calls) >= MAX_CALLS:
             message = f"{MAX_CALLS} calls in flight on one connection"
             self._send(reply_frame(call_id, *_error("overloaded", message)))
-            return
+            return True
         self._calls[call_id] = self._loop.create_task(self._run(call_id, _CallIncoming(call)))
+        return True
 
     async def _run(self, call_id: int, incoming: _CallIncoming) -> None:
         # A call cancelled (CANCEL, or its connection lost) has left `_calls` already, and may
@@ -208,8 +211,8 @@ class MuxConnection(asyncio.Protocol):
         transport.close()
         self._cancel_calls()
 
-    def _break(self) -> None:
-        """The client broke the protocol: drop it at once."""
+    def abort(self) -> None:
+        """Drop the connection at once, unsent answers and all."""
         if self._transport is not None:
             self._transport.abort()
 
@@ -223,7 +226,7 @@ class MuxConnection(asyncio.Protocol):
         if not self._reader.partial:
             return
         if self._frames == frames:
-            self._break()
+            self.abort()
         else:
             self._frame_timer = self._loop.call_later(
                 FRAME_TIMEOUT_S, self._frame_late, self._frames
