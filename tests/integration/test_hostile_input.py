@@ -22,6 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from herd._wire import frames
+from herd._wire.frames import CALL, CANCEL, DRAIN, HEADER, PREFACE, call_frame, control_frame
+from herd._wire.protocol import decode_error
 from tests.integration.cloud_helpers import Cloud, write_app
 
 pytestmark = pytest.mark.timeout(240)
@@ -399,6 +402,139 @@ CASES = [
 ]
 
 
+@dataclass
+class FrameCase:
+    """Hostile frames sent to an instance after a well-formed preface, and what must follow:
+    `closed` (the connection is dropped), `served` (a good call after them is still answered),
+    or the error kind the first answer carries (and the connection serves on, unless `closes`)."""
+
+    name: str
+    frames: bytes
+    answer: str
+    closes: bool = False  # after the answer
+
+
+DEADLINE = {"x-herd-deadline-ms": "5000"}
+
+
+def present(call_id: int, body: bytes | None = None, **metadata: str) -> bytearray:
+    """A call frame to `movie.presentation` (a good one unless told otherwise)."""
+    meta = {**DEADLINE, **metadata}
+    return call_frame(call_id, "movie", "presentation", meta, pack([1]) if body is None else body)
+
+
+def raw_frame(kind: int, call_id: int, payload: bytes) -> bytes:
+    return HEADER.pack(len(payload), kind, call_id) + payload
+
+
+FRAME_CASES = [
+    FrameCase("unknown frame type", raw_frame(99, 1, b""), "closed"),
+    FrameCase("a reply frame from a client", frames.reply_frame(1, 200, b""), "closed"),
+    FrameCase("a drain frame from a client", control_frame(DRAIN), "closed"),
+    FrameCase("call id 0", present(0), "closed"),
+    FrameCase("duplicate call id in flight", present(5) + present(5), "closed"),
+    FrameCase("cancel with a payload", raw_frame(CANCEL, 1, b"abc"), "closed"),
+    FrameCase("HTTP after the preface", b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "closed"),
+    FrameCase("cancel of an unknown call", control_frame(CANCEL, 77), "served"),
+    FrameCase("call frame not msgpack", raw_frame(CALL, 1, b"\xc1\xc1"), "bad_request"),
+    FrameCase(
+        "call frame a map",
+        raw_frame(CALL, 1, msgspec.msgpack.encode({"service": "movie"})),
+        "bad_request",
+    ),
+    FrameCase(
+        "call frame missing its body",
+        raw_frame(CALL, 1, pack("movie", "presentation", DEADLINE)),
+        "bad_request",
+    ),
+    FrameCase(
+        "metadata values not strings",
+        raw_frame(CALL, 1, pack("movie", "presentation", {"x-herd-deadline-ms": 5}, pack([1]))),
+        "bad_request",
+    ),
+    FrameCase(
+        "body a string, not bytes",
+        raw_frame(CALL, 1, pack("movie", "presentation", DEADLINE, "[1]")),
+        "bad_request",
+    ),
+    FrameCase(
+        "frame over the size limit",
+        raw_frame(CALL, 1, b"\x00" * (MiB + 128 * 1024)),
+        "too_large",
+    ),
+    FrameCase(
+        "frame length claiming 4 GiB", HEADER.pack(2**32 - 1, CALL, 1), "too_large", closes=True
+    ),
+    FrameCase(
+        "unknown service in a call",
+        call_frame(1, "nosuch", "presentation", DEADLINE, pack([1])),
+        "unknown_method",
+    ),
+    FrameCase(
+        "unknown method in a call",
+        call_frame(1, "movie", "drop_all", DEADLINE, pack([1])),
+        "unknown_method",
+    ),
+    FrameCase("arguments not msgpack", present(1, b"\xc1"), "bad_request"),
+    FrameCase("arguments of the wrong type", present(1, pack(["7"])), "bad_request"),
+    FrameCase("arguments nested 100,000 deep", present(1, nested(100_000)), "bad_request"),
+    FrameCase(
+        "deadline not a number in the metadata",
+        present(1, **{"x-herd-deadline-ms": "soon"}),
+        "bad_request",
+    ),
+    FrameCase(
+        "deadline passed in the metadata",
+        present(1, **{"x-herd-deadline-ms": "0"}),
+        "deadline_exceeded",
+    ),
+    FrameCase(
+        "attempt not a number in the metadata",
+        present(1, **{"x-herd-attempt": "first"}),
+        "bad_request",
+    ),
+]
+
+
+def send_frames(address: str, data: bytes, *, probe: bool) -> tuple[bytes, bool]:
+    """Open a connection, send the preface and `data` (and a good call with id 2**31 when
+    `probe`); return what came back before the server closed, and whether it closed (rather
+    than answering the probe and waiting for more)."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(PREFACE + data + (present(2**31) if probe else b""))
+        received = b""
+        while True:
+            try:
+                chunk = raw.recv(65536)
+            except ConnectionResetError:
+                return received, True
+            except TimeoutError:
+                return received, False
+            if not chunk:
+                return received, True
+            received += chunk
+            if probe and _replies(received).get(2**31) is not None:
+                return received, False
+
+
+def _replies(received: bytes) -> dict[int, tuple[int, bytes]]:
+    """The complete reply frames in what a server sent after its preface, by call id."""
+    assert received[: len(PREFACE)] == PREFACE[: len(received)], received[:40]
+    view = received[len(PREFACE) :]
+    replies = {}
+    pos = 0
+    while len(view) - pos >= frames.HEADER_SIZE:
+        length, kind, call_id = HEADER.unpack_from(view, pos)
+        end = pos + frames.HEADER_SIZE + length
+        if end > len(view):
+            break
+        if kind == frames.REPLY:
+            replies[call_id] = frames.decode_reply(view[pos + frames.HEADER_SIZE : end])
+        pos = end
+    return replies
+
+
 def send(address: str, case: Case) -> tuple[int, str, bytes]:
     """One raw HTTP request (stdlib: no client-side checks between us and the server).
 
@@ -484,6 +620,33 @@ def test_every_port_answers_bad_input_with_a_typed_error(cloud: Cloud) -> None:
     assert addresses(cloud) == ports
 
 
+def test_every_bad_frame_is_refused_and_kills_nothing(cloud: Cloud) -> None:
+    ports = addresses(cloud)
+    wrong = []
+    for case in FRAME_CASES:
+        if case.answer == "closed":
+            _, closed = send_frames(ports["rpc"], case.frames, probe=True)
+            if not closed:
+                wrong.append(f"{case.name}: the connection stayed open")
+            continue
+        received, closed = send_frames(ports["rpc"], case.frames, probe=True)
+        replies = _replies(received)
+        if case.answer == "served":
+            answered = replies.get(2**31)
+            if answered is None or answered[0] != 200:
+                wrong.append(f"{case.name}: the next call got {answered!r}, closed={closed}")
+            continue
+        answered = replies.get(1)
+        if answered is None or decode_error(answered[1]).kind != case.answer:
+            wrong.append(f"{case.name}: answered {answered!r}")
+        elif case.closes != closed:
+            wrong.append(f"{case.name}: closed={closed}")
+        elif not case.closes and replies.get(2**31, (0,))[0] != 200:
+            wrong.append(f"{case.name}: the connection did not serve the next call")
+    assert not wrong, "\n".join(wrong)
+    assert addresses(cloud) == ports
+
+
 def test_http_level_garbage_is_refused_by_the_server_and_kills_nothing(cloud: Cloud) -> None:
     ports = addresses(cloud)
     garbage = [
@@ -546,10 +709,68 @@ def test_fuzz_never_gets_an_untyped_500(
     fuzz_target["sent"] += 1
 
 
+def _frame_bytes(kind: int, call_id: int, payload: bytes, length: int | None) -> bytes:
+    return HEADER.pack(len(payload) if length is None else length, kind, call_id) + payload
+
+
+_ids = st.sampled_from([0, 1, 2, 2**31 - 1, 2**32 - 1]) | st.integers(0, 2**32 - 1)
+_metadata = st.dictionaries(
+    st.sampled_from(["x-herd-deadline-ms", "x-herd-attempt", "x-herd-token", "x-other"]),
+    st.text(max_size=12),
+    max_size=3,
+)
+_calls = st.builds(
+    lambda call_id, service, method, metadata, body: bytes(
+        call_frame(call_id, service, method, metadata, body)
+    ),
+    _ids,
+    st.sampled_from(["movie", "nosuch", ""]) | st.text(max_size=8),
+    st.sampled_from(["presentation", "aclose", "__init__", ""]) | st.text(max_size=8),
+    _metadata,
+    st.binary(max_size=64)
+    | st.lists(st.integers(-(2**63), 2**64 - 1), max_size=3).map(msgspec.msgpack.encode),
+)
+_raw_frames = st.builds(
+    _frame_bytes,
+    st.sampled_from([CALL, frames.REPLY, CANCEL, DRAIN, 0, 5, 255]),
+    _ids,
+    st.binary(max_size=64),
+    st.none() | st.none() | st.integers(0, 2**32 - 1),
+)
+
+
+@settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(stream=st.lists(_calls | _raw_frames | st.binary(min_size=1, max_size=16), max_size=6))
+def test_fuzz_frames_never_crash_the_instance(
+    cloud: Cloud, fuzz_target: dict[str, Any], stream: list[bytes]
+) -> None:
+    # Half-closed after sending: the server answers what it can, then sees the end.
+    host, port = fuzz_target["address"].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(PREFACE + b"".join(stream))
+        raw.shutdown(socket.SHUT_WR)
+        received = b""
+        try:
+            while chunk := raw.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    for status, body in _replies(received).values():
+        assert status < 500 or status in (503, 504), (status, body[:200])
+        if status >= 400:
+            assert decode_error(body).kind != "internal", body[:200]
+    fuzz_target["frames_sent"] += 1
+
+
 def test_the_fuzzed_instance_kept_serving_with_flat_memory(
     cloud: Cloud, fuzz_target: dict[str, Any]
 ) -> None:
     assert fuzz_target["sent"] >= 2000
+    assert fuzz_target["frames_sent"] >= 400
     # The same process answered everything (not a replacement), and its memory did not grow
     # with what it was sent.
     movie = [view for view in asyncio.run(_ps(cloud)) if view.service == "movie"]
@@ -562,7 +783,13 @@ def fuzz_target(cloud: Cloud) -> dict[str, Any]:
     """The movie instance under fuzz, with its resident memory before and after."""
     address = addresses(cloud)["rpc"]
     pid = next(view.pid for view in asyncio.run(_ps(cloud)) if view.service == "movie")
-    return {"address": address, "pid": pid, "sent": 0, "rss_before": _rss_kib(pid)}
+    return {
+        "address": address,
+        "pid": pid,
+        "sent": 0,
+        "frames_sent": 0,
+        "rss_before": _rss_kib(pid),
+    }
 
 
 async def _ps(cloud: Cloud) -> list[Any]:
@@ -579,5 +806,6 @@ def _rss_kib(pid: int) -> int:
 
 def test_docs_security_lists_every_case() -> None:
     listed = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
-    missing = [case.name for case in CASES if f"| {case.name} |" not in listed]
+    names = [case.name for case in CASES] + [case.name for case in FRAME_CASES]
+    missing = [name for name in names if f"| {name} |" not in listed]
     assert not missing, f"docs/security.md does not list: {missing}"

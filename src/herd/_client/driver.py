@@ -40,12 +40,15 @@ from herd._model.errors import (
 from herd._model.instance import Instance
 from herd._model.interface import Interface, MethodSpec, error_from_wire, interface_of, methods
 from herd._model.outcome import Blame, blame, blame_of_kind
-from herd._wire.http_client import ConnectFailed, ConnectionLost, HttpTransport
+from herd._wire.http_client import HttpTransport
+from herd._wire.mux_client import MuxTransport
 from herd._wire.protocol import (
     H_ATTEMPT,
     H_DEADLINE,
     H_ROUTE,
     H_TOKEN,
+    ConnectFailed,
+    ConnectionLost,
     ErrorBody,
     decode_error,
     encode,
@@ -57,7 +60,8 @@ _LATE_FLOOR_S = 0.02
 
 
 class Transport(Protocol):
-    """How attempts reach one instance: `HttpTransport`, or a simulated network."""
+    """How attempts reach one instance: `MuxTransport`, `HttpTransport`, or a simulated
+    network."""
 
     async def call(
         self, service: str, method: str, body: bytes, headers: dict[str, str]
@@ -75,8 +79,14 @@ class Transport(Protocol):
 TransportFactory = Callable[[Instance, float], Transport]
 
 
+def mux_transport(instance: Instance, connect_timeout: float) -> MuxTransport:
+    """The default transport: every call to the instance multiplexed on one connection."""
+    return MuxTransport(instance.host, instance.port, connect_timeout=connect_timeout)
+
+
 def http_transport(instance: Instance, connect_timeout: float) -> HttpTransport:
-    """The default transport: a keep-alive HTTP connection pool to the instance."""
+    """HTTP/1.1 instead: a keep-alive connection pool to the instance, one call per
+    connection at a time."""
     return HttpTransport(instance.host, instance.port, connect_timeout=connect_timeout)
 
 
@@ -94,7 +104,7 @@ class Caller:
         metrics: ClientMetrics,
         rng: random.Random | None = None,
         token: str | None = None,
-        transport: TransportFactory = http_transport,
+        transport: TransportFactory = mux_transport,
     ) -> None:
         self.service = service
         self.resolver = resolver
@@ -361,12 +371,12 @@ def make_driver(
     policy: CallPolicy | None = None,
     token: str | None = None,
     metrics: ClientMetrics | None = None,
-    transport: TransportFactory = http_transport,
+    transport: TransportFactory = mux_transport,
 ) -> IfaceT:
     """A driver of `interface` over `resolver`; it closes the resolver only if it owns it.
 
-    `transport` makes the connection to each instance (default: HTTP; a simulation passes its
-    network's)."""
+    `transport` makes the connection to each instance (default: herd's frames, `mux_transport`;
+    `http_transport` for HTTP/1.1; a simulation passes its network's)."""
     iface = interface_of(interface)
     specs = methods(iface)
     service = iface.__herd_name__

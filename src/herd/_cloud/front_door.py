@@ -34,7 +34,7 @@ from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
 from herd._model.outcome import Blame, blame_of_status
 from herd._model.stats import cumulative_buckets
 from herd._server.metrics import LATENCY_BUCKETS
-from herd._wire.http_client import ConnectFailed, ConnectionLost, HttpAnswer, HttpTransport
+from herd._wire.http_client import HttpAnswer, HttpTransport
 from herd._wire.http_server import GuardedServer, read_body
 from herd._wire.protocol import (
     H_ATTEMPT,
@@ -43,6 +43,8 @@ from herd._wire.protocol import (
     RPC_PREFIX,
     BodyTimeout,
     BodyTooLarge,
+    ConnectFailed,
+    ConnectionLost,
 )
 
 _HOP_BY_HOP = frozenset(

@@ -30,7 +30,7 @@ from herd._model.interface import Interface, MethodSpec, ServiceError, error_to_
 from herd._model.web import WebHandler, WebRequest, routes_of
 from herd._server.metrics import ServerMetrics
 from herd._server.shedding import RetryPressure
-from herd._wire.http_server import HttpServer
+from herd._wire.listener import Listener
 from herd._wire.protocol import (
     CONTENT_TYPE,
     H_ATTEMPT,
@@ -285,7 +285,7 @@ class Server:
             key: _Web(f"{key[0]} {key[1]}", handler) for key, handler in routes_of(impl).items()
         }
         self._web_paths = {path for _, path in self._web}
-        self._http = HttpServer(self, host, port)
+        self._listener = Listener(self, host, port, max_body=max_body)
         self.host = host
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -296,7 +296,7 @@ class Server:
     @property
     def port(self) -> int:
         """The bound port (after `start`)."""
-        return self._http.port
+        return self._listener.port
 
     @property
     def address(self) -> str:
@@ -306,7 +306,7 @@ class Server:
     @property
     def connections(self) -> int:
         """Connections open now."""
-        return self._http.connections
+        return self._listener.connections
 
     @property
     def inflight(self) -> int:
@@ -315,14 +315,18 @@ class Server:
 
     async def start(self) -> Server:
         """Bind, start serving and report ready."""
-        await self._http.start()
+        await self._listener.start()
         self.ready = True
         return self
 
     async def drain(self, timeout: float = 30.0) -> bool:
-        """Refuse new requests and wait for in-flight ones; True if all finished in time."""
+        """Refuse new requests and wait for in-flight ones; True if all finished in time.
+
+        Drivers connected by herd's frames are told at once (a drain frame), so they send
+        nothing new here."""
         self.draining = True
         self.ready = False
+        self._listener.drain()
         try:
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
@@ -333,7 +337,7 @@ class Server:
     async def close(self) -> None:
         """Stop serving at once (after `drain` for a graceful stop)."""
         self.ready = False
-        await self._http.close()
+        await self._listener.close()
 
     async def __aenter__(self) -> Server:
         return await self.start()

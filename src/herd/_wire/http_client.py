@@ -8,16 +8,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from herd._model.errors import Unavailable
-from herd._wire.protocol import CONTENT_TYPE, rpc_path
-
-
-class ConnectFailed(Unavailable):
-    """The connection could not be made: the server never saw the request, so retry is safe."""
-
-
-class ConnectionLost(Unavailable):
-    """The connection broke after the request was sent: the server may have run it."""
+from herd._wire.protocol import CONTENT_TYPE, ConnectFailed, ConnectionLost, rpc_path
 
 
 class HttpAnswer:

@@ -1,4 +1,5 @@
-"""Serving the wire protocol over HTTP/1.1 with aiohttp's low-level server (no router)."""
+"""Serving the wire protocol over HTTP/1.1 with aiohttp's low-level server (no router): web
+routes, operations and RPCs from anything that is not a herd driver."""
 
 from __future__ import annotations
 
@@ -154,39 +155,19 @@ class _HttpIncoming:
 
 
 class HttpServer:
-    """Serves a `Dispatcher` over HTTP/1.1."""
+    """Serves a `Dispatcher` over HTTP/1.1: `server` makes the aiohttp connection handlers that
+    the listener hands HTTP connections to."""
 
-    def __init__(self, dispatcher: Dispatcher, host: str, port: int) -> None:
+    def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
-        self._host = host
-        self._runner: web.ServerRunner | None = None
-        self.port = port
 
-    async def start(self) -> int:
-        """Bind and start serving; returns the bound port."""
+    def server(self, max_connections: int) -> GuardedServer:
+        """aiohttp's side of the port (in a running loop)."""
         # handler_cancellation: when the caller gives up and closes the connection, the handler
         # is cancelled, so abandoned work stops instead of running on for nobody.
-        server = GuardedServer(self._handle, handler_cancellation=True)
-        self._runner = web.ServerRunner(server, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self.port, reuse_address=True)
-        await site.start()
-        sockets = self._runner.addresses
-        if sockets:
-            self.port = int(sockets[0][1])
-        return self.port
-
-    @property
-    def connections(self) -> int:
-        """Connections open now."""
-        server = self._runner.server if self._runner is not None else None
-        return len(server.connections) if isinstance(server, GuardedServer) else 0
-
-    async def close(self) -> None:
-        """Stop listening and close connections."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        return GuardedServer(
+            self._handle, handler_cancellation=True, max_connections=max_connections
+        )
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         reply: Reply = await self._dispatcher.handle(_HttpIncoming(request))

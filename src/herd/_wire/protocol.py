@@ -1,10 +1,10 @@
-"""The wire protocol, free of any HTTP library: paths, headers, encoding and error answers.
+"""The wire protocol, free of any transport: paths, metadata, encoding and error answers.
 
-Requests are `POST /rpc/{service}/{method}` with a msgpack body (msgspec). Call metadata travels in
-headers: the remaining deadline in milliseconds, the attempt number, the admin token and the
-routing context. Every
-answer is msgpack: the result, or an `ErrorBody` whose `kind` tells the client which typed error
-to raise.
+A call names a service and a method and carries a msgpack body (msgspec) and a metadata map of
+`x-herd-*` entries: the remaining deadline in milliseconds, the attempt number, the admin token,
+the routing context. Herd drivers send calls as frames (`frames`); anything else POSTs them to `/rpc/{service}/{method}`
+with the metadata as headers. Every answer is msgpack: the result, or an `ErrorBody` whose `kind`
+tells the client which typed error to raise.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
+
+from herd._model.errors import Unavailable
 
 CONTENT_TYPE = "application/x-msgpack"
 H_DEADLINE = "x-herd-deadline-ms"
@@ -97,6 +99,14 @@ def decode_error(body: bytes) -> ErrorBody:
         return _error_decoder.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return ErrorBody("internal", f"unreadable error answer ({len(body)} bytes)")
+
+
+class ConnectFailed(Unavailable):
+    """The connection could not be made: the server never saw the request, so retry is safe."""
+
+
+class ConnectionLost(Unavailable):
+    """The connection broke after the request was sent: the server may have run it."""
 
 
 class BodyTooLarge(Exception):

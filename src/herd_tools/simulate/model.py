@@ -34,8 +34,7 @@ from herd._model.deadline import scope_at
 from herd._model.errors import HerdError
 from herd._model.interface import MethodSpec, methods
 from herd._server.shedding import RetryPressure
-from herd._wire.http_client import ConnectFailed
-from herd._wire.protocol import H_ATTEMPT, H_DEADLINE, encode, error_reply
+from herd._wire.protocol import H_ATTEMPT, H_DEADLINE, ConnectFailed, encode, error_reply
 
 #: One-way network delay within a zone and across zones, seconds.
 SAME_ZONE_S = 0.0002
