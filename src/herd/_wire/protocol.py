@@ -2,9 +2,9 @@
 
 A call names a service and a method and carries a msgpack body (msgspec) and a metadata map of
 `x-herd-*` entries: the remaining deadline in milliseconds, the attempt number, the admin token,
-the routing context. Herd drivers send calls as frames (`frames`); anything else POSTs them to `/rpc/{service}/{method}`
-with the metadata as headers. Every answer is msgpack: the result, or an `ErrorBody` whose `kind`
-tells the client which typed error to raise.
+the routing context. Herd drivers send calls as frames (`frames`); anything else POSTs them to
+`/rpc/{service}/{method}` with the metadata as headers. Every answer is msgpack: the result, or
+an `ErrorBody` whose `kind` tells the client which typed error to raise.
 """
 
 from __future__ import annotations
