@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
+from herd._cloud.history import CloudState, Diff, Event
 from herd._model.interface import Interface, ServiceError, method
 
 
@@ -66,6 +67,10 @@ class InvalidCount(ServiceError):
     count: int
 
 
+class BadTimes(ServiceError):
+    """A time range that goes backwards."""
+
+
 class CloudApi(Interface, name="cloud"):
     """Inspect and change the local cloud. Changes need the admin token."""
 
@@ -83,3 +88,23 @@ class CloudApi(Interface, name="cloud"):
 
     @method(admin=True)
     async def down(self) -> bool: ...
+
+    @method(idempotent=True)
+    async def history_events(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        group: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """The recorded events with `since <= at < until` (wall-clock seconds), of `group`
+        and `kind` (a kind or its prefix), oldest first; the last `limit` of them."""
+
+    @method(idempotent=True)
+    async def history_at(self, at: float) -> CloudState:
+        """The groups and instances as of `at`."""
+
+    @method(idempotent=True)
+    async def history_diff(self, since: float, until: float) -> Diff:
+        """What changed between two times; `BadTimes` if `until < since`."""
