@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 chaos_app = typer.Typer(
@@ -44,3 +46,111 @@ def history(
         limit=limit,
         as_json=as_json,
     )
+
+
+_JSON = typer.Option(False, "--json", help="Print what chaos does now as JSON.")
+
+
+@chaos_app.command()
+def status(as_json: bool = _JSON) -> None:
+    """Show what chaos does now: the monkey's groups, injected faults, zone outages."""
+    from herd_tools.chaos_commands import chaos_command
+
+    chaos_command(lambda api: api.chaos_status(), as_json)
+
+
+@chaos_app.command()
+def monkey(
+    group: str = typer.Option(..., "--group", metavar="G", help="The group, e.g. movie-v001."),
+    mean: str = typer.Option(
+        "60s", "--mean", metavar="DURATION", help="Mean time between kills (exponential)."
+    ),
+    min_healthy: int = typer.Option(
+        1, "--min-healthy", min=0, help="Never leave fewer instances UP than this."
+    ),
+    leashed: bool = typer.Option(
+        False, "--leashed", help="Record whom it would kill, and kill nobody."
+    ),
+    off: bool = typer.Option(False, "--off", help="Call the monkey off this group."),
+    as_json: bool = _JSON,
+) -> None:
+    """Let Chaos Monkey loose on a group: it kills a random UP instance at exponentially
+    distributed times, never two at once, never below --min-healthy."""
+    from herd_tools.chaos_commands import chaos_command, duration
+
+    seconds = 0.0 if off else duration(mean, "--mean")
+    chaos_command(lambda api: api.chaos_monkey(group, seconds, min_healthy, leashed), as_json)
+
+
+@chaos_app.command()
+def pause(as_json: bool = _JSON) -> None:
+    """Pause Chaos Monkey in every group (injections and outages go on)."""
+    from herd_tools.chaos_commands import chaos_command
+
+    chaos_command(lambda api: api.chaos_pause(True), as_json)
+
+
+@chaos_app.command()
+def resume(as_json: bool = _JSON) -> None:
+    """Resume Chaos Monkey."""
+    from herd_tools.chaos_commands import chaos_command
+
+    chaos_command(lambda api: api.chaos_pause(False), as_json)
+
+
+@chaos_app.command()
+def inject(
+    target: str = typer.Argument(
+        ..., metavar="SERVICE[.METHOD]", help="The service, or one method of it."
+    ),
+    latency: str = typer.Option("0ms", "--latency", metavar="DURATION", help="Added latency."),
+    error_rate: float = typer.Option(
+        0.0, "--error-rate", min=0.0, max=1.0, help="Share of affected requests that fail."
+    ),
+    percent: float = typer.Option(
+        100.0, "--percent", min=0.0, max=100.0, help="Percent of requests affected."
+    ),
+    lasts: str = typer.Option("60s", "--for", metavar="DURATION", help="How long it lasts."),
+    instance: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--instance", metavar="ID", help="Only these instances (repeat); default: all."
+        ),
+    ] = None,
+    as_json: bool = _JSON,
+) -> None:
+    """Inject latency and/or errors into a service's running instances: affected requests
+    wait --latency before their handler, and --error-rate of them fail as the instance
+    failing would (kind `internal`). Each instance ends it by itself after --for."""
+    from herd._server.injection import Fault
+    from herd_tools.chaos_commands import chaos_command, duration
+
+    fault = Fault(
+        latency_ms=duration(latency, "--latency") * 1000,
+        error_rate=error_rate,
+        percent=percent,
+        duration_s=duration(lasts, "--for"),
+    )
+    chaos_command(lambda api: api.chaos_inject(target, fault, instance or []), as_json)
+
+
+@chaos_app.command("zone-outage")
+def zone_outage(
+    zone: str = typer.Argument(..., help="The zone, e.g. b."),
+    lasts: str = typer.Option("60s", "--for", metavar="DURATION", help="How long it lasts."),
+    as_json: bool = _JSON,
+) -> None:
+    """Take a zone out (Chaos Gorilla): SIGKILL every instance in it and start none there until
+    the outage ends; the other zones carry the load, then the zone is repopulated."""
+    from herd_tools.chaos_commands import chaos_command, duration
+
+    seconds = duration(lasts, "--for")
+    chaos_command(lambda api: api.chaos_zone_outage(zone, seconds), as_json)
+
+
+@chaos_app.command()
+def halt(as_json: bool = _JSON) -> None:
+    """Stop everything chaos does, at once: the monkey, every injection, every zone outage."""
+    from herd_tools.chaos_commands import chaos_command
+
+    chaos_command(lambda api: api.chaos_halt(), as_json)

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from rich.table import Table
 
-from herd._cloud.history import CloudState, Diff, Event, GroupState, InstanceState, parse_time
+from herd._cloud.history import (
+    CloudState,
+    Diff,
+    Event,
+    GroupState,
+    InstanceState,
+    InvalidTime,
+    parse_duration,
+    parse_time,
+)
+from herd._cloud.interface import ChaosView, CloudApi
 from herd._model.errors import ConfigurationError
 from herd_tools.cloud_commands import _ask, console, fails_cleanly
 
@@ -108,3 +119,50 @@ def _print_diff(diff: Diff) -> None:
         table.add_row(change.what, change.id, _state_text(change.before), _state_text(change.after))
     console.print(table)
     _print_events(diff.events, "events between")
+
+
+def duration(text: str, option: str) -> float:
+    """Seconds in a `--for`-style duration; a clear error (exit 1) when it is not one."""
+    try:
+        return parse_duration(text)
+    except InvalidTime as exc:
+        console.print(f"herd: {option}: {exc}", style="red", markup=False, highlight=False)
+        raise SystemExit(1) from None
+
+
+def chaos_command(call: Callable[[CloudApi], Awaitable[ChaosView]], as_json: bool) -> None:
+    """Run one chaos action (or read the status) and print what chaos does now."""
+    view = _ask(call)
+    if as_json:
+        print(msgspec.json.encode(view).decode())
+        return
+    state = "paused" if view.paused else "on"
+    monkey = Table(
+        "group", "mean", "min healthy", "leashed", "next in", "waiting", title=f"monkey ({state})"
+    )
+    for watched in view.monkey:
+        monkey.add_row(
+            watched.group,
+            f"{watched.mean_interval_s:g}s",
+            str(watched.min_healthy),
+            "yes" if watched.leashed else "no",
+            f"{watched.next_in_s:.1f}s",
+            watched.waiting or "-",
+        )
+    console.print(monkey)
+    faults = Table("instance", "method", "latency", "error rate", "percent", "left", title="faults")
+    for injected in view.injections:
+        fault = injected.fault
+        faults.add_row(
+            injected.instance,
+            fault.method or "*",
+            f"{fault.latency_ms:g}ms",
+            f"{fault.error_rate:g}",
+            f"{fault.percent:g}",
+            f"{injected.left_s:.0f}s",
+        )
+    console.print(faults)
+    outages = Table("zone", "left", "stopped", title="zone outages")
+    for outage in view.outages:
+        outages.add_row(outage.zone, f"{outage.left_s:.0f}s", " ".join(outage.stopped))
+    console.print(outages)

@@ -34,6 +34,7 @@ import structlog
 
 from herd._cloud.app import App, GroupSpec
 from herd._cloud.autoscale import Autoscaler, Decision, initial_count
+from herd._cloud.chaos import Chaos, ChaosApi
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
 from herd._cloud.front_door import FrontDoor
 from herd._cloud.history import History
@@ -47,7 +48,7 @@ from herd._cloud.interface import (
     UnknownInstance,
 )
 from herd._cloud.process import Process
-from herd._process.config import CREDENTIAL, REGISTRY_KEY, child_env, settings
+from herd._process.config import CREDENTIAL, REGISTRY_KEY, child_env, credential_for, settings
 from herd._process.registry_client import RegistryResolver
 from herd._registry.etcd_cluster import (
     ETCD,
@@ -142,7 +143,7 @@ class _Slot:
     task: asyncio.Task[None] | None = None
 
 
-class Controller(DashboardRoutes, HistoryRoutes, CloudApi):
+class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
     """Runs one app on this machine, and serves its API and dashboard."""
 
     def __init__(self, app: App, *, say: Say | None = None) -> None:
@@ -182,6 +183,7 @@ class Controller(DashboardRoutes, HistoryRoutes, CloudApi):
         self.history = History(app.run_dir / "history.sqlite")
         self._live: set[str] = set()
         """Instances launched whose end the history has not recorded yet."""
+        self.chaos = Chaos(self)
 
     def record(
         self,
@@ -272,6 +274,7 @@ class Controller(DashboardRoutes, HistoryRoutes, CloudApi):
         await self._server.start()
         self._say(f"dashboard {self.dashboard_url}")
         self._write_state()
+        await self.chaos.start()
         if self._autoscalers:
             self._autoscaling = asyncio.create_task(
                 self._autoscale(), context=contextvars.Context()
@@ -283,6 +286,7 @@ class Controller(DashboardRoutes, HistoryRoutes, CloudApi):
             # First: it would otherwise start instances while the others stop.
             self._autoscaling.cancel()
             await asyncio.gather(self._autoscaling, return_exceptions=True)
+        await self.chaos.close()
         slots = self._instance_slots()
         supervised = [*slots, *([self._registry] if self._registry else []), *self._etcd]
         for slot in supervised:
@@ -407,6 +411,8 @@ class Controller(DashboardRoutes, HistoryRoutes, CloudApi):
         and again. Nothing that goes wrong in one round ends the loop: a supervisor that died
         would leave the slot empty for good, and silently."""
         while True:
+            if slot.group is not None:
+                await self.chaos.zone_open(slot.zone)
             began = time.monotonic()
             try:
                 await self._run(slot)
@@ -459,6 +465,10 @@ class Controller(DashboardRoutes, HistoryRoutes, CloudApi):
         code = await process.wait()
         log.info("exited", instance=process.name, code=code)
         self._ended(slot, code)
+
+    def instance_token(self, instance: str) -> str:
+        """The admin token of one instance this cloud runs: its credential."""
+        return credential_for(self._registry_key, instance)
 
     def _started(self, slot: _Slot) -> None:
         """Record a process's launch: an instance's, or the registry's (again, after a crash)."""
