@@ -154,3 +154,52 @@ def halt(as_json: bool = _JSON) -> None:
     from herd_tools.chaos_commands import chaos_command
 
     chaos_command(lambda api: api.chaos_halt(), as_json)
+
+
+def experiment_chaos(
+    app_file: str = typer.Option(
+        "examples/flix/app.toml", "--app", metavar="APP.toml", help="The app to run (flix)."
+    ),
+    rate: float = typer.Option(200.0, help="Requests per second through the front door."),
+    phase_seconds: float = typer.Option(
+        20.0, "--phase-seconds", help="Seconds of each phase: before, during, after."
+    ),
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scenario",
+            help="Run only these (repeat): monkey, zone-outage, movie-latency, merch-errors, hung.",
+        ),
+    ] = None,
+    json_file: str | None = typer.Option(
+        None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE."
+    ),
+    plot_file: str | None = typer.Option(
+        None, "--plot", metavar="FILE.png", help="Draw success and p99 per phase to FILE.png."
+    ),
+) -> None:
+    """Run each fault under load through flix's front door, before, during and after:
+    Chaos Monkey, a zone outage, 1 s latency on 20 % of movie calls, 10 % errors from merch,
+    a hung instance per group. Exits 0 only if every phase served >= 99.9 % and p99 stayed
+    under the edge's deadline during the latency (docs/chaos.md)."""
+    from pathlib import Path
+
+    from herd_tools.experiments.chaos import SCENARIOS
+    from herd_tools.experiments.chaos import main as chaos_main
+
+    chosen = scenario or list(SCENARIOS)
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown:
+        raise typer.BadParameter(f"unknown scenarios {unknown}: choose from {list(SCENARIOS)}")
+    if not (phase_seconds > 0 and rate > 0):
+        raise typer.BadParameter("--rate and --phase-seconds must be > 0")
+    raise typer.Exit(
+        chaos_main(
+            Path(app_file),
+            rate=rate,
+            phase_s=phase_seconds,
+            scenarios=chosen,
+            json_path=Path(json_file) if json_file else None,
+            plot_path=Path(plot_file) if plot_file else None,
+        )
+    )

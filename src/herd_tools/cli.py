@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from herd_tools.chaos_cli import chaos_app, history
+from herd_tools.chaos_cli import chaos_app, experiment_chaos, history
 
 app = typer.Typer(
     help="herd: run, inspect and exercise systems of small, resilient services.",
@@ -227,6 +227,7 @@ experiment_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(experiment_app, name="experiment")
+experiment_app.command("chaos")(experiment_chaos)
 
 
 @experiment_app.command("retry-storm")
