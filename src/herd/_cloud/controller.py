@@ -34,6 +34,7 @@ import structlog
 
 from herd._cloud.app import App, GroupSpec
 from herd._cloud.autoscale import Autoscaler, Decision, initial_count
+from herd._cloud.breakers import BreakerWatch
 from herd._cloud.chaos import Chaos, ChaosApi
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
 from herd._cloud.front_door import FrontDoor
@@ -184,6 +185,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self._live: set[str] = set()
         """Instances launched whose end the history has not recorded yet."""
         self.chaos = Chaos(self)
+        self.breakers = BreakerWatch(self)
 
     def record(
         self,
@@ -275,6 +277,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self._say(f"dashboard {self.dashboard_url}")
         self._write_state()
         await self.chaos.start()
+        self.breakers.start()
         if self._autoscalers:
             self._autoscaling = asyncio.create_task(
                 self._autoscale(), context=contextvars.Context()
@@ -287,6 +290,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             self._autoscaling.cancel()
             await asyncio.gather(self._autoscaling, return_exceptions=True)
         await self.chaos.close()
+        await self.breakers.close()
         slots = self._instance_slots()
         supervised = [*slots, *([self._registry] if self._registry else []), *self._etcd]
         for slot in supervised:
