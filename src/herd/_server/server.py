@@ -5,9 +5,11 @@ deadline header must parse and not have passed; admin methods need the token; th
 not be draining or over its in-flight limit (an explicit `overloaded` answer, which clients retry
 elsewhere); only then is the body read (inside the in-flight count) and decoded, and the handler
 run under the caller's remaining deadline, cancelled when it passes, and with the caller's
-routing context in force (so the handler's own calls carry it on). Failures map to one set of
-error kinds; RPCs answer them as msgpack, web routes as JSON. A streamed web answer (server-sent
-events) stays in the pipeline until it ends: in flight, and cut off at the same deadline.
+routing context in force (so the handler's own calls carry it on); injected faults
+(`injection`: the control plane's, or the request's own `fit` entry) add latency or fail it just
+before the handler. Failures map to one set of error kinds; RPCs answer them as msgpack, web
+routes as JSON. A streamed web answer (server-sent events) stays in the pipeline until it ends:
+in flight, and cut off at the same deadline.
 """
 
 from __future__ import annotations
