@@ -27,6 +27,13 @@ def query(cloud: Cloud, **params: str) -> Any:
         return json.load(answer)
 
 
+def snapshot(cloud: Cloud) -> Any:
+    state = cloud.state()
+    assert state is not None
+    with urllib.request.urlopen(f"http://{state['control']}/api/snapshot", timeout=10) as answer:
+        return json.load(answer)
+
+
 async def test_kills_scaling_and_restarts_are_recorded_and_queried_exactly(
     tmp_path: Path,
 ) -> None:
@@ -82,6 +89,10 @@ async def test_kills_scaling_and_restarts_are_recorded_and_queried_exactly(
         with pytest.raises(urllib.error.HTTPError) as refused:
             query(cloud, _since="yesterday")
         assert refused.value.code == 400
+        # The dashboard shows the latest events, and what chaos does, as panels.
+        panels = {p["id"]: p for p in snapshot(cloud)["panels"]}
+        assert set(panels) == {"chaos", "history"}
+        assert any(row[1] == "group.scaled" for row in panels["history"]["rows"])
     finally:
         cloud.close()
 

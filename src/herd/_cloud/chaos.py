@@ -28,7 +28,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import msgspec
@@ -304,17 +304,23 @@ class Chaos:
         if not running:
             raise ChaosRefused(f"no running instance of service {service!r}")
         now = time.monotonic()
-        for view in running:
-            self._injected.append(_Injected(view.id, service, fault, now + fault.duration_s))
-        await asyncio.gather(*(self._send(view) for view in running))
-        chosen = [view.id for view in running]
-        self._cloud.record(
-            "chaos.injected",
-            cause="chaos",
-            instances=chosen,
-            service=service,
-            **msgspec.to_builtins(fault),
+        added = [_Injected(view.id, service, fault, now + fault.duration_s) for view in running]
+        self._injected += added
+        results = await asyncio.gather(
+            *(self._send(view) for view in running), return_exceptions=True
         )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        # What an instance did not take is not in force: forget it, and say which.
+        refused = {id(i) for i, result in zip(added, results, strict=True) if result is not None}
+        self._injected = [i for i in self._injected if id(i) not in refused]
+        chosen = [view.id for view, result in zip(running, results, strict=True) if result is None]
+        if chosen:
+            settings = msgspec.to_builtins(fault)
+            self._cloud.record(
+                "chaos.injected", cause="chaos", instances=chosen, service=service, **settings
+            )
+        if failed:
+            raise ChaosRefused("; ".join(str(r) for r in failed))
         return chosen
 
     async def _send(self, view: InstanceView) -> None:
@@ -417,10 +423,47 @@ class Chaos:
         )
 
 
+def _fault_text(fault: Fault) -> str:
+    parts = [f"{fault.method or '*'}:"]
+    if fault.latency_ms:
+        parts.append(f"+{fault.latency_ms:g}ms")
+    if fault.error_rate:
+        parts.append(f"{fault.error_rate:g} errors")
+    parts.append(f"on {fault.percent:g}%")
+    return " ".join(parts)
+
+
 class ChaosApi:
     """The control API's chaos methods, mixed into the control plane."""
 
     chaos: Chaos
+
+    async def chaos_panel(self) -> Mapping[str, Any]:
+        """The dashboard's panel: what chaos does now, a row per monkey, fault and outage."""
+        view = self.chaos.view()
+        rows = [
+            [
+                "monkey",
+                m.group,
+                f"mean {m.mean_interval_s:g}s" + (" leashed" if m.leashed else ""),
+                m.waiting or f"next in {m.next_in_s:.0f}s",
+            ]
+            for m in view.monkey
+        ]
+        rows += [
+            ["fault", i.instance, _fault_text(i.fault), f"{i.left_s:.0f}s left"]
+            for i in view.injections
+        ]
+        rows += [
+            ["zone outage", o.zone, f"{len(o.stopped)} stopped", f"{o.left_s:.0f}s left"]
+            for o in view.outages
+        ]
+        return {
+            "id": "chaos",
+            "title": "chaos" + (" (paused)" if view.paused else ""),
+            "columns": ["what", "where", "how", "state"],
+            "rows": rows,
+        }
 
     async def chaos_status(self) -> ChaosView:
         return self.chaos.view()

@@ -186,6 +186,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         """Instances launched whose end the history has not recorded yet."""
         self.chaos = Chaos(self)
         self.breakers = BreakerWatch(self)
+        self.dashboard.gatherer.add_panel(self.chaos_panel)
+        self.dashboard.gatherer.add_panel(self.history_panel)
 
     def record(
         self,

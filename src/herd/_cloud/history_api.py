@@ -9,12 +9,18 @@ token: the history holds ids, counts and causes, never a secret, and the port is
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
 import msgspec
 
 from herd._cloud.history import CloudState, Diff, Event, History, InvalidTime, parse_time
 from herd._cloud.interface import BadTimes
 from herd._model.web import WebRequest, WebResponse, route
 
+#: Events the dashboard's history panel shows, newest first.
+PANEL_EVENTS = 12
 _PARAMETERS = frozenset({"_since", "_until", "_at", "_diff", "_limit", "group", "kind"})
 
 
@@ -57,6 +63,24 @@ class HistoryRoutes:
         except InvalidTime as exc:
             return _bad(str(exc))
         return WebResponse(msgspec.json.encode(answer), content_type="application/json")
+
+    async def history_panel(self) -> Mapping[str, Any]:
+        """The dashboard's panel: the latest events."""
+        rows = [
+            [
+                datetime.datetime.fromtimestamp(event.at).strftime("%H:%M:%S"),
+                event.kind,
+                event.instance or event.group or "",
+                event.cause,
+            ]
+            for event in reversed(self.history.events(limit=PANEL_EVENTS))
+        ]
+        return {
+            "id": "history",
+            "title": "history (herd history)",
+            "columns": ["time", "kind", "what", "cause"],
+            "rows": rows,
+        }
 
     async def history_events(
         self,
