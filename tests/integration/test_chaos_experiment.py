@@ -17,7 +17,7 @@ def test_a_zone_outage_and_merch_errors_before_during_and_after(tmp_path: Path) 
     app = write_app(tmp_path, "flix")
     figures = tmp_path / "chaos.json"
     done = run_herd(
-        "experiment", "chaos", "--app", str(app), "--rate", "50", "--phase-seconds", "3",
+        "experiment", "chaos", "--app", str(app), "--rate", "50", "--phase-seconds", "2",
         "--scenario", "zone-outage", "--scenario", "merch-errors", "--json", str(figures),
         env=cloud_env(tmp_path / "home"),
         timeout=120,
@@ -29,7 +29,7 @@ def test_a_zone_outage_and_merch_errors_before_during_and_after(tmp_path: Path) 
     for scenario in result["scenarios"]:
         assert [p["phase"] for p in scenario["phases"]] == ["before", "during", "after"]
         for phase in scenario["phases"]:
-            assert phase["total"] == 150
+            assert phase["total"] == 100
             # Retries on other instances and zones hide most of both faults from users. The
             # bar is low for a shared 2-core machine, yet well above the 67 % that a third of
             # the edges lost without failover would leave.

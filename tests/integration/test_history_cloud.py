@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 
 from tests.helpers import eventually
 from tests.integration.cloud_helpers import Cloud, by_group, replaced, settled, write_app
@@ -38,6 +40,10 @@ async def test_kills_scaling_and_restarts_are_recorded_and_queried_exactly(
     tmp_path: Path,
 ) -> None:
     app = write_app(tmp_path, "chain", instances={"deep": 2, "middle": 1, "edge": 1})
+    # A leashed monkey on edge, from the app file: it says whom it would kill, and kills nobody.
+    document = tomllib.loads(app.read_text())
+    document["groups"][2]["chaos"] = {"mean_interval_s": 0.3, "min_healthy": 0, "leashed": True}
+    app.write_text(tomli_w.dumps(document))
     cloud = Cloud(app)
     try:
         _, instances = await cloud.wait_up()
@@ -51,6 +57,15 @@ async def test_kills_scaling_and_restarts_are_recorded_and_queried_exactly(
             await api.scale("middle-v001", 2)
             _, now_running = await settled(api, timeout=30, pids=cloud.pids)
 
+        await eventually(
+            lambda: query(cloud, kind="chaos.kill"), lambda k: len(k) >= 2, what="leashed kills"
+        )
+        (opted,) = query(cloud, kind="chaos.monkey")
+        assert (opted["group"], opted["cause"], opted["detail"]["leashed"]) == (
+            "edge-v001",
+            "app",
+            True,
+        )
         # What ended, and why: exactly the one kill.
         ended = query(cloud, kind="instance.terminated")
         assert [(e["instance"], e["cause"]) for e in ended] == [(victim.id, "kill")]
@@ -92,7 +107,9 @@ async def test_kills_scaling_and_restarts_are_recorded_and_queried_exactly(
         # The dashboard shows the latest events, and what chaos does, as panels.
         panels = {p["id"]: p for p in snapshot(cloud)["panels"]}
         assert set(panels) == {"chaos", "history"}
-        assert any(row[1] == "group.scaled" for row in panels["history"]["rows"])
+        # The leashed monkey strikes every 0.3 s on average: its events lead the panel.
+        assert any(row[1] == "chaos.kill" for row in panels["history"]["rows"])
+        assert [row[1] for row in panels["chaos"]["rows"]] == ["edge-v001"]
     finally:
         cloud.close()
 
