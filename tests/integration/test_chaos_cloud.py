@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,3 +143,23 @@ def test_the_app_file_opts_a_group_in(tmp_path: Path) -> None:
     app.write_text(bad)
     with pytest.raises(herd.ConfigurationError, match="mean_interval_s must be > 0"):
         load(app)
+
+
+async def test_a_hung_instance_is_recorded_down_and_up_again(chain: Cloud) -> None:
+    async with chain.api() as api:
+        _, instances = await settled(api, timeout=30, pids=chain.pids)
+    hung = by_group(instances)["deep-v001"][0]
+    began = str(time.time())
+
+    def changes() -> list[tuple[str, str]]:
+        found = events(chain, "--since", began, "--group", "deep-v001", "--kind", "instance")
+        return [(e.kind, e.cause) for e in found if e.instance == hung.id]
+
+    os.kill(hung.pid, signal.SIGSTOP)
+    try:
+        # Its lease runs out (3 s) and the registry evicts it: down, while its process lives.
+        await eventually(changes, lambda c: ("instance.down", "registry") in c, timeout=20)
+    finally:
+        os.kill(hung.pid, signal.SIGCONT)
+    await eventually(changes, lambda c: ("instance.up", "registry") in c, timeout=20)
+    assert changes() == [("instance.down", "registry"), ("instance.up", "registry")]

@@ -34,7 +34,6 @@ import structlog
 
 from herd._cloud.app import App, GroupSpec
 from herd._cloud.autoscale import Autoscaler, Decision, initial_count
-from herd._cloud.breakers import BreakerWatch
 from herd._cloud.chaos import Chaos, ChaosApi
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
 from herd._cloud.front_door import FrontDoor
@@ -49,6 +48,7 @@ from herd._cloud.interface import (
     UnknownInstance,
 )
 from herd._cloud.process import Process
+from herd._cloud.watch import InstanceWatch
 from herd._process.config import CREDENTIAL, REGISTRY_KEY, child_env, credential_for, settings
 from herd._process.registry_client import RegistryResolver
 from herd._registry.etcd_cluster import (
@@ -185,7 +185,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self._live: set[str] = set()
         """Instances launched whose end the history has not recorded yet."""
         self.chaos = Chaos(self)
-        self.breakers = BreakerWatch(self)
+        self.watch = InstanceWatch(self)
         self.dashboard.gatherer.add_panel(self.chaos_panel)
         self.dashboard.gatherer.add_panel(self.history_panel)
 
@@ -279,7 +279,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self._say(f"dashboard {self.dashboard_url}")
         self._write_state()
         await self.chaos.start()
-        self.breakers.start()
+        self.watch.start()
         if self._autoscalers:
             self._autoscaling = asyncio.create_task(
                 self._autoscale(), context=contextvars.Context()
@@ -292,7 +292,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             self._autoscaling.cancel()
             await asyncio.gather(self._autoscaling, return_exceptions=True)
         await self.chaos.close()
-        await self.breakers.close()
+        await self.watch.close()
         slots = self._instance_slots()
         supervised = [*slots, *([self._registry] if self._registry else []), *self._etcd]
         for slot in supervised:

@@ -1,9 +1,9 @@
-"""Breakers into the history: each change an instance reports is recorded once."""
+"""What instances report, into the history: each change recorded once."""
 
 from __future__ import annotations
 
-from herd._cloud.breakers import BreakerWatch
 from herd._cloud.interface import InstanceView
+from herd._cloud.watch import InstanceWatch
 
 
 class Recorder:
@@ -34,7 +34,7 @@ def report(state: str) -> dict[str, object]:
 
 def test_breaker_changes_are_recorded_once_each() -> None:
     recorder = Recorder()
-    watch = BreakerWatch(recorder)
+    watch = InstanceWatch(recorder)
     watch.observe(EDGE, report("closed"))
     assert recorder.events == []
     for state in ("open", "open", "half_open", "closed", "closed"):
@@ -47,3 +47,22 @@ def test_breaker_changes_are_recorded_once_each() -> None:
     assert {(instance, detail["dependency"]) for _, instance, detail in recorder.events} == {
         ("edge-v001-a1", "movie")
     }
+
+
+def view(name: str, status: str, pid: int = 1) -> InstanceView:
+    return InstanceView(name, "g", "svc", "v001", "a", status, "x:1" if pid else "", pid, 1.0)
+
+
+def test_running_instances_that_leave_up_are_down_until_up_again() -> None:
+    recorder = Recorder()
+    watch = InstanceWatch(recorder)
+    watch.statuses([view("i1", "STARTING"), view("i2", "UP")])
+    watch.statuses([view("i1", "UP"), view("i2", "UP")])  # a launch: the controller records it
+    assert recorder.events == []
+    watch.statuses([view("i1", "UP"), view("i2", "STARTING")])  # i2 hung: evicted
+    watch.statuses([view("i1", "DOWN", pid=0), view("i2", "STARTING")])  # i1's process ended
+    watch.statuses([view("i2", "UP")])
+    assert [(kind, instance) for kind, instance, _ in recorder.events] == [
+        ("instance.down", "i2"),
+        ("instance.up", "i2"),
+    ]

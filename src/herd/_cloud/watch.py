@@ -1,10 +1,14 @@
-"""Circuit breakers into the history: every `INTERVAL_S` the control plane asks each UP instance
-for its `/herd/dependencies` (what the dashboard shows) and records each breaker that changed
-state since the last answer: `breaker.opened`, `breaker.half-open`, `breaker.closed`, with the
-instance that holds it and the dependency it guards.
+"""What running instances report, into the history, every `INTERVAL_S`:
 
-A breaker that opens and closes again between two polls goes unrecorded: the history says what
-the instances reported, at the poll's resolution.
+- **breakers**: each UP instance's `/herd/dependencies` (what the dashboard shows); a breaker
+  that changed state since the last answer is recorded as `breaker.opened`, `breaker.half-open`
+  or `breaker.closed`, with the instance that holds it and the dependency it guards;
+- **registry status**: a running instance that stops being UP in the registry (a hung one whose
+  lease ran out, one taken out of service) is recorded `instance.down`, and `instance.up` when it
+  is UP again. (A process that ends is `instance.terminated`, recorded by the controller.)
+
+A change undone between two polls goes unrecorded: the history says what was reported, at the
+poll's resolution.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import structlog
 
 from herd._cloud.interface import InstanceView
 
-log = structlog.get_logger("herd.breakers")
+log = structlog.get_logger("herd.watch")
 
 #: Seconds between two polls.
 INTERVAL_S = 2.0
@@ -47,12 +51,14 @@ class Cloud(Protocol):
         ...
 
 
-class BreakerWatch:
-    """Polls the instances' breakers and records their changes."""
+class InstanceWatch:
+    """Polls the running instances and records what changed in what they report."""
 
     def __init__(self, cloud: Cloud) -> None:
         self._cloud = cloud
         self._states: dict[tuple[str, str], str] = {}
+        self._status: dict[str, str] = {}
+        self._down: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -87,13 +93,36 @@ class BreakerWatch:
                     was=before,
                 )
 
+    def statuses(self, views: list[InstanceView]) -> None:
+        """Record running instances that left UP, or came back to it, since the last look."""
+        running = {view.id: view for view in views if view.pid}
+        for view in running.values():
+            before = self._status.get(view.id)
+            self._status[view.id] = view.status
+            if before == "UP" and view.status != "UP":
+                self._down.add(view.id)
+                self._cloud.record(
+                    "instance.down", cause="registry", group=view.group, instance=view.id,
+                    status=view.status,
+                )  # fmt: skip
+            elif view.status == "UP" and view.id in self._down:
+                self._down.discard(view.id)
+                self._cloud.record(
+                    "instance.up", cause="registry", group=view.group, instance=view.id
+                )
+        for gone in self._status.keys() - running.keys():
+            del self._status[gone]
+            self._down.discard(gone)
+
     async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=INTERVAL_S / 2)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 await asyncio.sleep(INTERVAL_S)
                 try:
-                    views = [v for v in await self._cloud.ps() if v.status == "UP" and v.address]
+                    everyone = await self._cloud.ps()
+                    self.statuses(everyone)
+                    views = [v for v in everyone if v.status == "UP" and v.address]
                     answers = await asyncio.gather(
                         *(self._poll(session, view) for view in views), return_exceptions=True
                     )
@@ -105,7 +134,7 @@ class BreakerWatch:
                         del self._states[key]
                 except Exception:
                     # One bad round must not end the watch for good.
-                    log.exception("breaker poll failed")
+                    log.exception("watch poll failed")
 
     @staticmethod
     async def _poll(session: aiohttp.ClientSession, view: InstanceView) -> Any:
