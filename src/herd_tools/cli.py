@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from herd_tools.chaos_cli import chaos_app, experiment_chaos, history
+
 app = typer.Typer(
     help="herd: run, inspect and exercise systems of small, resilient services.",
     no_args_is_help=True,
@@ -217,11 +219,15 @@ def new(
     new_command(name, Path(directory), calls or [])
 
 
+app.command()(history)
+app.add_typer(chaos_app, name="chaos")
+
 experiment_app = typer.Typer(
     help="Experiments that reproduce the talk's figures with real processes.",
     no_args_is_help=True,
 )
 app.add_typer(experiment_app, name="experiment")
+experiment_app.command("chaos")(experiment_chaos)
 
 
 @experiment_app.command("retry-storm")

@@ -18,6 +18,8 @@
     instances = 3
     # optional: the autoscaler sets the count between min and max (docs/autoscale.md)
     autoscale = { min = 2, max = 8, target_inflight = 4 }
+    # optional: Chaos Monkey kills one of its instances every minute on average (docs/chaos.md)
+    chaos = { mean_interval_s = 60, min_healthy = 1 }
 
     [front_door]                    # one fixed address in front of the edge instances
     service = "edge"
@@ -89,6 +91,24 @@ class AutoscaleSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return None
 
 
+class ChaosSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A group's opt-in to Chaos Monkey: it kills one of the group's instances at exponentially
+    distributed times `mean_interval_s` apart on average, never leaving fewer than
+    `min_healthy` UP; `leashed`, it only records what it would kill."""
+
+    mean_interval_s: float = 60.0
+    min_healthy: int = 1
+    leashed: bool = False
+
+    def problem(self) -> str | None:
+        """Why these settings cannot work; None when they can."""
+        if not 0 < self.mean_interval_s < float("inf"):
+            return "chaos.mean_interval_s must be > 0"
+        if self.min_healthy < 0:
+            return "chaos.min_healthy must be >= 0"
+        return None
+
+
 class GroupSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """One server group: an immutable set of instances of one build of a service.
 
@@ -102,6 +122,7 @@ class GroupSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     instances: int = 1
     env: dict[str, str] = msgspec.field(default_factory=dict)
     autoscale: AutoscaleSpec | None = None
+    chaos: ChaosSpec | None = None
 
     @property
     def name(self) -> str:
@@ -189,6 +210,8 @@ def _check(spec: AppSpec, source: Path) -> None:
         if group.instances < 0:
             raise ConfigurationError(f"{source}: group {group.name}: instances must be >= 0")
         if group.autoscale is not None and (problem := group.autoscale.problem()) is not None:
+            raise ConfigurationError(f"{source}: group {group.name}: {problem}")
+        if group.chaos is not None and (problem := group.chaos.problem()) is not None:
             raise ConfigurationError(f"{source}: group {group.name}: {problem}")
         seen.add(group.name)
     if spec.registry not in ("embedded", ETCD):

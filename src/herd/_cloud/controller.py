@@ -34,8 +34,11 @@ import structlog
 
 from herd._cloud.app import App, GroupSpec
 from herd._cloud.autoscale import Autoscaler, Decision, initial_count
+from herd._cloud.chaos import Chaos, ChaosApi
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
 from herd._cloud.front_door import FrontDoor
+from herd._cloud.history import History
+from herd._cloud.history_api import HistoryRoutes
 from herd._cloud.interface import (
     CloudApi,
     GroupView,
@@ -45,7 +48,8 @@ from herd._cloud.interface import (
     UnknownInstance,
 )
 from herd._cloud.process import Process
-from herd._process.config import CREDENTIAL, REGISTRY_KEY, child_env, settings
+from herd._cloud.watch import InstanceWatch
+from herd._process.config import CREDENTIAL, REGISTRY_KEY, child_env, credential_for, settings
 from herd._process.registry_client import RegistryResolver
 from herd._registry.etcd_cluster import (
     ETCD,
@@ -133,12 +137,14 @@ class _Slot:
     backoff: Backoff = dataclasses.field(default_factory=Backoff)
     replace: bool = False
     """Killed on purpose (`herd kill`): start the next one at once; no crash to count."""
+    cause: str = ""
+    """Why its process is ending, for the history ("": it crashed)."""
     tried: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     """Set once the first process is ready or has failed to start."""
     task: asyncio.Task[None] | None = None
 
 
-class Controller(DashboardRoutes, CloudApi):
+class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
     """Runs one app on this machine, and serves its API and dashboard."""
 
     def __init__(self, app: App, *, say: Say | None = None) -> None:
@@ -175,6 +181,27 @@ class Controller(DashboardRoutes, CloudApi):
         self._chores: set[asyncio.Task[None]] = set()
         self.stopped = asyncio.Event()
         self.dashboard = Dashboard(self)
+        self.history = History(app.run_dir / "history.sqlite")
+        self._live: set[str] = set()
+        """Instances launched whose end the history has not recorded yet."""
+        self.chaos = Chaos(self)
+        self.watch = InstanceWatch(self)
+        self.dashboard.gatherer.add_panel(self.chaos_panel)
+        self.dashboard.gatherer.add_panel(self.history_panel)
+
+    def record(
+        self,
+        kind: str,
+        *,
+        cause: str = "",
+        group: str | None = None,
+        instance: str | None = None,
+        **detail: object,
+    ) -> None:
+        """Record one change in the cloud's history (and the log)."""
+        self.history.record(kind, cause=cause, group=group, instance=instance, **detail)
+        named = {"cause": cause, "group": group, "instance": instance}
+        log.info(kind, **{k: v for k, v in named.items() if v}, **detail)
 
     @property
     def registry_address(self) -> str:
@@ -206,6 +233,16 @@ class Controller(DashboardRoutes, CloudApi):
             self._say(f"setup: {' '.join(command)}")
             await asyncio.to_thread(
                 subprocess.run, expanded, cwd=self.app.root, env=self._base_env(), check=True
+            )
+        self.record("cloud.started", app=spec.name, pid=os.getpid())
+        for name, group in self._groups.items():
+            self.record(
+                "group.created",
+                cause="start",
+                group=name,
+                service=group.service,
+                version=group.version,
+                desired=self._desired[name],
             )
         # Without a registry no change reaches any driver, and it starts in a fraction of a
         # second: even a crash-looping one is tried again every second.
@@ -241,6 +278,8 @@ class Controller(DashboardRoutes, CloudApi):
         await self._server.start()
         self._say(f"dashboard {self.dashboard_url}")
         self._write_state()
+        await self.chaos.start()
+        self.watch.start()
         if self._autoscalers:
             self._autoscaling = asyncio.create_task(
                 self._autoscale(), context=contextvars.Context()
@@ -252,6 +291,8 @@ class Controller(DashboardRoutes, CloudApi):
             # First: it would otherwise start instances while the others stop.
             self._autoscaling.cancel()
             await asyncio.gather(self._autoscaling, return_exceptions=True)
+        await self.chaos.close()
+        await self.watch.close()
         slots = self._instance_slots()
         supervised = [*slots, *([self._registry] if self._registry else []), *self._etcd]
         for slot in supervised:
@@ -262,9 +303,13 @@ class Controller(DashboardRoutes, CloudApi):
         )
         if self.front_door is not None:
             await self.front_door.close()
+        for slot in slots:
+            slot.cause = "shutdown"
         await asyncio.gather(
             *(slot.process.stop() for slot in slots if slot.process), *self._chores
         )
+        for slot in slots:
+            self._ended(slot, slot.process.returncode if slot.process else None)
         if self.resolver is not None:
             await self.resolver.close()
         if self._registry is not None and self._registry.process is not None:
@@ -274,6 +319,8 @@ class Controller(DashboardRoutes, CloudApi):
             # Open dashboard streams end first: the server's close waits for its handlers.
             await self.dashboard.close()
             await self._server.close()
+        self.record("cloud.stopped", cause="shutdown")
+        self.history.close()
         self._remove_state()
 
     def _base_env(self) -> dict[str, str]:
@@ -359,7 +406,9 @@ class Controller(DashboardRoutes, CloudApi):
                 with contextlib.suppress(asyncio.CancelledError):
                     await slot.task
             if slot.process is not None:
+                slot.cause = slot.cause or "scale"
                 await slot.process.stop()
+                self._ended(slot, slot.process.returncode)
         finally:
             self._retiring.discard(slot)
 
@@ -368,6 +417,8 @@ class Controller(DashboardRoutes, CloudApi):
         and again. Nothing that goes wrong in one round ends the loop: a supervisor that died
         would leave the slot empty for good, and silently."""
         while True:
+            if slot.group is not None:
+                await self.chaos.zone_open(slot.zone)
             began = time.monotonic()
             try:
                 await self._run(slot)
@@ -401,6 +452,7 @@ class Controller(DashboardRoutes, CloudApi):
             # One file holds every process of the slot in turn: say where each one begins.
             log_file.write(f"--- herd: {process.name} starts ({time.strftime('%F %T')})\n")
         await process.start()
+        self._started(slot)
         ready = await process.wait_ready(START_TIMEOUT_S)
         slot.tried.set()
         if not ready:
@@ -410,10 +462,52 @@ class Controller(DashboardRoutes, CloudApi):
                 code=process.returncode,  # None: still silent after START_TIMEOUT_S
                 log=str(process.log_path),
             )
+            slot.cause = "not-ready"
             await process.stop(grace_s=1.0)
+            self._ended(slot, process.returncode)
             return
+        if slot.group is not None:
+            self.record("instance.up", group=slot.group.name, instance=process.name)
         code = await process.wait()
         log.info("exited", instance=process.name, code=code)
+        self._ended(slot, code)
+
+    def instance_token(self, instance: str) -> str:
+        """The admin token of one instance this cloud runs: its credential."""
+        return credential_for(self._registry_key, instance)
+
+    def _started(self, slot: _Slot) -> None:
+        """Record a process's launch: an instance's, or the registry's (again, after a crash)."""
+        process = slot.process
+        assert process is not None
+        slot.cause = ""
+        if slot is self._registry:
+            self.record("registry.started", pid=process.pid)
+        elif slot.group is not None:
+            self._live.add(process.name)
+            self.record(
+                "instance.launched",
+                group=slot.group.name,
+                instance=process.name,
+                zone=slot.zone,
+                pid=process.pid,
+                version=slot.group.version,
+            )
+
+    def _ended(self, slot: _Slot, code: int | None) -> None:
+        """Record the end of the slot's instance, once, with why it ended."""
+        process = slot.process
+        if process is None or slot.group is None or process.name not in self._live:
+            return
+        self._live.discard(process.name)
+        self.record(
+            "instance.terminated",
+            cause=slot.cause or "crash",
+            group=slot.group.name,
+            instance=process.name,
+            zone=slot.zone,
+            code=code,
+        )
 
     def _spawn(self, slot: _Slot) -> Process:
         slot.log.parent.mkdir(parents=True, exist_ok=True)
@@ -557,6 +651,7 @@ class Controller(DashboardRoutes, CloudApi):
             return
         self._desired[name] = decision.desired
         self._fit(name)
+        self.record("group.scaled", cause="autoscale", group=name, desired=decision.desired)
         self.autoscaled.append((time.monotonic(), name, decision))
         # One event name and flat fields: what a history reads back.
         log.info(
@@ -637,16 +732,21 @@ class Controller(DashboardRoutes, CloudApi):
             raise InvalidCount("a group cannot have fewer than 0 instances", count=count)
         self._desired[group] = count
         self._fit(group)
-        log.info("scaled", group=group, desired=count)
+        self.record("group.scaled", cause="scale", group=group, desired=count)
         return next(v for v in await self.groups() if v.name == group)
 
     async def kill(self, instance: str) -> InstanceView:
+        return self.terminate(instance, cause="kill")
+
+    def terminate(self, instance: str, *, cause: str) -> InstanceView:
+        """SIGKILL a running instance (its slot starts another at once), recording `cause`."""
         for slot in self._instance_slots():
             process = slot.process
             if process is not None and process.name == instance and process.alive:
                 view = self._view(slot)
                 assert view is not None
                 slot.replace = True
+                slot.cause = cause
                 process.signal(signal.SIGKILL)
                 return view
         raise UnknownInstance(f"no running instance {instance!r}", instance=instance)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import msgspec
 
+from herd._cloud.history import CloudState, Diff, Event
 from herd._model.interface import Interface, ServiceError, method
+from herd._server.injection import Fault
 
 
 class InstanceView(msgspec.Struct, frozen=True):
@@ -66,6 +68,53 @@ class InvalidCount(ServiceError):
     count: int
 
 
+class MonkeyView(msgspec.Struct, frozen=True):
+    """One group Chaos Monkey watches: its settings, and when it strikes next (`waiting` says
+    why it holds back: the last victim not yet replaced, too few UP)."""
+
+    group: str
+    mean_interval_s: float
+    min_healthy: int
+    leashed: bool
+    next_in_s: float
+    waiting: str = ""
+
+
+class InjectionView(msgspec.Struct, frozen=True):
+    """One fault injected on one instance, with the seconds it has left."""
+
+    instance: str
+    service: str
+    fault: Fault
+    left_s: float
+
+
+class OutageView(msgspec.Struct, frozen=True):
+    """A zone out of service: its instances stopped, none started there until it ends."""
+
+    zone: str
+    left_s: float
+    stopped: list[str]
+
+
+class ChaosView(msgspec.Struct, frozen=True):
+    """Everything chaos does now."""
+
+    paused: bool
+    monkey: list[MonkeyView]
+    injections: list[InjectionView]
+    outages: list[OutageView]
+
+
+class ChaosRefused(ServiceError):
+    """A chaos action that cannot be done as asked (unknown zone or service, a bad fault, a
+    zone already out)."""
+
+
+class BadTimes(ServiceError):
+    """A time range that goes backwards."""
+
+
 class CloudApi(Interface, name="cloud"):
     """Inspect and change the local cloud. Changes need the admin token."""
 
@@ -83,3 +132,50 @@ class CloudApi(Interface, name="cloud"):
 
     @method(admin=True)
     async def down(self) -> bool: ...
+
+    @method(idempotent=True)
+    async def history_events(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        group: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """The recorded events with `since <= at < until` (wall-clock seconds), of `group`
+        and `kind` (a kind or its prefix), oldest first; the last `limit` of them."""
+
+    @method(idempotent=True)
+    async def history_at(self, at: float) -> CloudState:
+        """The groups and instances as of `at`."""
+
+    @method(idempotent=True)
+    async def history_diff(self, since: float, until: float) -> Diff:
+        """What changed between two times; `BadTimes` if `until < since`."""
+
+    @method(idempotent=True)
+    async def chaos_status(self) -> ChaosView:
+        """What chaos does now: monkey, injections, zone outages."""
+
+    @method(admin=True)
+    async def chaos_monkey(
+        self, group: str, mean_interval_s: float, min_healthy: int = 1, leashed: bool = False
+    ) -> ChaosView:
+        """Let Chaos Monkey loose on `group` (mean_interval_s 0: call it off)."""
+
+    @method(admin=True)
+    async def chaos_pause(self, paused: bool) -> ChaosView:
+        """Pause (or resume) Chaos Monkey everywhere."""
+
+    @method(admin=True)
+    async def chaos_inject(self, target: str, fault: Fault, instances: list[str]) -> ChaosView:
+        """Inject `fault` on the running instances of `target` (`service` or
+        `service.method`), or on the named ones of them."""
+
+    @method(admin=True)
+    async def chaos_zone_outage(self, zone: str, duration_s: float) -> ChaosView:
+        """Stop every instance in `zone` (SIGKILL) and start none there for `duration_s`."""
+
+    @method(admin=True)
+    async def chaos_halt(self) -> ChaosView:
+        """Stop everything chaos does, at once: monkey, injections, zone outages."""

@@ -96,9 +96,12 @@ def serve(impl: Interface, **options: Any) -> Server:
     Options: `host` (default loopback), `port` (default any free port), `max_inflight` (shed
     load above it with an overload answer), `max_body` (bytes, default 1 MiB),
     `default_timeout` (for requests that carry no deadline), `max_timeout` (the most a caller's
-    deadline may ask for), `admin_token` (for methods declared `admin=True`). Its `/metrics` and
+    deadline may ask for), `admin_token` (for methods declared `admin=True` and the injected
+    faults at `/herd/faults`; default: the instance's registry credential `HERD_CREDENTIAL`,
+    which only the instance and the local cloud that issued it know). Its `/metrics` and
     `/herd/dependencies` include what this process's drivers see (`herd.client_metrics`).
     """
+    options.setdefault("admin_token", settings().credential)
     options.setdefault("collectors", [CLIENT_METRICS])
     options.setdefault("dependencies", CLIENT_METRICS.report)
     return Server(impl, **options)

@@ -5,9 +5,11 @@ deadline header must parse and not have passed; admin methods need the token; th
 not be draining or over its in-flight limit (an explicit `overloaded` answer, which clients retry
 elsewhere); only then is the body read (inside the in-flight count) and decoded, and the handler
 run under the caller's remaining deadline, cancelled when it passes, and with the caller's
-routing context in force (so the handler's own calls carry it on). Failures map to one set of
-error kinds; RPCs answer them as msgpack, web routes as JSON. A streamed web answer (server-sent
-events) stays in the pipeline until it ends: in flight, and cut off at the same deadline.
+routing context in force (so the handler's own calls carry it on); injected faults
+(`injection`: the control plane's, or the request's own `fit` entry) add latency or fail it just
+before the handler. Failures map to one set of error kinds; RPCs answer them as msgpack, web
+routes as JSON. A streamed web answer (server-sent events) stays in the pipeline until it ends:
+in flight, and cut off at the same deadline.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from herd._model import routing as _routing
 from herd._model.errors import ConfigurationError, HerdError
 from herd._model.interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
 from herd._model.web import WebHandler, WebRequest, routes_of
+from herd._server.injection import FAULTS_PATH, FIT_KEY, InjectedFailure, Injections
 from herd._server.metrics import ServerMetrics
 from herd._server.shedding import RetryPressure
 from herd._wire.listener import Listener
@@ -50,6 +53,8 @@ from herd._wire.protocol import (
 log = structlog.get_logger("herd.server")
 
 DEFAULT_MAX_BODY = 1 << 20
+#: The most a `/herd/faults` body may hold.
+_MAX_FAULTS_BODY = 1 << 16
 #: A dependency's DeadlineExceeded this close to our own deadline is our deadline running out
 #: (drivers give up slightly early, when too little is left for a useful attempt).
 _OWN_DEADLINE_SLACK_S = 0.02
@@ -280,6 +285,7 @@ class Server:
         self._dependencies = dependencies
         self.metrics = ServerMetrics(self.service, lambda: self._inflight, collectors)
         self.retry_pressure = RetryPressure()
+        self.injections = Injections(self.service)
         self._rpcs = {name: _Rpc(spec, getattr(impl, name)) for name, spec in specs.items()}
         self._web = {
             key: _Web(f"{key[0]} {key[1]}", handler) for key, handler in routes_of(impl).items()
@@ -348,6 +354,8 @@ class Server:
     async def handle(self, incoming: Incoming) -> Reply:
         """Answer one request: find its target, then run the one pipeline."""
         rpc = incoming.rpc
+        if rpc is None and incoming.path == FAULTS_PATH:
+            return await self._faults(incoming)
         if rpc is None:
             operations = self._operations(incoming)
             if operations is not None:
@@ -409,6 +417,21 @@ class Server:
             return Reply(200, json.dumps(seen).encode(), "application/json")
         return None
 
+    async def _faults(self, incoming: Incoming) -> Reply:
+        """The faults this server injects: the control plane's, so they need the admin token."""
+        if not self._admin_allowed(incoming.headers):
+            return _json_error("forbidden", f"{FAULTS_PATH} needs the admin token")
+        try:
+            body = await incoming.read_body(_MAX_FAULTS_BODY) if incoming.method == "POST" else b""
+        except BodyTooLarge as exc:
+            return _json_error("too_large", str(exc))
+        except BodyTimeout as exc:
+            return _json_error("request_timeout", str(exc))
+        status, answer = self.injections.command(incoming.method, body)
+        if status == 200 and incoming.method == "POST":
+            log.warning("faults set", faults=answer.decode())
+        return Reply(status, answer, "application/json")
+
     def _admin_allowed(self, headers: Mapping[str, str]) -> bool:
         token = headers.get(H_TOKEN)
         if self._admin_token is None or token is None:
@@ -456,6 +479,8 @@ class Server:
         try:
             with scope:
                 body = await incoming.read_body(self.max_body)
+                if self.injections.armed or FIT_KEY in route:
+                    await self.injections.apply(target.name, route)
                 reply = await target.run(incoming, body)
             if reply.stream is not None:
                 # The request stays in flight, and under its deadline, until the stream ends.
@@ -474,6 +499,11 @@ class Server:
         except ServiceError as exc:
             outcome = "service_error"
             return target.service_error(exc)
+        except InjectedFailure as exc:
+            # Answered as the instance failing, which it is meant to look like, without the
+            # traceback a real failure logs.
+            outcome = "internal"
+            return target.error(outcome, str(exc))
         except TimeoutError as exc:
             left = ends - time.monotonic()
             if scope.fired or not isinstance(exc, HerdError) or left <= _OWN_DEADLINE_SLACK_S:
