@@ -177,6 +177,72 @@ def kill(instance: str = typer.Argument(..., help="Instance id, as `herd ps` sho
 
 
 @app.command()
+def deploy(
+    target: str = typer.Argument(
+        ...,
+        metavar="SERVICE|status|confirm|abort",
+        help="The service to deploy; or `status`, `confirm SERVICE`, `abort SERVICE`.",
+    ),
+    service: str | None = typer.Argument(None, help="The service, for confirm and abort."),
+    version: str | None = typer.Option(
+        None, "--version", help="The version to deploy, e.g. v002 (a new group: movie-v002)."
+    ),
+    strategy: str = typer.Option(
+        "red-black",
+        help="red-black: all traffic moves once the new group is UP, the old one is kept"
+        " disabled for a rollback. canary: traffic moves in steps, each judged against a"
+        " baseline, rolled back by itself when the judge fails it.",
+    ),
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="The new version's settings: module=, instances=, or an environment variable"
+            " (UPPER_CASE). Repeatable; laid over the app file's versions table.",
+        ),
+    ] = None,
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="Follow the deploy, step by step, until it settles."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="For status: print JSON."),
+) -> None:
+    """Deploy a new version of a service as a new server group beside the old one.
+
+    `herd deploy movie --version v002 [--strategy canary] [--set FLIX_FAIL_RATE=0.1]`;
+    `herd deploy status [--json]` shows every deploy's steps, scores and decisions;
+    `herd deploy confirm movie` ends the rollback window (the old group goes);
+    `herd deploy abort movie` stops a deploy and goes back to the old group.
+    """
+    from herd_tools import deploy_commands
+
+    if target == "status":
+        deploy_commands.status_command(as_json)
+    elif target in ("confirm", "abort"):
+        if service is None:
+            raise typer.BadParameter(f"say which service: herd deploy {target} SERVICE")
+        command = (
+            deploy_commands.confirm_command
+            if target == "confirm"
+            else (deploy_commands.abort_command)
+        )
+        command(service)
+    else:
+        if version is None:
+            raise typer.BadParameter("say which version: --version v002")
+        deploy_commands.deploy_command(target, version, strategy, settings or [], wait)
+
+
+@app.command()
+def rollback(service: str = typer.Argument(..., help="The service whose deploy to undo.")) -> None:
+    """Send a service's traffic back to the group it had before its deploy: the old group is
+    re-enabled (no process starts) and the new one destroyed."""
+    from herd_tools.deploy_commands import rollback_command
+
+    rollback_command(service)
+
+
+@app.command()
 def down() -> None:
     """Stop the running local cloud: instances deregister, drain and exit."""
     from herd_tools.cloud_commands import down_command

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from herd._model import deadline as _deadline
 from herd._model import routing as _routing
+from herd._model.route import PIN
 from herd._model.errors import ConfigurationError, HerdError
 from herd._model.interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
 from herd._model.web import WebHandler, WebRequest, routes_of
@@ -449,6 +450,8 @@ class Server:
         streaming = False
         scope = _deadline.scope_at(ends)
         routed = _routing.use(route)
+        if (pin := route.get(PIN)) is not None:
+            self.metrics.pinned(pin)
         try:
             with scope:
                 body = await incoming.read_body(self.max_body)
