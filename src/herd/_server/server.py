@@ -25,9 +25,9 @@ from prometheus_client.registry import Collector
 
 from herd._model import deadline as _deadline
 from herd._model import routing as _routing
-from herd._model.route import PIN
 from herd._model.errors import ConfigurationError, HerdError
 from herd._model.interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
+from herd._model.route import PIN
 from herd._model.web import WebHandler, WebRequest, routes_of
 from herd._server.metrics import ServerMetrics
 from herd._server.shedding import RetryPressure
