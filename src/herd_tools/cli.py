@@ -320,6 +320,53 @@ _FLIX_APP = typer.Option(
 )
 
 
+@experiment_app.command("deploy")
+def deploy_experiment(
+    app_file: str = _FLIX_APP,
+    rate: float = typer.Option(200.0, help="Requests per second through the front door."),
+    visitors: int = typer.Option(
+        10_000, help="Visitors the load spreads over (1 % are a test cell)."
+    ),
+    analysis: float = typer.Option(10.0, help="Seconds of analysis per canary step."),
+    interval: float = typer.Option(1.0, help="Seconds between the analysis' samples."),
+    min_points: int = typer.Option(8, help="Data points per metric before the judge may pass."),
+    hold: float = typer.Option(3.0, help="Seconds each promoted deploy is held before its end."),
+    json_file: str | None = typer.Option(
+        None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE."
+    ),
+    plot_file: str | None = typer.Option(
+        None, "--plot", metavar="FILE.png", help="Draw traffic share per group over time."
+    ),
+) -> None:
+    """Four deploys of flix under load: red/black, a canary that passes, a bad canary that
+    rolls back by itself, and a rollback (docs/deploy.md). Exits 0 only if every one ends as
+    it should and no request failed but those the bad canary failed."""
+    from pathlib import Path
+
+    from herd._cloud.app import DeploySpec
+    from herd_tools.experiments.deploy import main as deploy_main
+
+    spec = DeploySpec(
+        rollback_window_s=600.0,
+        analysis_s=analysis,
+        interval_s=interval,
+        min_points=min_points,
+    )
+    if (problem := spec.problem()) is not None:
+        raise typer.BadParameter(problem)
+    raise typer.Exit(
+        deploy_main(
+            Path(app_file),
+            rate=rate,
+            visitors=visitors,
+            spec=spec,
+            hold_s=hold,
+            json_path=Path(json_file) if json_file else None,
+            plot_path=Path(plot_file) if plot_file else None,
+        )
+    )
+
+
 @experiment_app.command("gray-failure")
 def gray_failure(
     app_file: str = _FLIX_APP,
