@@ -331,6 +331,11 @@ def deploy_experiment(
     interval: float = typer.Option(1.0, help="Seconds between the analysis' samples."),
     min_points: int = typer.Option(8, help="Data points per metric before the judge may pass."),
     hold: float = typer.Option(3.0, help="Seconds each promoted deploy is held before its end."),
+    steps: str = typer.Option("5,25,50,100", help="The canary's traffic steps, in percent."),
+    scenarios: str = typer.Option(
+        "red_black,canary_pass,canary_fail,rollback",
+        help="Which scenarios to run (comma-separated; they run in this order).",
+    ),
     json_file: str | None = typer.Option(
         None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE."
     ),
@@ -344,10 +349,21 @@ def deploy_experiment(
     from pathlib import Path
 
     from herd._cloud.app import DeploySpec
+    from herd_tools.experiments.deploy import SCENARIOS
     from herd_tools.experiments.deploy import main as deploy_main
 
+    chosen = [name.strip() for name in scenarios.split(",") if name.strip()]
+    if not chosen or any(name not in SCENARIOS for name in chosen):
+        raise typer.BadParameter(f"scenarios are among {', '.join(SCENARIOS)}")
+    try:
+        canary_steps = [int(step) for step in steps.split(",")]
+    except ValueError:
+        raise typer.BadParameter(
+            f"--steps takes whole percents, e.g. 5,25,50,100: {steps!r}"
+        ) from None
     spec = DeploySpec(
         rollback_window_s=600.0,
+        canary_steps=canary_steps,
         analysis_s=analysis,
         interval_s=interval,
         min_points=min_points,
@@ -361,6 +377,7 @@ def deploy_experiment(
             visitors=visitors,
             spec=spec,
             hold_s=hold,
+            chosen=chosen,
             json_path=Path(json_file) if json_file else None,
             plot_path=Path(plot_file) if plot_file else None,
         )

@@ -378,8 +378,8 @@ class Deployer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(deploy.confirmed.wait(), window)
         self._destroy(deploy, old)
-        await self._route(deploy, [])
         deploy.state = deploy.decision = PROMOTED
+        await self._route(deploy, [])
         deploy.window_ends_at = None
         self._event(deploy, "decision", f"promoted: {new} serves {deploy.service}")
 
@@ -485,10 +485,16 @@ class Deployer:
             self._routes[deploy.service] = route
         else:
             self._routes.pop(deploy.service, None)
-        deploy.shares = {group: share for group, share in shares} or {deploy.new.name: 100}
+        if shares:
+            deploy.shares = dict(shares)
+        else:
+            serving = deploy.new if deploy.state == PROMOTED else deploy.old
+            deploy.shares = {serving.name: 100}
         await self._publish(route)
-        split = ", ".join(f"{group} {share} %" for group, share in shares) or "none"
-        self._event(deploy, "route", split, shares=deploy.shares)
+        split = ", ".join(f"{group} {share} %" for group, share in shares)
+        self._event(
+            deploy, "route", split or "no route: every UP instance serves", shares=deploy.shares
+        )
 
     async def _publish(self, route: Route) -> None:
         credential = self._fleet.credential(route_id(route.service))

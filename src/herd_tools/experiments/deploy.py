@@ -7,7 +7,7 @@ visitors; visitors 1 to 1 % of them form a test cell pinned to v002. In order:
 - `canary_pass`: edge v002, canary (steps and judge from the app's `[deploy]`); promoted.
 - `canary_fail`: edge v003, a bad build (`FLIX_FAIL_RATE=0.1`), canary: the judge fails it and
   the deploy rolls back by itself.
-- `rollback`: merch v002, red/black; held, then `rollback` (the old group re-enabled).
+- `rollback`: history v003, red/black; held, then `rollback` (v002 re-enabled).
 
 Every second the experiment reads each instance's /metrics: the requests each group served (the
 traffic share per version over time) and the requests pinned to v002 each took. Cohort
@@ -21,6 +21,7 @@ import asyncio
 import collections
 import contextlib
 import math
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,14 @@ FAIL_RATE = 0.1
 SETTLED = ("window", "promoted", "rolled_back", "aborted", "failed")
 ENDED = ("promoted", "rolled_back", "aborted", "failed")
 COUNTS = {"identity": 1, "movie": 1, "merch": 1, "history": 1, "edge": 2}
+#: (scenario, service, version, strategy, settings, rolled back by hand), in the order they run.
+PLANS: list[tuple[str, str, str, str, dict[str, str], bool]] = [
+    ("red_black", "history", "v002", "red-black", {}, False),
+    ("canary_pass", "edge", "v002", "canary", {}, False),
+    ("canary_fail", "edge", "v003", "canary", {"FLIX_FAIL_RATE": str(FAIL_RATE)}, False),
+    ("rollback", "history", "v003", "red-black", {}, True),
+]
+SCENARIOS = [plan[0] for plan in PLANS]
 
 
 class Scenario(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,7 +155,8 @@ class _Watch:
 
 
 def experiment_app(app: App, *, visitors: int, spec: DeploySpec) -> App:
-    """flix at small counts, a test cell of 1 % of the visitors pinned to v002, and `spec`."""
+    """flix at small counts on free ports, a test cell of 1 % of the visitors pinned to v002,
+    and `spec`."""
     groups = [
         msgspec.structs.replace(g, instances=COUNTS.get(g.service, g.instances), autoscale=None)
         for g in app.spec.groups
@@ -156,9 +166,23 @@ def experiment_app(app: App, *, visitors: int, spec: DeploySpec) -> App:
         raise ValueError(f"{app.source} has no front door to load")
     cell = CellSpec(name="beta", version=PIN, visitors=list(range(1, max(2, visitors // 100) + 1)))
     cohorts = CohortSpec(visitor_query="visitor", pin_header="x-flix-pin", cells=[cell])
-    door = msgspec.structs.replace(door, cohorts=cohorts)
-    changed = msgspec.structs.replace(app.spec, groups=groups, front_door=door, deploy=spec)
+    # Free ports: the experiment must not need the machine's usual ones.
+    door = msgspec.structs.replace(door, cohorts=cohorts, port=_free_port())
+    changed = msgspec.structs.replace(
+        app.spec,
+        groups=groups,
+        front_door=door,
+        deploy=spec,
+        registry_port=_free_port(),
+        control_port=_free_port(),
+    )
     return App(changed, app.source)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 async def _settle(controller: Controller, service: str, states: tuple[str, ...]) -> DeployView:
@@ -170,7 +194,13 @@ async def _settle(controller: Controller, service: str, states: tuple[str, ...])
 
 
 async def _scenarios(
-    controller: Controller, *, rate: float, visitors: int, hold_s: float, say: Say
+    controller: Controller,
+    *,
+    rate: float,
+    visitors: int,
+    hold_s: float,
+    chosen: list[str],
+    say: Say,
 ) -> DeployResult:
     door = controller.front_door
     assert door is not None
@@ -190,12 +220,7 @@ async def _scenarios(
             step += 1
 
     watch = _Watch(controller, started)
-    plans = [
-        ("red_black", "history", "v002", "red-black", {}, False),
-        ("canary_pass", "edge", "v002", "canary", {}, False),
-        ("canary_fail", "edge", "v003", "canary", {"FLIX_FAIL_RATE": str(FAIL_RATE)}, False),
-        ("rollback", "merch", "v002", "red-black", {}, True),
-    ]
+    plans = [plan for plan in PLANS if plan[0] in chosen]
     scenarios = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.8)) as session:
         loading = asyncio.create_task(drive())
@@ -268,16 +293,31 @@ def _bound(view: DeployView, spec: DeploySpec, rate: float) -> int:
 
 
 async def experiment(
-    app_path: Path, *, rate: float, visitors: int, spec: DeploySpec, hold_s: float, say: Say
+    app_path: Path,
+    *,
+    rate: float,
+    visitors: int,
+    spec: DeploySpec,
+    hold_s: float,
+    chosen: list[str],
+    say: Say,
 ) -> DeployResult:
-    """Run the four scenarios on flix (`app_path`) and return the figures."""
+    """Run the `chosen` scenarios on flix (`app_path`), in their order, and return the
+    figures."""
     app = experiment_app(load(app_path), visitors=visitors, spec=spec)
     outcome: list[DeployResult] = []
 
     async def ready(controller: Controller) -> None:
         try:
             outcome.append(
-                await _scenarios(controller, rate=rate, visitors=visitors, hold_s=hold_s, say=say)
+                await _scenarios(
+                    controller,
+                    rate=rate,
+                    visitors=visitors,
+                    hold_s=hold_s,
+                    chosen=chosen,
+                    say=say,
+                )
             )
         finally:
             controller.stopped.set()
@@ -306,6 +346,10 @@ def expected(result: DeployResult) -> list[str]:
     return problems
 
 
+#: One colour per version on every panel; a baseline is hatched in its version's colour.
+_COLORS = {"v001": "tab:blue", "v002": "tab:green", "v003": "tab:red"}
+
+
 def plot(result: DeployResult, path: Path) -> None:
     """Traffic share per group of each deployed service over time, with failures marked."""
     import matplotlib
@@ -313,7 +357,7 @@ def plot(result: DeployResult, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    services = ["history", "edge", "merch"]
+    services = ["history", "edge"]
     figure, axes = plt.subplots(len(services) + 1, 1, figsize=(10, 9), sharex=True)
     times = [tick.t for tick in result.timeline]
     for axis, service in zip(axes, services, strict=False):
@@ -328,7 +372,11 @@ def plot(result: DeployResult, path: Path) -> None:
                 row.append(100 * tick.served.get(group, 0.0) / total if total else 0.0)
             shares.append(row)
         if groups:
-            axis.stackplot(times, shares, labels=groups)
+            colors = [_COLORS.get(group.rsplit("-", 1)[1], "grey") for group in groups]
+            hatches = ["//" if "-baseline-" in group else "" for group in groups]
+            stacks = axis.stackplot(times, shares, labels=groups, colors=colors)
+            for stack, hatch in zip(stacks, hatches, strict=True):
+                stack.set_hatch(hatch)
         axis.set_ylabel(f"{service} %")
         axis.set_ylim(0, 100)
         axis.legend(loc="upper left", fontsize=7)
@@ -353,6 +401,7 @@ def main(
     visitors: int,
     spec: DeploySpec,
     hold_s: float,
+    chosen: list[str],
     json_path: Path | None,
     plot_path: Path | None,
 ) -> int:
@@ -365,7 +414,13 @@ def main(
     with fails_cleanly():
         result = uvloop.run(
             experiment(
-                app, rate=rate, visitors=visitors, spec=spec, hold_s=hold_s, say=console.print
+                app,
+                rate=rate,
+                visitors=visitors,
+                spec=spec,
+                hold_s=hold_s,
+                chosen=chosen,
+                say=console.print,
             )
         )
     table = Table(
