@@ -273,8 +273,10 @@ class Deployer:
                 raise DeployRefused(
                     f"--set {key}: say module=, instances= or an environment variable (UPPER_CASE)"
                 )
+        # A canary grows to its full count when promoted; red/black keeps the old autoscaling.
+        autoscale = old.autoscale if strategy == RED_BLACK else None
         new = msgspec.structs.replace(
-            old, version=version, module=module, args=args, env=env, autoscale=None
+            old, version=version, module=module, args=args, env=env, autoscale=autoscale
         )
         deploy = _Deploy(service, version, strategy, old, new, count)
         deploy.shares = {old.name: 100}

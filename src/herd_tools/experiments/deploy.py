@@ -66,6 +66,7 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
     duration_s: float
     total: int
     failed: int
+    failed_by_kind: dict[str, int]
     decision: str
     canary_score: float | None
     rollback_s: float | None
@@ -213,11 +214,13 @@ async def _scenarios(
         samples.append((intended - started, kind))
 
     async def drive() -> None:
-        step = 0
-        while not stop.is_set():
-            await asyncio.sleep(max(0.0, started + step - time.monotonic()))
-            await run_load(url, rate, 1.0, record=record)
-            step += 1
+        # One second of load each, started on the clock: a slow second must not delay the next.
+        async with asyncio.TaskGroup() as seconds:
+            step = 0
+            while not stop.is_set():
+                await asyncio.sleep(max(0.0, started + step - time.monotonic()))
+                seconds.create_task(run_load(url, rate, 1.0, record=record))
+                step += 1
 
     watch = _Watch(controller, started)
     plans = [plan for plan in PLANS if plan[0] in chosen]
@@ -253,6 +256,7 @@ async def _scenarios(
                     duration_s=round(end - begin, 1),
                     total=len(part),
                     failed=sum(1 for kind in part if kind is not None),
+                    failed_by_kind=dict(collections.Counter(k for k in part if k is not None)),
                     decision=view.decision,
                     canary_score=view.canary_score,
                     rollback_s=view.rollback_s,
