@@ -83,6 +83,16 @@ def test_a_canary_failing_ten_percent_fails() -> None:
     assert "error_rate" in verdict.summary()
 
 
+def test_rare_errors_are_evidence_not_outliers() -> None:
+    # A canary at a small share fails a few requests a second: most intervals see none.
+    sparse = [0.2 if i % 4 == 0 else 0.0 for i in range(24)]
+    assert canary.without_outliers(sparse) == [0.0] * 18  # what cleaning would leave
+    series = {**_series(0.0, 8.0, 20.0, n=24), "error_rate": sparse}
+    baseline = {**_series(0.0, 8.0, 20.0, n=24), "error_rate": [0.0] * 24}
+    verdict = canary.judge(series, baseline)
+    assert [m.name for m in verdict.metrics if not m.passed] == ["error_rate"]
+
+
 def test_a_slower_canary_fails_only_beyond_the_tolerated_effect() -> None:
     slower = canary.judge(_series(0.0, 16.0, 40.0), _series(0.0, 8.0, 20.0))
     assert slower.score == pytest.approx(100 / 3)

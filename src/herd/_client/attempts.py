@@ -223,12 +223,15 @@ class AttemptLoop:
             attempt = Attempt(instance, number)
             delay = self._hedge_delay() if hedge and number < attempts else None
             try:
-                if delay is None or len(candidates) < 2:
+                # A hedge may go to any group the route gives traffic to: a slow group of one
+                # instance (a canary) must not leave a call without one.
+                pool = fallback or candidates
+                if delay is None or len(pool) < 2:
                     return await self._one(send, attempt)
                 spent = [number]
                 try:
                     return await self._hedged(
-                        send, attempt, delay, deadline, candidates, tried, zones, spent
+                        send, attempt, delay, deadline, pool, tried, zones, spent
                     )
                 finally:
                     number = spent[0]

@@ -3,8 +3,8 @@
 Each metric is a series of data points, one per instance per sampling interval, for the canary
 group and for a baseline group of the old version started fresh at the same size and given the
 same share of traffic (so age, cache warmth and load do not pass for a difference). Each side's
-outliers are removed (outside 1.5 interquartile ranges), then a two-sided Mann-Whitney U test
-asks whether the two series differ at the configured confidence. A metric fails when they do and
+latency outliers are removed (outside 1.5 interquartile ranges; errors are never outliers), then
+a two-sided Mann-Whitney U test asks whether the two series differ at the configured confidence. A metric fails when they do and
 the canary is the worse one by more than the metric's tolerated effect size (Kayenta's
 `allowedIncrease`, plus an absolute floor so that tiny absolute differences never fail). The score
 is the share of metrics that pass.
@@ -33,17 +33,21 @@ class Metric:
     """A metric the judge compares; higher values are worse.
 
     It fails only when the canary's mean exceeds `allowed_increase` times the baseline's plus
-    `floor` (in the metric's unit), besides the test finding a difference.
+    `floor` (in the metric's unit), besides the test finding a difference. With `clean`, each
+    side's outliers are dropped first.
     """
 
     name: str
     allowed_increase: float = 1.2
     floor: float = 0.0
+    clean: bool = True
 
 
 #: Error rate (share of requests that failed) and latency (ms): what every herd server reports.
 METRICS = (
-    Metric("error_rate", allowed_increase=1.0, floor=0.01),
+    # Never cleaned: when errors are rare most intervals have none, and the quartiles would call
+    # every interval with an error an outlier, dropping exactly what the canary is judged on.
+    Metric("error_rate", allowed_increase=1.0, floor=0.01, clean=False),
     Metric("latency_mean_ms", floor=2.0),
     Metric("latency_p95_ms", floor=5.0),
 )
@@ -180,7 +184,11 @@ def _compare(
             False,
             f"too few points: {len(canary)} and {len(baseline)}, need {min_points}",
         )
-    x, y = without_outliers(canary), without_outliers(baseline)
+    x, y = (
+        (without_outliers(canary), without_outliers(baseline))
+        if metric.clean
+        else (list(canary), list(baseline))
+    )
     canary_mean, baseline_mean = _mean(x), _mean(y)
     _, p = mann_whitney(x, y)
     differs = p < 1.0 - confidence

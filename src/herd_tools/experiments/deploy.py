@@ -284,16 +284,18 @@ async def _scenarios(
 
 
 def _bound(view: DeployView, spec: DeploySpec, rate: float) -> int:
-    """The failures the bad canary may cause: the rate x its share at the step it reached x
-    its fail rate x the time from its first step to the decision, plus three standard
-    deviations (failures are a Poisson count) and one."""
+    """The requests the bad canary could fail: all those its shares sent it, step by step,
+    from its first step to the decision (rounded up)."""
     steps = [e.at for e in view.events if e.kind == "canary_step"]
     if not steps:
         return 0
     decided = next((e.at for e in view.events if e.kind == "decision"), steps[-1])
-    share = spec.canary_steps[len(steps) - 1] / 100
-    mean = rate * share * FAIL_RATE * (decided - steps[0])
-    return math.ceil(mean + 3 * math.sqrt(mean) + 1)
+    ends = [*steps[1:], decided]
+    sent = sum(
+        rate * spec.canary_steps[i] / 100 * max(0.0, end - start)
+        for i, (start, end) in enumerate(zip(steps, ends, strict=True))
+    )
+    return math.ceil(sent)
 
 
 async def experiment(
