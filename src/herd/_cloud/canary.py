@@ -4,10 +4,10 @@ Each metric is a series of data points, one per instance per sampling interval, 
 group and for a baseline group of the old version started fresh at the same size and given the
 same share of traffic (so age, cache warmth and load do not pass for a difference). Each side's
 latency outliers are removed (outside 1.5 interquartile ranges; errors are never outliers), then
-a two-sided Mann-Whitney U test asks whether the two series differ at the configured confidence. A metric fails when they do and
-the canary is the worse one by more than the metric's tolerated effect size (Kayenta's
-`allowedIncrease`, plus an absolute floor so that tiny absolute differences never fail). The score
-is the share of metrics that pass.
+a two-sided Mann-Whitney U test asks whether the two series differ at the configured
+confidence. A metric fails when they do and the canary is the worse one by more than the
+metric's tolerated effect size (Kayenta's `allowedIncrease`, plus an absolute floor so that tiny
+absolute differences never fail). The score is the share of metrics that pass.
 
 Mann-Whitney U is written here (normal approximation, tie and continuity corrections, as
 `scipy.stats.mannwhitneyu(method="asymptotic")`): thirty lines, where scipy would be a large
