@@ -1,6 +1,7 @@
-"""A short `herd experiment deploy`: a bad canary (a flix edge that fails 10 % of its pages)
-under load is judged against its baseline, fails, and rolls back by itself, and no request
-fails but those the bad canary failed (the full run is in docs/deploy.md)."""
+"""A short `herd experiment deploy`: under load, a good canary of flix's edge passes its analysis
+and is promoted, with the test cell's pinned visitors on it at every hop; then a bad one (an edge
+that fails 10 % of its pages) is judged against its baseline, fails, and rolls back by itself.
+No request fails but those the bad canary was sent (the full run is in docs/deploy.md)."""
 
 from __future__ import annotations
 
@@ -14,20 +15,21 @@ from tests.integration.cloud_helpers import cloud_env, run_herd
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_a_bad_canary_rolls_back_by_itself(tmp_path: Path) -> None:
+def test_a_good_canary_is_promoted_and_a_bad_one_rolls_back_by_itself(tmp_path: Path) -> None:
     figures = tmp_path / "deploy.json"
     done = run_herd(
         "experiment",
         "deploy",
         "--scenarios",
-        "canary_fail",
+        "canary_pass,canary_fail",
         "--rate",
         "80",
         "--visitors",
         "1000",
-        # One analysed step at a quarter of the traffic: enough points quickly.
+        # One analysed step at half the traffic: enough points quickly, and a pinned visitor
+        # whose bucket is in the other half shows whether its pin, not its bucket, decided.
         "--steps",
-        "25,100",
+        "50,100",
         "--analysis",
         "4",
         "--interval",
@@ -42,8 +44,11 @@ def test_a_bad_canary_rolls_back_by_itself(tmp_path: Path) -> None:
         timeout=110,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (scenario,) = json.loads(figures.read_text())["scenarios"]
-    assert scenario["decision"] == "rolled_back"
-    assert scenario["canary_score"] < 75
-    assert scenario["rollback_s"] < 2.0
-    assert scenario["failed"] <= scenario["failed_bound"]
+    good, bad = json.loads(figures.read_text())["scenarios"]
+    assert (good["decision"], good["failed"]) == ("promoted", 0), good
+    assert good["canary_score"] >= 95
+    assert good["cohort_consistency_pct"] == 100.0, good
+    assert bad["decision"] == "rolled_back"
+    assert bad["canary_score"] < 75
+    assert bad["rollback_s"] < 2.0
+    assert bad["failed"] <= bad["failed_bound"]
