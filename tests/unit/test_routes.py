@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
+from herd._client.attempts import Attempt, AttemptLoop, Backoff, Retry
+from herd._client.balance import Balancer
+from herd._client.budget import RetryBudget
 from herd._client.routes import GroupChooser
 from herd._cloud.app import CellSpec, CohortSpec
 from herd._cloud.cohorts import Cohorts
+from herd._model.errors import Unavailable
 from herd._model.instance import Instance, Status
 from herd._model.route import Route, Split, bucket_of
+from herd._model.routing import routing
 from herd._process.config import credential_for
 from herd._process.registry_api import InvalidRoute, NotAuthorized, route_id
 from herd._registry.service import RegistryService
@@ -161,3 +167,63 @@ async def test_only_the_control_plane_publishes_routes() -> None:
         await registry.set_route(
             _route(("movie-v001", 10)), credential=credential_for(KEY, route_id("movie"))
         )
+
+
+class _Routed:
+    """A resolver with a route, as the registry's is."""
+
+    def __init__(self, instances: list[Instance], route: Route) -> None:
+        self._instances = instances
+        self._route = route
+
+    def instances(self, service: str) -> list[Instance]:
+        return self._instances
+
+    def route(self, service: str) -> Route | None:
+        return self._route
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def _loop(route: Route) -> AttemptLoop:
+    return AttemptLoop(
+        "movie",
+        _Routed(ALL, route),
+        Balancer("a"),
+        RetryBudget(),
+        Backoff(0.0, 0.0),
+        min_useful=0.001,
+    )
+
+
+async def test_every_call_goes_to_its_routed_group_and_a_retry_may_leave_it() -> None:
+    route = _route(("movie-v002", 50), ("movie-v001", 50))
+    loop = _loop(route)
+    seen: list[str] = []
+
+    async def answer(attempt: Attempt) -> str:
+        seen.append(attempt.instance.group)
+        return attempt.instance.group
+
+    for bucket in range(100):
+        with routing(bucket=str(bucket)):
+            group = await loop.run(answer, time.monotonic() + 1, 1)
+        assert group == ("movie-v002" if bucket < 50 else "movie-v001")
+    with routing(pin="v001", bucket="3"):
+        assert await loop.run(answer, time.monotonic() + 1, 1) == "movie-v001"
+
+    # Every instance of the routed group refuses: the third attempt goes to the other group.
+    async def refuse_new(attempt: Attempt) -> str:
+        seen.append(attempt.instance.group)
+        if attempt.instance.group == "movie-v002":
+            raise Retry(Unavailable("refused"))
+        return attempt.instance.group
+
+    seen.clear()
+    with routing(bucket="1"):
+        assert await loop.run(refuse_new, time.monotonic() + 1, 3) == "movie-v001"
+    assert seen == ["movie-v002", "movie-v002", "movie-v001"]
