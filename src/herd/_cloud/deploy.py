@@ -24,7 +24,7 @@ import contextvars
 import dataclasses
 import re
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -39,6 +39,7 @@ from herd._cloud.app import App, DeploySpec, GroupSpec
 from herd._cloud.interface import DeployEvent, DeployRefused, DeployView
 from herd._model.errors import HerdError
 from herd._model.instance import Status
+from herd._model.interface import ServiceError
 from herd._model.route import Route, Split
 from herd._process.registry_api import RegistryApi, route_id
 from herd._process.registry_client import RegistryResolver
@@ -57,6 +58,7 @@ RUNNING = ("starting", "analysing", "promoting")
 WINDOW = "window"
 PROMOTED, ROLLED_BACK, ABORTED, FAILED = "promoted", "rolled_back", "aborted", "failed"
 _REGISTRY_POLICY = CallPolicy(attempts=2, timeout=1.0, breaker=None)
+_WRITE_TRIES = 10
 _VERSION = re.compile(r"v\d{3}")
 
 
@@ -320,7 +322,8 @@ class Deployer:
         gets one more analysis period before it counts as a failure."""
         spec = self.spec
         assert deploy.baseline is not None
-        timeout = aiohttp.ClientTimeout(total=max(0.5, spec.interval_s / 2))
+        # Most of an interval: a loaded instance that answers late still gives its point.
+        timeout = aiohttp.ClientTimeout(total=max(1.0, spec.interval_s * 0.8))
         async with aiohttp.ClientSession(timeout=timeout) as session:
             tested, base = Sampler(session), Sampler(session)
             started = time.monotonic()
@@ -437,7 +440,11 @@ class Deployer:
             log.error("deploy failed", service=deploy.service, error=repr(exc))
             self._event(deploy, "error", f"{type(exc).__name__}: {exc}")
             if deploy.state in RUNNING:
-                await self._back(deploy, FAILED, cause=str(exc))
+                try:
+                    await self._back(deploy, FAILED, cause=str(exc))
+                finally:
+                    # Whatever `_back` managed, the deploy is over: `_reconcile` holds the rest.
+                    deploy.state = deploy.decision = FAILED
 
     # -- steps
 
@@ -500,7 +507,23 @@ class Deployer:
 
     async def _publish(self, route: Route) -> None:
         credential = self._fleet.credential(route_id(route.service))
-        await self._api.set_route(route, credential=credential)
+        await self._write(lambda: self._api.set_route(route, credential=credential))
+
+    async def _write(self, call: Callable[[], Awaitable[bool]]) -> None:
+        """A registry write, tried again for a few seconds: a rollback must not stop at one
+        lost connection. What still fails is left to `_reconcile`, which holds the routes and
+        statuses deploys want until the registry has them."""
+        for attempt in range(_WRITE_TRIES):
+            try:
+                await call()
+                return
+            except ServiceError:
+                raise
+            except HerdError as exc:
+                if attempt == _WRITE_TRIES - 1:
+                    log.warning("registry write failed; reconciling later", error=str(exc))
+                    return
+                await asyncio.sleep(_POLL_S * 4)
 
     async def _set_status(
         self, deploy: _Deploy, group: str, status: Status, *, cause: str = ""
@@ -515,7 +538,8 @@ class Deployer:
         self._event(deploy, kind, message, group=group, cause=cause, instances=len(members))
 
     async def _status(self, instance: str, status: Status) -> None:
-        await self._api.set_status(instance, status, credential=self._fleet.credential(instance))
+        credential = self._fleet.credential(instance)
+        await self._write(lambda: self._api.set_status(instance, status, credential=credential))
 
     async def _reconcile(self) -> None:
         """Keep the registry as deploys left it: publish routes a restarted registry lost, and

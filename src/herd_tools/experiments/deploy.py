@@ -42,6 +42,8 @@ from herd_tools.load import run_load
 Say = Callable[[str], None]
 PIN = "v002"
 FAIL_RATE = 0.1
+#: The longest a deploy may take to reach the state the experiment waits for.
+SETTLE_TIMEOUT_S = 300.0
 SETTLED = ("window", "promoted", "rolled_back", "aborted", "failed")
 ENDED = ("promoted", "rolled_back", "aborted", "failed")
 COUNTS = {"identity": 1, "movie": 1, "merch": 1, "history": 1, "edge": 2}
@@ -187,11 +189,12 @@ def _free_port() -> int:
 
 
 async def _settle(controller: Controller, service: str, states: tuple[str, ...]) -> DeployView:
-    while True:
-        view = next(v for v in await controller.deploys() if v.service == service)
-        if view.state in states:
-            return view
-        await asyncio.sleep(0.1)
+    async with asyncio.timeout(SETTLE_TIMEOUT_S):
+        while True:
+            view = next(v for v in await controller.deploys() if v.service == service)
+            if view.state in states:
+                return view
+            await asyncio.sleep(0.1)
 
 
 async def _scenarios(
