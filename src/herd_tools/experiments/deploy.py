@@ -44,6 +44,8 @@ PIN = "v002"
 FAIL_RATE = 0.1
 #: The longest a deploy may take to reach the state the experiment waits for.
 SETTLE_TIMEOUT_S = 300.0
+#: The load runs until the scenarios end; this only bounds it.
+LOAD_LIMIT_S = 3600.0
 SETTLED = ("window", "promoted", "rolled_back", "aborted", "failed")
 ENDED = ("promoted", "rolled_back", "aborted", "failed")
 COUNTS = {"identity": 1, "movie": 1, "merch": 1, "history": 1, "edge": 2}
@@ -211,19 +213,14 @@ async def _scenarios(
     url = f"{door.url}api/home?visitor={{1..{visitors}}}"
     started = time.monotonic()
     samples: list[tuple[float, str | None]] = []
-    stop = asyncio.Event()
 
     def record(intended: float, _latency: float, kind: str | None) -> None:
         samples.append((intended - started, kind))
 
     async def drive() -> None:
-        # One second of load each, started on the clock: a slow second must not delay the next.
-        async with asyncio.TaskGroup() as seconds:
-            step = 0
-            while not stop.is_set():
-                await asyncio.sleep(max(0.0, started + step - time.monotonic()))
-                seconds.create_task(run_load(url, rate, 1.0, record=record))
-                step += 1
+        # One load until the scenarios are done (then cancelled): loads of a second each would
+        # start the URL pattern over every second and send the same `rate` visitors each time.
+        await run_load(url, rate, LOAD_LIMIT_S, record=record)
 
     watch = _Watch(controller, started)
     plans = [plan for plan in PLANS if plan[0] in chosen]
@@ -273,10 +270,9 @@ async def _scenarios(
                 say(f"  {msgspec.json.encode(scenario).decode()}")
                 scenarios.append(scenario)
         finally:
-            stop.set()
-            await loading
-            watching.cancel()
-            await asyncio.gather(watching, return_exceptions=True)
+            for task in (loading, watching):
+                task.cancel()
+            await asyncio.gather(loading, watching, return_exceptions=True)
     failures = collections.Counter(int(at) for at, kind in samples if kind is not None)
     timeline = [
         Tick(round(t, 1), {g: round(n, 1) for g, n in served.items()}, failures.get(int(t), 0))
