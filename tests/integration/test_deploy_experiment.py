@@ -44,7 +44,8 @@ def test_a_good_canary_is_promoted_and_a_bad_one_rolls_back_by_itself(tmp_path: 
         timeout=110,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    good, bad = json.loads(figures.read_text())["scenarios"]
+    steady, good, bad = json.loads(figures.read_text())["scenarios"]
+    assert steady["name"] == "steady" and steady["total"] > 0
     assert (good["decision"], good["failed"]) == ("promoted", 0), good
     assert good["canary_score"] >= 95
     assert good["cohort_consistency_pct"] == 100.0, good

@@ -1,7 +1,8 @@
 """`herd experiment deploy`: four deploys of flix under steady load, counting what users saw.
 
 One local cloud runs flix while an open-model load goes through the front door over `visitors`
-visitors; visitors 1 to 1 % of them form a test cell pinned to v002. In order:
+visitors; visitors 1 to 1 % of them form a test cell pinned to v002. First `steady`: three holds
+with no deploy, the control. Then, in order:
 
 - `red_black`: history v002, red/black; held, then confirmed (promoted).
 - `canary_pass`: edge v002, canary (steps and judge from the app's `[deploy]`); promoted.
@@ -44,6 +45,8 @@ PIN = "v002"
 FAIL_RATE = 0.1
 #: The longest a deploy may take to reach the state the experiment waits for.
 SETTLE_TIMEOUT_S = 300.0
+#: The control before the first deploy (what users see with no deploy) lasts this many holds.
+STEADY_HOLDS = 3
 #: The load runs until the scenarios end; this only bounds it.
 LOAD_LIMIT_S = 3600.0
 SETTLED = ("window", "promoted", "rolled_back", "aborted", "failed")
@@ -229,7 +232,27 @@ async def _scenarios(
         loading = asyncio.create_task(drive())
         watching = asyncio.create_task(watch.run(session))
         try:
-            await asyncio.sleep(hold_s)  # a steady state before the first deploy
+            # A steady state before the first deploy: what users see with no deploy at all.
+            steady_s = STEADY_HOLDS * hold_s
+            await asyncio.sleep(steady_s)
+            part = [kind for at, kind in samples if at < steady_s]
+            scenarios.append(
+                Scenario(
+                    name="steady",
+                    service="",
+                    version="",
+                    strategy="none",
+                    start_s=0.0,
+                    duration_s=steady_s,
+                    total=len(part),
+                    failed=sum(1 for kind in part if kind is not None),
+                    failed_by_kind=dict(collections.Counter(k for k in part if k is not None)),
+                    decision="",
+                    canary_score=None,
+                    rollback_s=None,
+                    cohort_consistency_pct=None,
+                )
+            )
             for name, service, version, strategy, settings, roll in plans:
                 say(f"{name}: {strategy} of {service}-{version}")
                 begin = time.monotonic() - started
@@ -336,6 +359,7 @@ async def experiment(
 def expected(result: DeployResult) -> list[str]:
     """What went other than the targets: decisions, failures beyond the bad canary's bound."""
     wanted = {
+        "steady": "",
         "red_black": "promoted",
         "canary_pass": "promoted",
         "canary_fail": "rolled_back",
