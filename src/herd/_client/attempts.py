@@ -24,7 +24,6 @@ from herd._model.deadline import Alarm
 from herd._model.errors import ConfigurationError, DeadlineExceeded, HerdError, Unavailable
 from herd._model.instance import Instance
 from herd._model.outcome import Blame, blame
-from herd._model.route import PIN
 from herd._model.stats import percentile
 
 T = TypeVar("T")
@@ -192,15 +191,10 @@ class AttemptLoop:
         if candidates is not self._known:
             self._forget_departed(candidates)
         fallback: Sequence[Instance] = ()
-        hedge_pool = candidates
         if self._routes is not None and (route := self._routes.route(self.service)) is not None:
-            context = _routing.current()
-            candidates, fallback = self._chooser.choose(candidates, route, context)
-            # A hedge stays in the group, but a group of one (a canary) may hedge to the others
-            # the route gives traffic to, unless the call is pinned to its version.
-            hedge_pool = candidates
-            if len(candidates) < 2 and fallback and PIN not in context:
-                hedge_pool = fallback
+            # A hedge stays in the group: hedged away, a canary's failures would be hidden from
+            # its analysis (its attempts cancelled before they fail).
+            candidates, fallback = self._chooser.choose(candidates, route, _routing.current())
         number = 0
         while number < attempts:
             number += 1
@@ -208,8 +202,7 @@ class AttemptLoop:
             if instance is None and fallback:
                 # The routed group has no untried instance left: a retry may go to another
                 # group the route gives traffic to, rather than fail the call.
-                candidates = hedge_pool = fallback
-                fallback = ()
+                candidates, fallback = fallback, ()
                 instance = self.balancer.pick(candidates, tried, zones)
             if instance is None:
                 if last is None:
@@ -232,12 +225,12 @@ class AttemptLoop:
             attempt = Attempt(instance, number)
             delay = self._hedge_delay() if hedge and number < attempts else None
             try:
-                if delay is None or len(hedge_pool) < 2:
+                if delay is None or len(candidates) < 2:
                     return await self._one(send, attempt)
                 spent = [number]
                 try:
                     return await self._hedged(
-                        send, attempt, delay, deadline, hedge_pool, tried, zones, spent
+                        send, attempt, delay, deadline, candidates, tried, zones, spent
                     )
                 finally:
                     number = spent[0]
