@@ -98,6 +98,8 @@ async def test_red_black_then_rollback_under_load(tmp_path: Path) -> None:
                 assert view.state == "window", view
                 assert view.shares == {"history-v002": 100, "history-v001": 0}
                 members = by_group(await api.ps())
+                groups = {group.name: group for group in await api.groups()}
+            assert groups["history-v001"].status == "DISABLED"
             # The old group is disabled, not gone: alive, out of service.
             assert {i.status for i in members["history-v001"]} == {"OUT_OF_SERVICE"}
             assert all(i.pid for i in members["history-v001"])

@@ -72,6 +72,8 @@ CRASHLOOP = "CRASHLOOP"
 #: A group whose every desired instance is UP; PENDING while some are on their way.
 READY = "READY"
 PENDING = "PENDING"
+#: A group a deploy took out of rotation: alive, OUT_OF_SERVICE, kept for a rollback.
+DISABLED = "DISABLED"
 #: Secrets of the shell that started `herd up`, which no child inherits: the registry gets the
 #: cloud's own key, each instance its own credential.
 _NOT_INHERITED = (REGISTRY_KEY, CREDENTIAL)
@@ -622,6 +624,8 @@ class Controller(DashboardRoutes, CloudApi):
             # Still looping while the latest restart has not got ready, not only between them.
             if any(slot.backoff.looping and not self._filled(slot) for slot in slots):
                 status = CRASHLOOP
+            elif members and all(v.status == "OUT_OF_SERVICE" for v in members):
+                status = DISABLED
             else:
                 status = READY if up == self._desired[name] else PENDING
             views.append(
@@ -729,6 +733,8 @@ class Controller(DashboardRoutes, CloudApi):
         """The registry credential for an instance id or a route: the control plane changes
         instances' statuses and publishes routes."""
         return credential_for(self._registry_key, name)
+
+    # -- history
 
     def record(
         self,

@@ -32,7 +32,8 @@ class GroupView(msgspec.Struct, frozen=True):
     """One server group: how many instances it should have and has.
 
     `status` is READY when every desired instance is UP, CRASHLOOP while one of its instances
-    keeps crashing and waits out a back-off before its next start, PENDING otherwise.
+    keeps crashing and waits out a back-off before its next start, DISABLED while a deploy keeps
+    it out of rotation for a rollback (every instance OUT_OF_SERVICE), PENDING otherwise.
     `autoscale` is the group's autoscaling policy ("" when it has none) and `autoscale_reason`
     the autoscaler's latest verdict, which set `desired` when it changed it.
     """
