@@ -21,7 +21,7 @@ from herd._cloud.history import (
 )
 from herd._cloud.interface import ChaosView, CloudApi
 from herd._model.errors import ConfigurationError
-from herd_tools.cloud_commands import _ask, console, fails_cleanly
+from herd_tools.cloud_commands import ask, console, fails_cleanly
 
 
 def _when(at: float) -> str:
@@ -57,11 +57,11 @@ def history_command(
 
     answer: list[Event] | CloudState | Diff
     if when is not None:
-        answer = _ask(lambda api: api.history_at(when))
+        answer = ask(lambda api: api.history_at(when))
     elif span is not None:
-        answer = _ask(lambda api: api.history_diff(*span))
+        answer = ask(lambda api: api.history_diff(*span))
     else:
-        answer = _ask(
+        answer = ask(
             lambda api: api.history_events(
                 since=first, until=last, group=group, kind=kind, limit=limit
             )
@@ -132,7 +132,7 @@ def duration(text: str, option: str) -> float:
 
 def chaos_command(call: Callable[[CloudApi], Awaitable[ChaosView]], as_json: bool) -> None:
     """Run one chaos action (or read the status) and print what chaos does now."""
-    view = _ask(call)
+    view = ask(call)
     if as_json:
         print(msgspec.json.encode(view).decode())
         return

@@ -179,6 +179,72 @@ def kill(instance: str = typer.Argument(..., help="Instance id, as `herd ps` sho
 
 
 @app.command()
+def deploy(
+    target: str = typer.Argument(
+        ...,
+        metavar="SERVICE|status|confirm|abort",
+        help="The service to deploy; or `status`, `confirm SERVICE`, `abort SERVICE`.",
+    ),
+    service: str | None = typer.Argument(None, help="The service, for confirm and abort."),
+    version: str | None = typer.Option(
+        None, "--version", help="The version to deploy, e.g. v002 (a new group: movie-v002)."
+    ),
+    strategy: str = typer.Option(
+        "red-black",
+        help="red-black: all traffic moves once the new group is UP, the old one is kept"
+        " disabled for a rollback. canary: traffic moves in steps, each judged against a"
+        " baseline, rolled back by itself when the judge fails it.",
+    ),
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="The new version's settings: module=, instances=, or an environment variable"
+            " (UPPER_CASE). Repeatable; laid over the app file's versions table.",
+        ),
+    ] = None,
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="Follow the deploy, step by step, until it settles."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="For status: print JSON."),
+) -> None:
+    """Deploy a new version of a service as a new server group beside the old one.
+
+    `herd deploy movie --version v002 [--strategy canary] [--set FLIX_FAIL_RATE=0.1]`;
+    `herd deploy status [--json]` shows every deploy's steps, scores and decisions;
+    `herd deploy confirm movie` ends the rollback window (the old group goes);
+    `herd deploy abort movie` stops a deploy and goes back to the old group.
+    """
+    from herd_tools import deploy_commands
+
+    if target == "status":
+        deploy_commands.status_command(as_json)
+    elif target in ("confirm", "abort"):
+        if service is None:
+            raise typer.BadParameter(f"say which service: herd deploy {target} SERVICE")
+        command = (
+            deploy_commands.confirm_command
+            if target == "confirm"
+            else (deploy_commands.abort_command)
+        )
+        command(service)
+    else:
+        if version is None:
+            raise typer.BadParameter("say which version: --version v002")
+        deploy_commands.deploy_command(target, version, strategy, settings or [], wait)
+
+
+@app.command()
+def rollback(service: str = typer.Argument(..., help="The service whose deploy to undo.")) -> None:
+    """Send a service's traffic back to the group it had before its deploy: the old group is
+    re-enabled (no process starts) and the new one destroyed."""
+    from herd_tools.deploy_commands import rollback_command
+
+    rollback_command(service)
+
+
+@app.command()
 def down() -> None:
     """Stop the running local cloud: instances deregister, drain and exit."""
     from herd_tools.cloud_commands import down_command
@@ -258,6 +324,70 @@ def retry_storm(
 _FLIX_APP = typer.Option(
     "examples/flix/app.toml", "--app", metavar="APP.toml", help="The app to run (flix)."
 )
+
+
+@experiment_app.command("deploy")
+def deploy_experiment(
+    app_file: str = _FLIX_APP,
+    rate: float = typer.Option(200.0, help="Requests per second through the front door."),
+    visitors: int = typer.Option(
+        10_000, help="Visitors the load spreads over (1 % are a test cell)."
+    ),
+    analysis: float = typer.Option(10.0, help="Seconds of analysis per canary step."),
+    interval: float = typer.Option(1.0, help="Seconds between the analysis' samples."),
+    min_points: int = typer.Option(8, help="Data points per metric before the judge may pass."),
+    hold: float = typer.Option(3.0, help="Seconds each promoted deploy is held before its end."),
+    steps: str = typer.Option("5,25,50,100", help="The canary's traffic steps, in percent."),
+    scenarios: str = typer.Option(
+        "red_black,canary_pass,canary_fail,rollback",
+        help="Which scenarios to run (comma-separated; they run in this order).",
+    ),
+    json_file: str | None = typer.Option(
+        None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE."
+    ),
+    plot_file: str | None = typer.Option(
+        None, "--plot", metavar="FILE.png", help="Draw traffic share per group over time."
+    ),
+) -> None:
+    """Four deploys of flix under load: red/black, a canary that passes, a bad canary that
+    rolls back by itself, and a rollback (docs/deploy.md). Exits 0 only if every one ends as
+    it should and no request failed but those the bad canary failed."""
+    from pathlib import Path
+
+    from herd._cloud.app import DeploySpec
+    from herd_tools.experiments.deploy import SCENARIOS
+    from herd_tools.experiments.deploy import main as deploy_main
+
+    chosen = [name.strip() for name in scenarios.split(",") if name.strip()]
+    if not chosen or any(name not in SCENARIOS for name in chosen):
+        raise typer.BadParameter(f"scenarios are among {', '.join(SCENARIOS)}")
+    try:
+        canary_steps = [int(step) for step in steps.split(",")]
+    except ValueError:
+        raise typer.BadParameter(
+            f"--steps takes whole percents, e.g. 5,25,50,100: {steps!r}"
+        ) from None
+    spec = DeploySpec(
+        rollback_window_s=600.0,
+        canary_steps=canary_steps,
+        analysis_s=analysis,
+        interval_s=interval,
+        min_points=min_points,
+    )
+    if (problem := spec.problem()) is not None:
+        raise typer.BadParameter(problem)
+    raise typer.Exit(
+        deploy_main(
+            Path(app_file),
+            rate=rate,
+            visitors=visitors,
+            spec=spec,
+            hold_s=hold,
+            chosen=chosen,
+            json_path=Path(json_file) if json_file else None,
+            plot_path=Path(plot_file) if plot_file else None,
+        )
+    )
 
 
 @experiment_app.command("gray-failure")

@@ -48,7 +48,7 @@ def fails_cleanly() -> Iterator[None]:
         raise SystemExit(1) from None
 
 
-def _ask(call: Callable[[CloudApi], Awaitable[T]]) -> T:
+def ask(call: Callable[[CloudApi], Awaitable[T]]) -> T:
     async def main() -> T:
         api = control()
         try:
@@ -72,7 +72,7 @@ def ps_command(as_json: bool = False) -> None:
     async def both(api: CloudApi) -> tuple[list[GroupView], list[InstanceView]]:
         return await api.groups(), await api.ps()
 
-    groups, instances = _ask(both)
+    groups, instances = ask(both)
     if as_json:
         # Plain stdout: rich would highlight and wrap it.
         print(msgspec.json.encode({"groups": groups, "instances": instances}).decode())
@@ -128,17 +128,17 @@ def top_command(once: bool) -> None:
 
 def scale_command(group: str, count: int) -> None:
     """Change a group's desired count."""
-    view = _ask(lambda api: api.scale(group, count))
+    view = ask(lambda api: api.scale(group, count))
     console.print(f"{view.name}: desired {view.desired} (running {view.running})")
 
 
 def kill_command(instance: str) -> None:
     """SIGKILL one instance; the control plane replaces it."""
-    view = _ask(lambda api: api.kill(instance))
+    view = ask(lambda api: api.kill(instance))
     console.print(f"killed {view.id} (pid {view.pid}, zone {view.zone})")
 
 
 def down_command() -> None:
     """Stop the running local cloud."""
-    _ask(lambda api: api.down())
+    ask(lambda api: api.down())
     console.print("stopping the local cloud")

@@ -3,6 +3,8 @@ stripped, its own deadline goes downstream, and a caller's bad requests eject no
 
 from __future__ import annotations
 
+import re
+
 import aiohttp
 import pytest
 
@@ -57,13 +59,16 @@ async def test_only_web_routes_pass_and_outside_herd_headers_are_stripped() -> N
                     "x-herd-attempt": "7",
                     "X-HERD-TOKEN": "secret",
                     "x-herd-caller": "cloud",
+                    "x-herd-route": "pin=v009",
                 }
                 async with session.get(f"{door.url}seen", headers=forged) as answer:
                     assert answer.status == 200
                     seen = await answer.json()
-            # Only what the front door itself sets arrives: its deadline and attempt number.
-            assert set(seen["headers"]) == {"x-herd-deadline-ms", "x-herd-attempt"}
+            # Only what the front door itself sets arrives: its deadline, attempt number and the
+            # request's routing context (a bucket of its own, never the client's pin).
+            assert set(seen["headers"]) == {"x-herd-deadline-ms", "x-herd-attempt", "x-herd-route"}
             assert seen["headers"]["x-herd-attempt"] == "1"
+            assert re.fullmatch(r"bucket=\d{1,2}", seen["headers"]["x-herd-route"])
             assert 0 < seen["left"] <= 1.5
         finally:
             await door.close()

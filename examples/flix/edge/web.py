@@ -6,6 +6,10 @@ cut to ``FLIX_EDGE_DEADLINE`` seconds (default 1.0), which telescopes through ev
 it. The visitor comes from ``?visitor=N`` (then remembered in a cookie) or the ``visitor``
 cookie. Boxshots are drawn as SVG at ``/boxshot.svg?video=N``.
 
+A build can be made bad on purpose for deploy experiments: ``FLIX_FAIL_RATE`` (default 0) is the
+share of page requests (``/`` and ``/api/home``) that fail with a server error, as a broken release
+would.
+
 Every id a request carries is parsed by `examples.flix.ids.parse_id`: a bad one is answered with
 400 and the reason (JSON ``{"error": "bad_request", "message": ...}`` on ``/api/*``, an HTML page
 on ``/``, plain text on the boxshot) before any service is called.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import html
 import os
+import random
 import zlib
 
 import msgspec
@@ -36,6 +41,15 @@ TEXT = "text/plain; charset=utf-8"
 def page_deadline() -> float:
     """Seconds one HTTP request may take: ``FLIX_EDGE_DEADLINE``, default 1.0."""
     return float(os.environ.get("FLIX_EDGE_DEADLINE", "1.0"))
+
+
+def fail_rate() -> float:
+    """The share of page requests this build fails on purpose: ``FLIX_FAIL_RATE``, default 0."""
+    return float(os.environ.get("FLIX_FAIL_RATE", "0"))
+
+
+class BadBuild(RuntimeError):
+    """A failure a build with ``FLIX_FAIL_RATE`` makes on purpose: the server answers 500."""
 
 
 class BadCookie(BadId):
@@ -62,11 +76,19 @@ def visitor_of(request: herd.WebRequest) -> VisitorId | None:
 class Front:
     """The HTTP handlers over `HomePages`; `EdgeService` routes requests here."""
 
-    def __init__(self, pages: HomePages, deadline: float | None = None) -> None:
+    def __init__(
+        self, pages: HomePages, deadline: float | None = None, failing: float | None = None
+    ) -> None:
         self.pages = pages
         self.deadline = deadline if deadline is not None else page_deadline()
+        self.failing = failing if failing is not None else fail_rate()
+
+    def _maybe_fail(self) -> None:
+        if self.failing and random.random() < self.failing:
+            raise BadBuild(f"this build fails {self.failing:.0%} of its pages (FLIX_FAIL_RATE)")
 
     async def api_home(self, request: herd.WebRequest) -> herd.WebResponse:
+        self._maybe_fail()
         try:
             visitor = visitor_of(request)
             if visitor is None:
@@ -78,6 +100,7 @@ class Front:
         return herd.WebResponse(msgspec.json.encode(page), content_type=JSON)
 
     async def home(self, request: herd.WebRequest) -> herd.WebResponse:
+        self._maybe_fail()
         try:
             visitor = visitor_of(request)
             if visitor is None:

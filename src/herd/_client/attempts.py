@@ -16,8 +16,10 @@ from typing import TypeVar, cast
 from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
 from herd._client.metrics import DependencyMetrics
-from herd._client.resolver import Resolver
+from herd._client.resolver import Resolver, RouteSource
+from herd._client.routes import GroupChooser
 from herd._model import clock as _clock
+from herd._model import routing as _routing
 from herd._model.deadline import Alarm
 from herd._model.errors import ConfigurationError, DeadlineExceeded, HerdError, Unavailable
 from herd._model.instance import Instance
@@ -150,6 +152,8 @@ class AttemptLoop:
         self.hedge = hedge
         self._recent = _Recent(hedge.percentile if hedge is not None else 0.95)
         self._known: Sequence[Instance] = ()
+        self._routes = resolver if isinstance(resolver, RouteSource) else None
+        self._chooser = GroupChooser()
 
     def _count(self, outcome: str) -> None:
         if self._metrics is not None:
@@ -186,10 +190,20 @@ class AttemptLoop:
         candidates = self.resolver.instances(self.service)
         if candidates is not self._known:
             self._forget_departed(candidates)
+        fallback: Sequence[Instance] = ()
+        if self._routes is not None and (route := self._routes.route(self.service)) is not None:
+            # A hedge stays in the group: hedged away, a canary's failures would be hidden from
+            # its analysis (its attempts cancelled before they fail).
+            candidates, fallback = self._chooser.choose(candidates, route, _routing.current())
         number = 0
         while number < attempts:
             number += 1
             instance = self.balancer.pick(candidates, tried, zones)
+            if instance is None and fallback:
+                # The routed group has no untried instance left: a retry may go to another
+                # group the route gives traffic to, rather than fail the call.
+                candidates, fallback = fallback, ()
+                instance = self.balancer.pick(candidates, tried, zones)
             if instance is None:
                 if last is None:
                     raise Unavailable(f"no instance of {self.service} is available")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from herd._model.errors import ConfigurationError
 from herd._model.instance import Instance, Status
+from herd._model.route import Route
 
 
 class Resolver(Protocol):
@@ -22,6 +23,15 @@ class Resolver(Protocol):
 
     async def close(self) -> None:
         """Stop following changes."""
+        ...
+
+
+@runtime_checkable
+class RouteSource(Protocol):
+    """A resolver that also knows the routes the control plane publishes (the registry's)."""
+
+    def route(self, service: str) -> Route | None:
+        """The service's current route; None when it has none (every UP instance serves)."""
         ...
 
 

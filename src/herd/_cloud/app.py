@@ -25,6 +25,19 @@
     service = "edge"
     port = 8080
 
+    [front_door.cohorts]            # a request's bucket and pin (docs/deploy.md)
+    visitor_query = "visitor"       # where the visitor id is, hashed into a bucket 0-99
+    pin_header = "x-flix-pin"       # `x-flix-pin: v002` pins the request to v002 at every hop
+    cells = [{ name = "beta", version = "v002", visitors = [7, 42] }]
+
+    [[versions]]                    # what `herd deploy movie --version v002` changes
+    service = "movie"
+    version = "v002"
+    env = { FLIX_FAIL_RATE = "0.1" }
+
+    [deploy]                        # rollback window, canary steps and judge (docs/deploy.md)
+    rollback_window_s = 600
+
     # registry = "etcd"             # instances on a local 3-member etcd cluster
     # registry = "etcd://10.0.0.5:2379,10.0.0.6:2379"   # or on one that runs elsewhere
 """
@@ -123,11 +136,39 @@ class GroupSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     env: dict[str, str] = msgspec.field(default_factory=dict)
     autoscale: AutoscaleSpec | None = None
     chaos: ChaosSpec | None = None
+    detail: str = ""
+    """Set on a group a deploy runs beside the main one of its version (a canary's `baseline`)."""
 
     @property
     def name(self) -> str:
-        """`service-version`, e.g. `movie-v001`."""
+        """`service-version`, e.g. `movie-v001` (`movie-baseline-v001` with a detail)."""
+        if self.detail:
+            return f"{self.service}-{self.detail}-{self.version}"
         return f"{self.service}-{self.version}"
+
+
+class CellSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A named test cell: its visitors are pinned to `version` at every hop that has it."""
+
+    name: str
+    version: str
+    visitors: list[str | int]
+
+
+class CohortSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Where the front door finds a request's visitor id (hashed into its bucket) and its pin.
+
+    The visitor id comes from the query parameter, the header or the cookie named (the first
+    found); a pin to a version (`v002`) from the header or cookie named, else from the test cell
+    the visitor is in.
+    """
+
+    visitor_query: str = ""
+    visitor_header: str = ""
+    visitor_cookie: str = ""
+    pin_header: str = ""
+    pin_cookie: str = ""
+    cells: list[CellSpec] = msgspec.field(default_factory=list)
 
 
 class FrontDoorSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -137,6 +178,55 @@ class FrontDoorSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     port: int = 8080
     host: str = "127.0.0.1"
     timeout_s: float = 2.0
+    cohorts: CohortSpec = msgspec.field(default_factory=CohortSpec)
+
+
+class VersionSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What a version of a service needs beyond its current group's settings, for
+    `herd deploy SERVICE --version V`: another module or arguments, more environment, another
+    count."""
+
+    service: str
+    version: str
+    module: str | None = None
+    args: list[str] | None = None
+    instances: int | None = None
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class DeploySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How deploys run: the rollback window, the canary's steps and its judge."""
+
+    rollback_window_s: float = 600.0
+    ready_timeout_s: float = 60.0
+    canary_steps: list[int] = msgspec.field(default_factory=lambda: [5, 25, 50, 100])
+    canary_instances: int = 1
+    analysis_s: float = 30.0
+    """How long each step's analysis gathers figures."""
+    interval_s: float = 2.0
+    """How often each canary and baseline instance is sampled: one data point per interval."""
+    min_points: int = 10
+    """Data points per metric (of each side) before the judge may pass a step."""
+    pass_score: float = 95.0
+    marginal_score: float = 75.0
+    confidence: float = 0.98
+
+    def problem(self) -> str | None:
+        """Why these settings cannot work; None when they can."""
+        steps = self.canary_steps
+        if not steps or steps[-1] != 100 or steps != sorted(set(steps)) or steps[0] <= 0:
+            return "deploy.canary_steps rise strictly from above 0 and end at 100"
+        if any(step > 50 for step in steps[:-1]):
+            return "deploy.canary_steps before 100 are at most 50: the baseline gets as much"
+        if not 0 <= self.marginal_score <= self.pass_score <= 100:
+            return "deploy: 0 <= marginal_score <= pass_score <= 100"
+        if not 0.5 < self.confidence < 1:
+            return "deploy.confidence is within (0.5, 1)"
+        if self.min_points < 3 or self.canary_instances < 1:
+            return "deploy.min_points >= 3 and deploy.canary_instances >= 1"
+        if not (self.interval_s > 0 and self.analysis_s >= self.interval_s):
+            return "deploy: interval_s > 0 and analysis_s >= interval_s"
+        return None
 
 
 class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -158,6 +248,8 @@ class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     (a cluster that runs elsewhere)."""
     etcd_port: int = 23790
     """Not etcd's usual 2379: a system etcd (Debian's etcd-server starts one) may hold it."""
+    versions: list[VersionSpec] = msgspec.field(default_factory=list)
+    deploy: DeploySpec = msgspec.field(default_factory=DeploySpec)
 
 
 class App:
@@ -222,6 +314,14 @@ def _check(spec: AppSpec, source: Path) -> None:
                 f'{source}: registry is "embedded", "etcd" or "etcd://host:port,...": {exc}'
             ) from None
     services = {g.service for g in spec.groups}
+    for version in spec.versions:
+        if version.service not in services or not re.match(r"^v\d{3}$", version.version):
+            raise ConfigurationError(
+                f"{source}: versions: {version.service}-{version.version}: the service needs a"
+                " group and the version looks like v002"
+            )
+    if (problem := spec.deploy.problem()) is not None:
+        raise ConfigurationError(f"{source}: {problem}")
     if spec.front_door is not None and spec.front_door.service not in services:
         raise ConfigurationError(
             f"{source}: the front door's service {spec.front_door.service!r} has no group"

@@ -36,11 +36,13 @@ from herd._cloud.app import App, GroupSpec
 from herd._cloud.autoscale import Autoscaler, Decision, initial_count
 from herd._cloud.chaos import Chaos, ChaosApi
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
+from herd._cloud.deploy import Deployer
 from herd._cloud.front_door import FrontDoor
 from herd._cloud.history import History
 from herd._cloud.history_api import HistoryRoutes
 from herd._cloud.interface import (
     CloudApi,
+    DeployView,
     GroupView,
     InstanceView,
     InvalidCount,
@@ -74,6 +76,8 @@ CRASHLOOP = "CRASHLOOP"
 #: A group whose every desired instance is UP; PENDING while some are on their way.
 READY = "READY"
 PENDING = "PENDING"
+#: A group a deploy took out of rotation: alive, OUT_OF_SERVICE, kept for a rollback.
+DISABLED = "DISABLED"
 #: Secrets of the shell that started `herd up`, which no child inherits: the registry gets the
 #: cloud's own key, each instance its own credential.
 _NOT_INHERITED = (REGISTRY_KEY, CREDENTIAL)
@@ -177,6 +181,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self._etcd_token = ""
         self.resolver: RegistryResolver | None = None
         self.front_door: FrontDoor | None = None
+        self.deployer: Deployer | None = None
         self._server: Server | None = None
         self._chores: set[asyncio.Task[None]] = set()
         self.stopped = asyncio.Event()
@@ -257,6 +262,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self._say(f"registry on {self.registry_address}")
         self.resolver = RegistryResolver(self.registry_address)
         await self.resolver.start()
+        self.deployer = Deployer(self, spec.deploy)
+        self.deployer.start()
         for name in self._groups:
             self._fit(name)
         await asyncio.gather(*(slot.tried.wait() for slot in self._instance_slots()))
@@ -271,6 +278,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
                 host=door.host,
                 port=door.port,
                 timeout_s=door.timeout_s,
+                cohorts=door.cohorts,
             )
             await self.front_door.start()
             self._say(f"front door {self.front_door.url} → {door.service}")
@@ -287,6 +295,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
 
     async def stop(self) -> None:
         """Stop everything: instances drain, then the registry goes."""
+        if self.deployer is not None:
+            await self.deployer.close()
         if self._autoscaling is not None:
             # First: it would otherwise start instances while the others stop.
             self._autoscaling.cancel()
@@ -595,7 +605,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 await asyncio.sleep(AUTOSCALE_INTERVAL_S)
-                for name, scaler in self._autoscalers.items():
+                # A copy: a deploy adds and removes groups while this round awaits figures.
+                for name, scaler in list(self._autoscalers.items()):
                     try:
                         figures = await self._figures(name, scaler.spec.metric, session)
                         self._apply(name, scaler.decide(self._desired[name], figures))
@@ -708,6 +719,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             # Still looping while the latest restart has not got ready, not only between them.
             if any(slot.backoff.looping and not self._filled(slot) for slot in slots):
                 status = CRASHLOOP
+            elif members and all(v.status == "OUT_OF_SERVICE" for v in members):
+                status = DISABLED
             else:
                 status = READY if up == self._desired[name] else PENDING
             views.append(
@@ -754,3 +767,79 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
     async def down(self) -> bool:
         self.stopped.set()
         return True
+
+    # -- deploys (herd._cloud.deploy decides; these are its hands here)
+
+    def _deploys(self) -> Deployer:
+        if self.deployer is None:
+            raise RuntimeError("the control plane has not started")
+        return self.deployer
+
+    async def deploy(
+        self, service: str, version: str, strategy: str, settings: dict[str, str]
+    ) -> DeployView:
+        return await self._deploys().deploy(service, version, strategy, settings)
+
+    async def deploys(self) -> list[DeployView]:
+        return self._deploys().views()
+
+    async def confirm(self, service: str) -> DeployView:
+        return await self._deploys().confirm(service)
+
+    async def abort(self, service: str) -> DeployView:
+        return await self._deploys().abort(service)
+
+    async def rollback(self, service: str) -> DeployView:
+        return await self._deploys().rollback(service)
+
+    def group_specs(self) -> list[GroupSpec]:
+        """Every group running now: the app file's and the deploys'."""
+        return list(self._groups.values())
+
+    def add_group(self, spec: GroupSpec, count: int) -> None:
+        """Start a new server group of `count` instances beside the others."""
+        self.record(
+            "group.created",
+            cause="deploy",
+            group=spec.name,
+            service=spec.service,
+            version=spec.version,
+            desired=count,
+        )
+        self._groups[spec.name] = spec
+        self._desired[spec.name] = count
+        self._slots[spec.name] = []
+        if spec.autoscale is not None:
+            self._autoscalers[spec.name] = Autoscaler(spec.autoscale)
+            if self._autoscaling is None:
+                self._autoscaling = asyncio.create_task(
+                    self._autoscale(), context=contextvars.Context()
+                )
+        self._fit(spec.name)
+
+    def set_count(self, group: str, count: int) -> None:
+        """Change a group's desired count, as `herd scale` does."""
+        self.record("group.scaled", cause="deploy", group=group, desired=count)
+        self._desired[group] = count
+        self._fit(group)
+
+    def remove_group(self, group: str) -> None:
+        """Retire every instance of the group (each deregisters and drains) and forget it."""
+        self.record("group.destroyed", cause="deploy", group=group)
+        self._desired[group] = 0
+        self._fit(group)
+        for table in (self._groups, self._desired, self._slots, self._autoscalers):
+            table.pop(group, None)
+
+    def addresses(self, group: str) -> list[str]:
+        """Where the group's running, ready instances listen."""
+        return [
+            slot.process.address
+            for slot in self._slots.get(group, [])
+            if slot.process is not None and slot.process.address and self._filled(slot)
+        ]
+
+    def credential(self, name: str) -> str:
+        """The registry credential for an instance id or a route: the control plane changes
+        instances' statuses and publishes routes."""
+        return credential_for(self._registry_key, name)

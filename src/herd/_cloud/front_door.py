@@ -29,7 +29,10 @@ from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
 from herd._client.pool import TransportPool
 from herd._client.resolver import Resolver
+from herd._cloud.app import CohortSpec
+from herd._cloud.cohorts import Cohorts
 from herd._model import deadline as _deadline
+from herd._model import routing as _routing
 from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
 from herd._model.outcome import Blame, blame_of_status
 from herd._model.stats import cumulative_buckets
@@ -39,6 +42,7 @@ from herd._wire.http_server import GuardedServer, read_body
 from herd._wire.protocol import (
     H_ATTEMPT,
     H_DEADLINE,
+    H_ROUTE,
     HEADER_PREFIX,
     RPC_PREFIX,
     BodyTimeout,
@@ -74,8 +78,10 @@ class FrontDoor:
         attempts: int = 3,
         connect_timeout: float = 0.25,
         max_body: int = 1 << 20,
+        cohorts: CohortSpec | None = None,
     ) -> None:
         self.service = service
+        self._cohorts = Cohorts(cohorts or CohortSpec())
         self._resolver = resolver
         self._host = host
         self.port = port
@@ -161,7 +167,9 @@ class FrontDoor:
             return await self._forward(request, body, headers, safe, deadline, attempt)
 
         try:
-            answer = await self._loop.run(send, deadline, self._attempts, hedge=safe)
+            # The request's cohort: the attempt loop picks the group by it, and it travels on.
+            with _routing.routing(**self._cohorts.entries(request)):
+                answer = await self._loop.run(send, deadline, self._attempts, hedge=safe)
         except DeadlineExceeded as exc:
             return _plain(504, f"{self.service} did not answer in time: {exc}")
         except HerdError as exc:
@@ -188,6 +196,7 @@ class FrontDoor:
             **headers,
             H_DEADLINE: str(max(1, int(remaining * 1000))),
             H_ATTEMPT: str(attempt.number),
+            H_ROUTE: _routing.current().header,
         }
         try:
             async with _deadline.Expiry(deadline):

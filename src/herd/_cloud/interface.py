@@ -34,7 +34,8 @@ class GroupView(msgspec.Struct, frozen=True):
     """One server group: how many instances it should have and has.
 
     `status` is READY when every desired instance is UP, CRASHLOOP while one of its instances
-    keeps crashing and waits out a back-off before its next start, PENDING otherwise.
+    keeps crashing and waits out a back-off before its next start, DISABLED while a deploy keeps
+    it out of rotation for a rollback (every instance OUT_OF_SERVICE), PENDING otherwise.
     `autoscale` is the group's autoscaling policy ("" when it has none) and `autoscale_reason`
     the autoscaler's latest verdict, which set `desired` when it changed it.
     """
@@ -48,6 +49,43 @@ class GroupView(msgspec.Struct, frozen=True):
     status: str
     autoscale: str = ""
     autoscale_reason: str = ""
+
+
+class DeployEvent(msgspec.Struct, frozen=True):
+    """One step or decision of a deploy: `at` is wall-clock time (seconds since the epoch)."""
+
+    at: float
+    kind: str
+    message: str
+    score: float | None = None
+
+
+class DeployView(msgspec.Struct, frozen=True):
+    """A deploy of one service, as `herd deploy status` shows it.
+
+    `state` is where it is: starting, analysing (a canary step), promoting, window (the new
+    group serves; the old one is disabled and kept for a rollback until `window_ends_at`), or
+    one of the ends: promoted, rolled_back, aborted, failed. `shares` is the traffic split now
+    (group -> percent).
+    """
+
+    service: str
+    version: str
+    strategy: str
+    old_group: str
+    new_group: str
+    state: str
+    decision: str
+    shares: dict[str, int]
+    started_at: float
+    window_ends_at: float | None = None
+    canary_score: float | None = None
+    rollback_s: float | None = None
+    events: list[DeployEvent] = msgspec.field(default_factory=list)
+
+
+class DeployRefused(ServiceError):
+    """The deploy, confirm, abort or rollback cannot be done now: the message says why."""
 
 
 class UnknownGroup(ServiceError):
@@ -179,3 +217,20 @@ class CloudApi(Interface, name="cloud"):
     @method(admin=True)
     async def chaos_halt(self) -> ChaosView:
         """Stop everything chaos does, at once: monkey, injections, zone outages."""
+
+    @method(admin=True)
+    async def deploy(
+        self, service: str, version: str, strategy: str, settings: dict[str, str]
+    ) -> DeployView: ...
+
+    @method(idempotent=True)
+    async def deploys(self) -> list[DeployView]: ...
+
+    @method(admin=True)
+    async def confirm(self, service: str) -> DeployView: ...
+
+    @method(admin=True)
+    async def abort(self, service: str) -> DeployView: ...
+
+    @method(admin=True)
+    async def rollback(self, service: str) -> DeployView: ...

@@ -12,19 +12,22 @@ import msgspec
 
 from herd._model.instance import Instance, Status
 from herd._model.interface import Interface, ServiceError, method
+from herd._model.route import Route
 
 
 class Snapshot(msgspec.Struct, frozen=True):
     """Every instance the registry knows, at one version of one registry epoch.
 
     The epoch changes when the registry restarts, so a client can tell a restart (and its empty
-    table) from instances actually leaving.
+    table) from instances actually leaving. `routes` are the traffic splits the control plane
+    publishes while it deploys (`set_route`); a change to them moves `version` too.
     """
 
     epoch: str
     version: int
     warm: bool
     instances: list[Instance]
+    routes: list[Route] = msgspec.field(default_factory=list)
 
 
 class InvalidInstance(ServiceError):
@@ -48,10 +51,23 @@ class RegistryFull(ServiceError):
     limit: int
 
 
+class InvalidRoute(ServiceError):
+    """The route is unusable (`Route.problems`): nothing changed."""
+
+    problems: list[str]
+
+
+def route_id(service: str) -> str:
+    """The name a route's credential is issued for: never an instance's id (those hold no `:`)."""
+    return f"route:{service}"
+
+
 class RegistryApi(Interface, name="registry"):
     """Register, renew, change status, deregister, and watch instances.
 
     Every write may raise `InvalidInstance` or `NotAuthorized`; `register` also `RegistryFull`.
+    `set_route` (a route with no splits removes the service's route) takes the credential issued
+    for `route_id(service)`, which only the control plane can mint, and may raise `InvalidRoute`.
     """
 
     @method(idempotent=True)
@@ -65,6 +81,9 @@ class RegistryApi(Interface, name="registry"):
 
     @method(idempotent=True)
     async def deregister(self, instance_id: str, *, credential: str) -> bool: ...
+
+    @method(idempotent=True)
+    async def set_route(self, route: Route, *, credential: str) -> bool: ...
 
     @method(idempotent=True)
     async def watch(self, epoch: str, version: int) -> Snapshot: ...

@@ -23,6 +23,7 @@ from herd._model import deadline as _deadline
 from herd._model.errors import ConfigurationError, HerdError
 from herd._model.instance import Instance, Status, clip
 from herd._model.interface import ServiceError
+from herd._model.route import Route
 from herd._process.config import CREDENTIAL, REGISTRY, REGISTRY_KEY, credential_for, settings
 from herd._process.registry_api import RegistryApi, Snapshot
 
@@ -54,6 +55,7 @@ class RegistryResolver:
         self._version = -1
         self._by_service: dict[str, list[Instance]] = {}
         self._all: list[Instance] = []
+        self._routes: dict[str, Route] = {}
         self._task: asyncio.Task[None] | None = None
         self._first = asyncio.Event()
         self._unfit: frozenset[Instance] = frozenset()
@@ -66,6 +68,10 @@ class RegistryResolver:
     def all(self) -> list[Instance]:
         """Every instance in the cached copy, whatever its status."""
         return list(self._all)
+
+    def route(self, service: str) -> Route | None:
+        """The route the control plane publishes for `service`; None when it has none."""
+        return self._routes.get(service)
 
     async def start(self, wait_s: float = 2.0) -> None:
         """Start watching; wait up to `wait_s` for the first copy (later calls return at once)."""
@@ -94,7 +100,9 @@ class RegistryResolver:
             # A restarted registry refills as instances re-register; until a lease period has
             # passed, what it lacks is more likely unregistered than gone. Keep the old copy.
             self._by_service = _merge(self._all, instances)
+            self._routes = {**self._routes, **_routes(snapshot)}
             return
+        self._routes = _routes(snapshot)
         self._epoch = snapshot.epoch
         self._version = snapshot.version
         self._all = instances
@@ -140,6 +148,10 @@ class RegistryResolver:
             self._first.set()
 
 
+def _routes(snapshot: Snapshot) -> dict[str, Route]:
+    return {route.service: route for route in snapshot.routes if not route.problems()}
+
+
 def _merge(old: list[Instance], new: list[Instance]) -> dict[str, list[Instance]]:
     merged = {i.id: i for i in old}
     merged.update({i.id: i for i in new})
@@ -176,6 +188,10 @@ class SharedResolver:
     def instances(self, service: str) -> Sequence[Instance]:
         """The UP instances of `service` in the shared cached copy."""
         return self._live().instances(service)
+
+    def route(self, service: str) -> Route | None:
+        """The service's route in the shared cached copy."""
+        return self._live().route(service)
 
     @property
     def skipped(self) -> int:

@@ -24,14 +24,17 @@ from herd._model import deadline as _deadline
 from herd._model.clock import MONOTONIC, Clock
 from herd._model.errors import ConfigurationError
 from herd._model.instance import Instance, Status, clip, id_problem
+from herd._model.route import Route
 from herd._process.config import CREDENTIAL, REGISTRY_KEY, credential_for, settings
 from herd._process.logging import configure as configure_logging
 from herd._process.registry_api import (
     InvalidInstance,
+    InvalidRoute,
     NotAuthorized,
     RegistryApi,
     RegistryFull,
     Snapshot,
+    route_id,
 )
 from herd._process.run import serve_until_signalled
 from herd._registry.backend import Backend, MemoryBackend
@@ -69,6 +72,12 @@ class RegistryService(RegistryApi):
         self._started = clock.now()
         self._evictor: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
+        # Routes live here, not in the backend: the control plane publishes them again when it
+        # sees a restarted registry without them. Each change counts in `_route_changes`, which
+        # the snapshot's version adds to the backend's, so a watch sees a route change as one.
+        self._routes: dict[str, Route] = {}
+        self._route_changes = 0
+        self._route_changed = asyncio.Event()
 
     def release_watches(self) -> None:
         """Answer every open watch now, so a stopping registry does not wait out long polls."""
@@ -129,31 +138,69 @@ class RegistryService(RegistryApi):
         log.info("deregistered", instance=instance_id, known=found)
         return found
 
+    async def set_route(self, route: Route, *, credential: str) -> bool:
+        service = route.service
+        problem = id_problem(service)
+        if problem is not None:
+            raise InvalidRoute(problem, problems=[problem])
+        self._check_credential(route_id(service), credential)
+        if route.splits and (problems := route.problems()):
+            raise InvalidRoute("; ".join(problems), problems=problems)
+        if self._routes.get(service) == (route if route.splits else None):
+            return True
+        if route.splits:
+            self._routes[service] = route
+        else:
+            self._routes.pop(service, None)
+        self._route_changes += 1
+        self._route_changed.set()
+        self._route_changed = asyncio.Event()
+        log.info("route", service=service, splits={s.group: s.share for s in route.splits})
+        return True
+
     def _authorize(self, instance_id: str, credential: str) -> None:
         """Refuse a write unless `instance_id` is fit and `credential` was issued for it."""
         problem = id_problem(instance_id)
         if problem is not None:
             log.info("refused an unfit id", instance=clip(instance_id), problem=problem)
             raise InvalidInstance(problem, problems=[problem])
-        expected = credential_for(self._key, instance_id)
+        self._check_credential(instance_id, credential)
+
+    def _check_credential(self, name: str, credential: str) -> None:
+        expected = credential_for(self._key, name)
         # compare_digest compares str only when ASCII; a non-ASCII credential is wrong anyway.
         if not (credential.isascii() and hmac.compare_digest(credential, expected)):
-            log.warning("refused a write without the instance's credential", instance=instance_id)
-            raise NotAuthorized(f"the credential was not issued for instance {instance_id}")
+            log.warning("refused a write without the credential", name=name)
+            raise NotAuthorized(f"the credential was not issued for {name}")
 
     async def watch(self, epoch: str, version: int) -> Snapshot:
         left = _deadline.remaining()
         wait = 10.0 if left is None else left - _WATCH_MARGIN_S
-        if epoch == self.backend.epoch and not self._closing.is_set():
-            changed = asyncio.ensure_future(self.backend.wait_change(version, wait))
-            closing = asyncio.ensure_future(self._closing.wait())
+        # Both parts only grow within an epoch, so an unchanged sum means neither changed.
+        seen = self.backend.snapshot()[0]
+        if (
+            epoch == self.backend.epoch
+            and version == seen + self._route_changes
+            and not self._closing.is_set()
+        ):
+            waits = [
+                asyncio.ensure_future(self.backend.wait_change(seen, wait)),
+                asyncio.ensure_future(self._closing.wait()),
+                asyncio.ensure_future(self._route_changed.wait()),
+            ]
             try:
-                await asyncio.wait({changed, closing}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                changed.cancel()
-                closing.cancel()
+                for waiting in waits:
+                    waiting.cancel()
         current, instances = self.backend.snapshot()
-        return Snapshot(self.backend.epoch, current, self.warm(), instances)
+        return Snapshot(
+            self.backend.epoch,
+            current + self._route_changes,
+            self.warm(),
+            instances,
+            list(self._routes.values()),
+        )
 
 
 async def serve_registry(

@@ -21,6 +21,9 @@ from herd._model.stats import cumulative_buckets
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+#: Distinct pinned versions counted by name (a label each), at most.
+MAX_PINS = 32
+
 Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
 
 
@@ -47,6 +50,7 @@ class ServerMetrics(Collector):
         self._inflight = inflight
         self._requests: dict[tuple[str, str], int] = {}
         self._latency: dict[str, _Latency] = {}
+        self._pinned: dict[str, int] = {}
         self.registry = CollectorRegistry()
         self.registry.register(self)
         for collector in collectors:
@@ -62,6 +66,14 @@ class ServerMetrics(Collector):
                 latency = self._latency[method] = _Latency()
             latency.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
             latency.total += seconds
+
+    def pinned(self, version: str) -> None:
+        """Count a request pinned to `version` (its routing context's `pin`) that this server
+        took: whether pins reach their version is read from these (docs/deploy.md). Pins come
+        from callers: past `MAX_PINS` distinct ones, the rest count as `other`."""
+        if version not in self._pinned and len(self._pinned) >= MAX_PINS:
+            version = "other"
+        self._pinned[version] = self._pinned.get(version, 0) + 1
 
     def collect(self) -> Iterator[Family]:
         """Prometheus families built from the counters at scrape time."""
@@ -84,9 +96,17 @@ class ServerMetrics(Collector):
             "herd_server_inflight", "Requests being handled.", labels=("service",)
         )
         inflight.add_metric((self._service,), self._inflight())
+        pinned = CounterMetricFamily(
+            "herd_server_pinned_requests",
+            "Requests taken whose routing context pins them to a version, by that version.",
+            labels=("service", "pin"),
+        )
+        for version, count in sorted(self._pinned.items()):
+            pinned.add_metric((self._service, version), count)
         yield requests
         yield latency
         yield inflight
+        yield pinned
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

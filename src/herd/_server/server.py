@@ -29,6 +29,7 @@ from herd._model import deadline as _deadline
 from herd._model import routing as _routing
 from herd._model.errors import ConfigurationError, HerdError
 from herd._model.interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
+from herd._model.route import PIN
 from herd._model.web import WebHandler, WebRequest, routes_of
 from herd._server.injection import FAULTS_PATH, FIT_KEY, InjectedFailure, Injections
 from herd._server.metrics import ServerMetrics
@@ -476,6 +477,8 @@ class Server:
         streaming = False
         scope = _deadline.scope_at(ends)
         routed = _routing.use(route)
+        if (pin := route.get(PIN)) is not None:
+            self.metrics.pinned(pin)
         try:
             with scope:
                 body = await incoming.read_body(self.max_body)

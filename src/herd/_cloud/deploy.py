@@ -1,0 +1,601 @@
+"""Deploys: a new version is a new, immutable server group beside the old one; traffic moves to
+it, and back in seconds.
+
+Red/black (Asgard): the new group starts with no traffic; once every instance is UP the route
+gives it all new requests and the old group is *disabled*: its instances are OUT_OF_SERVICE in
+the registry, alive and finishing what they have, for the rollback window. A rollback turns them
+UP and the route back: no process starts. The old group is destroyed when the deploy is
+confirmed or the window ends.
+
+Canary (Kayenta): the new group and a *baseline* (the old version, started fresh at the same
+size) get the same share of traffic, step by step; between steps the judge (`canary.py`)
+compares them on what their instances report (`analysis.py`). A step that fails rolls the
+deploy back by itself; the last step promotes the canary as red/black does.
+
+The controller owns processes and groups; this module decides, through the small `Fleet`
+surface the controller offers, and publishes routes and statuses through the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import re
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Protocol
+
+import aiohttp
+import msgspec
+import structlog
+
+from herd._client.driver import static_driver
+from herd._client.policy import CallPolicy
+from herd._cloud import canary
+from herd._cloud.analysis import Sampler
+from herd._cloud.app import App, DeploySpec, GroupSpec
+from herd._cloud.interface import DeployEvent, DeployRefused, DeployView
+from herd._model.errors import HerdError
+from herd._model.instance import Status
+from herd._model.interface import ServiceError
+from herd._model.route import Route, Split
+from herd._process.registry_api import RegistryApi, route_id
+from herd._process.registry_client import RegistryResolver
+
+log = structlog.get_logger("herd.deploy")
+
+RED_BLACK = "red-black"
+CANARY = "canary"
+STRATEGIES = (RED_BLACK, CANARY)
+#: How often published routes and disabled groups are checked against the registry (a restarted
+#: registry, or a replaced instance of a disabled group that registered UP).
+RECONCILE_S = 0.5
+_POLL_S = 0.05
+#: The states a deploy is still working in, and those it ends in.
+RUNNING = ("starting", "analysing", "promoting")
+WINDOW = "window"
+PROMOTED, ROLLED_BACK, ABORTED, FAILED = "promoted", "rolled_back", "aborted", "failed"
+_REGISTRY_POLICY = CallPolicy(attempts=2, timeout=1.0, breaker=None)
+_WRITE_TRIES = 10
+_VERSION = re.compile(r"v\d{3}")
+
+
+class Fleet(Protocol):
+    """What deploys need of the controller."""
+
+    app: App
+
+    @property
+    def resolver(self) -> RegistryResolver | None:
+        """The control plane's own copy of the registry."""
+        ...
+
+    @property
+    def registry_address(self) -> str:
+        """The registry's `host:port`."""
+        ...
+
+    def group_specs(self) -> list[GroupSpec]:
+        """Every group the control plane runs now."""
+        ...
+
+    def add_group(self, spec: GroupSpec, count: int) -> None:
+        """Start a new group of `count` instances."""
+        ...
+
+    def set_count(self, group: str, count: int) -> None:
+        """Change a group's desired count."""
+        ...
+
+    def remove_group(self, group: str) -> None:
+        """Stop a group's instances (they deregister and drain) and forget the group."""
+        ...
+
+    def addresses(self, group: str) -> list[str]:
+        """The addresses of the group's running, ready instances."""
+        ...
+
+    def credential(self, name: str) -> str:
+        """The registry credential for an instance id or a `route_id`."""
+        ...
+
+    def record(
+        self,
+        kind: str,
+        *,
+        cause: str = "",
+        group: str | None = None,
+        instance: str | None = None,
+        **detail: object,
+    ) -> None:
+        """Keep one change in the history."""
+        ...
+
+
+@dataclasses.dataclass(eq=False)
+class _Deploy:
+    service: str
+    version: str
+    strategy: str
+    old: GroupSpec
+    new: GroupSpec
+    count: int
+    """The new group's size once promoted."""
+    baseline: GroupSpec | None = None
+    state: str = "starting"
+    decision: str = ""
+    shares: dict[str, int] = dataclasses.field(default_factory=dict)
+    started_at: float = dataclasses.field(default_factory=time.time)
+    window_ends_at: float | None = None
+    canary_score: float | None = None
+    rollback_s: float | None = None
+    events: list[DeployEvent] = dataclasses.field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    confirmed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def view(self) -> DeployView:
+        return DeployView(
+            service=self.service,
+            version=self.version,
+            strategy=self.strategy,
+            old_group=self.old.name,
+            new_group=self.new.name,
+            state=self.state,
+            decision=self.decision,
+            shares=dict(self.shares),
+            started_at=self.started_at,
+            window_ends_at=self.window_ends_at,
+            canary_score=self.canary_score,
+            rollback_s=self.rollback_s,
+            events=list(self.events),
+        )
+
+
+class Deployer:
+    """Runs the deploys of one local cloud: at most one per service at a time."""
+
+    def __init__(self, fleet: Fleet, spec: DeploySpec) -> None:
+        self._fleet = fleet
+        self.spec = spec
+        self._api = static_driver(RegistryApi, fleet.registry_address, policy=_REGISTRY_POLICY)
+        self._deploys: dict[str, _Deploy] = {}
+        self._routes: dict[str, Route] = {}
+        """What the registry should publish, by service."""
+        self._wanted: dict[str, Status] = {}
+        """Groups whose instances are held UP or OUT_OF_SERVICE, by group name."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reconciling: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin keeping the registry in line with the routes and statuses deploys set."""
+        self._reconciling = asyncio.create_task(self._reconcile(), context=contextvars.Context())
+
+    async def close(self) -> None:
+        """Stop every deploy where it is (the processes stop with the control plane)."""
+        tasks = [*self._tasks, *([self._reconciling] if self._reconciling else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._api.aclose()
+
+    # -- the API
+
+    def views(self) -> list[DeployView]:
+        """The latest deploy of every service that had one."""
+        return [deploy.view() for deploy in self._deploys.values()]
+
+    async def deploy(
+        self, service: str, version: str, strategy: str, settings: Mapping[str, str]
+    ) -> DeployView:
+        """Start deploying `version` of `service`; the deploy goes on in the background."""
+        if strategy not in STRATEGIES:
+            raise DeployRefused(f"strategy is {' or '.join(STRATEGIES)}, not {strategy!r}")
+        current = self._deploys.get(service)
+        if current is not None and (current.state in RUNNING or current.state == WINDOW):
+            raise DeployRefused(
+                f"{service} is being deployed ({current.version}, {current.state}): confirm,"
+                " abort or roll it back first"
+            )
+        old = self._active(service)
+        deploy = self._plan(service, version, strategy, old, settings)
+        self._deploys[service] = deploy
+        self._event(deploy, "deploy", f"{strategy} of {deploy.new.name} beside {old.name}")
+        work = self._red_black(deploy) if strategy == RED_BLACK else self._canary(deploy)
+        deploy.task = self._spawn(self._guarded(deploy, work))
+        return deploy.view()
+
+    async def confirm(self, service: str) -> DeployView:
+        """End the rollback window now: the old group is destroyed."""
+        deploy = self._deploys.get(service)
+        if deploy is None or deploy.state != WINDOW:
+            raise DeployRefused(f"no deploy of {service} waits in its rollback window")
+        deploy.confirmed.set()
+        self._event(deploy, "confirm", "confirmed: the old group goes now")
+        return deploy.view()
+
+    async def abort(self, service: str) -> DeployView:
+        """Stop a deploy and put everything back as it was before it."""
+        return await self._undo(service, ABORTED)
+
+    async def rollback(self, service: str) -> DeployView:
+        """Send the traffic back to the old group (re-enabled, not restarted)."""
+        return await self._undo(service, ROLLED_BACK)
+
+    # -- planning
+
+    def _active(self, service: str) -> GroupSpec:
+        groups = [g for g in self._fleet.group_specs() if g.service == service and not g.detail]
+        if not groups:
+            raise DeployRefused(f"no server group of {service!r} runs: nothing to deploy beside")
+        if len(groups) > 1:
+            names = ", ".join(g.name for g in groups)
+            raise DeployRefused(f"{service} runs several groups ({names}): one must go first")
+        return groups[0]
+
+    def _plan(
+        self,
+        service: str,
+        version: str,
+        strategy: str,
+        old: GroupSpec,
+        settings: Mapping[str, str],
+    ) -> _Deploy:
+        if not _VERSION.fullmatch(version):
+            raise DeployRefused(f"a version looks like v002, not {version[:40]!r}")
+        if version == old.version:
+            raise DeployRefused(f"{old.name} already runs: a version is deployed once, whole")
+        declared = next(
+            (
+                v
+                for v in self._fleet.app.spec.versions
+                if (v.service, v.version) == (service, version)
+            ),
+            None,
+        )
+        env = {**old.env, **(declared.env if declared else {})}
+        module, args = old.module, old.args
+        count = (
+            old.instances if declared is None or declared.instances is None else declared.instances
+        )
+        if declared is not None:
+            module = declared.module or module
+            args = declared.args if declared.args is not None else args
+        for key, value in settings.items():
+            if key == "module":
+                module = value
+            elif key == "instances":
+                if not value.isdigit() or int(value) < 1:
+                    raise DeployRefused(f"instances must be a whole number >= 1, not {value!r}")
+                count = int(value)
+            elif key.isupper():
+                env[key] = value
+            else:
+                raise DeployRefused(
+                    f"--set {key}: say module=, instances= or an environment variable (UPPER_CASE)"
+                )
+        # A canary grows to its full count when promoted; red/black keeps the old autoscaling.
+        autoscale = old.autoscale if strategy == RED_BLACK else None
+        new = msgspec.structs.replace(
+            old, version=version, module=module, args=args, env=env, autoscale=autoscale
+        )
+        deploy = _Deploy(service, version, strategy, old, new, count)
+        deploy.shares = {old.name: 100}
+        if strategy == CANARY:
+            deploy.baseline = msgspec.structs.replace(old, detail="baseline", autoscale=None)
+        return deploy
+
+    # -- strategies
+
+    async def _red_black(self, deploy: _Deploy) -> None:
+        await self._route(deploy, [(deploy.old.name, 100)])
+        await self._create(deploy, deploy.new, deploy.count)
+        await self._promote(deploy)
+
+    async def _canary(self, deploy: _Deploy) -> None:
+        spec = self.spec
+        assert deploy.baseline is not None
+        old, new, baseline = deploy.old.name, deploy.new.name, deploy.baseline.name
+        size = spec.canary_instances
+        await self._route(deploy, [(old, 100)])
+        await asyncio.gather(
+            self._create(deploy, deploy.new, size), self._create(deploy, deploy.baseline, size)
+        )
+        for share in spec.canary_steps[:-1]:
+            deploy.state = "analysing"
+            await self._route(deploy, [(new, share), (baseline, share), (old, 100 - 2 * share)])
+            self._event(deploy, "canary_step", f"{new} and {baseline} get {share} % each")
+            verdict = await self._analyse(deploy, share)
+            if verdict.decision != canary.PASS:
+                self._event(deploy, "decision", f"the canary failed: {verdict.summary()}")
+                await self._back(deploy, ROLLED_BACK, cause="canary analysis failed")
+                return
+        deploy.state = "promoting"
+        self._fleet.set_count(new, deploy.count)
+        self._event(deploy, "canary_promote", f"{new} grows to {deploy.count} instances")
+        await self._until_up(new, deploy.count)
+        await self._promote(deploy)
+
+    async def _analyse(self, deploy: _Deploy, share: int) -> canary.Verdict:
+        """Sample the canary and the baseline until there is enough to judge; a marginal score
+        gets one more analysis period before it counts as a failure."""
+        spec = self.spec
+        assert deploy.baseline is not None
+        # Most of an interval: a loaded instance that answers late still gives its point.
+        timeout = aiohttp.ClientTimeout(total=max(1.0, spec.interval_s * 0.8))
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            tested, base = Sampler(session), Sampler(session)
+            started = time.monotonic()
+            periods = 1
+            while True:
+                await asyncio.sleep(spec.interval_s)
+                await asyncio.gather(
+                    tested.sample(self._fleet.addresses(deploy.new.name)),
+                    base.sample(self._fleet.addresses(deploy.baseline.name)),
+                )
+                elapsed = time.monotonic() - started
+                have = canary.enough(tested.series, spec.min_points) and canary.enough(
+                    base.series, spec.min_points
+                )
+                # Without enough points the analysis waits, up to three periods in all.
+                if elapsed < spec.analysis_s * periods or (
+                    not have and elapsed < spec.analysis_s * (periods + 2)
+                ):
+                    continue
+                verdict = canary.judge(
+                    tested.series,
+                    base.series,
+                    confidence=spec.confidence,
+                    min_points=spec.min_points,
+                    pass_score=spec.pass_score,
+                    marginal_score=spec.marginal_score,
+                )
+                if verdict.decision == canary.MARGINAL and periods == 1:
+                    periods += 1
+                    self._event(deploy, "canary_analysis", verdict.summary(), score=verdict.score)
+                    continue
+                break
+        previous = deploy.canary_score
+        deploy.canary_score = verdict.score if previous is None else min(previous, verdict.score)
+        self._event(
+            deploy,
+            "canary_analysis",
+            f"at {share} %: {verdict.summary()}",
+            score=verdict.score,
+            share=share,
+            decision=verdict.decision,
+            metrics={m.name: m.reason for m in verdict.metrics},
+        )
+        return verdict
+
+    async def _promote(self, deploy: _Deploy) -> None:
+        """All new requests to the new group; the old one disabled for the rollback window."""
+        new, old = deploy.new.name, deploy.old.name
+        await self._route(deploy, [(new, 100), (old, 0)])
+        await self._set_status(deploy, old, Status.OUT_OF_SERVICE)
+        if deploy.baseline is not None:
+            self._destroy(deploy, deploy.baseline.name)
+        deploy.state = WINDOW
+        window = self.spec.rollback_window_s
+        deploy.window_ends_at = time.time() + window
+        self._event(deploy, "window", f"{old} kept disabled for {window:g} s for a rollback")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(deploy.confirmed.wait(), window)
+        self._destroy(deploy, old)
+        deploy.state = deploy.decision = PROMOTED
+        await self._route(deploy, [])
+        deploy.window_ends_at = None
+        self._event(deploy, "decision", f"promoted: {new} serves {deploy.service}")
+
+    async def _undo(self, service: str, decision: str) -> DeployView:
+        deploy = self._deploys.get(service)
+        if deploy is None or not (deploy.state in RUNNING or deploy.state == WINDOW):
+            what = "roll back" if decision == ROLLED_BACK else "abort"
+            raise DeployRefused(
+                f"no deploy of {service} to {what}: the old group is gone once a deploy is"
+                " promoted (deploy the old version again)"
+            )
+        if deploy.task is not None:
+            deploy.task.cancel()
+            await asyncio.gather(deploy.task, return_exceptions=True)
+        await self._back(deploy, decision, cause=f"herd {decision.replace('_', ' ')}")
+        return deploy.view()
+
+    async def _back(self, deploy: _Deploy, decision: str, *, cause: str) -> None:
+        """The old group serves everything again; the new (and the baseline) go.
+
+        `rollback_s` runs from here until this control plane's own copy of the registry (which
+        the front door reads, and which every driver's watch gets the same way) shows the old
+        group UP and the route back on it.
+        """
+        started = time.monotonic()
+        old = deploy.old.name
+        await asyncio.gather(
+            self._set_status(deploy, old, Status.UP, cause=cause),
+            self._route(deploy, [(old, 100)]),
+        )
+        await self._until_seen(deploy)
+        deploy.rollback_s = round(time.monotonic() - started, 3)
+        for group in (deploy.new, deploy.baseline):
+            if group is not None:
+                self._destroy(deploy, group.name, cause=cause)
+        deploy.state = deploy.decision = decision
+        deploy.window_ends_at = None
+        self._event(deploy, "decision", f"{decision}: {old} serves again in {deploy.rollback_s} s")
+        # Once the new group's instances have drained, the service needs no route any more.
+        self._spawn(self._drop_route_later(deploy))
+
+    async def _drop_route_later(self, deploy: _Deploy) -> None:
+        await asyncio.sleep(RECONCILE_S * 4)
+        if self._deploys.get(deploy.service) is deploy:
+            await self._route(deploy, [])
+
+    async def _guarded(self, deploy: _Deploy, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("deploy failed", service=deploy.service, error=repr(exc))
+            self._event(deploy, "error", f"{type(exc).__name__}: {exc}")
+            if deploy.state in RUNNING:
+                try:
+                    await self._back(deploy, FAILED, cause=str(exc))
+                finally:
+                    # Whatever `_back` managed, the deploy is over: `_reconcile` holds the rest.
+                    deploy.state = deploy.decision = FAILED
+
+    # -- steps
+
+    async def _create(self, deploy: _Deploy, spec: GroupSpec, count: int) -> None:
+        self._fleet.add_group(spec, count)
+        self._event(deploy, "group_created", f"{spec.name}: {count} instances", group=spec.name)
+        await self._until_up(spec.name, count)
+        self._event(deploy, "group_up", f"{spec.name}: every instance UP", group=spec.name)
+
+    def _destroy(self, deploy: _Deploy, group: str, *, cause: str = "") -> None:
+        self._wanted.pop(group, None)
+        if any(g.name == group for g in self._fleet.group_specs()):
+            self._fleet.remove_group(group)
+            self._event(deploy, "group_destroyed", group, group=group, cause=cause)
+
+    async def _until_up(self, group: str, count: int) -> None:
+        deadline = time.monotonic() + self.spec.ready_timeout_s
+        while self._up(group) < count:
+            if time.monotonic() > deadline:
+                raise DeployRefused(
+                    f"{group}: {self._up(group)} of {count} instances UP after"
+                    f" {self.spec.ready_timeout_s:g} s (see its logs)"
+                )
+            await asyncio.sleep(_POLL_S)
+
+    def _up(self, group: str) -> int:
+        resolver = self._fleet.resolver
+        assert resolver is not None
+        return sum(1 for i in resolver.all() if i.group == group and i.status == Status.UP)
+
+    async def _until_seen(self, deploy: _Deploy) -> None:
+        resolver = self._fleet.resolver
+        assert resolver is not None
+        old, wanted = deploy.old.name, self._routes.get(deploy.service)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            members = [i for i in resolver.all() if i.group == old]
+            if resolver.route(deploy.service) == wanted and all(
+                i.status == Status.UP for i in members
+            ):
+                return
+            await asyncio.sleep(0.005)
+
+    async def _route(self, deploy: _Deploy, shares: list[tuple[str, int]]) -> None:
+        route = Route(deploy.service, [Split(group, share) for group, share in shares])
+        if shares:
+            self._routes[deploy.service] = route
+        else:
+            self._routes.pop(deploy.service, None)
+        if shares:
+            deploy.shares = dict(shares)
+        else:
+            serving = deploy.new if deploy.state == PROMOTED else deploy.old
+            deploy.shares = {serving.name: 100}
+        await self._publish(route)
+        split = ", ".join(f"{group} {share} %" for group, share in shares)
+        self._event(
+            deploy, "route", split or "no route: every UP instance serves", shares=deploy.shares
+        )
+
+    async def _publish(self, route: Route) -> None:
+        credential = self._fleet.credential(route_id(route.service))
+        await self._write(lambda: self._api.set_route(route, credential=credential))
+
+    async def _write(self, call: Callable[[], Awaitable[bool]]) -> None:
+        """A registry write, tried again for a few seconds: a rollback must not stop at one
+        lost connection. What still fails is left to `_reconcile`, which holds the routes and
+        statuses deploys want until the registry has them."""
+        for attempt in range(_WRITE_TRIES):
+            try:
+                await call()
+                return
+            except ServiceError:
+                raise
+            except HerdError as exc:
+                if attempt == _WRITE_TRIES - 1:
+                    log.warning("registry write failed; reconciling later", error=str(exc))
+                    return
+                await asyncio.sleep(_POLL_S * 4)
+
+    async def _set_status(
+        self, deploy: _Deploy, group: str, status: Status, *, cause: str = ""
+    ) -> None:
+        self._wanted[group] = status
+        resolver = self._fleet.resolver
+        assert resolver is not None
+        members = [i for i in resolver.all() if i.group == group]
+        await asyncio.gather(*(self._status(i.id, status) for i in members))
+        kind = "group_enabled" if status == Status.UP else "group_disabled"
+        message = f"{group}: {len(members)} instances {status}"
+        self._event(deploy, kind, message, group=group, cause=cause, instances=len(members))
+        # The group's own state, beside the deploy's step: what `herd history --at` replays.
+        self._fleet.record(kind.replace("_", "."), cause=cause or "deploy", group=group)
+
+    async def _status(self, instance: str, status: Status) -> None:
+        credential = self._fleet.credential(instance)
+        await self._write(lambda: self._api.set_status(instance, status, credential=credential))
+
+    async def _reconcile(self) -> None:
+        """Keep the registry as deploys left it: publish routes a restarted registry lost, and
+        hold the statuses of disabled (and re-enabled) groups, whose replaced instances
+        register UP."""
+        while True:
+            await asyncio.sleep(RECONCILE_S)
+            resolver = self._fleet.resolver
+            if resolver is None:
+                continue
+            try:
+                for service, route in list(self._routes.items()):
+                    if resolver.route(service) != route:
+                        await self._publish(route)
+                for instance in resolver.all():
+                    wanted = self._wanted.get(instance.group)
+                    if wanted is None or instance.status == wanted:
+                        continue
+                    if {instance.status, wanted} == {Status.UP, Status.OUT_OF_SERVICE}:
+                        await self._status(instance.id, wanted)
+            except HerdError as exc:
+                log.warning("could not reconcile the registry", error=str(exc))
+
+    # -- bookkeeping
+
+    def _event(
+        self,
+        deploy: _Deploy,
+        kind: str,
+        message: str,
+        *,
+        group: str | None = None,
+        cause: str = "",
+        score: float | None = None,
+        **detail: object,
+    ) -> None:
+        """Show a step or decision in `herd deploy status`, and keep it in the history."""
+        deploy.events.append(DeployEvent(time.time(), kind, message, score))
+        if score is not None:
+            detail["score"] = score
+        # Typed loosely: `detail` holds no `cause`, `group` or `instance`, set here by name.
+        record: Callable[..., None] = self._fleet.record
+        record(
+            f"deploy.{kind}",
+            cause=cause,
+            group=group or deploy.new.name,
+            service=deploy.service,
+            version=deploy.version,
+            message=message,
+            **detail,
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, context=contextvars.Context())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

@@ -1,0 +1,485 @@
+"""`herd experiment deploy`: four deploys of flix under steady load, counting what users saw.
+
+One local cloud runs flix while an open-model load goes through the front door over `visitors`
+visitors; visitors 1 to 1 % of them form a test cell pinned to v002. First `steady`: three holds
+with no deploy, the control. Then, in order:
+
+- `red_black`: history v002, red/black; held, then confirmed (promoted).
+- `canary_pass`: edge v002, canary (steps and judge from the app's `[deploy]`); promoted.
+- `canary_fail`: edge v003, a bad build (`FLIX_FAIL_RATE=0.1`), canary: the judge fails it and
+  the deploy rolls back by itself.
+- `rollback`: history v003, red/black; held, then `rollback` (v002 re-enabled).
+
+Every second the experiment reads each instance's /metrics: the requests each group served (the
+traffic share per version over time) and the requests pinned to v002 each took. Cohort
+consistency counts, at every service whose v002 group was UP over that second, the share of
+pinned requests that v002 group took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import math
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import msgspec
+import uvloop
+from prometheus_client.parser import text_string_to_metric_families
+
+from herd._cloud.app import App, CellSpec, CohortSpec, DeploySpec, load
+from herd._cloud.controller import Controller
+from herd._cloud.interface import DeployView, InstanceView
+from herd._cloud.up import up
+from herd._process.logging import configure
+from herd_tools.cloud_commands import fails_cleanly
+from herd_tools.load import run_load
+
+Say = Callable[[str], None]
+PIN = "v002"
+FAIL_RATE = 0.1
+#: The longest a deploy may take to reach the state the experiment waits for.
+SETTLE_TIMEOUT_S = 300.0
+#: The control before the first deploy (what users see with no deploy) lasts this many holds.
+STEADY_HOLDS = 3
+#: The load runs until the scenarios end; this only bounds it.
+LOAD_LIMIT_S = 3600.0
+SETTLED = ("window", "promoted", "rolled_back", "aborted", "failed")
+ENDED = ("promoted", "rolled_back", "aborted", "failed")
+COUNTS = {"identity": 1, "movie": 1, "merch": 1, "history": 1, "edge": 2}
+#: (scenario, service, version, strategy, settings, rolled back by hand), in the order they run.
+PLANS: list[tuple[str, str, str, str, dict[str, str], bool]] = [
+    ("red_black", "history", "v002", "red-black", {}, False),
+    ("canary_pass", "edge", "v002", "canary", {}, False),
+    ("canary_fail", "edge", "v003", "canary", {"FLIX_FAIL_RATE": str(FAIL_RATE)}, False),
+    ("rollback", "history", "v003", "red-black", {}, True),
+]
+SCENARIOS = [plan[0] for plan in PLANS]
+
+
+class Scenario(msgspec.Struct, frozen=True, kw_only=True):
+    """What one deploy did and what users saw while it ran."""
+
+    name: str
+    service: str
+    version: str
+    strategy: str
+    start_s: float
+    duration_s: float
+    total: int
+    failed: int
+    failed_by_kind: dict[str, int]
+    decision: str
+    canary_score: float | None
+    rollback_s: float | None
+    cohort_consistency_pct: float | None
+    failed_bound: int | None = None
+    """For the bad canary: the failures it may cause (`_bound`)."""
+
+
+class Tick(msgspec.Struct, frozen=True):
+    """One second: requests each group served, and failed requests users saw."""
+
+    t: float
+    served: dict[str, float]
+    failed: int
+
+
+class DeployResult(msgspec.Struct, frozen=True):
+    """The whole run."""
+
+    rate: float
+    visitors: int
+    deploy: DeploySpec
+    scenarios: list[Scenario]
+    timeline: list[Tick]
+
+
+class _Watch:
+    """Reads every instance's /metrics each second: served requests per group, and pinned
+    requests per group at services whose pinned version is UP."""
+
+    def __init__(self, controller: Controller, started: float) -> None:
+        self.controller = controller
+        self.started = started
+        self.ticks: list[tuple[float, dict[str, float]]] = []
+        self.consistent = 0.0
+        self.eligible = 0.0
+        self._served: dict[str, float] = {}
+        self._pinned: dict[str, float] = {}
+        self._up_before: set[str] = set()
+
+    async def run(self, session: aiohttp.ClientSession) -> None:
+        second = 0
+        while True:
+            second += 1
+            await asyncio.sleep(max(0.0, self.started + second - time.monotonic()))
+            with contextlib.suppress(Exception):
+                await self._look(session)
+
+    async def _look(self, session: aiohttp.ClientSession) -> None:
+        instances = [i for i in await self.controller.ps() if i.address]
+        readings = await asyncio.gather(
+            *(self._read(session, i) for i in instances), return_exceptions=True
+        )
+        up = {i.group for i in instances if i.status == "UP"}
+        served: dict[str, float] = collections.defaultdict(float)
+        pinned: dict[str, dict[str, float]] = collections.defaultdict(dict)
+        for instance, reading in zip(instances, readings, strict=True):
+            if isinstance(reading, BaseException):
+                continue
+            total, taken = reading
+            served[instance.group] += max(0.0, total - self._served.get(instance.id, total))
+            fresh = max(0.0, taken - self._pinned.get(instance.id, taken))
+            pinned[instance.service][instance.group] = (
+                pinned[instance.service].get(instance.group, 0.0) + fresh
+            )
+            self._served[instance.id], self._pinned[instance.id] = total, taken
+        for service, by_group in pinned.items():
+            own = f"{service}-{PIN}"
+            if own in up and own in self._up_before:
+                self.eligible += sum(by_group.values())
+                self.consistent += by_group.get(own, 0.0)
+        self._up_before = up
+        self.ticks.append((time.monotonic() - self.started, dict(served)))
+
+    @staticmethod
+    async def _read(session: aiohttp.ClientSession, instance: InstanceView) -> tuple[float, float]:
+        async with session.get(f"http://{instance.address}/metrics") as response:
+            text = await response.text()
+        total = taken = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "herd_server_requests_total":
+                    total += sample.value
+                elif sample.name == "herd_server_pinned_requests_total":
+                    taken += sample.value if sample.labels.get("pin") == PIN else 0.0
+        return total, taken
+
+
+def experiment_app(app: App, *, visitors: int, spec: DeploySpec) -> App:
+    """flix at small counts on free ports, a test cell of 1 % of the visitors pinned to v002,
+    and `spec`."""
+    groups = [
+        msgspec.structs.replace(g, instances=COUNTS.get(g.service, g.instances), autoscale=None)
+        for g in app.spec.groups
+    ]
+    door = app.spec.front_door
+    if door is None:
+        raise ValueError(f"{app.source} has no front door to load")
+    cell = CellSpec(name="beta", version=PIN, visitors=list(range(1, max(2, visitors // 100) + 1)))
+    cohorts = CohortSpec(visitor_query="visitor", pin_header="x-flix-pin", cells=[cell])
+    # Free ports: the experiment must not need the machine's usual ones.
+    door = msgspec.structs.replace(door, cohorts=cohorts, port=_free_port())
+    changed = msgspec.structs.replace(
+        app.spec,
+        groups=groups,
+        front_door=door,
+        deploy=spec,
+        registry_port=_free_port(),
+        control_port=_free_port(),
+    )
+    return App(changed, app.source)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _settle(controller: Controller, service: str, states: tuple[str, ...]) -> DeployView:
+    async with asyncio.timeout(SETTLE_TIMEOUT_S):
+        while True:
+            view = next(v for v in await controller.deploys() if v.service == service)
+            if view.state in states:
+                return view
+            await asyncio.sleep(0.1)
+
+
+async def _scenarios(
+    controller: Controller,
+    *,
+    rate: float,
+    visitors: int,
+    hold_s: float,
+    chosen: list[str],
+    say: Say,
+) -> DeployResult:
+    door = controller.front_door
+    assert door is not None
+    url = f"{door.url}api/home?visitor={{1..{visitors}}}"
+    started = time.monotonic()
+    samples: list[tuple[float, str | None]] = []
+
+    def record(intended: float, _latency: float, kind: str | None) -> None:
+        samples.append((intended - started, kind))
+
+    async def drive() -> None:
+        # One load until the scenarios are done (then cancelled): loads of a second each would
+        # start the URL pattern over every second and send the same `rate` visitors each time.
+        await run_load(url, rate, LOAD_LIMIT_S, record=record)
+
+    watch = _Watch(controller, started)
+    plans = [plan for plan in PLANS if plan[0] in chosen]
+    scenarios = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.8)) as session:
+        loading = asyncio.create_task(drive())
+        watching = asyncio.create_task(watch.run(session))
+        try:
+            # A steady state before the first deploy: what users see with no deploy at all.
+            steady_s = STEADY_HOLDS * hold_s
+            await asyncio.sleep(steady_s)
+            part = [kind for at, kind in samples if at < steady_s]
+            scenarios.append(
+                Scenario(
+                    name="steady",
+                    service="",
+                    version="",
+                    strategy="none",
+                    start_s=0.0,
+                    duration_s=steady_s,
+                    total=len(part),
+                    failed=sum(1 for kind in part if kind is not None),
+                    failed_by_kind=dict(collections.Counter(k for k in part if k is not None)),
+                    decision="",
+                    canary_score=None,
+                    rollback_s=None,
+                    cohort_consistency_pct=None,
+                )
+            )
+            for name, service, version, strategy, settings, roll in plans:
+                say(f"{name}: {strategy} of {service}-{version}")
+                begin = time.monotonic() - started
+                consistent, eligible = watch.consistent, watch.eligible
+                await controller.deploy(service, version, strategy, settings)
+                view = await _settle(controller, service, SETTLED)
+                if view.state == "window":
+                    await asyncio.sleep(hold_s)
+                    if roll:
+                        view = await controller.rollback(service)
+                    else:
+                        await controller.confirm(service)
+                        view = await _settle(controller, service, ENDED)
+                await asyncio.sleep(hold_s)  # the old group drains under load
+                end = time.monotonic() - started
+                part = [kind for at, kind in samples if begin <= at < end]
+                pinned = watch.eligible - eligible
+                scenario = Scenario(
+                    name=name,
+                    service=service,
+                    version=version,
+                    strategy=strategy,
+                    start_s=round(begin, 1),
+                    duration_s=round(end - begin, 1),
+                    total=len(part),
+                    failed=sum(1 for kind in part if kind is not None),
+                    failed_by_kind=dict(collections.Counter(k for k in part if k is not None)),
+                    decision=view.decision,
+                    canary_score=view.canary_score,
+                    rollback_s=view.rollback_s,
+                    cohort_consistency_pct=(
+                        round(100 * (watch.consistent - consistent) / pinned, 2) if pinned else None
+                    ),
+                    failed_bound=_bound(view, controller.app.spec.deploy, rate)
+                    if name == "canary_fail"
+                    else None,
+                )
+                say(f"  {msgspec.json.encode(scenario).decode()}")
+                scenarios.append(scenario)
+        finally:
+            for task in (loading, watching):
+                task.cancel()
+            await asyncio.gather(loading, watching, return_exceptions=True)
+    failures = collections.Counter(int(at) for at, kind in samples if kind is not None)
+    timeline = [
+        Tick(round(t, 1), {g: round(n, 1) for g, n in served.items()}, failures.get(int(t), 0))
+        for t, served in watch.ticks
+    ]
+    spec = controller.app.spec.deploy
+    return DeployResult(rate, visitors, spec, scenarios, timeline)
+
+
+def _bound(view: DeployView, spec: DeploySpec, rate: float) -> int:
+    """The requests the bad canary could fail: all those its shares sent it, step by step,
+    from its first step to the decision (rounded up)."""
+    steps = [e.at for e in view.events if e.kind == "canary_step"]
+    if not steps:
+        return 0
+    decided = next((e.at for e in view.events if e.kind == "decision"), steps[-1])
+    ends = [*steps[1:], decided]
+    sent = sum(
+        rate * spec.canary_steps[i] / 100 * max(0.0, end - start)
+        for i, (start, end) in enumerate(zip(steps, ends, strict=True))
+    )
+    return math.ceil(sent)
+
+
+async def experiment(
+    app_path: Path,
+    *,
+    rate: float,
+    visitors: int,
+    spec: DeploySpec,
+    hold_s: float,
+    chosen: list[str],
+    say: Say,
+) -> DeployResult:
+    """Run the `chosen` scenarios on flix (`app_path`), in their order, and return the
+    figures."""
+    app = experiment_app(load(app_path), visitors=visitors, spec=spec)
+    outcome: list[DeployResult] = []
+
+    async def ready(controller: Controller) -> None:
+        try:
+            outcome.append(
+                await _scenarios(
+                    controller,
+                    rate=rate,
+                    visitors=visitors,
+                    hold_s=hold_s,
+                    chosen=chosen,
+                    say=say,
+                )
+            )
+        finally:
+            controller.stopped.set()
+
+    await up(app, say=say, on_ready=ready)
+    if not outcome:
+        raise RuntimeError("the app stopped before the experiment finished")
+    return outcome[0]
+
+
+def expected(result: DeployResult) -> list[str]:
+    """What went other than the targets: decisions, failures beyond the bad canary's bound."""
+    wanted = {
+        "steady": "",
+        "red_black": "promoted",
+        "canary_pass": "promoted",
+        "canary_fail": "rolled_back",
+        "rollback": "rolled_back",
+    }
+    problems = []
+    for scenario in result.scenarios:
+        if scenario.decision != wanted[scenario.name]:
+            problems.append(f"{scenario.name}: {scenario.decision}, not {wanted[scenario.name]}")
+        allowed = scenario.failed_bound or 0
+        if scenario.failed > allowed:
+            problems.append(f"{scenario.name}: {scenario.failed} failed (allowed {allowed})")
+    return problems
+
+
+#: One colour per version on every panel; a baseline is hatched in its version's colour.
+_COLORS = {"v001": "tab:blue", "v002": "tab:green", "v003": "tab:red"}
+
+
+def plot(result: DeployResult, path: Path) -> None:
+    """Traffic share per group of each deployed service over time, with failures marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    services = ["history", "edge"]
+    figure, axes = plt.subplots(len(services) + 1, 1, figsize=(10, 9), sharex=True)
+    times = [tick.t for tick in result.timeline]
+    for axis, service in zip(axes, services, strict=False):
+        groups = sorted(
+            {g for tick in result.timeline for g in tick.served if g.startswith(service)}
+        )
+        shares = []
+        for group in groups:
+            row = []
+            for tick in result.timeline:
+                total = sum(n for g, n in tick.served.items() if g.startswith(f"{service}-"))
+                row.append(100 * tick.served.get(group, 0.0) / total if total else 0.0)
+            shares.append(row)
+        if groups:
+            colors = [_COLORS.get(group.rsplit("-", 1)[1], "grey") for group in groups]
+            hatches = ["//" if "-baseline-" in group else "" for group in groups]
+            stacks = axis.stackplot(times, shares, labels=groups, colors=colors)
+            for stack, hatch in zip(stacks, hatches, strict=True):
+                stack.set_hatch(hatch)
+        axis.set_ylabel(f"{service} %")
+        axis.set_ylim(0, 100)
+        axis.legend(loc="upper left", fontsize=7)
+    failures = axes[-1]
+    failures.bar(times, [tick.failed for tick in result.timeline], width=0.9, color="red")
+    failures.set_ylabel("failed req/s")
+    failures.set_xlabel("seconds")
+    for scenario in result.scenarios:
+        for axis in axes:
+            axis.axvline(scenario.start_s, color="k", lw=0.6, ls="--")
+        axes[0].annotate(scenario.name, (scenario.start_s, 102), fontsize=7, annotation_clip=False)
+    figure.suptitle(f"flix deploys under {result.rate:g} req/s: traffic share per group")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(
+    app: Path,
+    *,
+    rate: float,
+    visitors: int,
+    spec: DeploySpec,
+    hold_s: float,
+    chosen: list[str],
+    json_path: Path | None,
+    plot_path: Path | None,
+) -> int:
+    """The body of `herd experiment deploy`: 0 when every scenario met its target."""
+    from rich.console import Console
+    from rich.table import Table
+
+    configure()
+    console = Console()
+    with fails_cleanly():
+        result = uvloop.run(
+            experiment(
+                app,
+                rate=rate,
+                visitors=visitors,
+                spec=spec,
+                hold_s=hold_s,
+                chosen=chosen,
+                say=console.print,
+            )
+        )
+    table = Table(
+        "scenario",
+        "duration_s",
+        "total",
+        "failed",
+        "decision",
+        "canary_score",
+        "rollback_s",
+        "cohort_consistency_pct",
+        title=f"deploys under {rate:g} req/s over {visitors} visitors",
+    )
+    for s in result.scenarios:
+        table.add_row(
+            s.name,
+            f"{s.duration_s:g}",
+            str(s.total),
+            str(s.failed) + (f" (bound {s.failed_bound})" if s.failed_bound is not None else ""),
+            s.decision,
+            "-" if s.canary_score is None else f"{s.canary_score:.0f}",
+            "-" if s.rollback_s is None else f"{s.rollback_s:.3f}",
+            "-" if s.cohort_consistency_pct is None else f"{s.cohort_consistency_pct:g}",
+        )
+    console.print(table)
+    if json_path is not None:
+        json_path.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
+    if plot_path is not None:
+        plot(result, plot_path)
+    problems = expected(result)
+    for problem in problems:
+        console.print(f"[red]{problem}[/]")
+    return 1 if problems else 0
