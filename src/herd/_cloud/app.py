@@ -16,6 +16,8 @@
     version = "v001"                # the group is named movie-v001
     module = "examples.flix.movie.service"
     instances = 3
+    allow = ["edge"]                # optional: only these services may call it (mutual TLS
+                                    # proves who calls); without it, any of the app's processes
     # optional: the autoscaler sets the count between min and max (docs/autoscale.md)
     autoscale = { min = 2, max = 8, target_inflight = 4 }
 
@@ -35,6 +37,7 @@ from pathlib import Path
 import msgspec
 
 from herd._model.errors import ConfigurationError
+from herd._model.identity import FRONT_DOOR, RESERVED
 from herd._registry.etcd_cluster import ETCD, etcd_endpoints
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -102,6 +105,9 @@ class GroupSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     instances: int = 1
     env: dict[str, str] = msgspec.field(default_factory=dict)
     autoscale: AutoscaleSpec | None = None
+    allow: list[str] | None = None
+    """The services that may call this group's instances (the control plane always may, and
+    the front door may call its own service); None: any process of the app."""
 
     @property
     def name(self) -> str:
@@ -184,6 +190,10 @@ def _check(spec: AppSpec, source: Path) -> None:
                 f"{source}: group {group.name!r}: service is lowercase letters, digits and -;"
                 " version looks like v001"
             )
+        if group.service in RESERVED:
+            raise ConfigurationError(
+                f"{source}: group {group.name!r}: {group.service!r} is the control plane's name"
+            )
         if group.name in seen:
             raise ConfigurationError(f"{source}: group {group.name} is declared twice")
         if group.instances < 0:
@@ -199,6 +209,12 @@ def _check(spec: AppSpec, source: Path) -> None:
                 f'{source}: registry is "embedded", "etcd" or "etcd://host:port,...": {exc}'
             ) from None
     services = {g.service for g in spec.groups}
+    for group in spec.groups:
+        unknown = sorted(set(group.allow or ()) - services - {FRONT_DOOR})
+        if unknown:
+            raise ConfigurationError(
+                f"{source}: group {group.name}: allow names no service of this app: {unknown}"
+            )
     if spec.front_door is not None and spec.front_door.service not in services:
         raise ConfigurationError(
             f"{source}: the front door's service {spec.front_door.service!r} has no group"

@@ -34,6 +34,7 @@ import structlog
 
 from herd._cloud.app import App, GroupSpec
 from herd._cloud.autoscale import Autoscaler, Decision, initial_count
+from herd._cloud.ca import CertificateAuthority
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
 from herd._cloud.front_door import FrontDoor
 from herd._cloud.interface import (
@@ -45,7 +46,8 @@ from herd._cloud.interface import (
     UnknownInstance,
 )
 from herd._cloud.process import Process
-from herd._process.config import CREDENTIAL, REGISTRY_KEY, child_env, settings
+from herd._model.identity import CONTROL, FRONT_DOOR, REGISTRY, Identity
+from herd._process.config import ALLOW, CREDENTIAL, REGISTRY_KEY, TLS_DIR, child_env, settings
 from herd._process.registry_client import RegistryResolver
 from herd._registry.etcd_cluster import (
     ETCD,
@@ -55,6 +57,7 @@ from herd._registry.etcd_cluster import (
     local_members,
 )
 from herd._server.server import Server
+from herd._wire import tls
 
 log = structlog.get_logger("herd.cloud")
 
@@ -72,7 +75,7 @@ READY = "READY"
 PENDING = "PENDING"
 #: Secrets of the shell that started `herd up`, which no child inherits: the registry gets the
 #: cloud's own key, each instance its own credential.
-_NOT_INHERITED = (REGISTRY_KEY, CREDENTIAL)
+_NOT_INHERITED = (REGISTRY_KEY, CREDENTIAL, TLS_DIR, ALLOW)
 #: /proc counts a process's CPU time in these per second.
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -147,6 +150,7 @@ class Controller(DashboardRoutes, CloudApi):
         # One per cloud: the registry checks each instance's credential (minted from it) on
         # every write, and only the registry ever sees the key itself.
         self._registry_key = secrets.token_hex(32)
+        self._authority = CertificateAuthority(app.spec.name)
         self._say = say or (lambda _: None)
         self._groups = {g.name: g for g in app.spec.groups}
         self._desired = {g.name: initial_count(g) for g in app.spec.groups}
@@ -195,10 +199,26 @@ class Controller(DashboardRoutes, CloudApi):
     def _log_dir(self) -> Path:
         return self.app.run_dir / "logs"
 
+    @property
+    def tls_dir(self) -> Path:
+        """Where every process's identity is written, one directory each (mode 700)."""
+        return self.app.run_dir / "tls"
+
+    def _identity(self, service: str, group: str, instance: str) -> Path:
+        """Issue an identity's certificate into its own directory; the directory."""
+        identity = Identity(self.app.spec.name, service, group, instance)
+        return self._authority.write(identity, self.tls_dir / instance)
+
     async def start(self) -> None:
         """Set up, start the registry, every group, the front door and the control API."""
         spec = self.app.spec
         self.app.run_dir.mkdir(parents=True, exist_ok=True)
+        # A new authority per cloud: the certificates of a previous one are worthless now.
+        await asyncio.to_thread(shutil.rmtree, self.tls_dir, ignore_errors=True)
+        self.tls_dir.mkdir(mode=0o700)
+        control = self._identity(CONTROL, CONTROL, CONTROL)
+        # The control plane's own drivers (the registry watch), scrapes and dashboard use it.
+        tls.set_client_context(tls.client_context(control))
         for command in spec.setup:
             expanded = [self.app.expand(part) for part in command]
             if expanded and expanded[0] == "python":
@@ -234,6 +254,7 @@ class Controller(DashboardRoutes, CloudApi):
                 host=door.host,
                 port=door.port,
                 timeout_s=door.timeout_s,
+                tls=tls.client_context(self._identity(FRONT_DOOR, FRONT_DOOR, FRONT_DOOR)),
             )
             await self.front_door.start()
             self._say(f"front door {self.front_door.url} → {door.service}")
@@ -291,6 +312,7 @@ class Controller(DashboardRoutes, CloudApi):
             "token": self.token,
             "pid": os.getpid(),
             "front_door": self.front_door.url if self.front_door else None,
+            "tls": str(self.tls_dir / CONTROL),
         }
         path.touch(mode=0o600)
         path.chmod(0o600)
@@ -400,20 +422,26 @@ class Controller(DashboardRoutes, CloudApi):
         with process.log_path.open("a") as log_file:
             # One file holds every process of the slot in turn: say where each one begins.
             log_file.write(f"--- herd: {process.name} starts ({time.strftime('%F %T')})\n")
-        await process.start()
-        ready = await process.wait_ready(START_TIMEOUT_S)
-        slot.tried.set()
-        if not ready:
-            log.warning(
-                "not ready",
-                instance=process.name,
-                code=process.returncode,  # None: still silent after START_TIMEOUT_S
-                log=str(process.log_path),
-            )
-            await process.stop(grace_s=1.0)
-            return
-        code = await process.wait()
-        log.info("exited", instance=process.name, code=code)
+        try:
+            await process.start()
+            ready = await process.wait_ready(START_TIMEOUT_S)
+            slot.tried.set()
+            if not ready:
+                log.warning(
+                    "not ready",
+                    instance=process.name,
+                    code=process.returncode,  # None: still silent after START_TIMEOUT_S
+                    log=str(process.log_path),
+                )
+                await process.stop(grace_s=1.0)
+                return
+            code = await process.wait()
+            log.info("exited", instance=process.name, code=code)
+        finally:
+            if slot.group is not None:
+                # An instance's key is of no use to anyone once it is gone (its successor gets
+                # an identity of its own).
+                shutil.rmtree(self.tls_dir / process.name, ignore_errors=True)
 
     def _spawn(self, slot: _Slot) -> Process:
         slot.log.parent.mkdir(parents=True, exist_ok=True)
@@ -426,7 +454,11 @@ class Controller(DashboardRoutes, CloudApi):
             command += ["--port", str(self.app.spec.registry_port)]
             if etcd := self._etcd_endpoints():
                 command += ["--etcd", ",".join(etcd)]
-            env = {**self._base_env(), REGISTRY_KEY: self._registry_key}
+            env = {
+                **self._base_env(),
+                REGISTRY_KEY: self._registry_key,
+                TLS_DIR: str(self._identity(REGISTRY, REGISTRY, REGISTRY)),
+            }
             return Process("registry", command, env, self.app.root, slot.log, base_env=inherited)
         instance = f"{group.name}-{slot.zone}{next(self._sequence)}"
         env = {
@@ -440,9 +472,22 @@ class Controller(DashboardRoutes, CloudApi):
                 version=group.version,
                 instance=instance,
             ),
+            TLS_DIR: str(self._identity(group.service, group.name, instance)),
         }
+        allow = self._allow(group)
+        if allow is not None:
+            env[ALLOW] = ",".join(sorted(allow))
         command = [sys.executable, "-m", group.module, *(self.app.expand(a) for a in group.args)]
         return Process(instance, command, env, self.app.root, slot.log, base_env=inherited)
+
+    def _allow(self, group: GroupSpec) -> set[str] | None:
+        """Who may call the group's instances: its allow rules, and the front door when the
+        group serves the front door's service."""
+        if group.allow is None:
+            return None
+        door = self.app.spec.front_door
+        extra = {FRONT_DOOR} if door is not None and door.service == group.service else set()
+        return {*group.allow, *extra}
 
     # -- etcd
 
@@ -498,7 +543,9 @@ class Controller(DashboardRoutes, CloudApi):
         """Every `AUTOSCALE_INTERVAL_S`, give each autoscaled group's autoscaler its instances'
         figures and apply what it decides, until cancelled."""
         timeout = aiohttp.ClientTimeout(total=AUTOSCALE_INTERVAL_S / 2)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        context = tls.process_client_context()
+        connector = aiohttp.TCPConnector(ssl=context if context is not None else False)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             while True:
                 await asyncio.sleep(AUTOSCALE_INTERVAL_S)
                 for name, scaler in self._autoscalers.items():
@@ -547,7 +594,8 @@ class Controller(DashboardRoutes, CloudApi):
 
     @staticmethod
     async def _inflight(session: aiohttp.ClientSession, process: Process) -> float:
-        async with session.get(f"http://{process.address}/health") as response:
+        scheme = "http" if tls.process_client_context() is None else "https"
+        async with session.get(f"{scheme}://{process.address}/health") as response:
             body = await response.json()
         return float(body["inflight"])
 

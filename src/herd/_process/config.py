@@ -13,6 +13,12 @@
 | `HERD_HOME` | `~/.herd` | where `herd up` keeps the state other `herd` commands read |
 | `HERD_REGISTRY_KEY` | none | the registry's secret: it checks instances' credentials with it |
 | `HERD_CREDENTIAL` | none | this instance's registry credential (minted from the key for its id) |
+| `HERD_TLS_DIR` | none (plain TCP) | this process's identity: `cert.pem`, `key.pem`, `ca.pem` |
+| `HERD_ALLOW` | none (any caller) | services that may call this instance, comma-separated |
+
+With `HERD_TLS_DIR` (the local cloud writes one per process, docs/security.md), servers take
+calls only over mutual TLS from holders of a certificate of the same authority, and drivers
+present this one; `HERD_ALLOW` needs it.
 
 The local cloud sets the instance variables for every process it starts (`child_env`).
 """
@@ -39,6 +45,8 @@ LOG_LEVEL = "HERD_LOG_LEVEL"
 HOME = "HERD_HOME"
 REGISTRY_KEY = "HERD_REGISTRY_KEY"
 CREDENTIAL = "HERD_CREDENTIAL"
+TLS_DIR = "HERD_TLS_DIR"
+ALLOW = "HERD_ALLOW"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +64,8 @@ class Settings:
     home: Path = dataclasses.field(default_factory=lambda: Path.home() / ".herd")
     registry_key: str | None = None
     credential: str | None = None
+    tls_dir: Path | None = None
+    allow: frozenset[str] | None = None
 
 
 def settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,7 +87,15 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
         home=Path(home) if home else Path.home() / ".herd",
         registry_key=env.get(REGISTRY_KEY) or None,
         credential=env.get(CREDENTIAL) or None,
+        tls_dir=Path(tls_dir) if (tls_dir := env.get(TLS_DIR)) else None,
+        allow=_allow(env.get(ALLOW)),
     )
+
+
+def _allow(raw: str | None) -> frozenset[str] | None:
+    if raw is None:
+        return None
+    return frozenset(name.strip() for name in raw.split(",") if name.strip())
 
 
 def credential_for(key: str, instance_id: str) -> str:

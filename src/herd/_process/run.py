@@ -21,6 +21,7 @@ from herd._client.driver import close_all
 from herd._client.metrics import CLIENT_METRICS
 from herd._model.instance import Status
 from herd._model.interface import Interface
+from herd._process import identity
 from herd._process.config import settings
 from herd._process.logging import configure as configure_logging
 from herd._process.registry_client import Registrar, instance_from_env
@@ -96,7 +97,9 @@ def serve(impl: Interface, **options: Any) -> Server:
     Options: `host` (default loopback), `port` (default any free port), `max_inflight` (shed
     load above it with an overload answer), `max_body` (bytes, default 1 MiB),
     `default_timeout` (for requests that carry no deadline), `max_timeout` (the most a caller's
-    deadline may ask for), `admin_token` (for methods declared `admin=True`). Its `/metrics` and
+    deadline may ask for), `admin_token` (for methods declared `admin=True`), `tls` (an
+    `ssl.SSLContext`: callers must prove an identity) and `allow` (the services that may call,
+    with `tls`). Its `/metrics` and
     `/herd/dependencies` include what this process's drivers see (`herd.client_metrics`).
     """
     options.setdefault("collectors", [CLIENT_METRICS])
@@ -110,12 +113,15 @@ def run(impl: Interface, *, drain_timeout: float = 30.0, **server_options: Any) 
     Prints one line ``HERD_READY {"service": ..., "address": ..., "pid": ...}`` once serving, so a
     parent process (or a test) learns the port when `port=0`. `server_options` are
     `serve`'s; `port` and `host` default to `HERD_PORT` and `HERD_HOST` (else any free port
-    on loopback). With `HERD_REGISTRY` set, the instance registers itself.
+    on loopback), `tls` to the identity in `HERD_TLS_DIR` and `allow` to `HERD_ALLOW`. With
+    `HERD_REGISTRY` set, the instance registers itself.
     """
     configure_logging()
     env = settings()
     server_options.setdefault("port", env.port)
     server_options.setdefault("host", env.host)
+    server_options.setdefault("tls", identity.server_context())
+    server_options.setdefault("allow", env.allow)
 
     async def main() -> None:
         await serve_registered(serve(impl, **server_options), drain_timeout=drain_timeout)

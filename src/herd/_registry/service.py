@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import os
 import secrets
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from herd._model import deadline as _deadline
 from herd._model.clock import MONOTONIC, Clock
 from herd._model.errors import ConfigurationError
 from herd._model.instance import Instance, Status, clip, id_problem
+from herd._process import identity
 from herd._process.config import CREDENTIAL, REGISTRY_KEY, credential_for, settings
 from herd._process.logging import configure as configure_logging
 from herd._process.registry_api import (
@@ -157,10 +159,16 @@ class RegistryService(RegistryApi):
 
 
 async def serve_registry(
-    host: str, port: int, lease_s: float, *, key: str, etcd: Sequence[str] = ()
+    host: str,
+    port: int,
+    lease_s: float,
+    *,
+    key: str,
+    etcd: Sequence[str] = (),
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Run the registry until SIGTERM, checking credentials with `key`; on the etcd members at
-    `etcd` (`host:port`s) when given, else in memory."""
+    `etcd` (`host:port`s) when given, else in memory; callers prove an identity with `tls`."""
     backend: Backend | None = None
     if etcd:
         # Imported here: the etcd client is an extra (herd[etcd]) the embedded registry lacks.
@@ -170,7 +178,7 @@ async def serve_registry(
         await etcd_backend.start()
     service = RegistryService(backend, key=key, lease_s=lease_s)
     service.start_evicting()
-    server = Server(service, host=host, port=port, max_inflight=4096)
+    server = Server(service, host=host, port=port, max_inflight=4096, tls=tls)
     try:
 
         async def release(_: Server) -> None:
@@ -234,7 +242,8 @@ def run_registry(
         flush=True,
     )
     try:
-        uvloop.run(serve_registry(host, port, lease_s, key=key, etcd=etcd))
+        tls = identity.server_context()
+        uvloop.run(serve_registry(host, port, lease_s, key=key, etcd=etcd, tls=tls))
     except (ConfigurationError, ConnectionError) as exc:
         raise SystemExit(f"herd registry: {exc}") from None
 

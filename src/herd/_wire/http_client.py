@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import ssl
 from collections.abc import Mapping
 
 import aiohttp
@@ -10,6 +12,15 @@ from yarl import URL
 
 from herd._model.errors import Unavailable
 from herd._wire.protocol import CONTENT_TYPE, rpc_path
+from herd._wire.tls import process_client_context
+
+
+class _Identity(enum.Enum):
+    PROCESS = "process"
+
+
+#: `tls=` for a transport that connects with the process's own identity (if it has one).
+PROCESS = _Identity.PROCESS
 
 
 class ConnectFailed(Unavailable):
@@ -32,19 +43,33 @@ class HttpAnswer:
 
 
 class HttpTransport:
-    """One keep-alive connection pool to one instance."""
+    """One keep-alive connection pool to one instance; over TLS with `tls` (default: the
+    process's identity, `herd._wire.tls.process_client_context`), so the handshake is paid once
+    per connection."""
 
     def __init__(
-        self, host: str, port: int, *, connect_timeout: float, pool_size: int = 256
+        self,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float,
+        pool_size: int = 256,
+        tls: ssl.SSLContext | _Identity | None = PROCESS,
     ) -> None:
-        self._base = URL.build(scheme="http", host=host, port=port)
+        self._tls = process_client_context() if tls is PROCESS else tls
+        scheme = "http" if self._tls is None else "https"
+        self._base = URL.build(scheme=scheme, host=host, port=port)
         self._connect_timeout = connect_timeout
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[tuple[str, str], URL] = {}
 
     def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=30.0)
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size,
+            keepalive_timeout=30.0,
+            ssl=self._tls if self._tls is not None else False,
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable, Mapping
 from typing import Any
@@ -11,6 +12,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from herd._model.deadline import Expiry
+from herd._model.identity import Identity
 from herd._wire.protocol import (
     RPC_PREFIX,
     BodyTimeout,
@@ -19,6 +21,7 @@ from herd._wire.protocol import (
     Dispatcher,
     Reply,
 )
+from herd._wire.tls import peer_identity
 
 #: Idle keep-alive connections are closed after this long (longer than herd clients keep idle
 #: connections, 30 s, so a client never reuses one the server is closing).
@@ -37,6 +40,13 @@ class _GuardedHandler(RequestHandler):
 
     _head_timer: asyncio.TimerHandle | None = None
     _head_count = 0
+    peer: Identity | None = None
+    """The caller's identity, read once per connection from its certificate (TLS only)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Under TLS this runs once the handshake is done: the peer's certificate is checked.
+        self.peer = peer_identity(transport.get_extra_info("ssl_object"))
+        super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         before = self._request_count
@@ -130,6 +140,11 @@ class _HttpIncoming:
         return self._request.method
 
     @property
+    def peer(self) -> Identity | None:
+        handler = self._request.protocol
+        return handler.peer if isinstance(handler, _GuardedHandler) else None
+
+    @property
     def path(self) -> str:
         return self._request.path
 
@@ -154,11 +169,14 @@ class _HttpIncoming:
 
 
 class HttpServer:
-    """Serves a `Dispatcher` over HTTP/1.1."""
+    """Serves a `Dispatcher` over HTTP/1.1; over TLS when given a context (`herd._wire.tls`)."""
 
-    def __init__(self, dispatcher: Dispatcher, host: str, port: int) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, host: str, port: int, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self._dispatcher = dispatcher
         self._host = host
+        self._tls = tls
         self._runner: web.ServerRunner | None = None
         self.port = port
 
@@ -169,7 +187,9 @@ class HttpServer:
         server = GuardedServer(self._handle, handler_cancellation=True)
         self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self.port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner, self._host, self.port, ssl_context=self._tls, reuse_address=True
+        )
         await site.start()
         sockets = self._runner.addresses
         if sockets:
