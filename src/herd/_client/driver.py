@@ -76,8 +76,15 @@ TransportFactory = Callable[[Instance, float], Transport]
 
 
 def http_transport(instance: Instance, connect_timeout: float) -> HttpTransport:
-    """The default transport: a keep-alive HTTP connection pool to the instance."""
+    """The default transport: a keep-alive HTTP connection pool to the instance, over mutual
+    TLS when this process has an identity."""
     return HttpTransport(instance.host, instance.port, connect_timeout=connect_timeout)
+
+
+def plain_transport(instance: Instance, connect_timeout: float) -> HttpTransport:
+    """Plain HTTP whatever this process's identity: for the local cloud's control API, which
+    the `herd` command and browsers reach with the admin token, not a certificate."""
+    return HttpTransport(instance.host, instance.port, connect_timeout=connect_timeout, tls=None)
 
 
 class Caller:
