@@ -212,13 +212,11 @@ def _herd_wire() -> Variant:
 def _herd_full() -> Variant:
     """herd's full call path: instances from a registry, balancer, breaker, budget, metrics."""
     import logging
-    import secrets
 
     import structlog
 
     import herd
     from herd._model.instance import Status
-    from herd._process.config import credential_for
     from herd._process.registry_client import Registrar, RegistryResolver, instance_from_env
     from herd._registry.service import RegistryService
 
@@ -228,16 +226,14 @@ def _herd_full() -> Variant:
         # The registry logs to stdout, where the parent reads the port: keep it to warnings.
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
         # The announced port is the registry's: the client finds the instance through it.
-        key = secrets.token_hex(16)
-        registry = RegistryService(key=key)
+        registry = RegistryService(identities=False)
         registry.start_evicting()
         async with (
             herd.serve(registry, host=HOST, port=port) as registry_server,
             herd.serve(service(), host=HOST) as server,
         ):
             instance = instance_from_env("bench", HOST, server.port)
-            credential = credential_for(key, instance.id)
-            registrar = Registrar(registry_server.address, instance, credential=credential)
+            registrar = Registrar(registry_server.address, instance)
             await registrar.start(Status.UP)
             ready(registry_server.port)
             await _forever()

@@ -12,6 +12,7 @@ import asyncio
 import http.client
 import json
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,20 +311,20 @@ CASES = [
         body=pack("", "latest"),
     ),
     Case(
-        "register without a credential",
+        "register with an extra argument",
         "registry",
         "/rpc/registry/register",
         {400},
         "bad_request",
-        body=pack(ENTRY),
+        body=pack(ENTRY, "0" * 64),
     ),
     Case(
-        "register with a forged credential",
+        "register another instance's entry",
         "registry",
         "/rpc/registry/register",
         {422},
         "service_error",
-        body=pack(ENTRY, "0" * 64),
+        body=pack(ENTRY),
     ),
     Case(
         "register port 70000",
@@ -331,7 +332,7 @@ CASES = [
         "/rpc/registry/register",
         {422},
         "service_error",
-        body=pack({**ENTRY, "port": 70_000}, "0" * 64),
+        body=pack({**ENTRY, "port": 70_000}),
     ),
     Case(
         "register a 70 KB id",
@@ -339,7 +340,7 @@ CASES = [
         "/rpc/registry/register",
         {422},
         "service_error",
-        body=pack({**ENTRY, "id": "x" * 70_000}, "0" * 64),
+        body=pack({**ENTRY, "id": "x" * 70_000}),
     ),
     Case(
         "renew someone else's entry",
@@ -347,7 +348,7 @@ CASES = [
         RENEW,
         {422},
         "service_error",
-        body=pack("movie-v001-a1", "0" * 64),
+        body=pack("movie-v001-a1"),
     ),
     Case(
         "unknown registry method",
@@ -399,13 +400,23 @@ CASES = [
 ]
 
 
-def send(address: str, case: Case) -> tuple[int, str, bytes]:
-    """One raw HTTP request (stdlib: no client-side checks between us and the server).
+#: The ports behind mutual TLS: the test speaks to them as the control plane (the hostile
+#: caller here is one that holds a certificate; test_identity.py refuses those without one).
+INSIDE = frozenset({"rpc", "edge", "registry"})
+
+
+def send(address: str, case: Case, context: ssl.SSLContext | None = None) -> tuple[int, str, bytes]:
+    """One raw HTTP request (stdlib: no client-side checks between us and the server), over
+    TLS with `context`.
 
     Header values go out as UTF-8 bytes, or as given when they are bytes (not UTF-8 at all).
     """
     host, port = address.rsplit(":", 1)
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection = (
+        http.client.HTTPConnection(host, int(port), timeout=30)
+        if context is None
+        else http.client.HTTPSConnection(host, int(port), timeout=30, context=context)
+    )
     try:
         connection.putrequest(case.method, case.path, skip_accept_encoding=True)
         headers = dict(case.headers)
@@ -469,9 +480,11 @@ def test_the_table_lists_at_least_fifty_kinds_of_bad_input() -> None:
 
 def test_every_port_answers_bad_input_with_a_typed_error(cloud: Cloud) -> None:
     ports = addresses(cloud)
+    context = cloud.tls()
     wrong = []
     for case in CASES:
-        status, content_type, body = send(ports[case.port], case)
+        inside = context if case.port in INSIDE else None
+        status, content_type, body = send(ports[case.port], case, inside)
         kind = kind_of(content_type, body)
         if status not in case.statuses or (case.kind is not None and kind != case.kind):
             wrong.append(f"{case.name}: {status} {content_type} {body[:120]!r}")
@@ -494,12 +507,14 @@ def test_http_level_garbage_is_refused_by_the_server_and_kills_nothing(cloud: Cl
         b"GET / HTTP/1.1\r\nX: " + b"b" * 20_000 + b"\r\n\r\n",
         b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
     ]
+    context = cloud.tls()
     for port in ("rpc", "edge", "door", "registry", "control"):
         host, number = ports[port].rsplit(":", 1)
         for payload in garbage:
             with socket.create_connection((host, int(number)), timeout=10) as raw:
-                raw.sendall(payload)
-                answer = raw.recv(4096)
+                conn = context.wrap_socket(raw) if port in INSIDE else raw
+                conn.sendall(payload)
+                answer = conn.recv(4096)
             assert answer.startswith(b"HTTP/1.") and b" 500 " not in answer[:16], (port, answer)
     assert addresses(cloud) == ports
 
@@ -539,7 +554,7 @@ def test_fuzz_never_gets_an_untyped_500(
 ) -> None:
     address = fuzz_target["address"]
     case = Case("fuzz", "rpc", path, set(), body=body, headers=headers)
-    status, content_type, answer = send(address, case)
+    status, content_type, answer = send(address, case, fuzz_target["tls"])
     assert status < 500 or status in (503, 504), (status, answer[:200])
     if status >= 400:
         assert kind_of(content_type, answer) is not None or path == "/health", answer[:200]
@@ -562,7 +577,13 @@ def fuzz_target(cloud: Cloud) -> dict[str, Any]:
     """The movie instance under fuzz, with its resident memory before and after."""
     address = addresses(cloud)["rpc"]
     pid = next(view.pid for view in asyncio.run(_ps(cloud)) if view.service == "movie")
-    return {"address": address, "pid": pid, "sent": 0, "rss_before": _rss_kib(pid)}
+    return {
+        "address": address,
+        "pid": pid,
+        "sent": 0,
+        "rss_before": _rss_kib(pid),
+        "tls": cloud.tls(),
+    }
 
 
 async def _ps(cloud: Cloud) -> list[Any]:

@@ -47,7 +47,7 @@ from herd._cloud.interface import (
 )
 from herd._cloud.process import Process
 from herd._model.identity import CONTROL, FRONT_DOOR, REGISTRY, Identity
-from herd._process.config import ALLOW, CREDENTIAL, REGISTRY_KEY, TLS_DIR, child_env, settings
+from herd._process.config import ALLOW, TLS_DIR, child_env, settings
 from herd._process.registry_client import RegistryResolver
 from herd._registry.etcd_cluster import (
     ETCD,
@@ -73,9 +73,9 @@ CRASHLOOP = "CRASHLOOP"
 #: A group whose every desired instance is UP; PENDING while some are on their way.
 READY = "READY"
 PENDING = "PENDING"
-#: Secrets of the shell that started `herd up`, which no child inherits: the registry gets the
-#: cloud's own key, each instance its own credential.
-_NOT_INHERITED = (REGISTRY_KEY, CREDENTIAL, TLS_DIR, ALLOW)
+#: Settings of the shell that started `herd up`, which no child inherits: each process gets
+#: its own identity, and its own allow rules.
+_NOT_INHERITED = (TLS_DIR, ALLOW)
 #: /proc counts a process's CPU time in these per second.
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -147,9 +147,6 @@ class Controller(DashboardRoutes, CloudApi):
     def __init__(self, app: App, *, say: Say | None = None) -> None:
         self.app = app
         self.token = secrets.token_urlsafe(24)
-        # One per cloud: the registry checks each instance's credential (minted from it) on
-        # every write, and only the registry ever sees the key itself.
-        self._registry_key = secrets.token_hex(32)
         self._authority = CertificateAuthority(app.spec.name)
         self._say = say or (lambda _: None)
         self._groups = {g.name: g for g in app.spec.groups}
@@ -394,8 +391,8 @@ class Controller(DashboardRoutes, CloudApi):
             try:
                 await self._run(slot)
             except Exception as exc:
-                # A plain traceback: a rich one would print local variables, and a launch's
-                # hold the instance's credential and the registry's key.
+                # A plain traceback: a rich one would print local variables, which need not
+                # end up in a log.
                 log.error(
                     "start failed",
                     slot=slot.name,
@@ -456,7 +453,6 @@ class Controller(DashboardRoutes, CloudApi):
                 command += ["--etcd", ",".join(etcd)]
             env = {
                 **self._base_env(),
-                REGISTRY_KEY: self._registry_key,
                 TLS_DIR: str(self._identity(REGISTRY, REGISTRY, REGISTRY)),
             }
             return Process("registry", command, env, self.app.root, slot.log, base_env=inherited)
@@ -466,13 +462,12 @@ class Controller(DashboardRoutes, CloudApi):
             **{k: self.app.expand(v) for k, v in group.env.items()},
             **child_env(
                 registry=self.registry_address,
-                registry_key=self._registry_key,
                 zone=slot.zone,
                 group=group.name,
                 version=group.version,
                 instance=instance,
+                tls_dir=self._identity(group.service, group.name, instance),
             ),
-            TLS_DIR: str(self._identity(group.service, group.name, instance)),
         }
         allow = self._allow(group)
         if allow is not None:

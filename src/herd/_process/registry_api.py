@@ -2,8 +2,10 @@
 # mypy: disable-error-code="empty-body"
 """The registry's interface: the registry is one more herd service.
 
-Writes carry the credential the cloud issued to the instance they change (`credential_for` of its
-id under the registry's key); reads (`watch`) are open to every local caller.
+A registry with an identity (mutual TLS, as `herd up` runs it) accepts a write only from the
+instance it is about: the caller's certificate names that instance (and, to register, its service
+and group). Without one (a standalone `herd registry`, dev mode) any local caller may write.
+Reads (`watch`) are open to every caller that may connect.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class InvalidInstance(ServiceError):
 
 
 class NotAuthorized(ServiceError):
-    """The credential does not prove the right to write this instance's entry: nothing changed."""
+    """The caller is not the instance this write is about: nothing changed."""
 
 
 class RegistryFull(ServiceError):
@@ -55,16 +57,16 @@ class RegistryApi(Interface, name="registry"):
     """
 
     @method(idempotent=True)
-    async def register(self, instance: Instance, *, credential: str) -> float: ...
+    async def register(self, instance: Instance) -> float: ...
 
     @method(idempotent=True)
-    async def renew(self, instance_id: str, *, credential: str) -> bool: ...
+    async def renew(self, instance_id: str) -> bool: ...
 
     @method(idempotent=True)
-    async def set_status(self, instance_id: str, status: Status, *, credential: str) -> bool: ...
+    async def set_status(self, instance_id: str, status: Status) -> bool: ...
 
     @method(idempotent=True)
-    async def deregister(self, instance_id: str, *, credential: str) -> bool: ...
+    async def deregister(self, instance_id: str) -> bool: ...
 
     @method(idempotent=True)
     async def watch(self, epoch: str, version: int) -> Snapshot: ...
