@@ -20,6 +20,8 @@ import herd
 from examples.chain.interface import Deep, Edge, Middle
 from herd._cloud.ca import CertificateAuthority
 from herd._model.identity import Identity
+from herd._model.instance import Status
+from herd._process.registry_api import NotAuthorized, RegistryApi
 from herd._wire import tls
 from tests.integration.cloud_helpers import Cloud, by_group, settled, write_app
 
@@ -167,3 +169,26 @@ async def test_allowed_callers_are_served(chain: Cloud) -> None:
     with chain.identity():
         async with herd.driver(Deep, address=ports["deep"]) as deep:
             assert (await deep.echo("from control")).text == "from control"
+
+
+async def test_the_registry_takes_writes_about_an_instance_from_that_instance_only(
+    chain: Cloud,
+) -> None:
+    ids = await members(chain)
+    deep, edge = ids["deep"][0], ids["edge"][0]
+    policy = herd.CallPolicy(attempts=1)
+    with chain.identity(edge):
+        async with herd.driver(RegistryApi, address=chain.registry, policy=policy) as api:
+            for write in (
+                lambda: api.renew(deep),
+                lambda: api.set_status(deep, Status.OUT_OF_SERVICE),
+                lambda: api.deregister(deep),
+            ):
+                with pytest.raises(
+                    NotAuthorized, match=f"{edge} may not write the entry of {deep}"
+                ):
+                    await write()
+            assert await api.renew(edge)
+    async with chain.api() as api:
+        _, instances = await settled(api, timeout=5)
+    assert {view.id: view.status for view in instances}[deep] == "UP"
