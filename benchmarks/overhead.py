@@ -160,6 +160,51 @@ def _herd() -> Variant:
     return Variant(serve, connect)
 
 
+@variant("herd_secure")
+def _herd_secure() -> Variant:
+    """herd with identities: `herd` over mutual TLS, certificates from a local authority."""
+    import shutil
+    import tempfile
+
+    import herd
+    from herd._cloud.ca import CertificateAuthority
+    from herd._model.identity import Identity
+    from herd._wire import tls
+
+    bench_interface, service = _bench_interface()
+
+    def published(port: int) -> Path:
+        """Where the server leaves the client's identity, by its port."""
+        return Path(tempfile.gettempdir()) / f"herd-bench-tls-{port}"
+
+    async def serve(port: int, ready: Ready) -> None:
+        # The server process makes the authority and both identities, then publishes the
+        # client's under its port: the client process finds it there.
+        authority = CertificateAuthority("bench")
+        made = Path(tempfile.mkdtemp(prefix="herd-bench-tls-"))
+        own = authority.write(Identity("bench", "bench", "bench-v001", "bench-1"), made / "server")
+        authority.write(Identity("bench", "caller", "caller-v001", "caller-1"), made / "client")
+        context = tls.server_context(own)
+        async with herd.serve(service(), host=HOST, port=port, tls=context) as server:
+            shutil.rmtree(published(server.port), ignore_errors=True)
+            await asyncio.to_thread(made.rename, published(server.port))
+            ready(server.port)
+            await _forever()
+
+    @contextlib.asynccontextmanager
+    async def connect(port: int) -> AsyncIterator[Call]:
+        tls.set_client_context(tls.client_context(published(port) / "client"))
+        policy = herd.CallPolicy(timeout=10.0)
+        bench = herd.driver(bench_interface, address=f"{HOST}:{port}", policy=policy)
+        try:
+            yield bench.echo
+        finally:
+            await bench.aclose()
+            shutil.rmtree(published(port), ignore_errors=True)
+
+    return Variant(serve, connect)
+
+
 def _bench_interface() -> tuple[type[Any], type[Any]]:
     """The echo interface and its implementation, declared once per process."""
     import herd

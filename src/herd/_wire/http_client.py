@@ -21,6 +21,10 @@ class _Identity(enum.Enum):
 
 #: `tls=` for a transport that connects with the process's own identity (if it has one).
 PROCESS = _Identity.PROCESS
+#: Added to the connect timeout under TLS, whose handshake counts in it: a burst of new
+#: connections (a pool filling up) queues handshakes on both ends' CPUs, and a handshake that
+#: waits its turn is no dead host.
+HANDSHAKE_S = 1.0
 
 
 class ConnectFailed(Unavailable):
@@ -59,7 +63,7 @@ class HttpTransport:
         self._tls = process_client_context() if tls is PROCESS else tls
         scheme = "http" if self._tls is None else "https"
         self._base = URL.build(scheme=scheme, host=host, port=port)
-        self._connect_timeout = connect_timeout
+        self._connect_timeout = connect_timeout + (HANDSHAKE_S if self._tls is not None else 0.0)
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[tuple[str, str], URL] = {}
