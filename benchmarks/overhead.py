@@ -6,6 +6,7 @@ separate processes, at 1 and 32 calls in flight:
     python benchmarks/overhead.py                  # full run, ~3 minutes on 2 cores
     python benchmarks/overhead.py --quick          # ~1 minute
     python benchmarks/overhead.py --only herd,aiohttp --json /tmp/overhead.json
+    python benchmarks/overhead.py --rounds 7 --only herd,herd_secure   # the cost of identity
 
 Each round starts, for every variant in turn (the order rotates between rounds, so drift on a
 noisy machine spreads over all variants), a server process and a client process. The client warms
@@ -701,6 +702,8 @@ def targets(medians: dict[str, dict[int, Cell]]) -> dict[str, bool]:
         checks["herd_full >= 0.85x herd_wire"] = (
             medians["herd_full"][top].rps >= 0.85 * medians["herd_wire"][top].rps
         )
+    if "herd_secure" in medians:
+        checks["herd_secure >= 0.7x herd"] = medians["herd_secure"][top].rps >= 0.7 * herd
     if "limit" in medians:
         checks["herd within 3x of limit (standing goal)"] = herd * 3 >= medians["limit"][top].rps
     return checks
