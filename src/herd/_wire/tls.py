@@ -67,7 +67,12 @@ def peer_identity(ssl_object: Any) -> Identity | None:
 
 ContextSource = Callable[[], ssl.SSLContext | None]
 
-_source: ContextSource = lambda: None  # noqa: E731
+
+def _no_identity() -> ssl.SSLContext | None:
+    return None
+
+
+_source: ContextSource = _no_identity
 _loaded = False
 _context_now: ssl.SSLContext | None = None
 
