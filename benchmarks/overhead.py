@@ -6,6 +6,7 @@ separate processes, at 1 and 32 calls in flight:
     python benchmarks/overhead.py                  # full run, ~3 minutes on 2 cores
     python benchmarks/overhead.py --quick          # ~1 minute
     python benchmarks/overhead.py --only herd,aiohttp --json /tmp/overhead.json
+    python benchmarks/overhead.py --rounds 7 --only herd,herd_secure   # the cost of identity
 
 Each round starts, for every variant in turn (the order rotates between rounds, so drift on a
 noisy machine spreads over all variants), a server process and a client process. The client warms
@@ -175,6 +176,51 @@ def _herd_driver(transport: Any) -> Variant:
     return Variant(serve, connect)
 
 
+@variant("herd_secure")
+def _herd_secure() -> Variant:
+    """herd with identities: `herd` over mutual TLS, certificates from a local authority."""
+    import shutil
+    import tempfile
+
+    import herd
+    from herd._cloud.ca import CertificateAuthority
+    from herd._model.identity import Identity
+    from herd._wire import tls
+
+    bench_interface, service = _bench_interface()
+
+    def published(port: int) -> Path:
+        """Where the server leaves the client's identity, by its port."""
+        return Path(tempfile.gettempdir()) / f"herd-bench-tls-{port}"
+
+    async def serve(port: int, ready: Ready) -> None:
+        # The server process makes the authority and both identities, then publishes the
+        # client's under its port: the client process finds it there.
+        authority = CertificateAuthority("bench")
+        made = Path(tempfile.mkdtemp(prefix="herd-bench-tls-"))
+        own = authority.write(Identity("bench", "bench", "bench-v001", "bench-1"), made / "server")
+        authority.write(Identity("bench", "caller", "caller-v001", "caller-1"), made / "client")
+        context = tls.server_context(own)
+        async with herd.serve(service(), host=HOST, port=port, tls=context) as server:
+            shutil.rmtree(published(server.port), ignore_errors=True)
+            await asyncio.to_thread(made.rename, published(server.port))
+            ready(server.port)
+            await _forever()
+
+    @contextlib.asynccontextmanager
+    async def connect(port: int) -> AsyncIterator[Call]:
+        tls.set_client_context(tls.client_context(published(port) / "client"))
+        policy = herd.CallPolicy(timeout=10.0)
+        bench = herd.driver(bench_interface, address=f"{HOST}:{port}", policy=policy)
+        try:
+            yield bench.echo
+        finally:
+            await bench.aclose()
+            shutil.rmtree(published(port), ignore_errors=True)
+
+    return Variant(serve, connect)
+
+
 def _bench_interface() -> tuple[type[Any], type[Any]]:
     """The echo interface and its implementation, declared once per process."""
     import herd
@@ -227,13 +273,11 @@ def _herd_wire() -> Variant:
 def _herd_full() -> Variant:
     """herd's full call path: instances from a registry, balancer, breaker, budget, metrics."""
     import logging
-    import secrets
 
     import structlog
 
     import herd
     from herd._model.instance import Status
-    from herd._process.config import credential_for
     from herd._process.registry_client import Registrar, RegistryResolver, instance_from_env
     from herd._registry.service import RegistryService
 
@@ -243,16 +287,14 @@ def _herd_full() -> Variant:
         # The registry logs to stdout, where the parent reads the port: keep it to warnings.
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
         # The announced port is the registry's: the client finds the instance through it.
-        key = secrets.token_hex(16)
-        registry = RegistryService(key=key)
+        registry = RegistryService(identities=False)
         registry.start_evicting()
         async with (
             herd.serve(registry, host=HOST, port=port) as registry_server,
             herd.serve(service(), host=HOST) as server,
         ):
             instance = instance_from_env("bench", HOST, server.port)
-            credential = credential_for(key, instance.id)
-            registrar = Registrar(registry_server.address, instance, credential=credential)
+            registrar = Registrar(registry_server.address, instance)
             await registrar.start(Status.UP)
             ready(registry_server.port)
             await _forever()
@@ -687,6 +729,8 @@ def targets(medians: dict[str, dict[int, Cell]]) -> dict[str, bool]:
         checks["herd_full >= 0.85x herd_wire"] = (
             medians["herd_full"][top].rps >= 0.85 * medians["herd_wire"][top].rps
         )
+    if "herd_secure" in medians:
+        checks["herd_secure >= 0.7x herd"] = medians["herd_secure"][top].rps >= 0.7 * herd[top].rps
     return checks
 
 

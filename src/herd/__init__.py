@@ -30,6 +30,7 @@ from herd._model.errors import (
     Unavailable,
 )
 from herd._model.facet import Facet, fill
+from herd._model.identity import Identity, caller
 from herd._model.instance import Instance, Status
 from herd._model.interface import Interface, ServiceError, method
 from herd._model.routing import RoutingContext, routing
@@ -54,6 +55,7 @@ __all__ = [
     "Forbidden",
     "HedgePolicy",
     "HerdError",
+    "Identity",
     "Instance",
     "Interface",
     "Overloaded",
@@ -69,6 +71,7 @@ __all__ = [
     "Unavailable",
     "WebRequest",
     "WebResponse",
+    "caller",
     "client_metrics",
     "deadline",
     "driver",

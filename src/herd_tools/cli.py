@@ -51,13 +51,6 @@ def registry(
     lease: float = typer.Option(
         3.0, help="Seconds without a renewal before an instance is evicted."
     ),
-    key_file: str | None = typer.Option(
-        None,
-        "--key-file",
-        metavar="PATH",
-        help="File holding the key that checks instances' credentials (default: "
-        "HERD_REGISTRY_KEY, else ~/.herd/registry.key, made if missing).",
-    ),
     etcd: str = typer.Option(
         "",
         "--etcd",
@@ -67,15 +60,14 @@ def registry(
 ) -> None:
     """Run the registry: instances register here and clients watch it.
 
-    Writes need the instance's credential: HERD_CREDENTIAL (issued for its id from the key) or
-    HERD_REGISTRY_KEY in the instance's environment (it mints its own).
+    With HERD_TLS_DIR (an identity from a herd cloud's authority) callers must hold a
+    certificate and a write is accepted only from the instance it is about; without it (dev
+    mode) any local process may write any entry.
     """
-    from pathlib import Path
-
     from herd._registry.service import run_registry
 
     members = [part for part in etcd.split(",") if part]
-    run_registry(host, port, lease, Path(key_file) if key_file else None, members)
+    run_registry(host, port, lease, members)
 
 
 @app.command(

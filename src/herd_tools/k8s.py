@@ -21,7 +21,7 @@ from typing import Any
 
 from herd._cloud.app import App, GroupSpec, load
 from herd._cloud.autoscale import initial_count
-from herd._process.config import GROUP, HOST, INSTANCE, PORT, REGISTRY, REGISTRY_KEY, VERSION, ZONE
+from herd._process.config import GROUP, HOST, INSTANCE, PORT, REGISTRY, VERSION, ZONE
 from herd._registry.etcd_cluster import ETCD_SCHEME, etcd_endpoints
 
 Manifest = dict[str, Any]
@@ -85,18 +85,6 @@ def _field(path: str) -> dict[str, Any]:
     return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-def _key_env(app: App) -> dict[str, Any]:
-    return {
-        "name": REGISTRY_KEY,
-        "valueFrom": {"secretKeyRef": {"name": registry_secret(app), "key": "key"}},
-    }
-
-
-def registry_secret(app: App) -> str:
-    """The Secret that holds the registry's key (made by hand: docs/kubernetes.md)."""
-    return f"{app.spec.name}-registry-key"
-
-
 def image_of(repository: str, group: GroupSpec) -> str:
     """One build per group: `repository:movie-v003`."""
     return f"{repository}:{group.name}"
@@ -131,7 +119,6 @@ def group_manifests(app: App, group: GroupSpec, repository: str) -> list[Manifes
         # Copied onto the pod by clusters that label pods with their node's zone; else empty,
         # and the instance registers in zone "local".
         {"name": ZONE, **_field(f"metadata.labels['{ZONE_LABEL}']")},
-        _key_env(app),
     ]
     run_volume = {"name": "run", "mountPath": RUN_DIR}
     setup = [
@@ -317,7 +304,6 @@ def registry_manifests(app: App, repository: str) -> list[Manifest]:
                             "name": "registry",
                             "image": f"{repository}:registry",
                             "command": command,
-                            "env": [_key_env(app)],
                             "ports": [{"name": "http", "containerPort": REGISTRY_PORT}],
                             "readinessProbe": _health("http", period_s=2, failures=1),
                             "livenessProbe": _health("http", period_s=10, failures=6),

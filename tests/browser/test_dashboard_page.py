@@ -32,6 +32,7 @@ REFLECT_S = 3.0
 #: Enough failed calls, spread over two middle instances, to open their breakers for deep (the
 #: default breaker needs 20 requests in its window, half of them failed).
 CALLS = 100
+BATCH = 10
 
 if (why := missing()) is not None:
     pytest.fail(why, pytrace=False)
@@ -150,11 +151,14 @@ async def test_a_killed_instance_goes_then_its_replacement_shows(cloud: Cloud, p
     assert console_errors(page) == []
 
 
-def open_breakers(middles: list[InstanceView]) -> int:
-    """How many middle instances have their breaker for deep open, by their own account."""
+def open_breakers(cloud: Cloud, middles: list[InstanceView]) -> int:
+    """How many middle instances have their breaker for deep open, by their own account (asked
+    as the control plane: instances take no call without an identity)."""
     opened = 0
+    context = cloud.tls()
     for middle in middles:
-        with urllib.request.urlopen(f"http://{middle.address}/herd/dependencies", timeout=2) as r:
+        url = f"https://{middle.address}/herd/dependencies"
+        with urllib.request.urlopen(url, timeout=2, context=context) as r:
             breaker = (json.load(r).get("deep") or {}).get("breaker") or {}
         opened += breaker.get("state") == "open"
     return opened
@@ -163,21 +167,26 @@ def open_breakers(middles: list[InstanceView]) -> int:
 async def test_an_opened_breaker_shows(cloud: Cloud, page: Any) -> None:
     edge = "middle>deep"
     assert shown(page, "edge", "breaker").get(edge) != "open"
-    resolver = RegistryResolver(cloud.registry)
-    await resolver.start()
     # No breaker of our own, or it would open first (middle answers with deep's failures) and
     # stop the calls that open middle's.
     policy = herd.CallPolicy(breaker=None, attempts=1)
-    try:
-        async with herd.driver(Middle, resolver=resolver, policy=policy) as middle:
-            answers = await asyncio.gather(
-                *(middle.relay("hello") for _ in range(CALLS)), return_exceptions=True
-            )
-    finally:
-        await resolver.close()
+    with cloud.identity():
+        resolver = RegistryResolver(cloud.registry)
+        await resolver.start()
+        try:
+            async with herd.driver(Middle, resolver=resolver, policy=policy) as middle:
+                # In batches, so that connections (a TLS handshake each) are reused, not opened
+                # a hundred at once on a busy machine.
+                answers = []
+                for _ in range(CALLS // BATCH):
+                    answers += await asyncio.gather(
+                        *(middle.relay("hello") for _ in range(BATCH)), return_exceptions=True
+                    )
+        finally:
+            await resolver.close()
     assert all(isinstance(answer, herd.HerdError) for answer in answers)
     middles = [i for i in await truth(cloud) if i.service == "middle" and i.address]
-    await eventually(lambda: open_breakers(middles), timeout=5, what="a breaker opened")
+    await eventually(lambda: open_breakers(cloud, middles), timeout=5, what="a breaker opened")
     opened_at = time.monotonic()
     await eventually(
         lambda: shown(page, "edge", "breaker").get(edge),

@@ -15,20 +15,23 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-import herd
+from herd._client.driver import plain_transport, static_driver
 from herd._cloud.app import load
 from herd._cloud.interface import CloudApi, GroupView, InstanceView
 from herd._cloud.up import port_taken as port_taken
+from herd._model.identity import CONTROL
+from herd._wire import tls
 from tests.helpers import ROOT, ServiceProcess, clean_environment, eventually, free_port
 
 # ------------------------------------------------------------------------------------ app files
@@ -194,11 +197,30 @@ class Cloud:
         """A driver of the control API, with the admin token."""
         state = self.state()
         assert state is not None, f"herd up is not serving:\n{self.output()}"
-        api = herd.driver(CloudApi, address=state["control"], token=state["token"])
+        api = static_driver(
+            CloudApi, state["control"], token=state["token"], transport=plain_transport
+        )
         try:
             yield api
         finally:
             await api.aclose()
+
+    def tls(self, identity: str = CONTROL) -> ssl.SSLContext:
+        """A client context holding one of the cloud's identities: the control plane's, or an
+        instance's (by its id), to call as that instance."""
+        state = self.state()
+        assert state is not None, f"herd up is not serving:\n{self.output()}"
+        return tls.client_context(Path(state["tls"]).parent / identity)
+
+    @contextlib.contextmanager
+    def identity(self, identity: str = CONTROL) -> Iterator[ssl.SSLContext]:
+        """Drivers made inside present `identity` (see `tls`), as the cloud's processes do."""
+        context = self.tls(identity)
+        previous = tls.set_client_context(context)
+        try:
+            yield context
+        finally:
+            tls.set_client_context(previous)
 
     async def wait_serving(self, timeout: float = 60.0) -> None:
         """Wait until `herd up` serves its control API (every group has had a first start)."""

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
-import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
@@ -25,7 +24,6 @@ from examples.chain.interface import Deep
 from examples.chain.service import FAULT_ENV
 from herd._model.clock import MONOTONIC
 from herd._model.instance import Instance, Status
-from herd._process.config import credential_for
 from herd._process.registry_api import RegistryApi, Snapshot
 from herd._process.registry_client import RegistryResolver
 from herd_tools.schedule import Schedule, drive
@@ -55,8 +53,6 @@ class Cluster:
         self.lease_s = lease_s
         self.log_dir = log_dir
         self.registry_port = free_port()
-        # The registry's secret, the same across restarts: instances keep their credentials.
-        self.registry_key = secrets.token_hex(16)
         self.registry: ServiceProcess | None = None
         self.members: dict[str, Member] = {}
         self._registry_starts = 0
@@ -83,8 +79,7 @@ class Cluster:
         argv = [sys.executable, "-m", "herd._registry.service"]
         argv += ["--port", str(self.registry_port), "--lease", str(self.lease_s)]
         name = f"registry-{self._registry_starts}"
-        env = {"HERD_REGISTRY_KEY": self.registry_key}
-        self.registry = ServiceProcess(name, argv, self.log_dir / f"{name}.log", env)
+        self.registry = ServiceProcess(name, argv, self.log_dir / f"{name}.log")
         await asyncio.to_thread(self.registry.wait_ready)
         return self.registry
 
@@ -106,7 +101,6 @@ class Cluster:
             "HERD_GROUP": GROUP,
             "HERD_VERSION": "v001",
             "HERD_INSTANCE": instance_id,
-            "HERD_CREDENTIAL": credential_for(self.registry_key, instance_id),
             FAULT_ENV: fault,
             **(extra_env or {}),
         }

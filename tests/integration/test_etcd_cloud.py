@@ -20,6 +20,7 @@ import pytest
 
 from herd._process.registry_client import RegistryResolver
 from herd._registry.etcd_cluster import local_members
+from herd._wire import tls
 from herd_tools.load import run_load
 from tests.helpers import eventually
 from tests.integration.cloud_helpers import Cloud, by_group, children, write_app
@@ -59,8 +60,11 @@ async def test_flix_keeps_serving_while_etcd_loses_a_member_then_its_quorum(
     cloud = Cloud(app)
     etcd = aetcd.Client("127.0.0.1", members[0].client_port, timeout=2)
     resolver = RegistryResolver(cloud.registry)
+    before_identity = tls.process_client_context()
     try:
         _, instances = await cloud.wait_up(timeout=90)
+        # The registry takes no call without an identity: the test's driver is the control plane.
+        tls.set_client_context(cloud.tls())
         assert "etcd: 3 members" in cloud.output()
         before = await keys(etcd)
         assert set(before) == {i.id for i in instances}
@@ -120,6 +124,7 @@ async def test_flix_keeps_serving_while_etcd_loses_a_member_then_its_quorum(
         assert key in {m.id for m in movies}
         assert all(m.status == "UP" for m in movies)
     finally:
+        tls.set_client_context(before_identity)
         await resolver.close()
         await etcd.close()
         await asyncio.to_thread(cloud.close)

@@ -9,9 +9,11 @@ bytes, random msgpack and random headers at a live instance.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,20 +315,20 @@ CASES = [
         body=pack("", "latest"),
     ),
     Case(
-        "register without a credential",
+        "register with an extra argument",
         "registry",
         "/rpc/registry/register",
         {400},
         "bad_request",
-        body=pack(ENTRY),
+        body=pack(ENTRY, "0" * 64),
     ),
     Case(
-        "register with a forged credential",
+        "register another instance's entry",
         "registry",
         "/rpc/registry/register",
         {422},
         "service_error",
-        body=pack(ENTRY, "0" * 64),
+        body=pack(ENTRY),
     ),
     Case(
         "register port 70000",
@@ -334,7 +336,7 @@ CASES = [
         "/rpc/registry/register",
         {422},
         "service_error",
-        body=pack({**ENTRY, "port": 70_000}, "0" * 64),
+        body=pack({**ENTRY, "port": 70_000}),
     ),
     Case(
         "register a 70 KB id",
@@ -342,7 +344,7 @@ CASES = [
         "/rpc/registry/register",
         {422},
         "service_error",
-        body=pack({**ENTRY, "id": "x" * 70_000}, "0" * 64),
+        body=pack({**ENTRY, "id": "x" * 70_000}),
     ),
     Case(
         "renew someone else's entry",
@@ -350,7 +352,7 @@ CASES = [
         RENEW,
         {422},
         "service_error",
-        body=pack("movie-v001-a1", "0" * 64),
+        body=pack("movie-v001-a1"),
     ),
     Case(
         "unknown registry method",
@@ -496,25 +498,61 @@ FRAME_CASES = [
 ]
 
 
-def send_frames(address: str, data: bytes, *, probe: bool) -> tuple[bytes, bool]:
-    """Open a connection, send the preface and `data` (and a good call with id 2**31 when
-    `probe`); return what came back before the server closed, and whether it closed (rather
-    than answering the probe and waiting for more)."""
+def send_frames(
+    address: str, data: bytes, context: ssl.SSLContext, *, probe: bool = False
+) -> tuple[bytes, bool]:
+    """Open a connection (mutual TLS, as the control plane), send the preface and `data` (and a
+    good call with id 2**31 when `probe`; without one, end the sending side with TLS's
+    close_notify, as a half-close); return what came back before the server closed, and whether
+    it closed (rather than answering the probe and waiting for more).
+
+    The TLS is driven by hand (memory BIOs), so the frames are exactly the bytes given, and the
+    sending side can end while answers are still read."""
     host, port = address.rsplit(":", 1)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_object = context.wrap_bio(incoming, outgoing)
     with socket.create_connection((host, int(port)), timeout=10) as raw:
-        raw.sendall(PREFACE + data + (present(2**31) if probe else b""))
-        received = b""
-        while True:
+
+        def pump() -> bool:
+            """Send what TLS wrote; read once more from the server. False at its end."""
+            if pending := outgoing.read():
+                raw.sendall(pending)
             try:
                 chunk = raw.recv(65536)
             except ConnectionResetError:
-                return received, True
-            except TimeoutError:
-                return received, False
+                chunk = b""
             if not chunk:
+                return False
+            incoming.write(chunk)
+            return True
+
+        while True:
+            try:
+                tls_object.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if not pump():
+                    return b"", True
+        tls_object.write(PREFACE + data + (present(2**31) if probe else b""))
+        if not probe:
+            with contextlib.suppress(ssl.SSLWantReadError):
+                tls_object.unwrap()
+        received = b""
+        while True:
+            try:
+                while chunk := tls_object.read(65536):
+                    received += chunk
+                return received, True  # the server's close_notify
+            except ssl.SSLWantReadError:
+                pass
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 return received, True
-            received += chunk
             if probe and _replies(received).get(2**31) is not None:
+                return received, False
+            try:
+                if not pump():
+                    return received, True
+            except TimeoutError:
                 return received, False
 
 
@@ -535,13 +573,23 @@ def _replies(received: bytes) -> dict[int, tuple[int, bytes]]:
     return replies
 
 
-def send(address: str, case: Case) -> tuple[int, str, bytes]:
-    """One raw HTTP request (stdlib: no client-side checks between us and the server).
+#: The ports behind mutual TLS: the test speaks to them as the control plane (the hostile
+#: caller here is one that holds a certificate; test_identity.py refuses those without one).
+INSIDE = frozenset({"rpc", "edge", "registry"})
+
+
+def send(address: str, case: Case, context: ssl.SSLContext | None = None) -> tuple[int, str, bytes]:
+    """One raw HTTP request (stdlib: no client-side checks between us and the server), over
+    TLS with `context`.
 
     Header values go out as UTF-8 bytes, or as given when they are bytes (not UTF-8 at all).
     """
     host, port = address.rsplit(":", 1)
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection = (
+        http.client.HTTPConnection(host, int(port), timeout=30)
+        if context is None
+        else http.client.HTTPSConnection(host, int(port), timeout=30, context=context)
+    )
     try:
         connection.putrequest(case.method, case.path, skip_accept_encoding=True)
         headers = dict(case.headers)
@@ -605,9 +653,11 @@ def test_the_table_lists_at_least_fifty_kinds_of_bad_input() -> None:
 
 def test_every_port_answers_bad_input_with_a_typed_error(cloud: Cloud) -> None:
     ports = addresses(cloud)
+    context = cloud.tls()
     wrong = []
     for case in CASES:
-        status, content_type, body = send(ports[case.port], case)
+        inside = context if case.port in INSIDE else None
+        status, content_type, body = send(ports[case.port], case, inside)
         kind = kind_of(content_type, body)
         if status not in case.statuses or (case.kind is not None and kind != case.kind):
             wrong.append(f"{case.name}: {status} {content_type} {body[:120]!r}")
@@ -622,14 +672,15 @@ def test_every_port_answers_bad_input_with_a_typed_error(cloud: Cloud) -> None:
 
 def test_every_bad_frame_is_refused_and_kills_nothing(cloud: Cloud) -> None:
     ports = addresses(cloud)
+    context = cloud.tls()
     wrong = []
     for case in FRAME_CASES:
         if case.answer == "closed":
-            _, closed = send_frames(ports["rpc"], case.frames, probe=True)
+            _, closed = send_frames(ports["rpc"], case.frames, context, probe=True)
             if not closed:
                 wrong.append(f"{case.name}: the connection stayed open")
             continue
-        received, closed = send_frames(ports["rpc"], case.frames, probe=True)
+        received, closed = send_frames(ports["rpc"], case.frames, context, probe=True)
         replies = _replies(received)
         if case.answer == "served":
             answered = replies.get(2**31)
@@ -657,12 +708,14 @@ def test_http_level_garbage_is_refused_by_the_server_and_kills_nothing(cloud: Cl
         b"GET / HTTP/1.1\r\nX: " + b"b" * 20_000 + b"\r\n\r\n",
         b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
     ]
+    context = cloud.tls()
     for port in ("rpc", "edge", "door", "registry", "control"):
         host, number = ports[port].rsplit(":", 1)
         for payload in garbage:
             with socket.create_connection((host, int(number)), timeout=10) as raw:
-                raw.sendall(payload)
-                answer = raw.recv(4096)
+                conn = context.wrap_socket(raw) if port in INSIDE else raw
+                conn.sendall(payload)
+                answer = conn.recv(4096)
             assert answer.startswith(b"HTTP/1.") and b" 500 " not in answer[:16], (port, answer)
     assert addresses(cloud) == ports
 
@@ -702,7 +755,7 @@ def test_fuzz_never_gets_an_untyped_500(
 ) -> None:
     address = fuzz_target["address"]
     case = Case("fuzz", "rpc", path, set(), body=body, headers=headers)
-    status, content_type, answer = send(address, case)
+    status, content_type, answer = send(address, case, fuzz_target["tls"])
     assert status < 500 or status in (503, 504), (status, answer[:200])
     if status >= 400:
         assert kind_of(content_type, answer) is not None or path == "/health", answer[:200]
@@ -749,16 +802,7 @@ def test_fuzz_frames_never_crash_the_instance(
     cloud: Cloud, fuzz_target: dict[str, Any], stream: list[bytes]
 ) -> None:
     # Half-closed after sending: the server answers what it can, then sees the end.
-    host, port = fuzz_target["address"].rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as raw:
-        raw.sendall(PREFACE + b"".join(stream))
-        raw.shutdown(socket.SHUT_WR)
-        received = b""
-        try:
-            while chunk := raw.recv(65536):
-                received += chunk
-        except ConnectionResetError:
-            pass
+    received, _ = send_frames(fuzz_target["address"], b"".join(stream), fuzz_target["tls"])
     for status, body in _replies(received).values():
         assert status < 500 or status in (503, 504), (status, body[:200])
         if status >= 400:
@@ -789,6 +833,7 @@ def fuzz_target(cloud: Cloud) -> dict[str, Any]:
         "sent": 0,
         "frames_sent": 0,
         "rss_before": _rss_kib(pid),
+        "tls": cloud.tls(),
     }
 
 

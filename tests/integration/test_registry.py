@@ -14,7 +14,6 @@ import pytest
 import herd
 from herd._model.clock import ManualClock
 from herd._model.instance import Instance, Status
-from herd._process.config import credential_for
 from herd._process.registry_api import RegistryApi
 from herd._process.registry_client import RegistryResolver
 from herd._registry.service import RegistryService
@@ -22,7 +21,6 @@ from tests.helpers import eventually, free_port
 from tests.integration.cluster import Cluster, Load, describe
 
 LEASE_S = 3.0
-KEY = "the registry's key in these tests"
 
 
 def instance(name: str = "deep-a-1", zone: str = "a", port: int = 1) -> Instance:
@@ -38,18 +36,14 @@ def instance(name: str = "deep-a-1", zone: str = "a", port: int = 1) -> Instance
     )
 
 
-def credential(instance_id: str = "deep-a-1") -> str:
-    return credential_for(KEY, instance_id)
-
-
 async def register(registry: RegistryApi, entry: Instance) -> float:
-    """Register `entry` with its own credential."""
-    return await registry.register(entry, credential=credential(entry.id))
+    """Register `entry`."""
+    return await registry.register(entry)
 
 
 def registry() -> tuple[RegistryService, ManualClock]:
     clock = ManualClock()
-    return RegistryService(key=KEY, lease_s=LEASE_S, clock=clock), clock
+    return RegistryService(identities=False, lease_s=LEASE_S, clock=clock), clock
 
 
 def ids(service: RegistryService) -> list[str]:
@@ -69,7 +63,7 @@ async def test_lease_expiry_evicts_after_the_lease_without_renewal() -> None:
     assert [i.id for i in await service.backend.evict_expired()] == ["deep-a-1"]
     assert ids(service) == []
     # A renewal after eviction is refused, which tells the instance to register again.
-    assert await service.renew("deep-a-1", credential=credential("deep-a-1")) is False
+    assert await service.renew("deep-a-1") is False
 
 
 async def test_renewals_keep_an_instance_registered() -> None:
@@ -77,7 +71,7 @@ async def test_renewals_keep_an_instance_registered() -> None:
     await register(service, instance())
     for _ in range(10):  # 25 s, far past one lease
         clock.advance(LEASE_S - 0.5)
-        assert await service.renew("deep-a-1", credential=credential("deep-a-1")) is True
+        assert await service.renew("deep-a-1") is True
         assert await service.backend.evict_expired() == []
     assert ids(service) == ["deep-a-1"]
     clock.advance(LEASE_S)
@@ -89,7 +83,7 @@ async def test_only_the_instance_that_stopped_renewing_is_evicted() -> None:
     await register(service, instance("deep-a-1"))
     await register(service, instance("deep-b-2", zone="b"))
     clock.advance(2.0)
-    await service.renew("deep-b-2", credential=credential("deep-b-2"))
+    await service.renew("deep-b-2")
     clock.advance(1.5)
     assert [i.id for i in await service.backend.evict_expired()] == ["deep-a-1"]
     assert ids(service) == ["deep-b-2"]
@@ -127,9 +121,9 @@ async def test_every_kind_of_change_wakes_a_watch(change: str) -> None:
     waiting = asyncio.create_task(watch())
     await asyncio.sleep(0)
     if change == "status":
-        assert await service.set_status("deep-a-1", Status.OUT_OF_SERVICE, credential=credential())
+        assert await service.set_status("deep-a-1", Status.OUT_OF_SERVICE)
     elif change == "deregister":
-        assert await service.deregister("deep-a-1", credential=credential())
+        assert await service.deregister("deep-a-1")
     else:
         clock.advance(LEASE_S)
         assert await service.backend.evict_expired()
@@ -181,7 +175,7 @@ async def test_resolver_keeps_its_copy_until_a_restarted_registry_is_warm() -> N
     address = f"127.0.0.1:{port}"
     api = herd.driver(RegistryApi, address=address, policy=herd.CallPolicy(attempts=1))
     resolver = RegistryResolver(address, poll_s=1.0, retry_s=0.05)
-    first = RegistryService(key=KEY, lease_s=1.0)
+    first = RegistryService(identities=False, lease_s=1.0)
     try:
         async with herd.serve(first, port=port):
             with herd.deadline(1.0):
@@ -191,7 +185,7 @@ async def test_resolver_keeps_its_copy_until_a_restarted_registry_is_warm() -> N
             await eventually(
                 lambda: len(resolver.instances("deep")) == 2, timeout=2.0, what="both seen"
             )
-        second = RegistryService(key=KEY, lease_s=1.0)
+        second = RegistryService(identities=False, lease_s=1.0)
         async with herd.serve(second, port=port):
             restarted = time.monotonic()
             with herd.deadline(1.0):
@@ -229,7 +223,7 @@ async def test_resolver_resumes_at_once_after_a_long_outage() -> None:
         return watches.failure + watches.short_circuited
 
     try:
-        async with herd.serve(RegistryService(key=KEY, lease_s=1.0), port=port):
+        async with herd.serve(RegistryService(identities=False, lease_s=1.0), port=port):
             await resolver.start()
         failed_before = failed()
         # Down long enough for more failed watches than a breaker's volume threshold.
@@ -238,7 +232,7 @@ async def test_resolver_resumes_at_once_after_a_long_outage() -> None:
             timeout=10.0,
             what="the resolver keeps trying",
         )
-        async with herd.serve(RegistryService(key=KEY, lease_s=1.0), port=port):
+        async with herd.serve(RegistryService(identities=False, lease_s=1.0), port=port):
             with herd.deadline(1.0):
                 await register(api, instance("deep-a-1"))
             registered = time.monotonic()
@@ -261,7 +255,7 @@ async def test_closing_one_registry_driver_leaves_the_others_following(
     address = f"127.0.0.1:{port}"
     monkeypatch.setenv("HERD_REGISTRY", address)
     api = herd.driver(RegistryApi, address=address, policy=herd.CallPolicy(attempts=1))
-    async with herd.serve(RegistryService(key=KEY, lease_s=5.0), port=port):
+    async with herd.serve(RegistryService(identities=False, lease_s=5.0), port=port):
         first = herd.driver(RegistryApi)
         async with herd.driver(RegistryApi) as second:
             resolver = second._herd_caller.resolver  # type: ignore[attr-defined]

@@ -1,12 +1,13 @@
-"""The registry is no soft target: an unfit entry or a write without the instance's credential gets
-a typed answer and changes nothing, huge ids cannot freeze it, its table has a limit, and drivers
-skip an unfit entry that slips through. A real registry process wherever the caller is hostile.
+"""The registry is no soft target: an unfit entry, or a write about an instance from another one,
+gets a typed answer and changes nothing, huge ids cannot freeze it, its table has a limit, and
+drivers skip an unfit entry that slips through. A real registry process wherever the caller is
+hostile.
 """
 
 from __future__ import annotations
 
 import contextlib
-import stat
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,15 +21,18 @@ from structlog.testing import capture_logs
 import herd
 from examples.chain.interface import Deep
 from examples.chain.service import DeepService
+from herd._cloud.ca import CertificateAuthority
+from herd._model.identity import Identity
 from herd._model.instance import Instance, Status
-from herd._process.config import CREDENTIAL, REGISTRY_KEY, credential_for
+from herd._process.config import TLS_DIR
 from herd._process.registry_api import InvalidInstance, NotAuthorized, RegistryApi, RegistryFull
 from herd._process.registry_client import Registrar, registry_resolver
 from herd._registry.service import MAX_INSTANCES, RegistryService
+from herd._wire import tls
 from tests.helpers import ServiceProcess, eventually, free_port
 from tests.integration.cloud_helpers import herd_command
 from tests.integration.cluster import Cluster
-from tests.integration.test_registry import KEY, instance
+from tests.integration.test_registry import instance
 
 
 def entry(instance_id: str = "deep-a-1", **changes: Any) -> Instance:
@@ -38,7 +42,7 @@ def entry(instance_id: str = "deep-a-1", **changes: Any) -> Instance:
 
 @contextlib.asynccontextmanager
 async def registry_process(log_dir: Path, lease_s: float = 3.0) -> AsyncIterator[Cluster]:
-    """A registry process (its key in `HERD_REGISTRY_KEY`, as the local cloud starts it)."""
+    """A registry process without an identity (dev mode: anyone local may write)."""
     cluster = Cluster(log_dir, lease_s=lease_s)
     try:
         await cluster.start_registry()
@@ -87,15 +91,14 @@ async def test_unfit_writes_get_a_typed_answer_and_the_registry_keeps_serving(
     # More refusals than the breaker's volume threshold: an answer must never open it.
     while refusals < 2 * herd.BreakerPolicy().volume_threshold:
         for field, unfit in UNFIT:
-            credential = credential_for(cluster.registry_key, unfit.id)
             with herd.deadline(1.0), pytest.raises(InvalidInstance) as refused:
-                await api.register(unfit, credential=credential)
+                await api.register(unfit)
             assert refused.value.problems[0].startswith(field), refused.value.problems
             refusals += 1
     unfit_ids: list[Callable[[], Awaitable[object]]] = [
-        lambda: api.renew("a b", credential=credential_for(cluster.registry_key, "a b")),
-        lambda: api.set_status("x" * 129, Status.UP, credential=""),
-        lambda: api.deregister("", credential=""),
+        lambda: api.renew("a b"),
+        lambda: api.set_status("x" * 129, Status.UP),
+        lambda: api.deregister(""),
     ]
     for write in unfit_ids:
         with herd.deadline(1.0), pytest.raises(InvalidInstance):
@@ -105,60 +108,92 @@ async def test_unfit_writes_get_a_typed_answer_and_the_registry_keeps_serving(
     assert await cluster.listed() == {}
     fit = entry()
     with herd.deadline(1.0):
-        await api.register(fit, credential=credential_for(cluster.registry_key, fit.id))
+        await api.register(fit)
     assert await cluster.listed() == {fit.id: fit}
     assert cluster.registry is not None and cluster.registry.alive
 
 
-async def test_writes_without_the_instances_own_credential_are_refused(
-    cluster: Cluster, api: RegistryApi
-) -> None:
-    key = cluster.registry_key
+Identities = Callable[..., ssl.SSLContext]
+
+
+@contextlib.asynccontextmanager
+async def registry_with_identities(directory: Path) -> AsyncIterator[tuple[str, Identities]]:
+    """A registry process with an identity from a fresh authority, as `herd up` runs it; its
+    address, and a maker of client contexts for identities of the same authority."""
+    authority = CertificateAuthority("test")
+
+    def identity(
+        instance_id: str, service: str = "deep", group: str = "deep-v001"
+    ) -> ssl.SSLContext:
+        who = Identity("test", service, group, instance_id)
+        return tls.client_context(authority.write(who, directory / f"{service}-{instance_id}"))
+
+    own = authority.write(Identity("test", "herd-registry", "r", "r"), directory / "registry")
+    port = free_port()
+    argv = [sys.executable, "-m", "herd._registry.service", "--port", str(port)]
+    registry = ServiceProcess("registry", argv, directory / "registry.log", {TLS_DIR: str(own)})
+    try:
+        registry.wait_ready()
+        assert "writes only from the instance they are about" in registry.output()
+        yield f"127.0.0.1:{port}", identity
+    finally:
+        registry.stop()
+
+
+@contextlib.asynccontextmanager
+async def registry_as(address: str, context: ssl.SSLContext) -> AsyncIterator[RegistryApi]:
+    """A registry driver that presents the identity in `context`."""
+    previous = tls.set_client_context(context)
+    try:
+        async with herd.driver(RegistryApi, address=address) as api:
+            yield api
+    finally:
+        tls.set_client_context(previous)
+
+
+async def test_with_identities_only_the_instance_itself_writes_its_entry(tmp_path: Path) -> None:
     mine, theirs = entry("deep-a-1"), entry("deep-b-2", zone="b", port=2)
-    for own in (mine, theirs):
-        await api.register(own, credential=credential_for(key, own.id))
-    hijack = msgspec.structs.replace(mine, host="10.9.9.9", port=9)
-    forged = {
-        "a wrong credential": "0" * 64,
-        "another instance's credential": credential_for(key, theirs.id),
-        "one minted with another key": credential_for("not the key", mine.id),
-        "none": "",
-        "not ASCII": "é" * 64,
-        "the key itself": key,
-    }
-    writes: list[Callable[[str], Awaitable[object]]] = [
-        lambda credential: api.register(hijack, credential=credential),
-        lambda credential: api.renew(mine.id, credential=credential),
-        lambda credential: api.set_status(mine.id, Status.DOWN, credential=credential),
-        lambda credential: api.deregister(mine.id, credential=credential),
-    ]
-    for what, credential in forged.items():
-        for write in writes:
-            with herd.deadline(1.0), pytest.raises(NotAuthorized):
-                await write(credential)
-                pytest.fail(f"a write with {what} was accepted")
-    # Nothing changed: the entry keeps its address and status.
-    assert await cluster.listed() == {mine.id: mine, theirs.id: theirs}
+    async with registry_with_identities(tmp_path) as (address, identity):
+        for own in (mine, theirs):
+            async with registry_as(address, identity(own.id)) as api:
+                await api.register(own)
+        hijack = msgspec.structs.replace(mine, host="10.9.9.9", port=9)
+        posing = {
+            "another instance": identity(theirs.id),
+            "another service's instance of the same name": identity(mine.id, "edge", "edge-v001"),
+        }
+        for what, context in posing.items():
+            async with registry_as(address, context) as api:
+                writes: list[Callable[[], Awaitable[object]]] = [lambda: api.register(hijack)]
+                if what == "another instance":
+                    # (Ids are unique in a cloud: the other case can only offer itself under
+                    # another service's name, which `register` checks.)
+                    writes += [
+                        lambda: api.renew(mine.id),
+                        lambda: api.set_status(mine.id, Status.DOWN),
+                        lambda: api.deregister(mine.id),
+                    ]
+                for write in writes:
+                    with herd.deadline(1.0), pytest.raises(NotAuthorized):
+                        await write()
+                        pytest.fail(f"a write from {what} was accepted")
+        async with registry_as(address, identity(mine.id)) as api:
+            # Nothing changed: the entry keeps its address and status; its owner still writes.
+            with herd.deadline(1.0):
+                snapshot = await api.watch("", -1)
+            assert {i.id: i for i in snapshot.instances} == {mine.id: mine, theirs.id: theirs}
+            assert await api.renew(mine.id)
+            assert await api.deregister(mine.id)
 
 
-@pytest.mark.parametrize("variable", [CREDENTIAL, REGISTRY_KEY])
-async def test_a_registrar_with_its_credential_registers_and_renews(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
-) -> None:
-    """With the credential the cloud issued, or minting its own from the registry's key."""
+async def test_a_registrar_registers_and_renews(tmp_path: Path) -> None:
     async with registry_process(tmp_path, lease_s=1.0) as cluster:
-        key = cluster.registry_key
         mine, once = entry("deep-a-1"), entry("deep-b-2", port=2)
-        monkeypatch.delenv(CREDENTIAL, raising=False)
-        monkeypatch.delenv(REGISTRY_KEY, raising=False)
-        monkeypatch.setenv(
-            variable, credential_for(key, mine.id) if variable == CREDENTIAL else key
-        )
         registrar = Registrar(cluster.registry_address, mine, renew_s=0.2)
         await registrar.start(Status.UP)
         try:
             async with herd.driver(RegistryApi, address=cluster.registry_address) as api:
-                await api.register(once, credential=credential_for(key, once.id))
+                await api.register(once)
             # Registered later, `once` expires later: once it is evicted, `mine` would have been
             # too, had its lease not been renewed.
             await cluster.wait_listed([mine.id, once.id], timeout=2.0)
@@ -169,35 +204,25 @@ async def test_a_registrar_with_its_credential_registers_and_renews(
         await cluster.wait_listed(absent=[mine.id], timeout=2.0)
 
 
-def test_a_registrar_without_a_credential_refuses_to_start(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv(CREDENTIAL, raising=False)
-    monkeypatch.delenv(REGISTRY_KEY, raising=False)
-    with pytest.raises(herd.ConfigurationError, match=f"{CREDENTIAL}.*{REGISTRY_KEY}"):
-        Registrar("127.0.0.1:1", entry())
-
-
 @pytest.mark.timeout(30)
 async def test_huge_ids_are_refused_at_once_and_never_logged(
     cluster: Cluster, api: RegistryApi
 ) -> None:
     """Three registrations with 70 KB ids once froze the registry (it logged them whole)."""
-    key = cluster.registry_key
     began = time.monotonic()
     for n in range(3):
         huge = entry(f"{n}" + "x" * 70_000)
         with herd.deadline(1.0), pytest.raises(InvalidInstance) as refused:
-            await api.register(huge, credential=credential_for(key, huge.id))
+            await api.register(huge)
         assert len(str(refused.value)) < 200
         with herd.deadline(1.0), pytest.raises(InvalidInstance):
-            await api.renew(huge.id, credential=credential_for(key, huge.id))
+            await api.renew(huge.id)
     assert time.monotonic() - began < 1.0
 
     fit = entry()
     began = time.monotonic()
     with herd.deadline(1.0):
-        await api.register(fit, credential=credential_for(key, fit.id))
+        await api.register(fit)
     await cluster.wait_listed([fit.id], timeout=1.0)
     assert time.monotonic() - began < 1.0
 
@@ -213,24 +238,21 @@ async def test_the_table_has_a_limit_and_new_instances_beyond_it_are_refused() -
     port = free_port()
     address = f"127.0.0.1:{port}"
 
-    def credential(instance_id: str) -> str:
-        return credential_for(KEY, instance_id)
-
-    registry = RegistryService(key=KEY, max_instances=3)
-    assert RegistryService(key=KEY).max_instances == MAX_INSTANCES == 10_000
+    registry = RegistryService(identities=False, max_instances=3)
+    assert RegistryService(identities=False).max_instances == MAX_INSTANCES == 10_000
     async with (
         herd.serve(registry, port=port),
         herd.driver(RegistryApi, address=address) as api,
     ):
         for n in range(3):
-            await api.register(entry(f"deep-{n}"), credential=credential(f"deep-{n}"))
+            await api.register(entry(f"deep-{n}"))
         with pytest.raises(RegistryFull) as full:
-            await api.register(entry("deep-3"), credential=credential("deep-3"))
+            await api.register(entry("deep-3"))
         assert full.value.limit == 3
         # Those it holds still register again, and one that leaves makes room.
-        await api.register(entry("deep-0", port=2), credential=credential("deep-0"))
-        assert await api.deregister("deep-1", credential=credential("deep-1"))
-        await api.register(entry("deep-3"), credential=credential("deep-3"))
+        await api.register(entry("deep-0", port=2))
+        assert await api.deregister("deep-1")
+        await api.register(entry("deep-3"))
         _, held = registry.backend.snapshot()
         assert sorted(i.id for i in held) == ["deep-0", "deep-2", "deep-3"]
 
@@ -240,7 +262,7 @@ async def test_drivers_skip_and_count_an_unfit_entry_that_slips_into_the_table()
     impossible port or host never reaches a driver's balancer; the fit one answers every call."""
     port = free_port()
     address = f"127.0.0.1:{port}"
-    registry = RegistryService(key=KEY)
+    registry = RegistryService(identities=False)
     async with (
         herd.serve(registry, port=port),
         herd.serve(DeepService(fault="")) as deep_server,
@@ -252,7 +274,7 @@ async def test_drivers_skip_and_count_an_unfit_entry_that_slips_into_the_table()
             entry("y" * 70_000, port=deep_server.port),
         ]
         async with herd.driver(RegistryApi, address=address) as api:
-            await api.register(fit, credential=credential_for(KEY, fit.id))
+            await api.register(fit)
         for bad in unfit:
             assert await registry.backend.register(bad, limit=MAX_INSTANCES)
 
@@ -285,46 +307,15 @@ async def test_drivers_skip_and_count_an_unfit_entry_that_slips_into_the_table()
             await resolver.close()
 
 
-async def test_a_standalone_registry_makes_its_key_once_and_keeps_it(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    key_file = home / "registry.key"
+async def test_herd_registry_without_an_identity_says_it_runs_in_dev_mode(tmp_path: Path) -> None:
     port = free_port()
-    argv = [sys.executable, "-m", "herd._registry.service", "--port", str(port)]
-    fit = entry()
-    for run, said in ((1, f"a new key, written to {key_file}"), (2, f"the key in {key_file}")):
-        log = tmp_path / f"registry-{run}.log"
-        registry = ServiceProcess(f"registry-{run}", argv, log, {"HERD_HOME": str(home)})
-        try:
-            registry.wait_ready()
-            assert said in registry.output()
-            assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-            key = key_file.read_text().strip()
-            async with herd.driver(RegistryApi, address=f"127.0.0.1:{port}") as api:
-                with pytest.raises(NotAuthorized):
-                    await api.register(fit, credential=credential_for("guessed", fit.id))
-                await api.register(fit, credential=credential_for(key, fit.id))
-        finally:
-            registry.stop()
-        assert key not in registry.output()
-
-
-async def test_herd_registry_takes_its_key_from_a_file(tmp_path: Path) -> None:
-    key_file = tmp_path / "key"
-    key_file.write_text("a key from a file\n")
-    port = free_port()
-    command = [*herd_command(), "registry", "--port", str(port), "--key-file", str(key_file)]
+    command = [*herd_command(), "registry", "--port", str(port)]
     registry = ServiceProcess("registry", command, tmp_path / "registry.log")
-    fit = entry()
     try:
         registry.wait_ready()
+        assert "dev mode, any local process may write any entry" in registry.output()
         async with herd.driver(RegistryApi, address=f"127.0.0.1:{port}") as api:
-            await api.register(fit, credential=credential_for("a key from a file", fit.id))
-            with pytest.raises(NotAuthorized):
-                await api.register(fit, credential=credential_for("a key", fit.id))
+            await api.register(entry())
+            assert await api.renew(entry().id)
     finally:
         registry.stop()
-
-    key_file.write_text("\n")
-    empty = ServiceProcess("empty", command, tmp_path / "empty.log")
-    assert empty.wait() == 1
-    assert f"herd registry: {key_file} holds no key" in empty.output()

@@ -1,7 +1,7 @@
 """Supervision that cannot die, with real processes: `herd up` restarts a killed registry on its
-port with its key (instances register again by themselves), gives every instance its own
-registry credential and never the key, backs off a group that keeps crashing or cannot even be
-launched (and shows it as CRASHLOOP) while the rest of the app stays UP.
+port with its identity (instances register again by themselves), gives every instance its own
+identity (a certificate only it is given), backs off a group that keeps crashing or cannot even
+be launched (and shows it as CRASHLOOP) while the rest of the app stays UP.
 """
 
 from __future__ import annotations
@@ -9,24 +9,21 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 import herd
+from herd._model.identity import REGISTRY as REGISTRY_SERVICE
+from herd._model.identity import Identity
 from herd._model.instance import Status
-from herd._process.config import (
-    CREDENTIAL,
-    GROUP,
-    INSTANCE,
-    REGISTRY,
-    REGISTRY_KEY,
-    ZONE,
-    credential_for,
-)
+from herd._process.config import GROUP, INSTANCE, REGISTRY, TLS_DIR, ZONE
 from herd._process.registry_api import RegistryApi, Snapshot
+from herd._wire import tls
 from tests.helpers import eventually
 from tests.integration.cloud_helpers import (
     Cloud,
@@ -77,29 +74,41 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
 async def registry(chain: Cloud) -> AsyncIterator[RegistryApi]:
     # One attempt and no breaker: the test asks again and again while the registry is down.
     policy = herd.CallPolicy(attempts=1, timeout=1.0, breaker=None)
-    api = herd.driver(RegistryApi, address=chain.registry, policy=policy)
-    yield api
-    await api.aclose()
+    with chain.identity():
+        api = herd.driver(RegistryApi, address=chain.registry, policy=policy)
+        yield api
+        await api.aclose()
 
 
-async def test_only_the_registry_has_the_key_and_every_instance_its_own_credential(
-    chain: Cloud,
-) -> None:
+def identity_in(directory: Path) -> Identity:
+    """The identity the certificate in `directory` names; its files are the owner's only."""
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    for name in (tls.CA_FILE, tls.CERT_FILE, tls.KEY_FILE):
+        assert stat.S_IMODE((directory / name).stat().st_mode) == 0o600, name
+    certificate = x509.load_pem_x509_certificate((directory / tls.CERT_FILE).read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    (uri,) = names.get_values_for_type(x509.UniformResourceIdentifier)
+    assert uri.startswith("spiffe://herd.local/chain/"), uri
+    app, service, group, instance = uri.removeprefix("spiffe://herd.local/").split("/")
+    return Identity(app, service, group, instance)
+
+
+async def test_every_process_has_an_identity_of_its_own_and_no_other(chain: Cloud) -> None:
     async with chain.api() as api:
         _, instances = await settled(api, timeout=30)
     registry_pid = chain.registry_pid()
     assert registry_pid is not None
-    key = environ(registry_pid)[REGISTRY_KEY]
-    assert len(key) == 64 and int(key, 16) >= 0, "32 random bytes, in hex"
-    credentials = set()
+    assert identity_in(Path(environ(registry_pid)[TLS_DIR])).service == REGISTRY_SERVICE
+    directories = set()
     for view in instances:
         env = environ(view.pid)
-        assert REGISTRY_KEY not in env, f"{view.id} has the registry's key"
         assert env[INSTANCE] == view.id
         assert (env[ZONE], env[GROUP], env[REGISTRY]) == (view.zone, view.group, chain.registry)
-        assert env[CREDENTIAL] == credential_for(key, view.id)
-        credentials.add(env[CREDENTIAL])
-    assert len(credentials) == len(instances)
+        directories.add(env[TLS_DIR])
+        assert identity_in(Path(env[TLS_DIR])) == Identity(
+            "chain", view.service, view.group, view.id
+        )
+    assert len(directories) == len(instances)
 
 
 async def test_a_killed_registry_is_back_within_2_s_and_every_instance_registers_again(
@@ -112,7 +121,7 @@ async def test_a_killed_registry_is_back_within_2_s_and_every_instance_registers
     assert before is not None and up_ids(before) == ids
     victim = chain.registry_pid()
     assert victim is not None
-    key = environ(victim)[REGISTRY_KEY]
+    own = environ(victim)[TLS_DIR]
 
     os.kill(victim, signal.SIGKILL)
     killed = time.monotonic()
@@ -127,7 +136,7 @@ async def test_a_killed_registry_is_back_within_2_s_and_every_instance_registers
     assert restarted.instances == [] or up_ids(restarted) <= ids
     successor = chain.registry_pid()
     assert successor not in (None, victim)
-    assert successor is not None and environ(successor)[REGISTRY_KEY] == key, "the same key"
+    assert successor is not None and environ(successor)[TLS_DIR] == own, "the same identity"
 
     await eventually(
         lambda: snapshot(registry),

@@ -171,7 +171,9 @@ async def test_the_server_runs_the_handler_under_the_callers_remaining_time() ->
         finally:
             await clock.aclose()
     assert 1.5 < direct <= 2.0
-    assert 1.5 < in_task <= direct
+    # The deadline travels in whole milliseconds, cut down: a later call may see up to 1 ms
+    # more than an earlier one, never more.
+    assert 1.5 < in_task <= direct + 0.001
     assert 0.5 < default <= herd.CallPolicy().timeout
 
 

@@ -54,9 +54,6 @@ class _Fleet:
     def addresses(self, group: str) -> list[str]:
         return []
 
-    def credential(self, name: str) -> str:
-        return "x"
-
     def record(self, kind: str, **detail: object) -> None:
         self.changes.append(kind)
 

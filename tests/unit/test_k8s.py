@@ -169,9 +169,6 @@ def test_the_registry_runs_on_the_etcd_it_renders(tmp_path: Path) -> None:
     assert registry["spec"]["replicas"] == 2
     command = registry["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "--etcd=flix-etcd:2379" in command
-    key = registry["spec"]["template"]["spec"]["containers"][0]["env"][0]
-    assert key["name"] == "HERD_REGISTRY_KEY"
-    assert key["valueFrom"]["secretKeyRef"]["name"] == "flix-registry-key"
 
 
 def test_a_registry_on_an_etcd_elsewhere_renders_no_etcd(tmp_path: Path) -> None:

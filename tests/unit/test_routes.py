@@ -16,15 +16,23 @@ from herd._client.budget import RetryBudget
 from herd._client.routes import GroupChooser
 from herd._cloud.app import CellSpec, CohortSpec
 from herd._cloud.cohorts import Cohorts
+from herd._model import identity
 from herd._model.errors import Unavailable
+from herd._model.identity import CONTROL, Identity
 from herd._model.instance import Instance, Status
 from herd._model.route import Route, Split, bucket_of
 from herd._model.routing import routing
-from herd._process.config import credential_for
-from herd._process.registry_api import InvalidRoute, NotAuthorized, route_id
+from herd._process.registry_api import InvalidRoute, NotAuthorized
 from herd._registry.service import RegistryService
 
-KEY = "k" * 64
+#: Who calls the registry in these tests: the control plane, and one instance.
+_CONTROL = Identity("flix", CONTROL, CONTROL, CONTROL)
+_INSTANCE = Identity("flix", "movie", "movie-v001", "movie-v001-a1")
+
+
+def _as(caller: Identity) -> None:
+    """Make `caller` the identity the registry sees (as the server does around a handler)."""
+    identity.use(caller)
 
 
 def _instance(group: str, n: int) -> Instance:
@@ -142,31 +150,49 @@ def test_the_front_door_gives_each_request_a_bucket_and_maybe_a_pin() -> None:
 
 
 async def test_routes_travel_in_the_registrys_snapshots() -> None:
-    registry = RegistryService(key=KEY)
+    registry = RegistryService(identities=True)
+    _as(_CONTROL)
     route = _route(("movie-v002", 10), ("movie-v001", 90))
     first = await registry.watch("", -1)
     assert first.routes == []
     waiting = asyncio.ensure_future(registry.watch(first.epoch, first.version))
     await asyncio.sleep(0.01)
     assert not waiting.done()
-    assert await registry.set_route(route, credential=credential_for(KEY, route_id("movie")))
+    assert await registry.set_route(route)
     snapshot = await asyncio.wait_for(waiting, 1.0)
     assert snapshot.routes == [route] and snapshot.version > first.version
     # A route with no splits removes the service's route, and counts as a change too.
-    await registry.set_route(Route("movie", []), credential=credential_for(KEY, "route:movie"))
+    await registry.set_route(Route("movie", []))
     after = await registry.watch(snapshot.epoch, snapshot.version)
     assert after.routes == [] and after.version > snapshot.version
 
 
 async def test_only_the_control_plane_publishes_routes() -> None:
-    registry = RegistryService(key=KEY)
+    registry = RegistryService(identities=True)
     route = _route(("movie-v001", 100))
+    _as(_INSTANCE)
     with pytest.raises(NotAuthorized):
-        await registry.set_route(route, credential=credential_for(KEY, "movie-v001-a1"))
+        await registry.set_route(route)
+    _as(_CONTROL)
     with pytest.raises(InvalidRoute):
-        await registry.set_route(
-            _route(("movie-v001", 10)), credential=credential_for(KEY, route_id("movie"))
-        )
+        await registry.set_route(_route(("movie-v001", 10)))
+    assert await registry.set_route(route)
+
+
+async def test_the_control_plane_sets_other_instances_statuses_and_instances_only_their_own() -> (
+    None
+):
+    registry = RegistryService(identities=True)
+    _as(_INSTANCE)
+    await registry.register(_instance("movie-v001", 1))
+    _as(Identity("flix", "movie", "movie-v001", "movie-v001-a2"))
+    with pytest.raises(NotAuthorized):
+        await registry.set_status("movie-v001-a1", Status.OUT_OF_SERVICE)
+    _as(_CONTROL)
+    assert await registry.set_status("movie-v001-a1", Status.OUT_OF_SERVICE)
+    # The control plane changes statuses; it does not speak for an instance otherwise.
+    with pytest.raises(NotAuthorized):
+        await registry.renew("movie-v001-a1")
 
 
 class _Routed:

@@ -86,8 +86,14 @@ def mux_transport(instance: Instance, connect_timeout: float) -> MuxTransport:
 
 def http_transport(instance: Instance, connect_timeout: float) -> HttpTransport:
     """HTTP/1.1 instead: a keep-alive connection pool to the instance, one call per
-    connection at a time."""
+    connection at a time, over mutual TLS when this process has an identity."""
     return HttpTransport(instance.host, instance.port, connect_timeout=connect_timeout)
+
+
+def plain_transport(instance: Instance, connect_timeout: float) -> HttpTransport:
+    """Plain HTTP whatever this process's identity: for the local cloud's control API, which
+    the `herd` command and browsers reach with the admin token, not a certificate."""
+    return HttpTransport(instance.host, instance.port, connect_timeout=connect_timeout, tls=None)
 
 
 class Caller:

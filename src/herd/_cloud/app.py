@@ -16,6 +16,8 @@
     version = "v001"                # the group is named movie-v001
     module = "examples.flix.movie.service"
     instances = 3
+    allow = ["edge"]                # optional: only these services may call it (mutual TLS
+                                    # proves who calls); without it, any of the app's processes
     # optional: the autoscaler sets the count between min and max (docs/autoscale.md)
     autoscale = { min = 2, max = 8, target_inflight = 4 }
     # optional: Chaos Monkey kills one of its instances every minute on average (docs/chaos.md)
@@ -50,6 +52,7 @@ from pathlib import Path
 import msgspec
 
 from herd._model.errors import ConfigurationError
+from herd._model.identity import FRONT_DOOR, RESERVED
 from herd._registry.etcd_cluster import ETCD, etcd_endpoints
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -138,6 +141,9 @@ class GroupSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     chaos: ChaosSpec | None = None
     detail: str = ""
     """Set on a group a deploy runs beside the main one of its version (a canary's `baseline`)."""
+    allow: list[str] | None = None
+    """The services that may call this group's instances (the control plane always may, and
+    the front door may call its own service); None: any process of the app."""
 
     @property
     def name(self) -> str:
@@ -297,6 +303,10 @@ def _check(spec: AppSpec, source: Path) -> None:
                 f"{source}: group {group.name!r}: service is lowercase letters, digits and -;"
                 " version looks like v001"
             )
+        if group.service in RESERVED:
+            raise ConfigurationError(
+                f"{source}: group {group.name!r}: {group.service!r} is the control plane's name"
+            )
         if group.name in seen:
             raise ConfigurationError(f"{source}: group {group.name} is declared twice")
         if group.instances < 0:
@@ -322,6 +332,12 @@ def _check(spec: AppSpec, source: Path) -> None:
             )
     if (problem := spec.deploy.problem()) is not None:
         raise ConfigurationError(f"{source}: {problem}")
+    for group in spec.groups:
+        unknown = sorted(set(group.allow or ()) - services - {FRONT_DOOR})
+        if unknown:
+            raise ConfigurationError(
+                f"{source}: group {group.name}: allow names no service of this app: {unknown}"
+            )
     if spec.front_door is not None and spec.front_door.service not in services:
         raise ConfigurationError(
             f"{source}: the front door's service {spec.front_door.service!r} has no group"

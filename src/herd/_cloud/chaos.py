@@ -7,8 +7,8 @@
   previous victim must be gone and the group back at its count, all UP, first. Leashed, it
   records whom it would kill and kills nobody. Pausable; every strike is recorded.
 - **Injection**: a `Fault` set on the running instances of a service through their
-  token-protected `/herd/faults` (the token is the instance's own credential, which the control
-  plane derives from the registry key); each instance ends it by itself when it expires.
+  `/herd/faults`, which takes it only from the control plane's identity (or the admin token);
+  each instance ends it by itself when it expires.
 - **Zone outage** (Chaos Gorilla): every instance in the zone is SIGKILLed (a zone lost at once
   does not deregister politely: callers find out from refused connections, outlier ejection
   and the registry's lease), and its slots start nothing until the outage ends; the group runs
@@ -47,7 +47,7 @@ from herd._cloud.interface import (
     UnknownInstance,
 )
 from herd._server.injection import FAULTS_PATH, Fault
-from herd._wire.protocol import H_TOKEN
+from herd._wire import tls
 
 log = structlog.get_logger("herd.chaos")
 
@@ -84,10 +84,6 @@ class Cloud(Protocol):
         **detail: object,
     ) -> None:
         """Record a change in the history."""
-        ...
-
-    def instance_token(self, instance: str) -> str:
-        """The admin token of one instance."""
         ...
 
 
@@ -331,16 +327,17 @@ class Chaos:
             for i in self._injected
             if i.instance == view.id and i.ends > now
         ]
+        # The control plane's identity (this process's) is what lets the faults in.
+        context = tls.process_client_context()
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=_POST_TIMEOUT_S)
+                connector=aiohttp.TCPConnector(ssl=context if context is not None else False),
+                timeout=aiohttp.ClientTimeout(total=_POST_TIMEOUT_S),
             )
-        headers = {H_TOKEN: self._cloud.instance_token(view.id)}
-        url = f"http://{view.address}{FAULTS_PATH}"
+        scheme = "http" if context is None else "https"
+        url = f"{scheme}://{view.address}{FAULTS_PATH}"
         try:
-            async with self._session.post(
-                url, data=msgspec.json.encode(faults), headers=headers
-            ) as answer:
+            async with self._session.post(url, data=msgspec.json.encode(faults)) as answer:
                 if answer.status != 200:
                     message = json.loads(await answer.read()).get("message", "")
                     raise ChaosRefused(f"{view.id} refused the faults: {message}")

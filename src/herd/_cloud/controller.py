@@ -34,6 +34,7 @@ import structlog
 
 from herd._cloud.app import App, GroupSpec
 from herd._cloud.autoscale import Autoscaler, Decision, initial_count
+from herd._cloud.ca import CertificateAuthority
 from herd._cloud.chaos import Chaos, ChaosApi
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
 from herd._cloud.deploy import Deployer
@@ -51,7 +52,8 @@ from herd._cloud.interface import (
 )
 from herd._cloud.process import Process
 from herd._cloud.watch import InstanceWatch
-from herd._process.config import CREDENTIAL, REGISTRY_KEY, child_env, credential_for, settings
+from herd._model.identity import CONTROL, FRONT_DOOR, REGISTRY, Identity
+from herd._process.config import ALLOW, TLS_DIR, child_env, settings
 from herd._process.registry_client import RegistryResolver
 from herd._registry.etcd_cluster import (
     ETCD,
@@ -61,6 +63,7 @@ from herd._registry.etcd_cluster import (
     local_members,
 )
 from herd._server.server import Server
+from herd._wire import tls
 
 log = structlog.get_logger("herd.cloud")
 
@@ -78,9 +81,9 @@ READY = "READY"
 PENDING = "PENDING"
 #: A group a deploy took out of rotation: alive, OUT_OF_SERVICE, kept for a rollback.
 DISABLED = "DISABLED"
-#: Secrets of the shell that started `herd up`, which no child inherits: the registry gets the
-#: cloud's own key, each instance its own credential.
-_NOT_INHERITED = (REGISTRY_KEY, CREDENTIAL)
+#: Settings of the shell that started `herd up`, which no child inherits: each process gets
+#: its own identity, and its own allow rules.
+_NOT_INHERITED = (TLS_DIR, ALLOW)
 #: /proc counts a process's CPU time in these per second.
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -154,9 +157,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
     def __init__(self, app: App, *, say: Say | None = None) -> None:
         self.app = app
         self.token = secrets.token_urlsafe(24)
-        # One per cloud: the registry checks each instance's credential (minted from it) on
-        # every write, and only the registry ever sees the key itself.
-        self._registry_key = secrets.token_hex(32)
+        self._authority = CertificateAuthority(app.spec.name)
         self._say = say or (lambda _: None)
         self._groups = {g.name: g for g in app.spec.groups}
         self._desired = {g.name: initial_count(g) for g in app.spec.groups}
@@ -227,10 +228,26 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
     def _log_dir(self) -> Path:
         return self.app.run_dir / "logs"
 
+    @property
+    def tls_dir(self) -> Path:
+        """Where every process's identity is written, one directory each (mode 700)."""
+        return self.app.run_dir / "tls"
+
+    def _identity(self, service: str, group: str, instance: str) -> Path:
+        """Issue an identity's certificate into its own directory; the directory."""
+        identity = Identity(self.app.spec.name, service, group, instance)
+        return self._authority.write(identity, self.tls_dir / instance)
+
     async def start(self) -> None:
         """Set up, start the registry, every group, the front door and the control API."""
         spec = self.app.spec
         self.app.run_dir.mkdir(parents=True, exist_ok=True)
+        # A new authority per cloud: the certificates of a previous one are worthless now.
+        await asyncio.to_thread(shutil.rmtree, self.tls_dir, ignore_errors=True)
+        self.tls_dir.mkdir(mode=0o700)
+        control = self._identity(CONTROL, CONTROL, CONTROL)
+        # The control plane's own drivers (the registry watch), scrapes and dashboard use it.
+        tls.set_client_context(tls.client_context(control))
         for command in spec.setup:
             expanded = [self.app.expand(part) for part in command]
             if expanded and expanded[0] == "python":
@@ -279,6 +296,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
                 port=door.port,
                 timeout_s=door.timeout_s,
                 cohorts=door.cohorts,
+                tls=tls.client_context(self._identity(FRONT_DOOR, FRONT_DOOR, FRONT_DOOR)),
             )
             await self.front_door.start()
             self._say(f"front door {self.front_door.url} → {door.service}")
@@ -348,6 +366,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             "token": self.token,
             "pid": os.getpid(),
             "front_door": self.front_door.url if self.front_door else None,
+            "tls": str(self.tls_dir / CONTROL),
         }
         path.touch(mode=0o600)
         path.chmod(0o600)
@@ -433,8 +452,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             try:
                 await self._run(slot)
             except Exception as exc:
-                # A plain traceback: a rich one would print local variables, and a launch's
-                # hold the instance's credential and the registry's key.
+                # A plain traceback: a rich one would print local variables, which need not
+                # end up in a log.
                 log.error(
                     "start failed",
                     slot=slot.name,
@@ -461,30 +480,32 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         with process.log_path.open("a") as log_file:
             # One file holds every process of the slot in turn: say where each one begins.
             log_file.write(f"--- herd: {process.name} starts ({time.strftime('%F %T')})\n")
-        await process.start()
-        self._started(slot)
-        ready = await process.wait_ready(START_TIMEOUT_S)
-        slot.tried.set()
-        if not ready:
-            log.warning(
-                "not ready",
-                instance=process.name,
-                code=process.returncode,  # None: still silent after START_TIMEOUT_S
-                log=str(process.log_path),
-            )
-            slot.cause = "not-ready"
-            await process.stop(grace_s=1.0)
-            self._ended(slot, process.returncode)
-            return
-        if slot.group is not None:
-            self.record("instance.up", group=slot.group.name, instance=process.name)
-        code = await process.wait()
-        log.info("exited", instance=process.name, code=code)
-        self._ended(slot, code)
-
-    def instance_token(self, instance: str) -> str:
-        """The admin token of one instance this cloud runs: its credential."""
-        return credential_for(self._registry_key, instance)
+        try:
+            await process.start()
+            self._started(slot)
+            ready = await process.wait_ready(START_TIMEOUT_S)
+            slot.tried.set()
+            if not ready:
+                log.warning(
+                    "not ready",
+                    instance=process.name,
+                    code=process.returncode,  # None: still silent after START_TIMEOUT_S
+                    log=str(process.log_path),
+                )
+                slot.cause = "not-ready"
+                await process.stop(grace_s=1.0)
+                self._ended(slot, process.returncode)
+                return
+            if slot.group is not None:
+                self.record("instance.up", group=slot.group.name, instance=process.name)
+            code = await process.wait()
+            log.info("exited", instance=process.name, code=code)
+            self._ended(slot, code)
+        finally:
+            if slot.group is not None:
+                # An instance's key is of no use to anyone once it is gone (its successor gets
+                # an identity of its own).
+                shutil.rmtree(self.tls_dir / process.name, ignore_errors=True)
 
     def _started(self, slot: _Slot) -> None:
         """Record a process's launch: an instance's, or the registry's (again, after a crash)."""
@@ -530,7 +551,10 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             command += ["--port", str(self.app.spec.registry_port)]
             if etcd := self._etcd_endpoints():
                 command += ["--etcd", ",".join(etcd)]
-            env = {**self._base_env(), REGISTRY_KEY: self._registry_key}
+            env = {
+                **self._base_env(),
+                TLS_DIR: str(self._identity(REGISTRY, REGISTRY, REGISTRY)),
+            }
             return Process("registry", command, env, self.app.root, slot.log, base_env=inherited)
         instance = f"{group.name}-{slot.zone}{next(self._sequence)}"
         env = {
@@ -538,15 +562,27 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             **{k: self.app.expand(v) for k, v in group.env.items()},
             **child_env(
                 registry=self.registry_address,
-                registry_key=self._registry_key,
                 zone=slot.zone,
                 group=group.name,
                 version=group.version,
                 instance=instance,
+                tls_dir=self._identity(group.service, group.name, instance),
             ),
         }
+        allow = self._allow(group)
+        if allow is not None:
+            env[ALLOW] = ",".join(sorted(allow))
         command = [sys.executable, "-m", group.module, *(self.app.expand(a) for a in group.args)]
         return Process(instance, command, env, self.app.root, slot.log, base_env=inherited)
+
+    def _allow(self, group: GroupSpec) -> set[str] | None:
+        """Who may call the group's instances: its allow rules, and the front door when the
+        group serves the front door's service."""
+        if group.allow is None:
+            return None
+        door = self.app.spec.front_door
+        extra = {FRONT_DOOR} if door is not None and door.service == group.service else set()
+        return {*group.allow, *extra}
 
     # -- etcd
 
@@ -602,7 +638,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         """Every `AUTOSCALE_INTERVAL_S`, give each autoscaled group's autoscaler its instances'
         figures and apply what it decides, until cancelled."""
         timeout = aiohttp.ClientTimeout(total=AUTOSCALE_INTERVAL_S / 2)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        context = tls.process_client_context()
+        connector = aiohttp.TCPConnector(ssl=context if context is not None else False)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             while True:
                 await asyncio.sleep(AUTOSCALE_INTERVAL_S)
                 # A copy: a deploy adds and removes groups while this round awaits figures.
@@ -652,7 +690,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
 
     @staticmethod
     async def _inflight(session: aiohttp.ClientSession, process: Process) -> float:
-        async with session.get(f"http://{process.address}/health") as response:
+        scheme = "http" if tls.process_client_context() is None else "https"
+        async with session.get(f"{scheme}://{process.address}/health") as response:
             body = await response.json()
         return float(body["inflight"])
 
@@ -838,8 +877,3 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             for slot in self._slots.get(group, [])
             if slot.process is not None and slot.process.address and self._filled(slot)
         ]
-
-    def credential(self, name: str) -> str:
-        """The registry credential for an instance id or a route: the control plane changes
-        instances' statuses and publishes routes."""
-        return credential_for(self._registry_key, name)

@@ -41,7 +41,7 @@ from herd._model.errors import HerdError
 from herd._model.instance import Status
 from herd._model.interface import ServiceError
 from herd._model.route import Route, Split
-from herd._process.registry_api import RegistryApi, route_id
+from herd._process.registry_api import RegistryApi
 from herd._process.registry_client import RegistryResolver
 
 log = structlog.get_logger("herd.deploy")
@@ -95,10 +95,6 @@ class Fleet(Protocol):
 
     def addresses(self, group: str) -> list[str]:
         """The addresses of the group's running, ready instances."""
-        ...
-
-    def credential(self, name: str) -> str:
-        """The registry credential for an instance id or a `route_id`."""
         ...
 
     def record(
@@ -506,8 +502,7 @@ class Deployer:
         )
 
     async def _publish(self, route: Route) -> None:
-        credential = self._fleet.credential(route_id(route.service))
-        await self._write(lambda: self._api.set_route(route, credential=credential))
+        await self._write(lambda: self._api.set_route(route))
 
     async def _write(self, call: Callable[[], Awaitable[bool]]) -> None:
         """A registry write, tried again for a few seconds: a rollback must not stop at one
@@ -540,8 +535,7 @@ class Deployer:
         self._fleet.record(kind.replace("_", "."), cause=cause or "deploy", group=group)
 
     async def _status(self, instance: str, status: Status) -> None:
-        credential = self._fleet.credential(instance)
-        await self._write(lambda: self._api.set_status(instance, status, credential=credential))
+        await self._write(lambda: self._api.set_status(instance, status))
 
     async def _reconcile(self) -> None:
         """Keep the registry as deploys left it: publish routes a restarted registry lost, and

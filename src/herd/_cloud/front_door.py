@@ -12,6 +12,7 @@ operations endpoints), strips every `x-herd-*` header a client sends, and caps b
 from __future__ import annotations
 
 import bisect
+import ssl
 import time
 from collections.abc import Mapping
 
@@ -65,7 +66,11 @@ def _plain(status: int, text: str) -> web.Response:
 
 
 class FrontDoor:
-    """An HTTP reverse proxy over the UP instances of one service."""
+    """An HTTP reverse proxy over the UP instances of one service.
+
+    Outside clients speak plain HTTP to it; it calls instances with its own identity (`tls`, a
+    client context from the app's authority), or plain TCP when the instances have none.
+    """
 
     def __init__(
         self,
@@ -79,6 +84,7 @@ class FrontDoor:
         connect_timeout: float = 0.25,
         max_body: int = 1 << 20,
         cohorts: CohortSpec | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.service = service
         self._cohorts = Cohorts(cohorts or CohortSpec())
@@ -100,7 +106,7 @@ class FrontDoor:
         )
         self._transports = TransportPool(
             lambda instance: HttpTransport(
-                instance.host, instance.port, connect_timeout=connect_timeout
+                instance.host, instance.port, connect_timeout=connect_timeout, tls=tls
             )
         )
         self._runner: web.ServerRunner | None = None

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from herd._client.driver import static_driver
+from herd._client.driver import plain_transport, static_driver
 from herd._cloud.app import App, load
 from herd._cloud.controller import Controller, state_file
 from herd._cloud.interface import CloudApi
@@ -57,7 +57,9 @@ def control() -> CloudApi:
         # A control plane killed with SIGKILL leaves its state file behind.
         state_file().unlink(missing_ok=True)
         raise ConfigurationError("no local cloud is running: start one with `herd up APP`")
-    return static_driver(CloudApi, str(state["control"]), token=str(state["token"]))
+    return static_driver(
+        CloudApi, str(state["control"]), token=str(state["token"]), transport=plain_transport
+    )
 
 
 def port_taken(port: int, host: str = "127.0.0.1") -> bool:

@@ -11,8 +11,12 @@
 | `HERD_VERSION` | `v000` | this instance's build |
 | `HERD_LOG_LEVEL` | `INFO` | log level of herd's own entry points |
 | `HERD_HOME` | `~/.herd` | where `herd up` keeps the state other `herd` commands read |
-| `HERD_REGISTRY_KEY` | none | the registry's secret: it checks instances' credentials with it |
-| `HERD_CREDENTIAL` | none | this instance's registry credential (minted from the key for its id) |
+| `HERD_TLS_DIR` | none (plain TCP) | this process's identity: `cert.pem`, `key.pem`, `ca.pem` |
+| `HERD_ALLOW` | none (any caller) | services that may call this instance, comma-separated |
+
+With `HERD_TLS_DIR` (the local cloud writes one per process, docs/security.md), servers take
+calls only over mutual TLS from holders of a certificate of the same authority, and drivers
+present this one; `HERD_ALLOW` needs it.
 
 The local cloud sets the instance variables for every process it starts (`child_env`).
 """
@@ -20,8 +24,6 @@ The local cloud sets the instance variables for every process it starts (`child_
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,8 +39,8 @@ GROUP = "HERD_GROUP"
 VERSION = "HERD_VERSION"
 LOG_LEVEL = "HERD_LOG_LEVEL"
 HOME = "HERD_HOME"
-REGISTRY_KEY = "HERD_REGISTRY_KEY"
-CREDENTIAL = "HERD_CREDENTIAL"
+TLS_DIR = "HERD_TLS_DIR"
+ALLOW = "HERD_ALLOW"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +56,8 @@ class Settings:
     version: str = "v000"
     log_level: str = "INFO"
     home: Path = dataclasses.field(default_factory=lambda: Path.home() / ".herd")
-    registry_key: str | None = None
-    credential: str | None = None
+    tls_dir: Path | None = None
+    allow: frozenset[str] | None = None
 
 
 def settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -75,23 +77,23 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
         version=env.get(VERSION) or "v000",
         log_level=(env.get(LOG_LEVEL) or "INFO").upper(),
         home=Path(home) if home else Path.home() / ".herd",
-        registry_key=env.get(REGISTRY_KEY) or None,
-        credential=env.get(CREDENTIAL) or None,
+        tls_dir=Path(tls_dir) if (tls_dir := env.get(TLS_DIR)) else None,
+        allow=_allow(env.get(ALLOW)),
     )
 
 
-def credential_for(key: str, instance_id: str) -> str:
-    """The registry credential of one instance: an HMAC of its id under the registry's key, so
-    it proves the right to write that one entry and no other."""
-    return hmac.new(key.encode(), instance_id.encode(), hashlib.sha256).hexdigest()
+def _allow(raw: str | None) -> frozenset[str] | None:
+    if raw is None:
+        return None
+    return frozenset(name.strip() for name in raw.split(",") if name.strip())
 
 
 def child_env(
-    *, registry: str, registry_key: str, zone: str, group: str, version: str, instance: str
+    *, registry: str, zone: str, group: str, version: str, instance: str, tls_dir: Path
 ) -> dict[str, str]:
-    """The variables the local cloud gives one instance it starts (never the key itself)."""
+    """The variables the local cloud gives one instance it starts."""
     return {
-        CREDENTIAL: credential_for(registry_key, instance),
+        TLS_DIR: str(tls_dir),
         REGISTRY: registry,
         ZONE: zone,
         GROUP: group,

@@ -2,8 +2,10 @@
 # mypy: disable-error-code="empty-body"
 """The registry's interface: the registry is one more herd service.
 
-Writes carry the credential the cloud issued to the instance they change (`credential_for` of its
-id under the registry's key); reads (`watch`) are open to every local caller.
+A registry with an identity (mutual TLS, as `herd up` runs it) accepts a write only from the
+instance it is about: the caller's certificate names that instance (and, to register, its service
+and group). Without one (a standalone `herd registry`, dev mode) any local caller may write.
+Reads (`watch`) are open to every caller that may connect.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class InvalidInstance(ServiceError):
 
 
 class NotAuthorized(ServiceError):
-    """The credential does not prove the right to write this instance's entry: nothing changed."""
+    """The caller is not the instance this write is about: nothing changed."""
 
 
 class RegistryFull(ServiceError):
@@ -57,33 +59,29 @@ class InvalidRoute(ServiceError):
     problems: list[str]
 
 
-def route_id(service: str) -> str:
-    """The name a route's credential is issued for: never an instance's id (those hold no `:`)."""
-    return f"route:{service}"
-
-
 class RegistryApi(Interface, name="registry"):
     """Register, renew, change status, deregister, and watch instances.
 
     Every write may raise `InvalidInstance` or `NotAuthorized`; `register` also `RegistryFull`.
-    `set_route` (a route with no splits removes the service's route) takes the credential issued
-    for `route_id(service)`, which only the control plane can mint, and may raise `InvalidRoute`.
+    `set_route` (a route with no splits removes the service's route) is the control plane's
+    alone, and may raise `InvalidRoute`; so is `set_status` of another instance than the
+    caller (a deploy disabling a group).
     """
 
     @method(idempotent=True)
-    async def register(self, instance: Instance, *, credential: str) -> float: ...
+    async def register(self, instance: Instance) -> float: ...
 
     @method(idempotent=True)
-    async def renew(self, instance_id: str, *, credential: str) -> bool: ...
+    async def renew(self, instance_id: str) -> bool: ...
 
     @method(idempotent=True)
-    async def set_status(self, instance_id: str, status: Status, *, credential: str) -> bool: ...
+    async def set_status(self, instance_id: str, status: Status) -> bool: ...
 
     @method(idempotent=True)
-    async def deregister(self, instance_id: str, *, credential: str) -> bool: ...
+    async def deregister(self, instance_id: str) -> bool: ...
 
     @method(idempotent=True)
-    async def set_route(self, route: Route, *, credential: str) -> bool: ...
+    async def set_route(self, route: Route) -> bool: ...
 
     @method(idempotent=True)
     async def watch(self, epoch: str, version: int) -> Snapshot: ...

@@ -24,7 +24,7 @@ from herd._model.errors import ConfigurationError, HerdError
 from herd._model.instance import Instance, Status, clip
 from herd._model.interface import ServiceError
 from herd._model.route import Route
-from herd._process.config import CREDENTIAL, REGISTRY, REGISTRY_KEY, credential_for, settings
+from herd._process.config import REGISTRY, settings
 from herd._process.registry_api import RegistryApi, Snapshot
 
 log = structlog.get_logger("herd.registry")
@@ -229,19 +229,12 @@ class Registrar:
     """Keeps one instance registered: registers, renews its lease, re-registers after a
     registry restart, and deregisters on shutdown.
 
-    Every write carries `credential` (default: `credential_from_env` for the instance's id).
+    Under `herd up` the process's identity (its certificate) proves it is the instance it
+    writes about.
     """
 
-    def __init__(
-        self,
-        address: str,
-        instance: Instance,
-        *,
-        credential: str | None = None,
-        renew_s: float = 1.0,
-    ) -> None:
+    def __init__(self, address: str, instance: Instance, *, renew_s: float = 1.0) -> None:
         self.instance = instance
-        self._credential = credential or credential_from_env(instance.id)
         self._api = _api(address)
         self._renew_s = renew_s
         self._task: asyncio.Task[None] | None = None
@@ -260,12 +253,12 @@ class Registrar:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         with contextlib.suppress(HerdError), _deadline.deadline(1.0):
-            await self._api.deregister(self.instance.id, credential=self._credential)
+            await self._api.deregister(self.instance.id)
         await self._api.aclose()
 
     async def _register(self) -> bool:
         try:
-            await self._api.register(self.instance, credential=self._credential)
+            await self._api.register(self.instance)
         except ServiceError as exc:
             # An answer, not an outage: say it loudly, once per reason (renewals that find the
             # instance unknown register it again, and would repeat it every second).
@@ -283,7 +276,7 @@ class Registrar:
         while True:
             await asyncio.sleep(self._renew_s)
             try:
-                known = await self._api.renew(self.instance.id, credential=self._credential)
+                known = await self._api.renew(self.instance.id)
             except HerdError:
                 continue
             if not known:
@@ -292,20 +285,6 @@ class Registrar:
 
 def _with_status(instance: Instance, status: Status) -> Instance:
     return msgspec.structs.replace(instance, status=status)
-
-
-def credential_from_env(instance_id: str) -> str:
-    """This instance's registry credential: `HERD_CREDENTIAL` (issued by the cloud), else one
-    minted from `HERD_REGISTRY_KEY` (a standalone setup that shares the registry's key)."""
-    env = settings()
-    if env.credential:
-        return env.credential
-    if env.registry_key:
-        return credential_for(env.registry_key, instance_id)
-    raise ConfigurationError(
-        f"registering needs a credential: set {CREDENTIAL} (issued for this instance's id) or"
-        f" {REGISTRY_KEY} (the registry's key)"
-    )
 
 
 def instance_from_env(service: str, host: str, port: int) -> Instance:

@@ -21,6 +21,7 @@ from herd._client.driver import close_all
 from herd._client.metrics import CLIENT_METRICS
 from herd._model.instance import Status
 from herd._model.interface import Interface
+from herd._process import identity
 from herd._process.config import settings
 from herd._process.logging import configure as configure_logging
 from herd._process.registry_client import Registrar, instance_from_env
@@ -97,11 +98,11 @@ def serve(impl: Interface, **options: Any) -> Server:
     load above it with an overload answer), `max_body` (bytes, default 1 MiB),
     `default_timeout` (for requests that carry no deadline), `max_timeout` (the most a caller's
     deadline may ask for), `admin_token` (for methods declared `admin=True` and the injected
-    faults at `/herd/faults`; default: the instance's registry credential `HERD_CREDENTIAL`,
-    which only the instance and the local cloud that issued it know). Its `/metrics` and
+    faults at `/herd/faults`, beside the control plane's identity), `tls` (an
+    `ssl.SSLContext`: callers must prove an identity) and `allow` (the services that may call,
+    with `tls`). Its `/metrics` and
     `/herd/dependencies` include what this process's drivers see (`herd.client_metrics`).
     """
-    options.setdefault("admin_token", settings().credential)
     options.setdefault("collectors", [CLIENT_METRICS])
     options.setdefault("dependencies", CLIENT_METRICS.report)
     return Server(impl, **options)
@@ -113,12 +114,15 @@ def run(impl: Interface, *, drain_timeout: float = 30.0, **server_options: Any) 
     Prints one line ``HERD_READY {"service": ..., "address": ..., "pid": ...}`` once serving, so a
     parent process (or a test) learns the port when `port=0`. `server_options` are
     `serve`'s; `port` and `host` default to `HERD_PORT` and `HERD_HOST` (else any free port
-    on loopback). With `HERD_REGISTRY` set, the instance registers itself.
+    on loopback), `tls` to the identity in `HERD_TLS_DIR` and `allow` to `HERD_ALLOW`. With
+    `HERD_REGISTRY` set, the instance registers itself.
     """
     configure_logging()
     env = settings()
     server_options.setdefault("port", env.port)
     server_options.setdefault("host", env.host)
+    server_options.setdefault("tls", identity.server_context())
+    server_options.setdefault("allow", env.allow)
 
     async def main() -> None:
         await serve_registered(serve(impl, **server_options), drain_timeout=drain_timeout)

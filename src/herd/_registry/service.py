@@ -1,8 +1,9 @@
 """The registry service: leases, eviction, and long-polled watches.
 
-Run it with ``herd registry`` (or ``python -m herd._registry.service``). Every write must carry
-the credential issued to the instance it changes, checked against the registry's key; every entry
-is checked (`Instance.problems`) before it is stored or logged.
+Run it with ``herd registry`` (or ``python -m herd._registry.service``). With an identity
+(`HERD_TLS_DIR`, as `herd up` runs it) every caller proves who it is with its certificate, and a
+write is accepted only from the instance it is about; without one (dev mode) any local caller
+may write. Every entry is checked (`Instance.problems`) before it is stored or logged.
 """
 
 from __future__ import annotations
@@ -10,22 +11,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hmac
-import os
-import secrets
+import ssl
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import structlog
 import uvloop
 
 from herd._model import deadline as _deadline
+from herd._model import identity as _identity
 from herd._model.clock import MONOTONIC, Clock
 from herd._model.errors import ConfigurationError
 from herd._model.instance import Instance, Status, clip, id_problem
 from herd._model.route import Route
-from herd._process.config import CREDENTIAL, REGISTRY_KEY, credential_for, settings
+from herd._process import identity
+from herd._process.config import TLS_DIR
 from herd._process.logging import configure as configure_logging
 from herd._process.registry_api import (
     InvalidInstance,
@@ -34,7 +34,6 @@ from herd._process.registry_api import (
     RegistryApi,
     RegistryFull,
     Snapshot,
-    route_id,
 )
 from herd._process.run import serve_until_signalled
 from herd._registry.backend import Backend, MemoryBackend
@@ -46,28 +45,28 @@ log = structlog.get_logger("herd.registry")
 _WATCH_MARGIN_S = 0.1
 #: The most instances a registry holds: one machine's worth, with room to spare.
 MAX_INSTANCES = 10_000
-#: Where a standalone registry keeps the key it made, under `HERD_HOME`.
-KEY_FILE = "registry.key"
 
 
 class RegistryService(RegistryApi):
-    """Serves the registry API over a backend; evicts instances whose lease ran out."""
+    """Serves the registry API over a backend; evicts instances whose lease ran out.
+
+    With `identities` (served over mutual TLS), a write is refused (`NotAuthorized`) unless the
+    caller's identity is the instance it is about; without, any caller may write (dev mode).
+    """
 
     def __init__(
         self,
         backend: Backend | None = None,
         *,
-        key: str,
+        identities: bool,
         lease_s: float = 3.0,
         clock: Clock = MONOTONIC,
         max_instances: int = MAX_INSTANCES,
     ) -> None:
-        if not key:
-            raise ConfigurationError("the registry needs a key to check instances' credentials")
         self.backend = backend or MemoryBackend(lease_s, clock)
         self.lease_s = lease_s
         self.max_instances = max_instances
-        self._key = key
+        self.identities = identities
         self._clock = clock
         self._started = clock.now()
         self._evictor: asyncio.Task[None] | None = None
@@ -109,12 +108,22 @@ class RegistryService(RegistryApi):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._evictor
 
-    async def register(self, instance: Instance, *, credential: str) -> float:
+    async def register(self, instance: Instance) -> float:
         problems = instance.problems()
         if problems:
             log.info("refused an unfit entry", instance=clip(instance.id), problems=problems)
             raise InvalidInstance("; ".join(problems), problems=problems)
-        self._authorize(instance.id, credential)
+        caller = self._authorize(instance.id)
+        if caller is not None and (caller.service, caller.group) != (
+            instance.service,
+            instance.group,
+        ):
+            # An instance may not offer itself as another service's: callers would send it
+            # that service's calls.
+            log.warning("refused an entry for another service", instance=instance.id)
+            raise NotAuthorized(
+                f"{instance.id} is an instance of {caller.group}, not of {clip(instance.group)}"
+            )
         if not await self.backend.register(instance, limit=self.max_instances):
             log.warning("refused a new instance: the table is full", instance=instance.id)
             raise RegistryFull(
@@ -124,26 +133,30 @@ class RegistryService(RegistryApi):
         log.info("registered", instance=instance.id, status=instance.status, at=instance.address)
         return self.lease_s
 
-    async def renew(self, instance_id: str, *, credential: str) -> bool:
-        self._authorize(instance_id, credential)
+    async def renew(self, instance_id: str) -> bool:
+        self._authorize(instance_id)
         return await self.backend.renew(instance_id)
 
-    async def set_status(self, instance_id: str, status: Status, *, credential: str) -> bool:
-        self._authorize(instance_id, credential)
+    async def set_status(self, instance_id: str, status: Status) -> bool:
+        # The control plane takes a disabled group's instances out of rotation (and back), as
+        # Asgard did through Eureka; nothing else may change another instance's status.
+        self._authorize(instance_id, control=True)
         return await self.backend.set_status(instance_id, status)
 
-    async def deregister(self, instance_id: str, *, credential: str) -> bool:
-        self._authorize(instance_id, credential)
+    async def deregister(self, instance_id: str) -> bool:
+        self._authorize(instance_id)
         found = await self.backend.deregister(instance_id)
         log.info("deregistered", instance=instance_id, known=found)
         return found
 
-    async def set_route(self, route: Route, *, credential: str) -> bool:
+    async def set_route(self, route: Route) -> bool:
         service = route.service
         problem = id_problem(service)
         if problem is not None:
             raise InvalidRoute(problem, problems=[problem])
-        self._check_credential(route_id(service), credential)
+        if self.identities and not _is_control(_identity.caller()):
+            log.warning("refused a route from outside the control plane", service=service)
+            raise NotAuthorized(f"only the control plane publishes routes (for {service})")
         if route.splits and (problems := route.problems()):
             raise InvalidRoute("; ".join(problems), problems=problems)
         if self._routes.get(service) == (route if route.splits else None):
@@ -158,20 +171,24 @@ class RegistryService(RegistryApi):
         log.info("route", service=service, splits={s.group: s.share for s in route.splits})
         return True
 
-    def _authorize(self, instance_id: str, credential: str) -> None:
-        """Refuse a write unless `instance_id` is fit and `credential` was issued for it."""
+    def _authorize(self, instance_id: str, *, control: bool = False) -> _identity.Identity | None:
+        """Refuse a write unless `instance_id` is fit and, with identities, the caller is that
+        instance (or, with `control`, the control plane); the caller's identity (None in dev
+        mode)."""
         problem = id_problem(instance_id)
         if problem is not None:
             log.info("refused an unfit id", instance=clip(instance_id), problem=problem)
             raise InvalidInstance(problem, problems=[problem])
-        self._check_credential(instance_id, credential)
-
-    def _check_credential(self, name: str, credential: str) -> None:
-        expected = credential_for(self._key, name)
-        # compare_digest compares str only when ASCII; a non-ASCII credential is wrong anyway.
-        if not (credential.isascii() and hmac.compare_digest(credential, expected)):
-            log.warning("refused a write without the credential", name=name)
-            raise NotAuthorized(f"the credential was not issued for {name}")
+        if not self.identities:
+            return None
+        caller = _identity.caller()
+        if control and _is_control(caller):
+            return caller
+        if caller is None or caller.instance != instance_id:
+            who = "a caller without an identity" if caller is None else caller.instance
+            log.warning("refused a write about another instance", instance=instance_id, by=who)
+            raise NotAuthorized(f"{who} may not write the entry of {instance_id}")
+        return caller
 
     async def watch(self, epoch: str, version: int) -> Snapshot:
         left = _deadline.remaining()
@@ -203,11 +220,20 @@ class RegistryService(RegistryApi):
         )
 
 
+def _is_control(caller: _identity.Identity | None) -> bool:
+    return caller is not None and caller.is_control
+
+
 async def serve_registry(
-    host: str, port: int, lease_s: float, *, key: str, etcd: Sequence[str] = ()
+    host: str,
+    port: int,
+    lease_s: float,
+    *,
+    etcd: Sequence[str] = (),
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Run the registry until SIGTERM, checking credentials with `key`; on the etcd members at
-    `etcd` (`host:port`s) when given, else in memory."""
+    """Run the registry until SIGTERM, on the etcd members at `etcd` (`host:port`s) when given,
+    else in memory; callers prove an identity with `tls` (else dev mode: anyone writes)."""
     backend: Backend | None = None
     if etcd:
         # Imported here: the etcd client is an extra (herd[etcd]) the embedded registry lacks.
@@ -215,9 +241,9 @@ async def serve_registry(
 
         backend = etcd_backend = EtcdBackend(etcd, lease_s)
         await etcd_backend.start()
-    service = RegistryService(backend, key=key, lease_s=lease_s)
+    service = RegistryService(backend, identities=tls is not None, lease_s=lease_s)
     service.start_evicting()
-    server = Server(service, host=host, port=port, max_inflight=4096)
+    server = Server(service, host=host, port=port, max_inflight=4096, tls=tls)
     try:
 
         async def release(_: Server) -> None:
@@ -230,58 +256,24 @@ async def serve_registry(
             await etcd_backend.close()
 
 
-def registry_key(key_file: Path | None = None) -> tuple[str, str]:
-    """The standalone registry's key, and a phrase saying where it came from.
-
-    From `key_file` if given, else `HERD_REGISTRY_KEY`, else `registry.key` under `HERD_HOME`
-    (default ~/.herd), which is made (mode 600) with a new random key when missing, so that a
-    restarted registry keeps accepting the credentials it accepted before.
-    """
-    if key_file is not None:
-        return _read_key(key_file), f"the key in {key_file}"
-    env = settings()
-    if env.registry_key:
-        return env.registry_key, f"the key in {REGISTRY_KEY}"
-    path = env.home / KEY_FILE
-    if path.exists():
-        return _read_key(path), f"the key in {path}"
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    # Made with its mode, never widened and narrowed: nobody else can read it at any moment.
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
-        out.write(key + "\n")
-    return key, f"a new key, written to {path} (mode 600)"
-
-
-def _read_key(path: Path) -> str:
-    key = path.read_text().strip()
-    if not key:
-        raise ConfigurationError(f"{path} holds no key")
-    return key
-
-
-def run_registry(
-    host: str,
-    port: int,
-    lease_s: float,
-    key_file: Path | None = None,
-    etcd: Sequence[str] = (),
-) -> None:
-    """Run a standalone registry in this process until SIGTERM or SIGINT (the key: see
-    `registry_key`; on etcd at `etcd` when given); says on stderr where its key came from."""
+def run_registry(host: str, port: int, lease_s: float, etcd: Sequence[str] = ()) -> None:
+    """Run a standalone registry in this process until SIGTERM or SIGINT (on etcd at `etcd`
+    when given); says on stderr who may write."""
     configure_logging()
     try:
-        key, where = registry_key(key_file)
-    except (ConfigurationError, OSError) as exc:
+        tls = identity.server_context()
+    except ConfigurationError as exc:
         raise SystemExit(f"herd registry: {exc}") from None
-    print(
-        f"herd registry: {where}. Instances register with {CREDENTIAL} (issued for their id)"
-        f" or {REGISTRY_KEY} (to mint their own).",
-        file=sys.stderr,
-        flush=True,
-    )
+    if tls is None:
+        said = (
+            f"no identity ({TLS_DIR} unset): dev mode, any local process may write any entry."
+            " Under `herd up` every write must come from the instance it is about."
+        )
+    else:
+        said = "writes only from the instance they are about (mutual TLS)."
+    print(f"herd registry: {said}", file=sys.stderr, flush=True)
     try:
-        uvloop.run(serve_registry(host, port, lease_s, key=key, etcd=etcd))
+        uvloop.run(serve_registry(host, port, lease_s, etcd=etcd, tls=tls))
     except (ConfigurationError, ConnectionError) as exc:
         raise SystemExit(f"herd registry: {exc}") from None
 
@@ -293,19 +285,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8500)
     parser.add_argument("--lease", type=float, default=3.0, help="seconds without renewal to evict")
     parser.add_argument(
-        "--key-file",
-        type=Path,
-        help=f"file holding the key that checks credentials (else {REGISTRY_KEY}, else"
-        f" ~/.herd/{KEY_FILE}, made if missing)",
-    )
-    parser.add_argument(
         "--etcd",
         default="",
         help="keep instances on etcd: comma-separated host:port of its members (else in memory)",
     )
     args = parser.parse_args()
     etcd = [part for part in args.etcd.split(",") if part]
-    run_registry(args.host, args.port, args.lease, args.key_file, etcd)
+    run_registry(args.host, args.port, args.lease, etcd)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
 """The server core: one request pipeline for RPCs and web routes.
 
 Every request passes the same guards in the same order, written once: the target must exist; the
-deadline header must parse and not have passed; admin methods need the token; the server must
+caller must be one the allow rules name (its identity proven by the connection); the
+deadline header must parse and not have passed; admin methods need the control plane's identity
+or the token; the server must
 not be draining or over its in-flight limit (an explicit `overloaded` answer, which clients retry
 elsewhere); only then is the body read (inside the in-flight count) and decoded, and the handler
 run under the caller's remaining deadline, cancelled when it passes, and with the caller's
-routing context in force (so the handler's own calls carry it on); injected faults
-(`injection`: the control plane's, or the request's own `fit` entry) add latency or fail it just
-before the handler. Failures map to one set of error kinds; RPCs answer them as msgpack, web
-routes as JSON. A streamed web answer (server-sent events) stays in the pipeline until it ends:
-in flight, and cut off at the same deadline.
+routing context and identity in force (so the handler's own calls carry the context on, and
+`herd.caller()` says who asked); injected faults (`injection`: the control plane's, or the
+request's own `fit` entry) add latency or fail it just before the handler. Failures map to one
+set of error kinds; RPCs answer them as msgpack, web routes as JSON. A streamed web answer
+(server-sent events) stays in the pipeline until it ends: in flight, and cut off at the same
+deadline.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -26,6 +30,7 @@ import structlog
 from prometheus_client.registry import Collector
 
 from herd._model import deadline as _deadline
+from herd._model import identity as _identity
 from herd._model import routing as _routing
 from herd._model.errors import ConfigurationError, HerdError
 from herd._model.interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
@@ -254,7 +259,10 @@ class Server:
     """Serves one implementation of an interface. Use `herd.serve` to make one.
 
     Binds to loopback unless told otherwise. Use as an async context manager, or call `start`,
-    then `drain` and `close`.
+    then `drain` and `close`. With `tls` (a server context from the app's authority), every
+    caller must present a certificate, and `allow` names the services that may call (the
+    control plane always may); without `tls` anyone local may connect and `allow` cannot be
+    checked, so it is refused.
     """
 
     def __init__(
@@ -270,7 +278,11 @@ class Server:
         admin_token: str | None = None,
         collectors: Iterable[Collector] = (),
         dependencies: Dependencies | None = None,
+        tls: ssl.SSLContext | None = None,
+        allow: Collection[str] | None = None,
     ) -> None:
+        if allow is not None and tls is None:
+            raise ConfigurationError("allow rules need identities: give the server tls=")
         if max_inflight < 1 or max_body < 1 or default_timeout <= 0:
             raise ConfigurationError("max_inflight, max_body and default_timeout must be positive")
         if max_timeout < default_timeout:
@@ -284,6 +296,7 @@ class Server:
         self.max_timeout = max_timeout
         self._admin_token = admin_token.encode() if admin_token else None
         self._dependencies = dependencies
+        self.allow = frozenset(allow) if allow is not None else None
         self.metrics = ServerMetrics(self.service, lambda: self._inflight, collectors)
         self.retry_pressure = RetryPressure()
         self.injections = Injections(self.service)
@@ -292,7 +305,7 @@ class Server:
             key: _Web(f"{key[0]} {key[1]}", handler) for key, handler in routes_of(impl).items()
         }
         self._web_paths = {path for _, path in self._web}
-        self._listener = Listener(self, host, port, max_body=max_body)
+        self._listener = Listener(self, host, port, max_body=max_body, tls=tls)
         self.host = host
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -420,7 +433,7 @@ class Server:
 
     async def _faults(self, incoming: Incoming) -> Reply:
         """The faults this server injects: the control plane's, so they need the admin token."""
-        if not self._admin_allowed(incoming.headers):
+        if not self._admin_allowed(incoming.headers, incoming.peer):
             return _json_error("forbidden", f"{FAULTS_PATH} needs the admin token")
         try:
             body = await incoming.read_body(_MAX_FAULTS_BODY) if incoming.method == "POST" else b""
@@ -433,22 +446,38 @@ class Server:
             log.warning("faults set", faults=answer.decode())
         return Reply(status, answer, "application/json")
 
-    def _admin_allowed(self, headers: Mapping[str, str]) -> bool:
+    def _admin_allowed(self, headers: Mapping[str, str], peer: _identity.Identity | None) -> bool:
+        if peer is not None and peer.is_control:
+            return True
         token = headers.get(H_TOKEN)
         if self._admin_token is None or token is None:
             return False
         return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), self._admin_token)
 
-    def _admit(self, target: _Target, headers: Mapping[str, str]) -> float:
+    def _admit(
+        self, target: _Target, headers: Mapping[str, str], peer: _identity.Identity | None
+    ) -> float:
         """The guards before any work: returns the seconds the request may run."""
+        allow = self.allow
+        if allow is not None and not (
+            peer is not None and (peer.service in allow or peer.is_control)
+        ):
+            who = "a caller without an identity" if peer is None else peer.service
+            raise _Refusal(
+                "forbidden", f"{self.service} does not take calls from {who}", retry=False
+            )
         deadline_ms = _header_int(headers, H_DEADLINE)
         timeout = self.default_timeout
         if deadline_ms is not None:
             if deadline_ms <= 0:
                 raise _Refusal("deadline_exceeded", "the deadline passed before the request came")
             timeout = min(deadline_ms / 1000.0, self.max_timeout)
-        if target.admin and not self._admin_allowed(headers):
-            raise _Refusal("forbidden", f"{self.service}.{target.name} needs the admin token")
+        if target.admin and not self._admin_allowed(headers, peer):
+            raise _Refusal(
+                "forbidden",
+                f"{self.service}.{target.name} needs the control plane or the admin token",
+                retry=False,
+            )
         if self.draining:
             raise _Refusal("overloaded", f"{self.service} instance is draining")
         attempt = max(1, _header_int(headers, H_ATTEMPT) or 1)
@@ -463,8 +492,9 @@ class Server:
         return timeout
 
     async def _pipeline(self, target: _Target, incoming: Incoming) -> Reply:
+        peer = incoming.peer
         try:
-            timeout = self._admit(target, incoming.headers)
+            timeout = self._admit(target, incoming.headers, peer)
             route = _route_of(incoming.headers)
         except _Refusal as refusal:
             self.metrics.record(target.name, refusal.kind, None)
@@ -479,6 +509,7 @@ class Server:
         routed = _routing.use(route)
         if (pin := route.get(PIN)) is not None:
             self.metrics.pinned(pin)
+        identified = _identity.use(peer)
         try:
             with scope:
                 body = await incoming.read_body(self.max_body)
@@ -532,6 +563,7 @@ class Server:
             detail = f"{type(exc).__name__}: {exc}" if isinstance(target, _Rpc) else "failed"
             return target.error(outcome, f"{self.service}.{target.name}: {detail}")
         finally:
+            _identity.reset(identified)
             _routing.reset(routed)
             if not streaming:
                 self._finished(target, outcome, started)

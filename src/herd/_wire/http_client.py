@@ -9,6 +9,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from herd._wire.protocol import CONTENT_TYPE, ConnectFailed, ConnectionLost, rpc_path
+from herd._wire.tls import HANDSHAKE_S, PROCESS, Tls, client_context_for
 
 
 class HttpAnswer:
@@ -23,19 +24,33 @@ class HttpAnswer:
 
 
 class HttpTransport:
-    """One keep-alive connection pool to one instance."""
+    """One keep-alive connection pool to one instance; over TLS with `tls` (default: the
+    process's identity, `herd._wire.tls.process_client_context`), so the handshake is paid once
+    per connection."""
 
     def __init__(
-        self, host: str, port: int, *, connect_timeout: float, pool_size: int = 256
+        self,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float,
+        pool_size: int = 256,
+        tls: Tls = PROCESS,
     ) -> None:
-        self._base = URL.build(scheme="http", host=host, port=port)
-        self._connect_timeout = connect_timeout
+        self._tls = client_context_for(tls)
+        scheme = "http" if self._tls is None else "https"
+        self._base = URL.build(scheme=scheme, host=host, port=port)
+        self._connect_timeout = connect_timeout + (HANDSHAKE_S if self._tls is not None else 0.0)
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[tuple[str, str], URL] = {}
 
     def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=30.0)
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size,
+            keepalive_timeout=30.0,
+            ssl=self._tls if self._tls is not None else False,
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from herd._model.deadline import Expiry
+from herd._model.identity import Identity
 from herd._wire.protocol import (
     RPC_PREFIX,
     BodyTimeout,
@@ -20,6 +21,7 @@ from herd._wire.protocol import (
     Dispatcher,
     Reply,
 )
+from herd._wire.tls import peer_identity
 
 #: Idle keep-alive connections are closed after this long (longer than herd clients keep idle
 #: connections, 30 s, so a client never reuses one the server is closing).
@@ -38,6 +40,13 @@ class _GuardedHandler(RequestHandler):
 
     _head_timer: asyncio.TimerHandle | None = None
     _head_count = 0
+    peer: Identity | None = None
+    """The caller's identity, read once per connection from its certificate (TLS only)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Under TLS this runs once the handshake is done: the peer's certificate is checked.
+        self.peer = peer_identity(transport.get_extra_info("ssl_object"))
+        super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         before = self._request_count
@@ -129,6 +138,11 @@ class _HttpIncoming:
     @property
     def method(self) -> str:
         return self._request.method
+
+    @property
+    def peer(self) -> Identity | None:
+        handler = self._request.protocol
+        return handler.peer if isinstance(handler, _GuardedHandler) else None
 
     @property
     def path(self) -> str:

@@ -11,6 +11,7 @@ The connection cap counts every connection the port holds, whichever protocol.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import cast
 
 from herd._wire import http_server
@@ -108,10 +109,20 @@ class _Sniffer(asyncio.Protocol):
 
 
 class Listener:
-    """Serves a `Dispatcher` on one port: herd drivers' frames and HTTP/1.1 alike."""
+    """Serves a `Dispatcher` on one port: herd drivers' frames and HTTP/1.1 alike; both inside
+    mutual TLS when given a context (`herd._wire.tls`), which the sniffer sees decrypted."""
 
-    def __init__(self, dispatcher: Dispatcher, host: str, port: int, *, max_body: int) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        host: str,
+        port: int,
+        *,
+        max_body: int,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._dispatcher = dispatcher
+        self._tls = tls
         self._host = host
         self._max_body = max_body
         self._http = HttpServer(dispatcher)
@@ -128,7 +139,7 @@ class Listener:
         self.max_connections = http_server.MAX_CONNECTIONS
         self._web = self._http.server(self.max_connections)
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: _Sniffer(self), self._host, self.port, reuse_address=True
+            lambda: _Sniffer(self), self._host, self.port, reuse_address=True, ssl=self._tls
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port

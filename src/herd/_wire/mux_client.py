@@ -27,6 +27,7 @@ from herd._wire.frames import (
     decode_reply,
 )
 from herd._wire.protocol import ConnectFailed, ConnectionLost
+from herd._wire.tls import HANDSHAKE_S, PROCESS, Tls, client_context_for
 
 #: A connection with nothing in flight for this long (15 to 30 s) is closed, well before
 #: servers close idle connections (75 s), so a call never goes out on one being closed.
@@ -167,13 +168,15 @@ class _Connection(asyncio.Protocol):
 
 
 class MuxTransport:
-    """Calls to one instance over one multiplexed connection, opened on first use."""
+    """Calls to one instance over one multiplexed connection, opened on first use; inside
+    mutual TLS with `tls` (default: the process's identity, if it has one)."""
 
-    def __init__(self, host: str, port: int, *, connect_timeout: float) -> None:
+    def __init__(self, host: str, port: int, *, connect_timeout: float, tls: Tls = PROCESS) -> None:
         self._host = host
         self._port = port
         self._authority = f"{host}:{port}"
-        self._connect_timeout = connect_timeout
+        self._tls = client_context_for(tls)
+        self._connect_timeout = connect_timeout + (HANDSHAKE_S if self._tls is not None else 0.0)
         self._connection: _Connection | None = None
         self._opening: asyncio.Future[_Connection] | None = None
         self._closed = False
@@ -211,7 +214,7 @@ class MuxTransport:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(self._authority), self._host, self._port
+                    lambda: _Connection(self._authority), self._host, self._port, ssl=self._tls
                 )
         except (OSError, TimeoutError) as exc:
             raise ConnectFailed(f"cannot connect to {self._authority}: {exc!r}") from exc

@@ -18,6 +18,7 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
+from herd._model.identity import Identity
 from herd._wire.frames import (
     CALL,
     CANCEL,
@@ -36,6 +37,7 @@ from herd._wire.protocol import (
     error_reply,
     rpc_path,
 )
+from herd._wire.tls import peer_identity
 
 #: A frame must arrive whole within this long once it began (a slow or stalled client).
 FRAME_TIMEOUT_S = 10.0
@@ -55,14 +57,15 @@ MAX_SKIP = 64 << 20
 class _CallIncoming:
     """A call frame seen through the `Incoming` protocol."""
 
-    __slots__ = ("_body", "headers", "rpc")
+    __slots__ = ("_body", "headers", "peer", "rpc")
 
     method = "POST"
     content_type = CONTENT_TYPE
 
-    def __init__(self, call: CallHead) -> None:
+    def __init__(self, call: CallHead, peer: Identity | None) -> None:
         self.rpc = (call.service, call.method)
         self.headers = call.metadata
+        self.peer = peer
         self._body = call.body
 
     @property
@@ -100,6 +103,7 @@ class MuxConnection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
+        self._peer: Identity | None = None
         self._frames = 0
         self._active = True
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -113,6 +117,8 @@ class MuxConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        # Under TLS the handshake is done by now: the caller's certificate has been checked.
+        self._peer = peer_identity(transport.get_extra_info("ssl_object"))
         self._transport.write(PREFACE)
         if self.draining:
             self._transport.write(control_frame(DRAIN))
@@ -158,7 +164,9 @@ class MuxConnection(asyncio.Protocol):
             message = f"{MAX_CALLS} calls in flight on one connection"
             self._send(reply_frame(call_id, *_error("overloaded", message)))
             return True
-        self._calls[call_id] = self._loop.create_task(self._run(call_id, _CallIncoming(call)))
+        self._calls[call_id] = self._loop.create_task(
+            self._run(call_id, _CallIncoming(call, self._peer))
+        )
         return True
 
     async def _run(self, call_id: int, incoming: _CallIncoming) -> None:

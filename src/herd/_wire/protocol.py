@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 import msgspec
 
 from herd._model.errors import Unavailable
+from herd._model.identity import Identity
 
 CONTENT_TYPE = "application/x-msgpack"
 H_DEADLINE = "x-herd-deadline-ms"
@@ -137,6 +138,12 @@ class Incoming(Protocol):
     @property
     def rpc(self) -> tuple[str, str] | None:
         """`(service, method)` of an RPC, or None for a web request."""
+        ...
+
+    @property
+    def peer(self) -> Identity | None:
+        """The caller's identity, proven by the connection (mutual TLS: read once per
+        connection from its certificate); None on a connection without one."""
         ...
 
     @property

@@ -28,6 +28,7 @@ from herd._cloud.app import App
 from herd._cloud.front_door import FrontDoor
 from herd._cloud.interface import GroupView, InstanceView
 from herd._wire.protocol import STATUS_OF_KIND
+from herd._wire.tls import process_client_context
 
 log = structlog.get_logger("herd.dashboard")
 
@@ -122,6 +123,7 @@ class Gatherer:
         self._source = source
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._scheme = "http"
         self._watchers = 0
         self._wanted_at = 0.0
         self._latest: bytes | None = None
@@ -186,7 +188,11 @@ class Gatherer:
     async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=POLL_TIMEOUT_S)
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            # The control plane's own identity: instances take no call without one.
+            tls = process_client_context()
+            self._scheme = "http" if tls is None else "https"
+            connector = aiohttp.TCPConnector(ssl=tls if tls is not None else False)
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         try:
             while self._watchers or time.monotonic() - self._wanted_at < LINGER_S:
                 began = time.monotonic()
@@ -208,7 +214,7 @@ class Gatherer:
             self._history.clear()
 
     async def _poll(self, session: aiohttp.ClientSession, view: InstanceView) -> _Seen | None:
-        base = f"http://{view.address}"
+        base = f"{self._scheme}://{view.address}"
         try:
             async with session.get(f"{base}/herd/dependencies") as answer:
                 dependencies = await answer.json() if answer.status == 200 else {}
