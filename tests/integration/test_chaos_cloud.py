@@ -67,18 +67,21 @@ async def test_injected_faults_fail_the_chosen_instances_until_halted(chain: Clo
         "chaos", "inject", "deep.echo", "--error-rate", "1", "--for", "60s",
         "--instance", victim.id,
     )  # fmt: skip
-    async with (
-        herd.driver(Deep, address=victim.address) as sick,
-        herd.driver(Deep, address=others[0].address) as well,
-    ):
-        with pytest.raises(herd.RemoteError, match="injected failure"):
-            await sick.echo("hi")
-        assert isinstance(await sick.stats(), dict)  # another method: untouched
-        assert (await well.echo("hi")).text == "hi"
-        status = json.loads(chain.cli("chaos", "status", "--json"))
-        assert [i["instance"] for i in status["injections"]] == [victim.id]
-        chain.cli("chaos", "halt")
-        assert (await sick.echo("hi")).text == "hi"
+    # Instances take connections only from the cloud's identities: the test calls as the
+    # control plane.
+    with chain.identity():
+        async with (
+            herd.driver(Deep, address=victim.address) as sick,
+            herd.driver(Deep, address=others[0].address) as well,
+        ):
+            with pytest.raises(herd.RemoteError, match="injected failure"):
+                await sick.echo("hi")
+            assert isinstance(await sick.stats(), dict)  # another method: untouched
+            assert (await well.echo("hi")).text == "hi"
+            status = json.loads(chain.cli("chaos", "status", "--json"))
+            assert [i["instance"] for i in status["injections"]] == [victim.id]
+            chain.cli("chaos", "halt")
+            assert (await sick.echo("hi")).text == "hi"
     (injected,) = events(chain, "--kind", "chaos.injected")
     assert injected.detail["instances"] == [victim.id]
     refused = chain.cli("chaos", "inject", "nope", "--error-rate", "1", check=False)
@@ -99,8 +102,9 @@ async def test_a_zone_outage_empties_the_zone_until_it_ends_and_the_chain_still_
         assert all(i.pid == 0 for i in during if i.zone == "b")
         edge = next(i for i in before if i.group == "edge-v001")
         assert edge.zone == "a", "a group's first instance goes to the first zone"
-        async with herd.driver(Edge, address=edge.address) as front:
-            assert (await front.greet("still here")).text.endswith("still here")
+        with chain.identity():
+            async with herd.driver(Edge, address=edge.address) as front:
+                assert (await front.greet("still here")).text.endswith("still here")
         # Nothing starts in b while it is out; after, b is repopulated.
         _, after = await settled(api, timeout=30, pids=chain.pids)
     restored = events(chain, "--kind", "chaos")

@@ -67,9 +67,11 @@ async def _pinned(cloud: Cloud) -> dict[str, float]:
     async with cloud.api() as api:
         instances = [i for i in await api.ps() if i.service == "history" and i.address]
     taken: dict[str, float] = {}
-    async with aiohttp.ClientSession() as session:
+    # Instances take connections only from the cloud's identities: this asks as the control plane.
+    connector = aiohttp.TCPConnector(ssl=cloud.tls())
+    async with aiohttp.ClientSession(connector=connector) as session:
         for instance in instances:
-            async with session.get(f"http://{instance.address}/metrics") as response:
+            async with session.get(f"https://{instance.address}/metrics") as response:
                 text = await response.text()
             for line in text.splitlines():
                 if line.startswith("herd_server_pinned_requests_total"):

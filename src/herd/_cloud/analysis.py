@@ -13,9 +13,9 @@ import collections
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from herd._wire.http_client import InstanceSession
 from herd._wire.protocol import STATUS_OF_KIND
 
 
@@ -90,7 +90,7 @@ class Sampler:
     """Series of data points per metric for a set of instances, one point per instance per
     `sample()` call after its first reading."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: InstanceSession) -> None:
         self._session = session
         self._last: dict[str, Reading] = {}
         self.series: dict[str, list[float]] = collections.defaultdict(list)
@@ -111,6 +111,6 @@ class Sampler:
                     self.series[name].append(value)
 
     async def _read(self, address: str) -> Reading:
-        async with self._session.get(f"http://{address}/metrics") as response:
+        async with self._session.session.get(self._session.url(address, "/metrics")) as response:
             response.raise_for_status()
             return read(await response.text())

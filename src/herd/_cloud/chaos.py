@@ -47,7 +47,7 @@ from herd._cloud.interface import (
     UnknownInstance,
 )
 from herd._server.injection import FAULTS_PATH, Fault
-from herd._wire import tls
+from herd._wire.http_client import InstanceSession
 
 log = structlog.get_logger("herd.chaos")
 
@@ -207,7 +207,7 @@ class Chaos:
         self._injected: list[_Injected] = []
         self._outages: dict[str, _Outage] = {}
         self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._session: InstanceSession | None = None
 
     async def start(self) -> None:
         """Watch the groups that opted in in the app file, and start striking."""
@@ -327,17 +327,12 @@ class Chaos:
             for i in self._injected
             if i.instance == view.id and i.ends > now
         ]
-        # The control plane's identity (this process's) is what lets the faults in.
-        context = tls.process_client_context()
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=context if context is not None else False),
-                timeout=aiohttp.ClientTimeout(total=_POST_TIMEOUT_S),
-            )
-        scheme = "http" if context is None else "https"
-        url = f"{scheme}://{view.address}{FAULTS_PATH}"
+            # The control plane's identity (this process's) is what lets the faults in.
+            self._session = InstanceSession(aiohttp.ClientTimeout(total=_POST_TIMEOUT_S))
+        url = self._session.url(view.address, FAULTS_PATH)
         try:
-            async with self._session.post(url, data=msgspec.json.encode(faults)) as answer:
+            async with self._session.session.post(url, data=msgspec.json.encode(faults)) as answer:
                 if answer.status != 200:
                     message = json.loads(await answer.read()).get("message", "")
                     raise ChaosRefused(f"{view.id} refused the faults: {message}")

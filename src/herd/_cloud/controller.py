@@ -64,6 +64,7 @@ from herd._registry.etcd_cluster import (
 )
 from herd._server.server import Server
 from herd._wire import tls
+from herd._wire.http_client import InstanceSession
 
 log = structlog.get_logger("herd.cloud")
 
@@ -638,9 +639,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         """Every `AUTOSCALE_INTERVAL_S`, give each autoscaled group's autoscaler its instances'
         figures and apply what it decides, until cancelled."""
         timeout = aiohttp.ClientTimeout(total=AUTOSCALE_INTERVAL_S / 2)
-        context = tls.process_client_context()
-        connector = aiohttp.TCPConnector(ssl=context if context is not None else False)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        async with InstanceSession(timeout) as session:
             while True:
                 await asyncio.sleep(AUTOSCALE_INTERVAL_S)
                 # A copy: a deploy adds and removes groups while this round awaits figures.
@@ -655,7 +654,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
                 for pid in self._cpu_seen.keys() - live:
                     del self._cpu_seen[pid]
 
-    async def _figures(self, name: str, metric: str, session: aiohttp.ClientSession) -> list[float]:
+    async def _figures(self, name: str, metric: str, session: InstanceSession) -> list[float]:
         """One figure per UP instance of the group that has one: requests in flight (its own
         `/health`), or percent of one core since the last round (`/proc`, no request at all).
         An instance's first round only sets the CPU baseline: its start-up is not load."""
@@ -689,9 +688,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         return 100.0 * (ticks - last[0]) / _CLOCK_TICKS / (now - last[1])
 
     @staticmethod
-    async def _inflight(session: aiohttp.ClientSession, process: Process) -> float:
-        scheme = "http" if tls.process_client_context() is None else "https"
-        async with session.get(f"{scheme}://{process.address}/health") as response:
+    async def _inflight(scrape: InstanceSession, process: Process) -> float:
+        assert process.address is not None
+        async with scrape.session.get(scrape.url(process.address, "/health")) as response:
             body = await response.json()
         return float(body["inflight"])
 

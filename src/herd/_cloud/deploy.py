@@ -43,6 +43,7 @@ from herd._model.interface import ServiceError
 from herd._model.route import Route, Split
 from herd._process.registry_api import RegistryApi
 from herd._process.registry_client import RegistryResolver
+from herd._wire.http_client import InstanceSession
 
 log = structlog.get_logger("herd.deploy")
 
@@ -320,7 +321,8 @@ class Deployer:
         assert deploy.baseline is not None
         # Most of an interval: a loaded instance that answers late still gives its point.
         timeout = aiohttp.ClientTimeout(total=max(1.0, spec.interval_s * 0.8))
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # The control plane's own identity: instances take no call without one.
+        async with InstanceSession(timeout) as session:
             tested, base = Sampler(session), Sampler(session)
             started = time.monotonic()
             periods = 1

@@ -23,6 +23,7 @@ import aiohttp
 import structlog
 
 from herd._cloud.interface import InstanceView
+from herd._wire.http_client import InstanceSession
 
 log = structlog.get_logger("herd.watch")
 
@@ -115,8 +116,8 @@ class InstanceWatch:
             self._down.discard(gone)
 
     async def _run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=INTERVAL_S / 2)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # The control plane's own identity: instances take no call without one.
+        async with InstanceSession(aiohttp.ClientTimeout(total=INTERVAL_S / 2)) as session:
             while True:
                 await asyncio.sleep(INTERVAL_S)
                 try:
@@ -137,6 +138,7 @@ class InstanceWatch:
                     log.exception("watch poll failed")
 
     @staticmethod
-    async def _poll(session: aiohttp.ClientSession, view: InstanceView) -> Any:
-        async with session.get(f"http://{view.address}/herd/dependencies") as answer:
+    async def _poll(scrape: InstanceSession, view: InstanceView) -> Any:
+        url = scrape.url(view.address, "/herd/dependencies")
+        async with scrape.session.get(url) as answer:
             return await answer.json() if answer.status == 200 else None

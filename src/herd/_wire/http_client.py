@@ -96,3 +96,29 @@ class HttpTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class InstanceSession:
+    """Plain HTTP requests to instances (health, metrics, admin endpoints) that present this
+    process's identity under mutual TLS when it has one: the control plane's scrapes and
+    actions, and tools that act as it. Use as an async context manager."""
+
+    def __init__(self, timeout: aiohttp.ClientTimeout, tls: Tls = PROCESS) -> None:
+        context = client_context_for(tls)
+        self.scheme = "http" if context is None else "https"
+        connector = aiohttp.TCPConnector(ssl=context if context is not None else False)
+        self.session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+
+    def url(self, address: str, path: str) -> str:
+        """The URL of `path` on the instance at `address`."""
+        return f"{self.scheme}://{address}{path}"
+
+    async def close(self) -> None:
+        """Close the connections."""
+        await self.session.close()
+
+    async def __aenter__(self) -> InstanceSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

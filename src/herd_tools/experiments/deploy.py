@@ -37,6 +37,7 @@ from herd._cloud.controller import Controller
 from herd._cloud.interface import DeployView, InstanceView
 from herd._cloud.up import up
 from herd._process.logging import configure
+from herd._wire.http_client import InstanceSession
 from herd_tools.cloud_commands import fails_cleanly
 from herd_tools.load import run_load
 
@@ -114,7 +115,7 @@ class _Watch:
         self._pinned: dict[str, float] = {}
         self._up_before: set[str] = set()
 
-    async def run(self, session: aiohttp.ClientSession) -> None:
+    async def run(self, session: InstanceSession) -> None:
         second = 0
         while True:
             second += 1
@@ -122,7 +123,7 @@ class _Watch:
             with contextlib.suppress(Exception):
                 await self._look(session)
 
-    async def _look(self, session: aiohttp.ClientSession) -> None:
+    async def _look(self, session: InstanceSession) -> None:
         instances = [i for i in await self.controller.ps() if i.address]
         readings = await asyncio.gather(
             *(self._read(session, i) for i in instances), return_exceptions=True
@@ -149,8 +150,9 @@ class _Watch:
         self.ticks.append((time.monotonic() - self.started, dict(served)))
 
     @staticmethod
-    async def _read(session: aiohttp.ClientSession, instance: InstanceView) -> tuple[float, float]:
-        async with session.get(f"http://{instance.address}/metrics") as response:
+    async def _read(scrape: InstanceSession, instance: InstanceView) -> tuple[float, float]:
+        assert instance.address is not None
+        async with scrape.session.get(scrape.url(instance.address, "/metrics")) as response:
             text = await response.text()
         total = taken = 0.0
         for family in text_string_to_metric_families(text):
@@ -228,7 +230,8 @@ async def _scenarios(
     watch = _Watch(controller, started)
     plans = [plan for plan in PLANS if plan[0] in chosen]
     scenarios = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.8)) as session:
+    # The controller runs in this process: the session presents the control plane's identity.
+    async with InstanceSession(aiohttp.ClientTimeout(total=0.8)) as session:
         loading = asyncio.create_task(drive())
         watching = asyncio.create_task(watch.run(session))
         try:

@@ -27,8 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from herd._cloud.app import App
 from herd._cloud.front_door import FrontDoor
 from herd._cloud.interface import GroupView, InstanceView
+from herd._wire.http_client import InstanceSession
 from herd._wire.protocol import STATUS_OF_KIND
-from herd._wire.tls import process_client_context
 
 log = structlog.get_logger("herd.dashboard")
 
@@ -122,8 +122,7 @@ class Gatherer:
     def __init__(self, source: Source) -> None:
         self._source = source
         self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._scheme = "http"
+        self._session: InstanceSession | None = None
         self._watchers = 0
         self._wanted_at = 0.0
         self._latest: bytes | None = None
@@ -186,13 +185,9 @@ class Gatherer:
             await self._session.close()
 
     async def _run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=POLL_TIMEOUT_S)
         if self._session is None:
             # The control plane's own identity: instances take no call without one.
-            tls = process_client_context()
-            self._scheme = "http" if tls is None else "https"
-            connector = aiohttp.TCPConnector(ssl=tls if tls is not None else False)
-            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+            self._session = InstanceSession(aiohttp.ClientTimeout(total=POLL_TIMEOUT_S))
         try:
             while self._watchers or time.monotonic() - self._wanted_at < LINGER_S:
                 began = time.monotonic()
@@ -213,18 +208,18 @@ class Gatherer:
             self._totals.clear()
             self._history.clear()
 
-    async def _poll(self, session: aiohttp.ClientSession, view: InstanceView) -> _Seen | None:
-        base = f"{self._scheme}://{view.address}"
+    async def _poll(self, scrape: InstanceSession, view: InstanceView) -> _Seen | None:
+        session = scrape.session
         try:
-            async with session.get(f"{base}/herd/dependencies") as answer:
+            async with session.get(scrape.url(view.address, "/herd/dependencies")) as answer:
                 dependencies = await answer.json() if answer.status == 200 else {}
-            async with session.get(f"{base}/metrics") as answer:
+            async with session.get(scrape.url(view.address, "/metrics")) as answer:
                 exposition = await answer.text() if answer.status == 200 else ""
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None  # killed, stopped or stalled: the page shows it without figures
         return _Seen(dependencies if isinstance(dependencies, dict) else {}, _served(exposition))
 
-    async def _gather(self, session: aiohttp.ClientSession) -> bytes:
+    async def _gather(self, session: InstanceSession) -> bytes:
         groups, instances = await self._source.groups(), await self._source.ps()
         polled = [view for view in instances if view.address]
         answers = await asyncio.gather(*(self._poll(session, view) for view in polled))
