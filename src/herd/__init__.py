@@ -7,6 +7,9 @@ instance inside a retry budget, and is guarded by a circuit breaker and a bulkhe
 
 from __future__ import annotations
 
+from herd._cache.cache import Cache
+from herd._cache.metrics import CACHE_METRICS as cache_metrics
+from herd._cache.metrics import CacheMetrics
 from herd._client.attempts import HedgePolicy
 from herd._client.balance import EjectionPolicy
 from herd._client.breaker import BreakerPolicy
@@ -33,6 +36,7 @@ from herd._model.facet import Facet, fill
 from herd._model.instance import Instance, Status
 from herd._model.interface import Interface, ServiceError, method
 from herd._model.web import WebRequest, WebResponse, route
+from herd._process.caches import cache
 from herd._process.connect import driver
 from herd._process.registry_client import RegistryResolver
 from herd._process.run import run, serve
@@ -42,6 +46,8 @@ __all__ = [
     "BadRequest",
     "BreakerPolicy",
     "BudgetPolicy",
+    "Cache",
+    "CacheMetrics",
     "CallPolicy",
     "CircuitOpen",
     "ClientMetrics",
@@ -66,6 +72,8 @@ __all__ = [
     "Unavailable",
     "WebRequest",
     "WebResponse",
+    "cache",
+    "cache_metrics",
     "client_metrics",
     "deadline",
     "driver",

@@ -13,6 +13,7 @@
 | `HERD_HOME` | `~/.herd` | where `herd up` keeps the state other `herd` commands read |
 | `HERD_REGISTRY_KEY` | none | the registry's secret: it checks instances' credentials with it |
 | `HERD_CREDENTIAL` | none | this instance's registry credential (minted from the key for its id) |
+| `HERD_CACHES` | none | memcached servers: `name@zone=host:port,...` (for `herd.cache`) |
 
 The local cloud sets the instance variables for every process it starts (`child_env`).
 """
@@ -39,6 +40,10 @@ LOG_LEVEL = "HERD_LOG_LEVEL"
 HOME = "HERD_HOME"
 REGISTRY_KEY = "HERD_REGISTRY_KEY"
 CREDENTIAL = "HERD_CREDENTIAL"
+CACHES = "HERD_CACHES"
+
+#: A cache's servers: zone -> `host:port`s.
+CacheZones = dict[str, list[str]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +61,8 @@ class Settings:
     home: Path = dataclasses.field(default_factory=lambda: Path.home() / ".herd")
     registry_key: str | None = None
     credential: str | None = None
+    caches: dict[str, CacheZones] = dataclasses.field(default_factory=dict)
+    """cache name -> zone -> memcached `host:port`s (`HERD_CACHES`)."""
 
 
 def settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +84,32 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
         home=Path(home) if home else Path.home() / ".herd",
         registry_key=env.get(REGISTRY_KEY) or None,
         credential=env.get(CREDENTIAL) or None,
+        caches=parse_caches(env.get(CACHES, "")),
+    )
+
+
+def parse_caches(value: str) -> dict[str, CacheZones]:
+    """`name@zone=host:port,...` as cache name -> zone -> servers; ConfigurationError if bad."""
+    caches: dict[str, CacheZones] = {}
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        where, _, server = entry.partition("=")
+        name, _, zone = where.partition("@")
+        host, _, port = server.rpartition(":")
+        if not (name and zone and host and port.isascii() and port.isdigit()):
+            raise ConfigurationError(
+                f"{CACHES}: {entry!r} is not name@zone=host:port (e.g. flix@a=127.0.0.1:11311)"
+            )
+        caches.setdefault(name, {}).setdefault(zone, []).append(server)
+    return caches
+
+
+def caches_value(caches: dict[str, CacheZones]) -> str:
+    """The `HERD_CACHES` value for `caches` (the inverse of `parse_caches`)."""
+    return ",".join(
+        f"{name}@{zone}={server}"
+        for name, zones in caches.items()
+        for zone, servers in zones.items()
+        for server in servers
     )
 
 

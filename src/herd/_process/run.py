@@ -17,6 +17,7 @@ from typing import Any
 
 import uvloop
 
+from herd._cache.metrics import CACHE_METRICS
 from herd._client.driver import close_all
 from herd._client.metrics import CLIENT_METRICS
 from herd._model.instance import Status
@@ -97,9 +98,10 @@ def serve(impl: Interface, **options: Any) -> Server:
     load above it with an overload answer), `max_body` (bytes, default 1 MiB),
     `default_timeout` (for requests that carry no deadline), `max_timeout` (the most a caller's
     deadline may ask for), `admin_token` (for methods declared `admin=True`). Its `/metrics` and
-    `/herd/dependencies` include what this process's drivers see (`herd.client_metrics`).
+    `/herd/dependencies` include what this process's drivers see (`herd.client_metrics`); its
+    `/metrics` also what its caches see (`herd.cache_metrics`).
     """
-    options.setdefault("collectors", [CLIENT_METRICS])
+    options.setdefault("collectors", [CLIENT_METRICS, CACHE_METRICS])
     options.setdefault("dependencies", CLIENT_METRICS.report)
     return Server(impl, **options)
 

@@ -1,0 +1,89 @@
+"""One zone's replica of a cache: the seam between `herd.Cache` and memcached.
+
+`MemcachedReplica` talks to one zone's memcached servers through emcache (asyncio, maintained,
+Rendezvous hashing over several servers with health tracking); tests may pass any `Replica`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Protocol
+
+import emcache
+
+
+class Replica(Protocol):
+    """What `herd.Cache` needs of one zone's servers. Any failure raises; the cache counts it."""
+
+    async def get_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The values found among `keys`."""
+        ...
+
+    async def set(self, key: bytes, value: bytes, ttl: int) -> None:
+        """Store `value` for `ttl` seconds."""
+        ...
+
+    async def delete(self, key: bytes) -> None:
+        """Remove `key` (absent is fine)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close connections."""
+        ...
+
+
+class MemcachedReplica:
+    """One zone's memcached servers (`host:port`s), keys spread over them by emcache.
+
+    The emcache client is made on first use, on the running loop (it belongs to one loop).
+    """
+
+    def __init__(self, servers: Sequence[str], *, connection_timeout: float = 1.0) -> None:
+        self.servers = list(servers)
+        self._addresses = [_address(server) for server in servers]
+        self._connection_timeout = connection_timeout
+        self._client: emcache.Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connected(self) -> emcache.Client:
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._loop is loop:
+            return self._client
+        async with self._lock:
+            if self._client is None or self._loop is not loop:
+                # herd.Cache times every operation itself, under the caller's deadline.
+                self._client = await emcache.create_client(
+                    self._addresses,
+                    timeout=None,
+                    connection_timeout=self._connection_timeout,
+                    max_connections=8,
+                )
+                self._loop = loop
+            return self._client
+
+    async def get_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
+        client = await self._connected()
+        if len(keys) == 1:
+            item = await client.get(keys[0])
+            return {} if item is None else {keys[0]: item.value}
+        return {key: item.value for key, item in (await client.get_many(keys)).items()}
+
+    async def set(self, key: bytes, value: bytes, ttl: int) -> None:
+        await (await self._connected()).set(key, value, exptime=ttl)
+
+    async def delete(self, key: bytes) -> None:
+        with contextlib.suppress(emcache.NotFoundCommandError):
+            await (await self._connected()).delete(key)
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+def _address(server: str) -> emcache.MemcachedHostAddress:
+    host, _, port = server.rpartition(":")
+    return emcache.MemcachedHostAddress(host, int(port))
