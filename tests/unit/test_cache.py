@@ -80,7 +80,7 @@ def make(
 async def test_a_write_reaches_every_zone_and_reads_stay_local() -> None:
     replicas = zones()
     cache, metrics = make(replicas)
-    await cache.set(7, Video("Up", 2009))
+    assert await cache.set(7, Video("Up", 2009)) == 3
     assert all(len(r.data) == 1 for r in replicas.values())
     assert await cache.get(7) == Video("Up", 2009)
     assert (replicas["a"].reads, replicas["b"].reads, replicas["c"].reads) == (1, 0, 0)
@@ -129,7 +129,7 @@ async def test_every_zone_down_is_a_miss_within_the_timeout_never_an_error() -> 
         replica.stalled = True
     async with asyncio.timeout(1.0):
         assert await cache.get(1) is None
-        await cache.set(1, Video("x", 1))
+        assert await cache.set(1, Video("x", 1)) == 0
         await cache.delete(1)
     assert metrics.total("errors") >= 3
     assert metrics.get("movie", "a", "misses") == 1

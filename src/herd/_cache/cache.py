@@ -138,13 +138,15 @@ class Cache(Generic[T]):
                 self.metrics.add(self.namespace, self.zone, "errors")
         return values
 
-    async def set(self, key: Hashable, value: T, ttl_s: float | None = None) -> None:
-        """Store `value` in every zone that is not resting; never raises for a cache failure."""
+    async def set(self, key: Hashable, value: T, ttl_s: float | None = None) -> int:
+        """Store `value` in every zone that is not resting; how many zones stored it (never
+        raises for a cache failure: 0 says none could)."""
         data = self._encoder.encode(value)
         ttl = _memcached_ttl(self.ttl_s if ttl_s is None else ttl_s)
         raw = self._key(key)
         zones = [zone for zone in self.zones if not self._rests(zone)]
-        await asyncio.gather(*(self._write(zone, raw, data, ttl) for zone in zones))
+        done = await asyncio.gather(*(self._write(zone, raw, data, ttl) for zone in zones))
+        return sum(done)
 
     async def delete(self, key: Hashable) -> None:
         """Remove `key` from every zone, resting ones too (a stale value is worse than a wait)."""
@@ -209,8 +211,8 @@ class Cache(Generic[T]):
         self._resting.pop(zone, None)
         return result
 
-    async def _write(self, zone: str, raw: bytes, data: bytes, ttl: int) -> None:
-        await self._call(zone, _set(raw, data, ttl), count="writes")
+    async def _write(self, zone: str, raw: bytes, data: bytes, ttl: int) -> bool:
+        return await self._call(zone, _set(raw, data, ttl), count="writes") is not None
 
     def _warm(self, entries: dict[bytes, bytes]) -> None:
         """Write what another zone had back to the local zone, without holding up the read."""
@@ -233,12 +235,22 @@ def _get_many(keys: list[bytes]) -> Callable[[Replica], Awaitable[dict[bytes, by
     return lambda replica: replica.get_many(keys)
 
 
-def _set(key: bytes, data: bytes, ttl: int) -> Callable[[Replica], Awaitable[None]]:
-    return lambda replica: replica.set(key, data, ttl)
+def _set(key: bytes, data: bytes, ttl: int) -> Callable[[Replica], Awaitable[bool]]:
+    """A write that answers True when done (`_call` answers None for a failure)."""
+
+    async def write(replica: Replica) -> bool:
+        await replica.set(key, data, ttl)
+        return True
+
+    return write
 
 
-def _delete(key: bytes) -> Callable[[Replica], Awaitable[None]]:
-    return lambda replica: replica.delete(key)
+def _delete(key: bytes) -> Callable[[Replica], Awaitable[bool]]:
+    async def delete(replica: Replica) -> bool:
+        await replica.delete(key)
+        return True
+
+    return delete
 
 
 def _memcached_ttl(seconds: float) -> int:
