@@ -56,7 +56,7 @@ class MerchLibrary:
         rows = await self.merch.rows(visitor)
         self.cache.put(visitor, rows)
         if self.shared is not None:
-            await self.shared.set(visitor, rows)
+            self.shared.set_soon(visitor, rows)
         self._popular = next((r for r in rows if r.title == POPULAR), self._popular)
         return rows
 

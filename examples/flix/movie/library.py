@@ -9,7 +9,6 @@ rest out, so a row shows fewer videos instead of failing. A cache that is down i
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import herd
@@ -72,8 +71,8 @@ class MovieLibrary:
                     found[video] = answer
                     fresh.append(answer)
             if self.shared is not None and not served_stale:
-                shared = self.shared
-                await asyncio.gather(*(shared.set(facet.id, facet) for facet in fresh))
+                for facet in fresh:
+                    self.shared.set_soon(facet.id, facet)
         return [found.get(v) for v in videos]
 
     async def video(self, video: VideoId) -> PresentationVideo | None:

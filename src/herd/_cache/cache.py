@@ -19,8 +19,8 @@ import contextvars
 import hashlib
 import re
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -32,6 +32,8 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
 
+#: Background writes (`set_soon`, warming) pending per cache before more are skipped.
+BACKGROUND_MAX = 64
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 #: memcached keys: at most 250 bytes, no spaces or control characters.
 _PLAIN_KEY = re.compile(r"^[!-~]{1,180}$")
@@ -81,7 +83,7 @@ class Cache(Generic[T]):
         self._resting: dict[str, float] = {}
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(value)
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[object]] = set()
 
     @property
     def enabled(self) -> bool:
@@ -147,6 +149,13 @@ class Cache(Generic[T]):
         zones = [zone for zone in self.zones if not self._rests(zone)]
         done = await asyncio.gather(*(self._write(zone, raw, data, ttl) for zone in zones))
         return sum(done)
+
+    def set_soon(self, key: Hashable, value: T, ttl_s: float | None = None) -> None:
+        """`set` in the background: a look-aside fill the reader need not wait for. Skipped
+        when `BACKGROUND_MAX` writes are already pending (a burst of misses must not queue
+        more work than the servers take: the next miss fills it again)."""
+        if len(self._background) < BACKGROUND_MAX:
+            self._in_background(self.set(key, value, ttl_s))
 
     async def delete(self, key: Hashable) -> None:
         """Remove `key` from every zone, resting ones too (a stale value is worse than a wait)."""
@@ -225,8 +234,11 @@ class Cache(Generic[T]):
                 await self._call(self.zone, _set(raw, data, ttl))
             self.metrics.add(self.namespace, self.zone, "warmed", len(entries))
 
-        # A fresh context: the reader's deadline must not cut the warming short.
-        task = asyncio.get_running_loop().create_task(warm(), context=contextvars.Context())
+        self._in_background(warm())
+
+    def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
+        # A fresh context: the caller's deadline must not cut the work short.
+        task = asyncio.get_running_loop().create_task(work, context=contextvars.Context())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -7,7 +7,6 @@ Rendezvous hashing over several servers with health tracking); tests may pass an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -38,6 +37,10 @@ class MemcachedReplica:
     """One zone's memcached servers (`host:port`s), keys spread over them by emcache.
 
     The emcache client is made on first use, on the running loop (it belongs to one loop).
+    An operation that fails while the client has no connection left and could not make one
+    drops the client, and the next operation makes a new one: emcache would otherwise wait out
+    its own reconnect back-off (1 s doubling to 60 s) after a server restart, while
+    `herd.Cache` already rests a failed zone for a second. A client that is merely busy is kept.
     """
 
     def __init__(self, servers: Sequence[str], *, connection_timeout: float = 1.0) -> None:
@@ -47,6 +50,7 @@ class MemcachedReplica:
         self._client: emcache.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def _connected(self) -> emcache.Client:
         loop = asyncio.get_running_loop()
@@ -66,22 +70,49 @@ class MemcachedReplica:
 
     async def get_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         client = await self._connected()
-        if len(keys) == 1:
-            item = await client.get(keys[0])
-            return {} if item is None else {keys[0]: item.value}
-        return {key: item.value for key, item in (await client.get_many(keys)).items()}
+        try:
+            if len(keys) == 1:
+                item = await client.get(keys[0])
+                return {} if item is None else {keys[0]: item.value}
+            return {key: item.value for key, item in (await client.get_many(keys)).items()}
+        except BaseException:
+            self._drop(client)
+            raise
 
     async def set(self, key: bytes, value: bytes, ttl: int) -> None:
-        await (await self._connected()).set(key, value, exptime=ttl)
+        client = await self._connected()
+        try:
+            await client.set(key, value, exptime=ttl)
+        except BaseException:
+            self._drop(client)
+            raise
 
     async def delete(self, key: bytes) -> None:
-        with contextlib.suppress(emcache.NotFoundCommandError):
-            await (await self._connected()).delete(key)
+        client = await self._connected()
+        try:
+            await client.delete(key)
+        except emcache.NotFoundCommandError:
+            pass
+        except BaseException:
+            self._drop(client)
+            raise
+
+    def _drop(self, client: emcache.Client) -> None:
+        """Forget a client that lost every connection and failed to make one; close it in the
+        background."""
+        pools = client.cluster_managment().connection_pool_metrics().values()
+        cut_off = all(m.cur_connections == 0 and m.connections_created_with_error for m in pools)
+        if cut_off and self._client is client:
+            self._client = None
+            task = asyncio.get_running_loop().create_task(client.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 def _address(server: str) -> emcache.MemcachedHostAddress:
