@@ -296,8 +296,9 @@ def durability(
         3.0, help="Seconds between SIGKILLs of a random history, merch or edge instance."
     ),
     cache_seconds: float = typer.Option(
-        10.0, help="Seconds of page reads; memcached zone a is killed halfway."
+        10.0, help="Seconds of page reads counted; memcached zone a is killed halfway."
     ),
+    warmup: float = typer.Option(5.0, help="Seconds of page reads before, not counted."),
     json_file: str | None = typer.Option(
         None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE."
     ),
@@ -319,6 +320,7 @@ def durability(
             duration=duration,
             kill_every=kill_every,
             cache_seconds=cache_seconds,
+            warmup_s=warmup,
             json_path=Path(json_file) if json_file else None,
         )
     )

@@ -75,6 +75,8 @@ class CachePhase(msgspec.Struct, frozen=True, kw_only=True):
     broken_by_reason: dict[str, int]
     """Why the other pages were not whole: `http_NNN`, `omitted_<part>`, `no_name`, or the
     client's exception (`TimeoutError`, ...)."""
+    broken_after_kill: int
+    """Of those, the pages asked for once memcached was killed."""
 
 
 class Durability(msgspec.Struct, frozen=True, kw_only=True):
@@ -261,6 +263,7 @@ async def _cache_phase(
     loop = asyncio.get_running_loop()
     zone_a = next(view for view in await controller.caches() if view.zone == "a")
     results: list[str | None] = []
+    after_kill: list[str] = []
     rng = random.Random(7)
     started = loop.time()
     warming: list[asyncio.Task[None]] = []
@@ -270,6 +273,7 @@ async def _cache_phase(
     await asyncio.gather(*warming)
 
     async def page(visitor: int) -> None:
+        sent_at = loop.time()
         try:
             async with http.get(f"{door}/api/home?visitor={visitor}") as answer:
                 if answer.status != 200:
@@ -282,6 +286,8 @@ async def _cache_phase(
                 results.append(None if body["name"] else "no_name")
         except (aiohttp.ClientError, TimeoutError) as exc:
             results.append(type(exc).__name__)
+        if results[-1] is not None and sent_at >= started + seconds / 2:
+            after_kill.append(results[-1])
 
     async def kill_midway() -> None:
         await asyncio.sleep(seconds / 2)
@@ -305,6 +311,7 @@ async def _cache_phase(
         whole=whole,
         whole_pct=round(100.0 * whole / len(results), 3) if results else 0.0,
         broken_by_reason=reasons,
+        broken_after_kill=len(after_kill),
     )
 
 
@@ -326,7 +333,7 @@ async def experiment(
     say: Say,
 ) -> Durability:
     """Run the app, write through its front door under kills, read back; then the cache."""
-    if rate <= 0 or duration <= 0 or kill_every <= 0 or cache_seconds <= 0:
+    if min(rate, duration, kill_every, cache_seconds) <= 0 or warmup_s < 0:
         raise ValueError("rate, duration, kill-every and cache-seconds must be > 0")
     outcome: list[Durability] = []
 
@@ -377,6 +384,7 @@ def main(
     duration: float,
     kill_every: float,
     cache_seconds: float,
+    warmup_s: float,
     json_path: Path | None,
 ) -> int:
     """The body of `herd experiment durability`: 0 if nothing was lost or applied twice and
@@ -394,6 +402,7 @@ def main(
                 duration=duration,
                 kill_every=kill_every,
                 cache_seconds=cache_seconds,
+                warmup_s=warmup_s,
                 say=console.print,
             )
         )

@@ -1,0 +1,49 @@
+"""A short `herd experiment durability`: writes through flix's front door while history,
+merch and edge instances are SIGKILLed, every acknowledged write read back from SQLite, none
+lost or applied twice; then a memcached zone killed under read load without a broken page (the
+full run and its figures are in benchmarks/RESULTS.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cloud_helpers import cloud_env, run_herd, write_app
+from tests.integration.memcached import require_memcached
+
+pytestmark = pytest.mark.timeout(150)
+
+
+def test_no_acknowledged_write_is_lost_or_applied_twice(tmp_path: Path) -> None:
+    require_memcached()
+    app = write_app(tmp_path, "flix")
+    figures = tmp_path / "durability.json"
+    done = run_herd(
+        "experiment",
+        "durability",
+        "--app",
+        str(app),
+        "--rate",
+        "40",
+        "--duration",
+        "6",
+        "--kill-every",
+        "1.5",
+        "--warmup",
+        "2",
+        "--cache-seconds",
+        "4",
+        "--json",
+        str(figures),
+        env=cloud_env(tmp_path / "home"),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(figures.read_text())
+    writes, cache = result["writes"], result["cache"]
+    assert writes["sent"] == 240 and len(writes["killed"]) >= 3
+    assert writes["lost"] == 0 and writes["duplicated"] == 0
+    assert writes["acknowledged"] >= 0.99 * writes["sent"]
+    assert cache["pages"] == 160 and cache["whole_pct"] >= 99.9, cache
