@@ -12,6 +12,9 @@ from typing import Protocol
 
 import emcache
 
+#: The most one memcached operation may take, even one nobody waits for any more.
+OPERATION_TIMEOUT_S = 1.0
+
 
 class Replica(Protocol):
     """What `herd.Cache` needs of one zone's servers. Any failure raises; the cache counts it."""
@@ -58,10 +61,11 @@ class MemcachedReplica:
             return self._client
         async with self._lock:
             if self._client is None or self._loop is not loop:
-                # herd.Cache times every operation itself, under the caller's deadline.
+                # herd.Cache stops waiting at the caller's deadline; emcache's own timeout
+                # bounds how long an operation left to finish may keep its connection.
                 self._client = await emcache.create_client(
                     self._addresses,
-                    timeout=None,
+                    timeout=OPERATION_TIMEOUT_S,
                     connection_timeout=self._connection_timeout,
                     max_connections=8,
                 )
@@ -69,7 +73,7 @@ class MemcachedReplica:
             return self._client
 
     async def get_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
-        client = await self._connected()
+        client = await self._usable()
         try:
             if len(keys) == 1:
                 item = await client.get(keys[0])
@@ -80,7 +84,7 @@ class MemcachedReplica:
             raise
 
     async def set(self, key: bytes, value: bytes, ttl: int) -> None:
-        client = await self._connected()
+        client = await self._usable()
         try:
             await client.set(key, value, exptime=ttl)
         except BaseException:
@@ -88,7 +92,7 @@ class MemcachedReplica:
             raise
 
     async def delete(self, key: bytes) -> None:
-        client = await self._connected()
+        client = await self._usable()
         try:
             await client.delete(key)
         except emcache.NotFoundCommandError:
@@ -97,12 +101,20 @@ class MemcachedReplica:
             self._drop(client)
             raise
 
+    async def _usable(self) -> emcache.Client:
+        """The client, unless it is cut off: then it is dropped and the operation fails at
+        once (an operation would wait for a connection that emcache makes only after its
+        back-off), and the next operation starts a fresh client."""
+        client = await self._connected()
+        if _cut_off(client):
+            self._drop(client)
+            raise ConnectionError(f"memcached {', '.join(self.servers)}: no connection")
+        return client
+
     def _drop(self, client: emcache.Client) -> None:
         """Forget a client that lost every connection and failed to make one; close it in the
         background."""
-        pools = client.cluster_managment().connection_pool_metrics().values()
-        cut_off = all(m.cur_connections == 0 and m.connections_created_with_error for m in pools)
-        if cut_off and self._client is client:
+        if _cut_off(client) and self._client is client:
             self._client = None
             task = asyncio.get_running_loop().create_task(client.close())
             self._closing.add(task)
@@ -113,6 +125,12 @@ class MemcachedReplica:
         if client is not None:
             await client.close()
         await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _cut_off(client: emcache.Client) -> bool:
+    """Every server's pool has lost its connections and failed to make a new one."""
+    pools = client.cluster_managment().connection_pool_metrics().values()
+    return all(m.cur_connections == 0 and m.connections_created_with_error for m in pools)
 
 
 def _address(server: str) -> emcache.MemcachedHostAddress:
