@@ -133,6 +133,20 @@ async def test_every_zone_down_is_a_miss_within_the_timeout_never_an_error() -> 
         await cache.delete(1)
     assert metrics.total("errors") >= 3
     assert metrics.get("movie", "a", "misses") == 1
+    await cache.aclose()  # ends the stalled operations it stopped waiting for
+
+
+async def test_a_strict_read_tells_no_answer_from_a_miss() -> None:
+    replicas = zones()
+    cache, _ = make(replicas)
+    assert await cache.get(1, strict=True) is None  # a real miss
+    replicas["a"].broken = True
+    assert await cache.get(1, strict=True) is None  # zone b or c answered: still a miss
+    for replica in replicas.values():
+        replica.broken = True
+    with pytest.raises(herd.Unavailable, match="no zone"):
+        await cache.get(1, strict=True)
+    assert await cache.get(1) is None
 
 
 async def test_the_callers_deadline_bounds_a_cache_read() -> None:
@@ -146,6 +160,7 @@ async def test_the_callers_deadline_bounds_a_cache_read() -> None:
     with herd.deadline(0.2):
         assert await cache.get(1) is None
     assert loop.time() - started < 0.2
+    await cache.aclose()
 
 
 async def test_delete_reaches_every_zone() -> None:

@@ -68,7 +68,8 @@ class HomePages:
             MerchLibrary.from_env(),
             MovieLibrary.from_env(),
             config.driver(History, "history"),
-            herd.cache(SESSIONS, Session, ttl_s=SESSION_TTL_S),
+            # Longer than a look-aside cache's: a session that cannot be read costs a retry.
+            herd.cache(SESSIONS, Session, ttl_s=SESSION_TTL_S, timeout_s=0.25),
         )
 
     # -- sessions
@@ -83,10 +84,12 @@ class HomePages:
         return session_id, session
 
     async def session(self, session_id: str) -> Session | None:
-        """The session behind a cookie's value, or None (unknown, expired, or unreadable)."""
+        """The session behind a cookie's value, or None (unknown or expired); raises
+        `herd.Unavailable` when no memcached zone answers (the visitor is not signed out: the
+        front door tries another edge instance, and the visitor at worst sees a 503)."""
         if SESSION_ID.fullmatch(session_id) is None:
             return None
-        return await self.sessions.get(session_id)
+        return await self.sessions.get(session_id, strict=True)
 
     async def sign_out(self, session_id: str) -> None:
         if SESSION_ID.fullmatch(session_id) is not None:

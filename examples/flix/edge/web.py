@@ -24,6 +24,7 @@ on ``/``, plain text on the boxshot) before any service is called.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import os
 import zlib
@@ -135,14 +136,20 @@ class Front:
 
     async def _who(self, request: herd.WebRequest) -> tuple[VisitorId | None, Session | None]:
         """The visitor shown: ``?visitor=N`` (the demo shortcut), else the session's, else
-        the ``visitor`` cookie's; and the session, when signed in."""
-        session = None
+        the ``visitor`` cookie's; and the session, when signed in. Raises `herd.Unavailable`
+        when the session cannot be read (the front door tries another edge instance)."""
         raw = request.cookies.get(SESSION_COOKIE)
-        if raw:
-            session = await self.pages.session(raw)
-        if "visitor" not in request.query and session is not None:
+        if "visitor" in request.query:
+            # The demo shortcut needs no session: one that cannot be read shows no buttons.
+            session = None
+            if raw:
+                with contextlib.suppress(herd.Unavailable):
+                    session = await self.pages.session(raw)
+            return visitor_of(request), session
+        session = await self.pages.session(raw) if raw else None
+        if session is not None:
             return session.visitor, session
-        return visitor_of(request), session
+        return visitor_of(request), None
 
     async def api_home(self, request: herd.WebRequest) -> herd.WebResponse:
         try:

@@ -27,6 +27,7 @@ import msgspec
 from herd._cache.metrics import CACHE_METRICS, CacheMetrics
 from herd._cache.replica import Replica
 from herd._model.deadline import remaining
+from herd._model.errors import Unavailable
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -102,18 +103,20 @@ class Cache(Generic[T]):
             text = "h:" + hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
         return f"{self.namespace}:{text}".encode()
 
-    async def get(self, key: Hashable) -> T | None:
-        """The value of `key`, or None (absent, or no zone could answer)."""
-        return (await self.get_many([key])).get(key)
+    async def get(self, key: Hashable, *, strict: bool = False) -> T | None:
+        """The value of `key`, or None (absent, or no zone could answer). With `strict`, no
+        zone answering raises `herd.Unavailable` instead: for data that lives only here (a
+        session), where "not there" and "cannot tell" must not look alike."""
+        return (await self.get_many([key], strict=strict)).get(key)
 
-    async def get_many(self, keys: Iterable[K]) -> dict[K, T]:
-        """The values found among `keys`."""
+    async def get_many(self, keys: Iterable[K], *, strict: bool = False) -> dict[K, T]:
+        """The values found among `keys` (see `get` for `strict`)."""
         wanted = {self._key(key): key for key in dict.fromkeys(keys)}
         if not wanted or not self._replicas:
             return {}
         found: dict[bytes, bytes] = {}
         local_missed: list[bytes] = []
-        fallen_back = False
+        fallen_back = answered = False
         for zone in self._readable():
             missing = [k for k in wanted if k not in found]
             if not missing:
@@ -121,6 +124,7 @@ class Cache(Generic[T]):
             answer = await self._call(zone, _get_many(missing))
             if answer is None:
                 continue  # failed: counted; the next zone is asked for every missing key
+            answered = True
             if zone == self.zone:
                 self.metrics.add(self.namespace, zone, "hits", len(answer))
                 local_missed = [k for k in missing if k not in answer]
@@ -131,6 +135,8 @@ class Cache(Generic[T]):
             found.update(answer)
             if fallen_back:
                 break  # one other zone's answer is the answer, as in EVCache
+        if strict and not answered:
+            raise Unavailable(f"no zone of cache {self.namespace!r} answered")
         self.metrics.add(self.namespace, self.zone, "misses", len(wanted) - len(found))
         values: dict[K, T] = {}
         for raw_key, data in found.items():

@@ -13,7 +13,7 @@ from typing import Protocol
 import emcache
 
 #: The most one memcached operation may take, even one nobody waits for any more.
-OPERATION_TIMEOUT_S = 1.0
+OPERATION_TIMEOUT_S = 0.5
 
 
 class Replica(Protocol):
