@@ -12,8 +12,10 @@ instances, durable before a write is acknowledged, each write applied once per i
   ``history.db`` and ``merch.db``. The seeded catalogue (``FLIX_DB``) stays read-only, and
   reseeding it leaves the writes alone.
 
-Statements run in a worker thread, one at a time per process, so a write waiting for the file
-lock (``busy_timeout``) never stalls the event loop.
+Writes run in a worker thread, one at a time per process, so a commit's fsync or a wait for the
+file lock (``busy_timeout``) never stalls the event loop. Reads run on the loop, on a
+connection of their own: an indexed read of a WAL database takes microseconds and never waits
+for a writer, and a thread hop per read would cost more than the read under load.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class WriteStore:
         self._db.execute("PRAGMA synchronous = FULL")
         for statement in schema:
             self._db.execute(statement)
+        self._reader = sqlite3.connect(path, isolation_level=None)
+        self._reader.execute("PRAGMA busy_timeout = 1000")
 
     @classmethod
     def from_env(cls, service: str, schema: Sequence[str]) -> WriteStore:
@@ -61,9 +65,14 @@ class WriteStore:
         """Run one statement, committed (durably) when it returns; rows changed."""
         return (await asyncio.to_thread(self._run, sql, params))[0]
 
-    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """The rows of one query."""
+    async def written(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one query on the writer's connection: what a write just committed."""
         return (await asyncio.to_thread(self._run, sql, params))[1]
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read, on the loop (see the module)."""
+        return self._reader.execute(sql, params).fetchall()
+
     def close(self) -> None:
+        self._reader.close()
         self._db.close()

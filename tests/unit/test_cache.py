@@ -37,7 +37,7 @@ class MemoryReplica:
         self.reads += 1
         return {key: self.data[key] for key in keys if key in self.data}
 
-    async def set(self, key: bytes, value: bytes, ttl: int) -> None:
+    async def set(self, key: bytes, value: bytes, ttl: int, *, noreply: bool = False) -> None:
         await self._check()
         self.data[key] = value
 

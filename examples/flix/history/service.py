@@ -42,7 +42,7 @@ class HistoryService(History):
         limit = max(0, min(limit, MAX_LIMIT))
         if not 1 <= visitor <= MAX_ID or limit == 0:
             return []
-        played = await self.writes.query(
+        played = self.writes.query(
             "SELECT video FROM plays WHERE visitor = ? "
             "ORDER BY played_at_ms DESC, rowid DESC LIMIT ?",
             (visitor, limit),
@@ -59,7 +59,7 @@ class HistoryService(History):
             "ON CONFLICT (key) DO NOTHING",
             (key, visitor, video, int(time.time() * 1000)),
         )
-        ((stored_visitor, stored_video, at),) = await self.writes.query(
+        ((stored_visitor, stored_video, at),) = await self.writes.written(
             "SELECT visitor, video, played_at_ms FROM plays WHERE key = ?", (key,)
         )
         if (stored_visitor, stored_video) != (visitor, video):

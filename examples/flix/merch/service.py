@@ -66,7 +66,7 @@ class MerchService(Merch):
         """The visitor's latest rating of each video they rated."""
         if not 1 <= visitor <= MAX_ID:
             return {}
-        rated = await self.writes.query(
+        rated = self.writes.query(
             "SELECT video, thumbs FROM ratings WHERE visitor = ? ORDER BY rated_at_ms, rowid",
             (visitor,),
         )
@@ -84,7 +84,7 @@ class MerchService(Merch):
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
             (key, visitor, video, thumbs, int(time.time() * 1000)),
         )
-        ((stored_visitor, stored_video, stored_thumbs, at),) = await self.writes.query(
+        ((stored_visitor, stored_video, stored_thumbs, at),) = await self.writes.written(
             "SELECT visitor, video, thumbs, rated_at_ms FROM ratings WHERE key = ?", (key,)
         )
         if (stored_visitor, stored_video, stored_thumbs) != (visitor, video, thumbs):

@@ -71,8 +71,7 @@ class MovieLibrary:
                     found[video] = answer
                     fresh.append(answer)
             if self.shared is not None and not served_stale:
-                for facet in fresh:
-                    self.shared.set_soon(facet.id, facet)
+                self.shared.set_many_soon({facet.id: facet for facet in fresh})
         return [found.get(v) for v in videos]
 
     async def video(self, video: VideoId) -> PresentationVideo | None:

@@ -158,11 +158,20 @@ class Cache(Generic[T]):
         return sum(done)
 
     def set_soon(self, key: Hashable, value: T, ttl_s: float | None = None) -> None:
-        """`set` in the background: a look-aside fill the reader need not wait for. Skipped
-        when `BACKGROUND_MAX` writes are already pending (a burst of misses must not queue
-        more work than the servers take: the next miss fills it again)."""
-        if len(self._background) < BACKGROUND_MAX:
-            self._in_background(self.set(key, value, ttl_s))
+        """`set` in the background: a look-aside fill the reader need not wait for."""
+        self.set_many_soon({key: value}, ttl_s)
+
+    def set_many_soon(self, values: Mapping[Hashable, T], ttl_s: float | None = None) -> None:
+        """Store `values` in every zone that is not resting, in the background, without
+        waiting for the servers' replies (memcached's ``noreply``): the cheap look-aside fill
+        of what a reader just fetched. Skipped when `BACKGROUND_MAX` fills are pending (a
+        burst of misses must not queue more work than the servers take: the next miss fills
+        it again)."""
+        if not values or not self._replicas or len(self._background) >= BACKGROUND_MAX:
+            return
+        ttl = _memcached_ttl(self.ttl_s if ttl_s is None else ttl_s)
+        entries = [(self._key(key), self._encoder.encode(value)) for key, value in values.items()]
+        self._in_background(self._fill(self.zones, entries, ttl, "writes"))
 
     async def delete(self, key: Hashable) -> None:
         """Remove `key` from every zone, resting ones too (a stale value is worse than a wait)."""
@@ -257,14 +266,27 @@ class Cache(Generic[T]):
         """Write what another zone had back to the local zone, without holding up the read."""
         if not entries or self._rests(self.zone):
             return
-        ttl = _memcached_ttl(self.ttl_s)
+        if len(self._background) < BACKGROUND_MAX:
+            ttl = _memcached_ttl(self.ttl_s)
+            self._in_background(self._fill([self.zone], list(entries.items()), ttl, "warmed"))
 
-        async def warm() -> None:
-            for raw, data in entries.items():
-                await self._call(self.zone, _set(raw, data, ttl))
-            self.metrics.add(self.namespace, self.zone, "warmed", len(entries))
-
-        self._in_background(warm())
+    async def _fill(
+        self, zones: list[str], entries: list[tuple[bytes, bytes]], ttl: int, count: str
+    ) -> None:
+        """Write `entries` to each zone that is not resting, unacknowledged; a zone that fails
+        rests (the replica bounds each write)."""
+        for zone in zones:
+            if self._rests(zone):
+                continue
+            replica = self._replicas[zone]
+            try:
+                for raw, data in entries:
+                    await replica.set(raw, data, ttl, noreply=True)
+            except Exception:
+                self.metrics.add(self.namespace, zone, "errors")
+                self._resting[zone] = self._clock() + self.rest_s
+            else:
+                self.metrics.add(self.namespace, zone, count, len(entries))
 
     def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
         # A fresh context: the caller's deadline must not cut the work short.

@@ -23,8 +23,8 @@ class Replica(Protocol):
         """The values found among `keys`."""
         ...
 
-    async def set(self, key: bytes, value: bytes, ttl: int) -> None:
-        """Store `value` for `ttl` seconds."""
+    async def set(self, key: bytes, value: bytes, ttl: int, *, noreply: bool = False) -> None:
+        """Store `value` for `ttl` seconds; with `noreply`, without waiting for the server."""
         ...
 
     async def delete(self, key: bytes) -> None:
@@ -54,6 +54,8 @@ class MemcachedReplica:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
+        self._suspect = False
+        """An operation failed since the client last looked healthy."""
 
     async def _connected(self) -> emcache.Client:
         loop = asyncio.get_running_loop()
@@ -83,10 +85,10 @@ class MemcachedReplica:
             self._drop(client)
             raise
 
-    async def set(self, key: bytes, value: bytes, ttl: int) -> None:
+    async def set(self, key: bytes, value: bytes, ttl: int, *, noreply: bool = False) -> None:
         client = await self._usable()
         try:
-            await client.set(key, value, exptime=ttl)
+            await client.set(key, value, exptime=ttl, noreply=noreply)
         except BaseException:
             self._drop(client)
             raise
@@ -106,14 +108,18 @@ class MemcachedReplica:
         once (an operation would wait for a connection that emcache makes only after its
         back-off), and the next operation starts a fresh client."""
         client = await self._connected()
-        if _cut_off(client):
-            self._drop(client)
-            raise ConnectionError(f"memcached {', '.join(self.servers)}: no connection")
+        # Asking emcache costs a copy of every pool's figures: only after a failure.
+        if self._suspect:
+            if _cut_off(client):
+                self._drop(client)
+                raise ConnectionError(f"memcached {', '.join(self.servers)}: no connection")
+            self._suspect = len(client.cluster_managment().healthy_nodes()) < len(self.servers)
         return client
 
     def _drop(self, client: emcache.Client) -> None:
-        """Forget a client that lost every connection and failed to make one; close it in the
-        background."""
+        """After a failure: forget a client that lost every connection and failed to make one
+        (close it in the background); keep one that is merely busy, under suspicion."""
+        self._suspect = True
         if _cut_off(client) and self._client is client:
             self._client = None
             task = asyncio.get_running_loop().create_task(client.close())
