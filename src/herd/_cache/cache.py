@@ -1,6 +1,7 @@
 """`herd.Cache`: a typed look-aside cache replicated in every zone, the way EVCache is.
 
-- **Writes go to every zone** (in parallel, each under the operation's timeout).
+- **Writes go to every zone** (in parallel, each under the operation's timeout; look-aside
+  fills in the background without waiting for replies: `set_many_soon`).
 - **Reads go to the local zone**; keys it misses, or all of them when it fails, are read from
   one other zone (a fallback). A zone that failed rests for `rest_s`: reads skip it and `set`s
   pass it by, so a dead server costs one timeout, not one per request.
@@ -27,7 +28,7 @@ import msgspec
 from herd._cache.metrics import CACHE_METRICS, CacheMetrics
 from herd._cache.replica import Replica
 from herd._model.deadline import remaining
-from herd._model.errors import Unavailable
+from herd._model.errors import ConfigurationError, Unavailable
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -43,7 +44,7 @@ _PLAIN_KEY = re.compile(r"^[!-~]{1,180}$")
 class Cache(Generic[T]):
     """Values of one type under one namespace, in a memcached replica per zone.
 
-    Usually made with `herd.cache(namespace, Type, ttl=...)`, which finds the servers in
+    Usually made with `herd.cache(namespace, Type, ttl_s=...)`, which finds the servers in
     `HERD_CACHES` and this process's zone in `HERD_ZONE`. Keys are ints or strings.
 
     Args:
@@ -70,9 +71,11 @@ class Cache(Generic[T]):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not _NAMESPACE.match(namespace):
-            raise ValueError(f"cache namespace {namespace!r}: lowercase letters, digits, _ . -")
+            raise ConfigurationError(
+                f"cache namespace {namespace!r}: lowercase letters, digits, _ . -"
+            )
         if ttl_s < 1 or timeout_s <= 0 or rest_s < 0:
-            raise ValueError("ttl_s must be >= 1 s and timeout_s > 0")
+            raise ConfigurationError("a cache's ttl_s must be >= 1 s, timeout_s > 0, rest_s >= 0")
         self.namespace = namespace
         self.ttl_s = ttl_s
         self.timeout_s = timeout_s
