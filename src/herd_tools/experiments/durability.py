@@ -12,10 +12,10 @@ instance is SIGKILLed. Then each service's SQLite file is read:
 - `duplicated`: extra rows of a write stored more than once (must be 0);
 - `failed_pct`: writes never acknowledged, percent of `sent`.
 
-Phase 2 (cache): home pages at `rate` per second, `warmup_s` to fill the caches (not counted),
-then `cache_seconds` counted; halfway through those, zone a's memcached is SIGKILLed. A page is
-whole when it answered 200 with every part (no `omitted`, the visitor's name): at least 99.9 %
-must be.
+Phase 2 (cache), once every group is back to its count: home pages at `rate` per second,
+`warmup_s` to fill the caches (not counted), then `cache_seconds` counted; halfway through
+those, zone a's memcached is SIGKILLed. A page is whole when it answered 200 with every part
+(no `omitted`, the visitor's name): at least 99.9 % must be.
 """
 
 from __future__ import annotations
@@ -315,6 +315,17 @@ async def _cache_phase(
     )
 
 
+async def _settled(controller: Controller, timeout_s: float = 30.0) -> None:
+    """Wait until every group is back to its count, all UP, so that phase 2 sees the loss of a
+    memcached zone and not phase 1's last kills."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout_s
+    while loop.time() < give_up:
+        if all(group.status == "READY" for group in await controller.groups()):
+            return
+        await asyncio.sleep(0.2)
+
+
 async def _get(http: aiohttp.ClientSession, door: str, visitor: int) -> None:
     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
         async with http.get(f"{door}/api/home?visitor={visitor}") as answer:
@@ -355,6 +366,7 @@ async def experiment(
                 give_up_s=give_up_s,
                 say=say,
             )
+            await _settled(controller)
             say(
                 f"phase 2: {rate:g} pages/s, {warmup_s:g} s to warm up, then {cache_seconds:g} s"
                 " counted with memcached zone a killed halfway"
@@ -414,6 +426,9 @@ def main(
     table.add_row("instances killed", str(len(writes.killed)))
     table.add_row(f"pages whole ({cache.killed} killed)", f"{cache.whole}/{cache.pages}")
     table.add_row("pages whole %", f"{cache.whole_pct:g}")
+    for reason, count in sorted(cache.broken_by_reason.items()):
+        table.add_row(f"  not whole: {reason}", str(count))
+    table.add_row("  of them after the kill", str(cache.broken_after_kill))
     console.print(table)
     if json_path is not None:
         json_path.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
