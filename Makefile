@@ -13,11 +13,13 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # System packages: headless Chromium and its driver for the browser tests (tests/browser);
-# etcd (etcd-server) for the registry on etcd (`registry = "etcd"`) and its tests.
+# etcd (etcd-server) for the registry on etcd (`registry = "etcd"`) and its tests; memcached for
+# the apps' caches (`[[caches]]`, herd.Cache) and their tests.
 # Installed with apt-get when missing and we may (root); otherwise stop with the command to run.
-APT_PACKAGES := chromium chromium-driver etcd-server
+APT_PACKAGES := chromium chromium-driver etcd-server memcached
 system:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/etcd ]; then exit 0; fi; \
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/etcd ] \
+		&& [ -x /usr/bin/memcached ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES); \
 	else \
@@ -26,7 +28,7 @@ system:
 		exit 1; \
 	fi
 
-demo: $(STAMP)
+demo: $(STAMP) system
 	$(BIN)/herd demo
 
 test: $(STAMP) lint typecheck unit

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
 import random
 import sqlite3
@@ -63,6 +64,16 @@ class PersonRecord(msgspec.Struct, array_like=True, frozen=True):
     member_since: int
 
 
+class CredentialRecord(msgspec.Struct, array_like=True, frozen=True):
+    """identity's secret of a visitor who can sign in: an scrypt hash of the password."""
+
+    salt: bytes
+    hash: bytes
+    n: int
+    r: int
+    p: int
+
+
 class RowRecord(msgspec.Struct, array_like=True, frozen=True):
     """One merchandising row of a visitor's home page (ck: its position on the page)."""
 
@@ -90,12 +101,14 @@ MOVIE_VIDEOS = TableSpec("movie_videos", VideoRecord)  # pk: video, ck: 0
 MERCH_VIDEOS = TableSpec("merch_videos", MerchRecord)  # pk: video, ck: 0
 MERCH_ROWS = TableSpec("merch_rows", RowRecord)  # pk: visitor (0: everyone), ck: position
 IDENTITY_PEOPLE = TableSpec("identity_people", PersonRecord)  # pk: visitor, ck: 0
+IDENTITY_CREDENTIALS = TableSpec("identity_credentials", CredentialRecord)  # pk: visitor, ck: 0
 HISTORY_VIEWS = TableSpec("history_views", WatchRecord)  # pk: visitor, ck: recency
 TABLES: tuple[TableSpec[Any], ...] = (
     MOVIE_VIDEOS,
     MERCH_VIDEOS,
     MERCH_ROWS,
     IDENTITY_PEOPLE,
+    IDENTITY_CREDENTIALS,
     HISTORY_VIEWS,
 )
 
@@ -289,6 +302,25 @@ _PLANS = ("basic", "standard", "premium")
 
 ROW_LENGTH = 12
 
+#: Visitors 1..ACCOUNTS can sign in (the landing page's profiles). Each hash costs scrypt's
+#: 40 ms on purpose, so the seed makes few: every other visitor is reached with `?visitor=N`.
+ACCOUNTS = 8
+#: scrypt's cost: n=2**14, r=8, p=1 (16 MiB, the interactive-login setting of its paper).
+SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+def password_of(visitor: int, seed: int = 1) -> str:
+    """Visitor `visitor`'s demo password in the database seeded with `seed` (the same every
+    time, so a demo and its tests can sign in): ``python -m examples.flix.store password N``."""
+    digest = hashlib.blake2b(f"flix-password:{seed}:{visitor}".encode(), digest_size=8)
+    return digest.hexdigest()
+
+
+def credential(password: str, salt: bytes) -> CredentialRecord:
+    """The scrypt hash of `password` with `salt`, as identity stores it."""
+    key = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **SCRYPT)
+    return CredentialRecord(salt, key, **SCRYPT)
+
 
 def _title(rng: random.Random) -> str:
     shape = rng.randrange(6)
@@ -342,7 +374,7 @@ def seed(
         db.execute("PRAGMA synchronous = OFF")
         store = Store(db)
         store.create()
-        counts = _fill(store, rng, videos, visitors)
+        counts = _fill(store, rng, videos, visitors, seed)
         store.commit()
         store.close()
         os.replace(temporary, target)
@@ -352,7 +384,9 @@ def seed(
     return SeedReport(videos, visitors, counts[0], counts[1], time.monotonic() - started)
 
 
-def _fill(store: Store, rng: random.Random, videos: int, visitors: int) -> tuple[int, int]:
+def _fill(
+    store: Store, rng: random.Random, videos: int, visitors: int, seed: int
+) -> tuple[int, int]:
     ids = list(range(1, videos + 1))
     seen_titles: set[str] = set()
     movie_rows: list[tuple[int, int, VideoRecord]] = []
@@ -429,9 +463,18 @@ def _fill(store: Store, rng: random.Random, videos: int, visitors: int) -> tuple
             views.append((visitor, position, WatchRecord(video, at, round(rng.random(), 2))))
             at -= rng.randint(600, 3 * 86_400)
     store.table(IDENTITY_PEOPLE).put_many(people)
+    store.table(IDENTITY_CREDENTIALS).put_many(
+        (visitor, 0, credential(password_of(visitor, seed), _salt(seed, visitor)))
+        for visitor in range(1, min(ACCOUNTS, visitors) + 1)
+    )
     row_table.put_many(rows)
     store.table(HISTORY_VIEWS).put_many(views)
     return len(rows) + 2, len(views)
+
+
+def _salt(seed: int, visitor: int) -> bytes:
+    """Per visitor, and the same for the same seed (the database is the same bytes)."""
+    return hashlib.blake2b(f"flix-salt:{seed}:{visitor}".encode(), digest_size=16).digest()
 
 
 def boxshot_url(video: int) -> str:
@@ -449,6 +492,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     make.add_argument("--visitors", type=int, default=10_000)
     show = commands.add_parser("count", help="rows per table")
     show.add_argument("path")
+    secret = commands.add_parser("password", help=f"a visitor's password (1..{ACCOUNTS})")
+    secret.add_argument("visitor", type=int)
+    secret.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     if args.command == "seed":
         if args.videos < ROW_LENGTH * 4 or args.visitors < 1:
@@ -458,6 +504,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"seeded {args.path}: {report.videos} videos, {report.visitors} visitors, "
             f"{report.rows} rows, {report.views} viewings in {report.seconds:.2f}s"
         )
+    elif args.command == "password":
+        if not 1 <= args.visitor <= ACCOUNTS:
+            parser.error(f"visitors 1 to {ACCOUNTS} have accounts")
+        print(password_of(args.visitor, args.seed))
     else:
         store = Store.open(args.path)
         for spec in TABLES:

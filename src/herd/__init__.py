@@ -7,6 +7,9 @@ instance inside a retry budget, and is guarded by a circuit breaker and a bulkhe
 
 from __future__ import annotations
 
+from herd._cache.cache import Cache
+from herd._cache.metrics import CACHE_METRICS as cache_metrics
+from herd._cache.metrics import CacheMetrics
 from herd._client.attempts import HedgePolicy
 from herd._client.balance import EjectionPolicy
 from herd._client.breaker import BreakerPolicy
@@ -36,6 +39,7 @@ from herd._model.interface import Interface, ServiceError, method
 from herd._model.routing import RoutingContext, routing
 from herd._model.routing import current as routing_context
 from herd._model.web import WebRequest, WebResponse, route
+from herd._process.caches import cache
 from herd._process.connect import driver
 from herd._process.registry_client import RegistryResolver
 from herd._process.run import run, serve
@@ -45,6 +49,8 @@ __all__ = [
     "BadRequest",
     "BreakerPolicy",
     "BudgetPolicy",
+    "Cache",
+    "CacheMetrics",
     "CallPolicy",
     "CircuitOpen",
     "ClientMetrics",
@@ -71,6 +77,8 @@ __all__ = [
     "Unavailable",
     "WebRequest",
     "WebResponse",
+    "cache",
+    "cache_metrics",
     "caller",
     "client_metrics",
     "deadline",

@@ -415,6 +415,45 @@ def gray_failure(
     )
 
 
+@experiment_app.command("durability")
+def durability(
+    app_file: str = _FLIX_APP,
+    rate: float = typer.Option(100.0, help="Writes (then pages) per second, through the door."),
+    duration: float = typer.Option(30.0, help="Seconds of writes."),
+    kill_every: float = typer.Option(
+        3.0, help="Seconds between SIGKILLs of a random history, merch or edge instance."
+    ),
+    cache_seconds: float = typer.Option(
+        10.0, help="Seconds of page reads counted; memcached zone a is killed halfway."
+    ),
+    warmup: float = typer.Option(5.0, help="Seconds of page reads before, not counted."),
+    json_file: str | None = typer.Option(
+        None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE."
+    ),
+) -> None:
+    """Write through flix's front door while instances die, then read every write back.
+
+    Reports sent, acknowledged, lost (acknowledged but not stored), duplicated (applied twice)
+    and failed_pct; then kills a memcached zone under read load and counts whole pages. Exits 0
+    only if nothing was lost or duplicated and >= 99.9 % of pages were whole (docs/data.md).
+    """
+    from pathlib import Path
+
+    from herd_tools.experiments.durability import main as durability_main
+
+    raise typer.Exit(
+        durability_main(
+            Path(app_file),
+            rate=rate,
+            duration=duration,
+            kill_every=kill_every,
+            cache_seconds=cache_seconds,
+            warmup_s=warmup,
+            json_path=Path(json_file) if json_file else None,
+        )
+    )
+
+
 @experiment_app.command("autoscale")
 def autoscale(
     app_file: str = _FLIX_APP,

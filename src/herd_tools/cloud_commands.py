@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from herd._cloud.controller import Controller
-from herd._cloud.interface import CloudApi, GroupView, InstanceView
+from herd._cloud.interface import CacheView, CloudApi, GroupView, InstanceView
 from herd._cloud.up import control, up
 from herd._model.errors import HerdError
 from herd._process.logging import configure
@@ -69,13 +69,16 @@ def _column(header: str, *, whole: bool = False) -> Column:
 def ps_command(as_json: bool = False) -> None:
     """Print groups and instances: as tables, or as JSON for scripts."""
 
-    async def both(api: CloudApi) -> tuple[list[GroupView], list[InstanceView]]:
-        return await api.groups(), await api.ps()
+    async def every(
+        api: CloudApi,
+    ) -> tuple[list[GroupView], list[InstanceView], list[CacheView]]:
+        return await api.groups(), await api.ps(), await api.caches()
 
-    groups, instances = ask(both)
+    groups, instances, caches = ask(every)
     if as_json:
         # Plain stdout: rich would highlight and wrap it.
-        print(msgspec.json.encode({"groups": groups, "instances": instances}).decode())
+        figures = {"groups": groups, "instances": instances, "caches": caches}
+        print(msgspec.json.encode(figures).decode())
         return
     table = Table(
         _column("group", whole=True),
@@ -114,6 +117,32 @@ def ps_command(as_json: bool = False) -> None:
             view.address or "-",
             str(view.pid or "-"),
             f"{view.uptime_s:.0f}s" if view.pid else "-",
+        )
+    console.print(table)
+    if caches:
+        _print_caches(caches)
+
+
+def _print_caches(caches: list[CacheView]) -> None:
+    table = Table(
+        _column("cache server", whole=True),
+        _column("zone"),
+        _column("status"),
+        _column("address", whole=True),
+        _column("pid"),
+        _column("uptime"),
+        _column("memory"),
+        title="caches (memcached)",
+    )
+    for view in caches:
+        table.add_row(
+            view.id,
+            view.zone,
+            view.status,
+            view.address,
+            str(view.pid or "-"),
+            f"{view.uptime_s:.0f}s" if view.pid else "-",
+            f"{view.memory_mb} MB",
         )
     console.print(table)
 

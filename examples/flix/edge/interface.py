@@ -8,7 +8,7 @@ from __future__ import annotations
 import msgspec
 
 import herd
-from examples.flix.ids import VisitorId
+from examples.flix.ids import VideoId, VisitorId
 from examples.flix.movie.interface import PresentationVideo
 
 #: The optional row history feeds.
@@ -21,6 +21,8 @@ class HomeRow(msgspec.Struct):
     title: str
     kind: str  # "history" or "merch"
     videos: list[PresentationVideo]
+    liked: list[VideoId] = msgspec.field(default_factory=list)
+    """Videos of the row the visitor gave a thumbs up."""
 
 
 class HomePage(msgspec.Struct):
@@ -34,6 +36,15 @@ class HomePage(msgspec.Struct):
     name: str
     rows: list[HomeRow]
     omitted: list[str]
+
+
+class Session(msgspec.Struct, frozen=True):
+    """A signed-in visitor, kept in memcached under a random id (the session cookie's value),
+    so any edge instance serves it and none keeps it."""
+
+    visitor: VisitorId
+    name: str
+    signed_in_at: int
 
 
 class NoSuchVisitor(herd.ServiceError):

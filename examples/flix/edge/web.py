@@ -1,10 +1,20 @@
-"""edge's HTTP front: the home page as HTML (``/``) and JSON (``/api/home?visitor=N``).
+"""edge's HTTP front: the home page as HTML (``/``) and JSON (``/api/home``), sign-in and
+sign-out, and the writes (play, rate) from the page's buttons and the JSON API.
 
 These are `herd.route`s of `EdgeService`, served on the same port as its RPCs, so the front door
 and the registry see one address per edge instance. Each request runs under the caller's deadline
 cut to ``FLIX_EDGE_DEADLINE`` seconds (default 1.0), which telescopes through every call behind
-it. The visitor comes from ``?visitor=N`` (then remembered in a cookie) or the ``visitor``
-cookie. Boxshots are drawn as SVG at ``/boxshot.svg?video=N``.
+it. Boxshots are drawn as SVG at ``/boxshot.svg?video=N``.
+
+Who is watching: a **session** (sign in with visitor number and password: ``POST /signin`` from
+the landing page's form, or ``POST /api/signin`` with ``{"visitor": N, "password": "..."}``)
+sets the ``flix_session`` cookie (HttpOnly, SameSite=Lax, a random id); the session itself lives
+in memcached, so any edge instance serves it. Only a signed-in visitor writes: ``POST /act``
+from the page's buttons, ``POST /api/play`` ``{"video": V}`` and ``POST /api/rate``
+``{"video": V, "thumbs": 1 | -1}``, each with an idempotency key (``"key"`` in the body or the
+``Idempotency-Key`` header; the page puts a fresh one in every button). The **demo shortcut**
+``?visitor=N`` (then remembered in the ``visitor`` cookie) shows anyone's page read-only,
+without signing in: load generators and experiments use it.
 
 A build can be made bad on purpose for deploy experiments: ``FLIX_FAIL_RATE`` (default 0) is the
 share of page requests (``/`` and ``/api/home``) that fail with a server error, as a broken release
@@ -18,20 +28,28 @@ on ``/``, plain text on the boxshot) before any service is called.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import os
 import random
 import zlib
+from typing import Any
+from urllib.parse import parse_qs
 
 import msgspec
 
 import herd
-from examples.flix.edge.interface import HomePage, NoSuchVisitor
-from examples.flix.edge.library import HomePages
-from examples.flix.identity.interface import Person
+from examples.flix.edge.interface import HomePage, NoSuchVisitor, Session
+from examples.flix.edge.library import SESSION_TTL_S, HomePages
+from examples.flix.idempotency import BadKey, InvalidWrite, KeyReused, new_key
+from examples.flix.identity.interface import BadCredentials, Person
 from examples.flix.ids import BadId, VideoId, VisitorId, parse_id
+from examples.flix.merch.interface import Thumbs
 
 COOKIE = "visitor"
+SESSION_COOKIE = "flix_session"
+IDEMPOTENCY_HEADER = "idempotency-key"
+_FIELDS_MAX = 16
 LANDING_VISITORS = tuple(VisitorId(v) for v in range(1, 9))
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
@@ -73,6 +91,56 @@ def visitor_of(request: herd.WebRequest) -> VisitorId | None:
         raise BadCookie(str(exc)) from None
 
 
+class BadBody(BadId):
+    """A write's body is not the form or JSON object it should be: answered with 400."""
+
+
+class NotSignedIn(herd.HerdError):
+    """A write without a live session: answered with 401."""
+
+
+def _session_cookie(value: str, max_age: int) -> str:
+    # HttpOnly: no script reads it; SameSite=Lax: no other site's form posts with it.
+    return f"{SESSION_COOKIE}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax"
+
+
+def _form(request: herd.WebRequest) -> dict[str, str]:
+    """A urlencoded body's fields (the first value of each)."""
+    try:
+        fields = parse_qs(
+            request.body.decode("utf-8"), max_num_fields=_FIELDS_MAX, strict_parsing=False
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadBody(f"the form could not be read: {exc}") from None
+    return {name: values[0] for name, values in fields.items()}
+
+
+def _json(request: herd.WebRequest) -> dict[str, Any]:
+    try:
+        body = msgspec.json.decode(request.body or b"{}")
+    except msgspec.DecodeError as exc:
+        raise BadBody(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadBody("the body must be a JSON object")
+    return body
+
+
+def _id(fields: dict[str, Any], name: str) -> int:
+    value = fields.get(name)
+    if value is None:
+        raise BadBody(f"give {name}")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise BadBody(f"{name} must be an id")
+    return parse_id(str(value), name)
+
+
+def _key(fields: dict[str, Any], request: herd.WebRequest) -> str:
+    key = fields.get("key") or request.headers.get(IDEMPOTENCY_HEADER) or ""
+    if not isinstance(key, str) or not key:
+        raise BadBody(f'give an idempotency key: "key" in the body or an {IDEMPOTENCY_HEADER}')
+    return key
+
+
 class Front:
     """The HTTP handlers over `HomePages`; `EdgeService` routes requests here."""
 
@@ -87,13 +155,30 @@ class Front:
         if self.failing and random.random() < self.failing:
             raise BadBuild(f"this build fails {self.failing:.0%} of its pages (FLIX_FAIL_RATE)")
 
+    async def _who(self, request: herd.WebRequest) -> tuple[VisitorId | None, Session | None]:
+        """The visitor shown: ``?visitor=N`` (the demo shortcut), else the session's, else
+        the ``visitor`` cookie's; and the session, when signed in. Raises `herd.Unavailable`
+        when the session cannot be read (the front door tries another edge instance)."""
+        raw = request.cookies.get(SESSION_COOKIE)
+        if "visitor" in request.query:
+            # The demo shortcut needs no session: one that cannot be read shows no buttons.
+            session = None
+            if raw:
+                with contextlib.suppress(herd.Unavailable):
+                    session = await self.pages.session(raw)
+            return visitor_of(request), session
+        session = await self.pages.session(raw) if raw else None
+        if session is not None:
+            return session.visitor, session
+        return visitor_of(request), None
+
     async def api_home(self, request: herd.WebRequest) -> herd.WebResponse:
         self._maybe_fail()
         try:
-            visitor = visitor_of(request)
-            if visitor is None:
-                raise BadId("give a visitor: /api/home?visitor=N")
             with herd.deadline(self.deadline):
+                visitor, _ = await self._who(request)
+                if visitor is None:
+                    raise BadId("give a visitor: /api/home?visitor=N, or sign in")
                 page = await self.pages.home(visitor)
         except (BadId, herd.HerdError) as exc:
             return _failure(exc, as_json=True)
@@ -102,17 +187,106 @@ class Front:
     async def home(self, request: herd.WebRequest) -> herd.WebResponse:
         self._maybe_fail()
         try:
-            visitor = visitor_of(request)
-            if visitor is None:
-                return herd.WebResponse(await self._landing(), content_type=HTML)
             with herd.deadline(self.deadline):
+                visitor, session = await self._who(request)
+                if visitor is None:
+                    return herd.WebResponse(await self._landing(), content_type=HTML)
                 page = await self.pages.home(visitor)
         except (BadId, herd.HerdError) as exc:
             return _failure(exc, as_json=False)
         headers = {}
         if "visitor" in request.query:
             headers["Set-Cookie"] = f"{COOKIE}={visitor}; Max-Age=2592000; Path=/; HttpOnly"
-        return herd.WebResponse(render_home(page), content_type=HTML, headers=headers)
+        writer = session if session is not None and session.visitor == visitor else None
+        return herd.WebResponse(render_home(page, writer), content_type=HTML, headers=headers)
+
+    # -- sessions
+
+    async def sign_in(self, request: herd.WebRequest, *, as_json: bool) -> herd.WebResponse:
+        try:
+            fields = _json(request) if as_json else _form(request)
+            visitor = VisitorId(_id(fields, "visitor"))
+            password = fields.get("password")
+            if not isinstance(password, str):
+                raise BadBody("give a password")
+            with herd.deadline(self.deadline):
+                session_id, session = await self.pages.sign_in(visitor, password)
+        except (BadId, herd.HerdError) as exc:
+            return _failure(exc, as_json=as_json)
+        headers = {"Set-Cookie": _session_cookie(session_id, SESSION_TTL_S)}
+        if as_json:
+            body = {"visitor": session.visitor, "name": session.name}
+            return herd.WebResponse(msgspec.json.encode(body), 200, JSON, headers)
+        return _see_other("/", headers)
+
+    async def sign_out(self, request: herd.WebRequest, *, as_json: bool) -> herd.WebResponse:
+        raw = request.cookies.get(SESSION_COOKIE)
+        try:
+            if raw:
+                with herd.deadline(self.deadline):
+                    await self.pages.sign_out(raw)
+        except herd.HerdError as exc:
+            return _failure(exc, as_json=as_json)
+        headers = {"Set-Cookie": _session_cookie("", 0)}
+        if as_json:
+            return herd.WebResponse(b'{"signed_out": true}', 200, JSON, headers)
+        return _see_other("/", headers)
+
+    # -- writes
+
+    async def _writer(self, request: herd.WebRequest) -> Session:
+        raw = request.cookies.get(SESSION_COOKIE)
+        session = await self.pages.session(raw) if raw else None
+        if session is None:
+            raise NotSignedIn("sign in to play or rate")
+        return session
+
+    async def act(self, request: herd.WebRequest) -> herd.WebResponse:
+        """A button of the page: ``do=play:KEY``, ``up:KEY`` or ``down:KEY`` on ``video``."""
+        try:
+            fields = _form(request)
+            video = VideoId(_id(fields, "video"))
+            action, _, key = fields.get("do", "").partition(":")
+            if action not in ("play", "up", "down"):
+                raise BadBody("do is play:KEY, up:KEY or down:KEY")
+            with herd.deadline(self.deadline):
+                session = await self._writer(request)
+                if action == "play":
+                    await self.pages.play(session.visitor, video, key)
+                else:
+                    await self.pages.rate(session.visitor, video, 1 if action == "up" else -1, key)
+        except (BadId, herd.HerdError) as exc:
+            return _failure(exc, as_json=False)
+        return _see_other("/")
+
+    async def api_play(self, request: herd.WebRequest) -> herd.WebResponse:
+        try:
+            fields = _json(request)
+            video, key = VideoId(_id(fields, "video")), _key(fields, request)
+            with herd.deadline(self.deadline):
+                session = await self._writer(request)
+                played = await self.pages.play(session.visitor, video, key)
+        except (BadId, herd.HerdError) as exc:
+            return _failure(exc, as_json=True)
+        return herd.WebResponse(msgspec.json.encode(played), content_type=JSON)
+
+    async def api_rate(self, request: herd.WebRequest) -> herd.WebResponse:
+        try:
+            fields = _json(request)
+            video, key = VideoId(_id(fields, "video")), _key(fields, request)
+            thumbs: Thumbs
+            if fields.get("thumbs") == 1:
+                thumbs = 1
+            elif fields.get("thumbs") == -1:
+                thumbs = -1
+            else:
+                raise BadBody("thumbs is 1 (up) or -1 (down)")
+            with herd.deadline(self.deadline):
+                session = await self._writer(request)
+                rated = await self.pages.rate(session.visitor, video, thumbs, key)
+        except (BadId, herd.HerdError) as exc:
+            return _failure(exc, as_json=True)
+        return herd.WebResponse(msgspec.json.encode(rated), content_type=JSON)
 
     async def boxshot(self, request: herd.WebRequest) -> herd.WebResponse:
         raw = request.query.get("video")
@@ -147,24 +321,61 @@ class Front:
         links = "".join(
             f'<li><a href="/?visitor={p.id}">{html.escape(p.name)}</a></li>' for p in people if p
         )
-        body = (
-            "<h1>Who's watching?</h1>"
-            f'<ul class="who">{links}</ul>'
-            '<form action="/"><label>or visitor number <input name="visitor" size="6" required '
-            'inputmode="numeric" pattern="[1-9][0-9]{0,18}"></label>'
-            "<button>go</button></form>"
-        )
-        return _layout("flix", body)
+        return _layout("flix", f"<h1>Who's watching?</h1>{_sign_in_form()}" + links_section(links))
+
+
+def links_section(links: str) -> str:
+    """The landing page's profiles (read-only pages, the demo shortcut) and its number form."""
+    return (
+        "<h2>or just look around</h2>"
+        f'<ul class="who">{links}</ul>'
+        '<form action="/"><label>or visitor number <input name="visitor" size="6" required '
+        'inputmode="numeric" pattern="[1-9][0-9]{0,18}"></label>'
+        "<button>go</button></form>"
+    )
+
+
+def _sign_in_form(message: str = "") -> str:
+    note = f'<p class="error">{html.escape(message)}</p>' if message else ""
+    return (
+        f'{note}<form class="signin" method="post" action="/signin">'
+        '<label>visitor <input name="visitor" size="6" required inputmode="numeric" '
+        'pattern="[1-9][0-9]{0,18}"></label> '
+        '<label>password <input name="password" type="password" required '
+        'autocomplete="current-password"></label> <button>sign in</button></form>'
+        '<p class="hint">Demo accounts: visitors 1 to 8; a password is printed by '
+        "<code>python -m examples.flix.store password N</code>.</p>"
+    )
+
+
+def _see_other(location: str, headers: dict[str, str] | None = None) -> herd.WebResponse:
+    """303: after a form's POST the browser loads `location`, so a reload does not post again."""
+    return herd.WebResponse(
+        f'<a href="{location}">continue</a>', 303, HTML, {**(headers or {}), "Location": location}
+    )
 
 
 def _failure(exc: BadId | herd.HerdError, *, as_json: bool) -> herd.WebResponse:
-    """400 for a bad visitor (a bad cookie is cleared), 404 for an unknown one, 503 when the
-    page cannot be built. JSON errors are ``{"error": kind, "message": ...}``, as herd's own."""
+    """400 for a bad id, body or key (a bad cookie is cleared), 401 without a session or with
+    wrong credentials, 404 for an unknown visitor, 409 for a key reused by another write, 503
+    when the page or write cannot be done now. JSON errors are ``{"error": kind, "message":
+    ...}``, as herd's own."""
     headers = {}
     if isinstance(exc, BadId):
         status, kind, message = 400, "bad_request", str(exc)
         if isinstance(exc, BadCookie):
             headers["Set-Cookie"] = f"{COOKIE}=; Max-Age=0; Path=/; HttpOnly"
+    elif isinstance(exc, BadKey | InvalidWrite):
+        status, kind, message = 400, "bad_request", str(exc)
+    elif isinstance(exc, BadCredentials | NotSignedIn):
+        status, kind, message = 401, "unauthorized", str(exc)
+        if isinstance(exc, NotSignedIn):
+            headers["Set-Cookie"] = _session_cookie("", 0)
+        elif not as_json:
+            body = _layout("flix: sign in", _sign_in_form("Wrong visitor or password."))
+            return herd.WebResponse(body, status, HTML, headers)
+    elif isinstance(exc, KeyReused):
+        status, kind, message = 409, "conflict", str(exc)
     elif isinstance(exc, NoSuchVisitor):
         status, kind, message = 404, "not_found", f"no visitor {exc.visitor}"
     else:
@@ -177,15 +388,29 @@ def _failure(exc: BadId | herd.HerdError, *, as_json: bool) -> herd.WebResponse:
     return herd.WebResponse(_layout("flix", body), status, HTML, headers)
 
 
-def render_home(page: HomePage) -> str:
-    """The HTML of a home page."""
+def _buttons(video: VideoId) -> str:
+    """Play and rate a tile's video: one form, a fresh idempotency key per button."""
+    return (
+        '<form class="act" method="post" action="/act">'
+        f'<input type="hidden" name="video" value="{video}">'
+        f'<button name="do" value="play:{new_key()}" title="play">&#9654;</button>'
+        f'<button name="do" value="up:{new_key()}" title="thumbs up">&#128077;</button>'
+        f'<button name="do" value="down:{new_key()}" title="thumbs down">&#128078;</button>'
+        "</form>"
+    )
+
+
+def render_home(page: HomePage, session: Session | None = None) -> str:
+    """The HTML of a home page; with the visitor's own `session`, buttons to play and rate."""
     rows = []
     for row in page.rows:
+        liked = set(row.liked)
         tiles = "".join(
-            f'<li class="tile" data-video="{video.id}">'
+            f'<li class="tile{" liked" if video.id in liked else ""}" data-video="{video.id}">'
             f'<img src="{html.escape(video.boxshot)}" alt="" width="120" height="180">'
             f'<span class="title">{html.escape(video.title)}</span>'
-            f'<span class="year">{video.year}</span></li>'
+            f'<span class="year">{video.year}</span>'
+            f"{_buttons(video.id) if session is not None else ''}</li>"
             for video in row.videos
         )
         rows.append(
@@ -199,7 +424,12 @@ def render_home(page: HomePage) -> str:
         if page.omitted
         else ""
     )
-    body = f"<h1>{greeting}</h1>{note}{''.join(rows)}"
+    account = (
+        '<form class="signout" method="post" action="/signout"><button>sign out</button></form>'
+        if session is not None
+        else ""
+    )
+    body = f"<h1>{greeting}</h1>{account}{note}{''.join(rows)}"
     return _layout(f"flix: home of visitor {page.visitor}", body)
 
 
@@ -221,7 +451,9 @@ _STYLE = (
     "list-style:none;padding:0;margin:0}.tile{flex:0 0 120px;font-size:12px}"
     ".tile img{display:block;border-radius:4px}.title{display:block;margin-top:4px}"
     ".year{color:#999}.omitted{color:#999;font-style:italic}.error{color:#f66}"
-    "a{color:#e5e5e5}.who li{margin:6px 0}"
+    "a{color:#e5e5e5}.who li{margin:6px 0}.act button{background:none;border:0;"
+    "cursor:pointer;font-size:14px;padding:2px}.liked img{outline:2px solid #46d369}"
+    ".signout{float:right}.hint{color:#999;font-size:13px}"
 )
 
 

@@ -25,6 +25,10 @@ class UnknownVisitor(herd.ServiceError):
     visitor: VisitorId
 
 
+class BadCredentials(herd.ServiceError):
+    """No such visitor, no account, or the wrong password (which one is not said)."""
+
+
 class Identity(herd.Interface, name="identity"):
     """Visitors' identities."""
 
@@ -35,3 +39,8 @@ class Identity(herd.Interface, name="identity"):
     @herd.method(idempotent=True)
     async def people(self, visitors: list[VisitorId]) -> list[Person]:
         """The people among `visitors` that exist (unknown ids are left out)."""
+
+    @herd.method()
+    async def sign_in(self, visitor: VisitorId, password: str) -> Person:
+        """The person, if `password` is theirs; raises `BadCredentials`. Not retried: each
+        try costs the service a deliberately slow hash."""

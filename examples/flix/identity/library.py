@@ -53,3 +53,7 @@ class IdentityLibrary:
         person = await self.identity.person(visitor)
         self.cache.put(visitor, person)
         return person
+
+    async def sign_in(self, visitor: VisitorId, password: str) -> Person:
+        """The person if the password is theirs; raises `BadCredentials` (never cached)."""
+        return await self.identity.sign_in(visitor, password)

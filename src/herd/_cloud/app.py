@@ -27,6 +27,11 @@
     service = "edge"
     port = 8080
 
+    [[caches]]                      # memcached, one server per zone (EVCache; herd.cache)
+    name = "flix"
+    memory_mb = 64
+    # port = 11300                  # zone i listens on port + i; default: free ports
+
     [front_door.cohorts]            # a request's bucket and pin (docs/deploy.md)
     visitor_query = "visitor"       # where the visitor id is, hashed into a bucket 0-99
     pin_header = "x-flix-pin"       # `x-flix-pin: v002` pins the request to v002 at every hop
@@ -235,6 +240,16 @@ class DeploySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return None
 
 
+class CacheSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A memcached cluster with one server in every zone, which `herd.cache(name, ...)` reads
+    from the local zone and writes to every zone (docs/data.md)."""
+
+    name: str
+    memory_mb: int = 64
+    port: int = 0
+    """Zone i's server listens on `port + i`; 0: a free port per zone, chosen at `herd up`."""
+
+
 class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A whole system, as `herd up` runs it."""
 
@@ -245,6 +260,7 @@ class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     env: dict[str, str] = msgspec.field(default_factory=dict)
     setup: list[list[str]] = msgspec.field(default_factory=list)
     front_door: FrontDoorSpec | None = None
+    caches: list[CacheSpec] = msgspec.field(default_factory=list)
     registry_port: int = 8500
     control_port: int = 8400
     run_dir: str | None = None
@@ -323,6 +339,18 @@ def _check(spec: AppSpec, source: Path) -> None:
             raise ConfigurationError(
                 f'{source}: registry is "embedded", "etcd" or "etcd://host:port,...": {exc}'
             ) from None
+    names = [cache.name for cache in spec.caches]
+    for cache in spec.caches:
+        if not _NAME.match(cache.name) or names.count(cache.name) > 1:
+            raise ConfigurationError(
+                f"{source}: cache {cache.name!r}: a distinct name of lowercase letters, digits, -"
+            )
+        if not 1 <= cache.memory_mb <= 65536:
+            raise ConfigurationError(f"{source}: cache {cache.name}: memory_mb is 1 to 65536")
+        if not (cache.port == 0 or 1024 <= cache.port <= 65535 - len(spec.zones)):
+            raise ConfigurationError(
+                f"{source}: cache {cache.name}: port is 0 (free ports) or 1024 and up"
+            )
     services = {g.service for g in spec.groups}
     for version in spec.versions:
         if version.service not in services or not re.match(r"^v\d{3}$", version.version):

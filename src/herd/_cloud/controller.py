@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from herd._cloud import caches
 from herd._cloud.app import App, GroupSpec
 from herd._cloud.autoscale import Autoscaler, Decision, initial_count
 from herd._cloud.ca import CertificateAuthority
@@ -42,6 +43,7 @@ from herd._cloud.front_door import FrontDoor
 from herd._cloud.history import History
 from herd._cloud.history_api import HistoryRoutes
 from herd._cloud.interface import (
+    CacheView,
     CloudApi,
     DeployView,
     GroupView,
@@ -137,12 +139,14 @@ class _Slot:
     name: str
     log: Path
     group: GroupSpec | None = None
-    """None for the registry."""
+    """None for the registry, etcd members and cache servers."""
     zone: str = ""
     index: int = 0
     process: Process | None = None
     """The process filling the slot now, or the last one."""
     backoff: Backoff = dataclasses.field(default_factory=Backoff)
+    cache: caches.CacheServer | None = None
+    """The memcached server the slot runs, for a cache's slot."""
     replace: bool = False
     """Killed on purpose (`herd kill`): start the next one at once; no crash to count."""
     cause: str = ""
@@ -181,6 +185,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self._etcd: list[_Slot] = []
         """The members of the local etcd cluster (`registry = "etcd"`), started first."""
         self._etcd_token = ""
+        self._cache_servers = caches.plan(app)
+        self._caches: list[_Slot] = []
+        """One memcached per cache and zone, started before the instances that use them."""
         self.resolver: RegistryResolver | None = None
         self.front_door: FrontDoor | None = None
         self.deployer: Deployer | None = None
@@ -271,6 +278,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         # second: even a crash-looping one is tried again every second.
         if spec.registry == ETCD:
             await self._start_etcd()
+        await self._start_caches()
         registry_backoff = Backoff(most_s=1.0)
         self._registry = _Slot("registry", self._log_dir / "registry.log", backoff=registry_backoff)
         self._supervise(self._registry)
@@ -323,7 +331,12 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         await self.chaos.close()
         await self.watch.close()
         slots = self._instance_slots()
-        supervised = [*slots, *([self._registry] if self._registry else []), *self._etcd]
+        supervised = [
+            *slots,
+            *([self._registry] if self._registry else []),
+            *self._etcd,
+            *self._caches,
+        ]
         for slot in supervised:
             if slot.task is not None:
                 slot.task.cancel()
@@ -343,7 +356,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             await self.resolver.close()
         if self._registry is not None and self._registry.process is not None:
             await self._registry.process.stop()
-        await asyncio.gather(*(slot.process.stop() for slot in self._etcd if slot.process))
+        await asyncio.gather(
+            *(slot.process.stop() for slot in [*self._etcd, *self._caches] if slot.process)
+        )
         if self._server is not None:
             # Open dashboard streams end first: the server's close waits for its handlers.
             await self.dashboard.close()
@@ -356,6 +371,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         env = {k: self.app.expand(v) for k, v in self.app.spec.env.items()}
         path = os.environ.get("PYTHONPATH", "")
         env["PYTHONPATH"] = f"{self.app.root}{os.pathsep}{path}" if path else str(self.app.root)
+        env.update(caches.environment(self._cache_servers))
         return env
 
     def _write_state(self) -> None:
@@ -547,6 +563,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         group = slot.group
         if slot in self._etcd:
             return self._etcd_member(slot)
+        if slot.cache is not None:
+            command = slot.cache.command()
+            return Process(slot.name, command, {}, self.app.root, slot.log, base_env=inherited)
         if group is None:
             command = [sys.executable, "-m", "herd._registry.service"]
             command += ["--port", str(self.app.spec.registry_port)]
@@ -632,6 +651,41 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         ]
         inherited = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         return Process(slot.name, command, {}, self.app.root, slot.log, base_env=inherited)
+
+    # -- caches
+
+    async def _start_caches(self) -> None:
+        """Start every cache's memcached servers, each in a slot of its own."""
+        for server in self._cache_servers:
+            slot = _Slot(server.id, self._log_dir / f"{server.id}.log", cache=server)
+            self._caches.append(slot)
+            self._supervise(slot)
+        await asyncio.gather(*(slot.tried.wait() for slot in self._caches))
+        failed = [slot for slot in self._caches if not self._filled(slot)]
+        if failed:
+            logs = ", ".join(str(slot.log) for slot in failed)
+            raise RuntimeError(f"memcached did not start: see {logs}")
+        for server in self._cache_servers:
+            self._say(f"cache {server.name} zone {server.zone}: memcached on {server.address}")
+
+    async def caches(self) -> list[CacheView]:
+        views = []
+        for slot in self._caches:
+            assert slot.cache is not None
+            process = slot.process
+            alive = self._filled(slot)
+            status = "UP" if alive else CRASHLOOP if slot.backoff.looping else "DOWN"
+            started = process.started_at if process is not None and alive else time.time()
+            views.append(
+                caches.view(
+                    slot.cache,
+                    status=status,
+                    pid=process.pid if process is not None and alive else None,
+                    uptime_s=time.time() - started,
+                    log=slot.log,
+                )
+            )
+        return views
 
     # -- autoscaling
 

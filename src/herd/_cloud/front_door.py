@@ -56,6 +56,7 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}
 )
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_IDEMPOTENCY_KEY = "Idempotency-Key"
 #: Paths of a herd server that are not for the outside: RPCs and operations endpoints.
 _INSIDE_PATHS = ("/metrics", "/health")
 _INSIDE_PREFIXES = (RPC_PREFIX, "/herd/")
@@ -167,15 +168,18 @@ class FrontDoor:
             for name, value in request.headers.items()
             if name.lower() not in _HOP_BY_HOP and not name.lower().startswith(HEADER_PREFIX)
         }
-        safe = request.method in _SAFE_METHODS
+        # A write that carries an idempotency key is applied once however often it is sent:
+        # it may be retried on another instance like a read (but is never hedged).
+        safe = request.method in _SAFE_METHODS or _IDEMPOTENCY_KEY in request.headers
 
         async def send(attempt: Attempt) -> HttpAnswer:
             return await self._forward(request, body, headers, safe, deadline, attempt)
 
         try:
+            hedge = request.method in _SAFE_METHODS
             # The request's cohort: the attempt loop picks the group by it, and it travels on.
             with _routing.routing(**self._cohorts.entries(request)):
-                answer = await self._loop.run(send, deadline, self._attempts, hedge=safe)
+                answer = await self._loop.run(send, deadline, self._attempts, hedge=hedge)
         except DeadlineExceeded as exc:
             return _plain(504, f"{self.service} did not answer in time: {exc}")
         except HerdError as exc:

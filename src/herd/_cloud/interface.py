@@ -88,6 +88,24 @@ class DeployRefused(ServiceError):
     """The deploy, confirm, abort or rollback cannot be done now: the message says why."""
 
 
+class CacheView(msgspec.Struct, frozen=True):
+    """One memcached server of a cache (one per cache and zone), as `herd ps` shows it.
+
+    `status` is UP while it answers, DOWN between an exit and its restart, CRASHLOOP while its
+    restarts back off.
+    """
+
+    id: str
+    cache: str
+    zone: str
+    status: str
+    address: str
+    pid: int
+    uptime_s: float
+    memory_mb: int
+    log: str
+
+
 class UnknownGroup(ServiceError):
     """No server group has that name."""
 
@@ -161,6 +179,9 @@ class CloudApi(Interface, name="cloud"):
 
     @method(idempotent=True)
     async def groups(self) -> list[GroupView]: ...
+
+    @method(idempotent=True)
+    async def caches(self) -> list[CacheView]: ...
 
     @method(admin=True)
     async def scale(self, group: str, count: int) -> GroupView: ...

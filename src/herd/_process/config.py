@@ -13,6 +13,7 @@
 | `HERD_HOME` | `~/.herd` | where `herd up` keeps the state other `herd` commands read |
 | `HERD_TLS_DIR` | none (plain TCP) | this process's identity: `cert.pem`, `key.pem`, `ca.pem` |
 | `HERD_ALLOW` | none (any caller) | services that may call this instance, comma-separated |
+| `HERD_CACHES` | none | memcached servers: `name@zone=host:port,...` (for `herd.cache`) |
 
 With `HERD_TLS_DIR` (the local cloud writes one per process, docs/security.md), servers take
 calls only over mutual TLS from holders of a certificate of the same authority, and drivers
@@ -41,6 +42,10 @@ LOG_LEVEL = "HERD_LOG_LEVEL"
 HOME = "HERD_HOME"
 TLS_DIR = "HERD_TLS_DIR"
 ALLOW = "HERD_ALLOW"
+CACHES = "HERD_CACHES"
+
+#: A cache's servers: zone -> `host:port`s.
+CacheZones = dict[str, list[str]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +63,8 @@ class Settings:
     home: Path = dataclasses.field(default_factory=lambda: Path.home() / ".herd")
     tls_dir: Path | None = None
     allow: frozenset[str] | None = None
+    caches: dict[str, CacheZones] = dataclasses.field(default_factory=dict)
+    """cache name -> zone -> memcached `host:port`s (`HERD_CACHES`)."""
 
 
 def settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +86,32 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
         home=Path(home) if home else Path.home() / ".herd",
         tls_dir=Path(tls_dir) if (tls_dir := env.get(TLS_DIR)) else None,
         allow=_allow(env.get(ALLOW)),
+        caches=parse_caches(env.get(CACHES, "")),
+    )
+
+
+def parse_caches(value: str) -> dict[str, CacheZones]:
+    """`name@zone=host:port,...` as cache name -> zone -> servers; ConfigurationError if bad."""
+    caches: dict[str, CacheZones] = {}
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        where, _, server = entry.partition("=")
+        name, _, zone = where.partition("@")
+        host, _, port = server.rpartition(":")
+        if not (name and zone and host and port.isascii() and port.isdigit()):
+            raise ConfigurationError(
+                f"{CACHES}: {entry!r} is not name@zone=host:port (e.g. flix@a=127.0.0.1:11311)"
+            )
+        caches.setdefault(name, {}).setdefault(zone, []).append(server)
+    return caches
+
+
+def caches_value(caches: dict[str, CacheZones]) -> str:
+    """The `HERD_CACHES` value for `caches` (the inverse of `parse_caches`)."""
+    return ",".join(
+        f"{name}@{zone}={server}"
+        for name, zones in caches.items()
+        for zone, servers in zones.items()
+        for server in servers
     )
 
 

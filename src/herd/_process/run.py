@@ -17,6 +17,7 @@ from typing import Any
 
 import uvloop
 
+from herd._cache.metrics import CACHE_METRICS
 from herd._client.driver import close_all
 from herd._client.metrics import CLIENT_METRICS
 from herd._model.instance import Status
@@ -100,10 +101,10 @@ def serve(impl: Interface, **options: Any) -> Server:
     deadline may ask for), `admin_token` (for methods declared `admin=True` and the injected
     faults at `/herd/faults`, beside the control plane's identity), `tls` (an
     `ssl.SSLContext`: callers must prove an identity) and `allow` (the services that may call,
-    with `tls`). Its `/metrics` and
-    `/herd/dependencies` include what this process's drivers see (`herd.client_metrics`).
+    with `tls`). Its `/metrics` and `/herd/dependencies` include what this process's drivers
+    see (`herd.client_metrics`); its `/metrics` also what its caches see (`herd.cache_metrics`).
     """
-    options.setdefault("collectors", [CLIENT_METRICS])
+    options.setdefault("collectors", [CLIENT_METRICS, CACHE_METRICS])
     options.setdefault("dependencies", CLIENT_METRICS.report)
     return Server(impl, **options)
 

@@ -1,0 +1,1 @@
+"""herd.Cache: EVCache's pattern over memcached, one replica per zone (docs/data.md)."""

@@ -1,0 +1,96 @@
+"""One memcached server of a cache, as `herd up` runs it: ``python -m herd._cloud.memcached``.
+
+Like an etcd member, this process becomes the system's ``memcached`` (same pid, so the control
+plane's signals and a chaos test's SIGKILL reach memcached itself), and a forked child prints
+the herd ready line once memcached answers ``version`` on its port. memcached comes from the
+system package (Debian's ``memcached``; `make system` installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+
+from herd._model.errors import ConfigurationError
+from herd._process.run import READY_PREFIX
+
+_PR_SET_PDEATHSIG = 1
+INSTALL = "sudo apt-get install -y memcached"
+
+
+def memcached_binary() -> str:
+    """The system's ``memcached``; ConfigurationError with the install command when missing."""
+    found = shutil.which("memcached") or (
+        "/usr/bin/memcached" if os.access("/usr/bin/memcached", os.X_OK) else None
+    )
+    if found is None:
+        raise ConfigurationError(f"no memcached binary on PATH: install it with `{INSTALL}`")
+    return found
+
+
+def command(binary: str, port: int, memory_mb: int) -> list[str]:
+    """memcached on loopback only, TCP only, two worker threads (the machine is shared)."""
+    line = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", str(memory_mb), "-t", "2"]
+    if os.geteuid() == 0:
+        # memcached refuses to run as root unless told which user to be.
+        line += ["-u", "root"]
+    return line
+
+
+def answers(port: int, timeout_s: float = 0.5) -> bool:
+    """Whether a memcached on `port` answers ``version``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as conn:
+            conn.sendall(b"version\r\n")
+            return conn.recv(64).startswith(b"VERSION")
+    except OSError:
+        return False
+
+
+def _announce_when_answering(port: int, timeout_s: float) -> None:
+    give_up = time.monotonic() + timeout_s
+    while time.monotonic() < give_up:
+        if answers(port):
+            print(READY_PREFIX + json.dumps({"address": f"127.0.0.1:{port}"}), flush=True)
+            return
+        time.sleep(0.02)
+
+
+def _die_with_parent() -> None:
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def main() -> None:
+    """Become memcached on ``--port`` with ``--memory-mb``; announce readiness from a child."""
+    parser = argparse.ArgumentParser(description="Run one memcached server of a herd cache.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--memory-mb", type=int, default=64)
+    args = parser.parse_args()
+    try:
+        binary = memcached_binary()
+    except ConfigurationError as exc:
+        raise SystemExit(f"herd memcached: {exc}") from None
+    sys.stdout.flush()
+    parent = os.getpid()
+    if os.fork() == 0:
+        try:
+            # The child holds the output pipe open: it must not outlive memcached.
+            _die_with_parent()
+            if os.getppid() == parent:
+                _announce_when_answering(args.port, timeout_s=30.0)
+        finally:
+            os._exit(0)
+    os.execv(binary, command(binary, args.port, args.memory_mb))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+"""`herd experiment durability`: writes through flix's front door while instances die, then
+every write read back from where it is stored; and a memcached zone killed under read load.
+
+Phase 1 (writes): visitors 1..8 sign in; `rate` writes per second for `duration` seconds
+alternate between play (history) and rate (merch), each with a fresh idempotency key and a
+distinct (kind, visitor, video), so a write applied twice shows as two rows. A client that gets
+no answer or a failure tries the same write again with the same key (as a real client would)
+until `give_up_s` after it was due. Every `kill_every` seconds a random history, merch or edge
+instance is SIGKILLed. Then each service's SQLite file is read:
+
+- `acknowledged`: writes answered 200; `lost`: acknowledged but not stored (must be 0);
+- `duplicated`: extra rows of a write stored more than once (must be 0);
+- `failed_pct`: writes never acknowledged, percent of `sent`.
+
+Phase 2 (cache), once every group is back to its count: home pages at `rate` per second,
+`warmup_s` to fill the caches (not counted), then `cache_seconds` counted; halfway through
+those, zone a's memcached is SIGKILLed. A page is whole when it answered 200 with every part
+(no `omitted`, the visitor's name): at least 99.9 % must be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import uvloop
+
+from herd._cloud.controller import Controller
+from herd._cloud.up import up
+from herd._process.logging import configure
+from herd_tools.cloud_commands import fails_cleanly
+
+Say = Callable[[str], None]
+
+#: Visitors who can sign in (flix seeds accounts for 1..8: `examples.flix.store.ACCOUNTS`).
+ACCOUNTS = 8
+VIDEOS = 1000
+VICTIM_SERVICES = ("history", "merch", "edge")
+WHOLE_PCT = 99.9
+
+
+class Writes(msgspec.Struct, frozen=True, kw_only=True):
+    """Phase 1's figures."""
+
+    sent: int
+    acknowledged: int
+    lost: int
+    duplicated: int
+    failed_pct: float
+    retries: int
+    stored_unacknowledged: int
+    killed: list[str]
+
+
+class CachePhase(msgspec.Struct, frozen=True, kw_only=True):
+    """Phase 2's figures."""
+
+    killed: str
+    pages: int
+    whole: int
+    whole_pct: float
+    broken_by_reason: dict[str, int]
+    """Why the other pages were not whole: `http_NNN`, `omitted_<part>`, `no_name`, or the
+    client's exception (`TimeoutError`, ...)."""
+    broken_after_kill: int
+    """Of those, the pages asked for once memcached was killed."""
+
+
+class Durability(msgspec.Struct, frozen=True, kw_only=True):
+    """What one run measured; `--json` writes exactly this."""
+
+    rate: float
+    duration_s: float
+    kill_every_s: float
+    writes: Writes
+    cache: CachePhase
+
+    @property
+    def passed(self) -> bool:
+        """Nothing lost, nothing applied twice, and pages whole through a cache zone's loss."""
+        return (
+            self.writes.lost == 0
+            and self.writes.duplicated == 0
+            and self.cache.whole_pct >= WHOLE_PCT
+        )
+
+
+class _Write(msgspec.Struct):
+    kind: str
+    visitor: int
+    video: int
+    key: str
+    acknowledged: bool = False
+    tries: int = 0
+
+
+def _plan(index: int, key: str) -> _Write:
+    """Write `index`'s distinct (kind, visitor, video)."""
+    kind = "play" if index % 2 == 0 else "rate"
+    visitor = 1 + (index // 2) % ACCOUNTS
+    video = 1 + (index // (2 * ACCOUNTS)) % VIDEOS
+    return _Write(kind, visitor, video, key)
+
+
+async def _sign_in(
+    http: aiohttp.ClientSession, door: str, passwords: dict[int, str]
+) -> dict[int, str]:
+    cookies = {}
+    for visitor, password in passwords.items():
+        body = {"visitor": visitor, "password": password}
+        async with http.post(f"{door}/api/signin", json=body) as answer:
+            if answer.status != 200:
+                raise RuntimeError(f"visitor {visitor} could not sign in: {await answer.text()}")
+            cookies[visitor] = answer.headers["Set-Cookie"].split(";")[0]
+    return cookies
+
+
+async def _send(
+    http: aiohttp.ClientSession, door: str, cookie: str, write: _Write, give_up_at: float
+) -> None:
+    loop = asyncio.get_running_loop()
+    path = "/api/play" if write.kind == "play" else "/api/rate"
+    body: dict[str, Any] = {"video": write.video}
+    if write.kind == "rate":
+        body["thumbs"] = 1 if write.video % 2 else -1
+    headers = {"Cookie": cookie, "Idempotency-Key": write.key}
+    while loop.time() < give_up_at:
+        write.tries += 1
+        try:
+            async with http.post(f"{door}{path}", json=body, headers=headers) as answer:
+                await answer.read()
+                if answer.status == 200:
+                    write.acknowledged = True
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        await asyncio.sleep(0.2)
+
+
+async def _killer(controller: Controller, every: float, killed: list[str], say: Say) -> None:
+    rng = random.Random(12)
+    while True:
+        await asyncio.sleep(every)
+        victims = [
+            view
+            for view in await controller.ps()
+            if view.service in VICTIM_SERVICES and view.status == "UP"
+        ]
+        if victims:
+            victim = rng.choice(victims)
+            await controller.kill(victim.id)
+            killed.append(victim.id)
+            say(f"SIGKILL {victim.id}")
+
+
+async def _passwords(controller: Controller) -> dict[int, str]:
+    """The demo accounts' passwords, as flix's own tool prints them (they are flix's data)."""
+    passwords = {}
+    for visitor in range(1, ACCOUNTS + 1):
+        command = [sys.executable, "-m", "examples.flix.store", "password", str(visitor)]
+        done = await asyncio.to_thread(
+            subprocess.run, command, cwd=controller.app.root, capture_output=True, check=True
+        )
+        passwords[visitor] = done.stdout.decode().strip()
+    return passwords
+
+
+def _stored(writes_dir: Path, since_ms: int) -> dict[str, list[tuple[str, str, int, int]]]:
+    """key -> rows as (kind, key, visitor, video) stored since `since_ms`, from both services'
+    files (a run directory keeps the writes of earlier runs)."""
+    rows: dict[str, list[tuple[str, str, int, int]]] = {}
+    tables = (
+        ("play", "history", "plays", "played_at_ms"),
+        ("rate", "merch", "ratings", "rated_at_ms"),
+    )
+    for kind, service, table, at in tables:
+        path = writes_dir / f"{service}.db"
+        if not path.exists():
+            continue
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            query = f"SELECT key, visitor, video FROM {table} WHERE {at} >= ?"
+            for key, visitor, video in db.execute(query, (since_ms,)):
+                rows.setdefault(key, []).append((kind, key, visitor, video))
+    return rows
+
+
+def _count(writes: list[_Write], writes_dir: Path, since_ms: int, killed: list[str]) -> Writes:
+    stored = _stored(writes_dir, since_ms)
+    by_content: dict[tuple[str, int, int], int] = {}
+    for found in stored.values():
+        for kind, _, visitor, video in found:
+            by_content[(kind, visitor, video)] = by_content.get((kind, visitor, video), 0) + 1
+    acknowledged = [w for w in writes if w.acknowledged]
+    sent = len(writes)
+    return Writes(
+        sent=sent,
+        acknowledged=len(acknowledged),
+        lost=sum(1 for w in acknowledged if w.key not in stored),
+        duplicated=sum(count - 1 for count in by_content.values() if count > 1),
+        failed_pct=round(100.0 * (sent - len(acknowledged)) / sent, 3) if sent else 0.0,
+        retries=sum(w.tries - 1 for w in writes if w.tries > 1),
+        stored_unacknowledged=sum(1 for w in writes if not w.acknowledged and w.key in stored),
+        killed=killed,
+    )
+
+
+async def _write_phase(
+    controller: Controller,
+    http: aiohttp.ClientSession,
+    door: str,
+    *,
+    rate: float,
+    duration: float,
+    kill_every: float,
+    give_up_s: float,
+    say: Say,
+) -> Writes:
+    cookies = await _sign_in(http, door, await _passwords(controller))
+    loop = asyncio.get_running_loop()
+    killed: list[str] = []
+    killer = asyncio.create_task(_killer(controller, kill_every, killed, say))
+    writes: list[_Write] = []
+    sending: list[asyncio.Task[None]] = []
+    since_ms = int(time.time() * 1000) - 1000  # the services' clock is this machine's
+    started = loop.time()
+    try:
+        while (due := started + len(writes) / rate) < started + duration:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            write = _plan(len(writes), secrets.token_urlsafe(16))
+            writes.append(write)
+            cookie = cookies[write.visitor]
+            sending.append(asyncio.create_task(_send(http, door, cookie, write, due + give_up_s)))
+        await asyncio.gather(*sending)
+    finally:
+        killer.cancel()
+        await asyncio.gather(killer, return_exceptions=True)
+    say(f"{len(writes)} writes sent; reading every one back")
+    writes_dir = Path(controller.app.expand(controller.app.spec.env["FLIX_WRITES"]))
+    return _count(writes, writes_dir, since_ms, killed)
+
+
+async def _cache_phase(
+    controller: Controller,
+    http: aiohttp.ClientSession,
+    door: str,
+    rate: float,
+    seconds: float,
+    warmup_s: float,
+) -> CachePhase:
+    loop = asyncio.get_running_loop()
+    zone_a = next(view for view in await controller.caches() if view.zone == "a")
+    results: list[str | None] = []
+    after_kill: list[str] = []
+    rng = random.Random(7)
+    started = loop.time()
+    warming: list[asyncio.Task[None]] = []
+    while (due := started + len(warming) / rate) < started + warmup_s:
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        warming.append(asyncio.create_task(_get(http, door, rng.randint(1, 10_000))))
+    await asyncio.gather(*warming)
+
+    async def page(visitor: int) -> None:
+        sent_at = loop.time()
+        try:
+            async with http.get(f"{door}/api/home?visitor={visitor}") as answer:
+                if answer.status != 200:
+                    results.append(f"http_{answer.status}")
+                    return
+                body = await answer.json(content_type=None)
+            if body["omitted"]:
+                results.append("omitted_" + "_".join(body["omitted"]))
+            else:
+                results.append(None if body["name"] else "no_name")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            results.append(type(exc).__name__)
+        if results[-1] is not None and sent_at >= started + seconds / 2:
+            after_kill.append(results[-1])
+
+    async def kill_midway() -> None:
+        await asyncio.sleep(seconds / 2)
+        os.kill(zone_a.pid, signal.SIGKILL)
+
+    killer = asyncio.create_task(kill_midway())
+    started = loop.time()
+    tasks: list[asyncio.Task[None]] = []
+    while (due := started + len(tasks) / rate) < started + seconds:
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        tasks.append(asyncio.create_task(page(rng.randint(1, 10_000))))
+    await asyncio.gather(*tasks, killer)
+    whole = results.count(None)
+    reasons: dict[str, int] = {}
+    for reason in results:
+        if reason is not None:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return CachePhase(
+        killed=zone_a.id,
+        pages=len(results),
+        whole=whole,
+        whole_pct=round(100.0 * whole / len(results), 3) if results else 0.0,
+        broken_by_reason=reasons,
+        broken_after_kill=len(after_kill),
+    )
+
+
+async def _settled(controller: Controller, timeout_s: float = 30.0) -> None:
+    """Wait until every group is back to its count, all UP, so that phase 2 sees the loss of a
+    memcached zone and not phase 1's last kills."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout_s
+    while loop.time() < give_up:
+        if all(group.status == "READY" for group in await controller.groups()):
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _get(http: aiohttp.ClientSession, door: str, visitor: int) -> None:
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        async with http.get(f"{door}/api/home?visitor={visitor}") as answer:
+            await answer.read()
+
+
+async def experiment(
+    app: Path,
+    *,
+    rate: float,
+    duration: float,
+    kill_every: float,
+    cache_seconds: float,
+    warmup_s: float = 5.0,
+    give_up_s: float = 10.0,
+    say: Say,
+) -> Durability:
+    """Run the app, write through its front door under kills, read back; then the cache."""
+    if min(rate, duration, kill_every, cache_seconds) <= 0 or warmup_s < 0:
+        raise ValueError("rate, duration, kill-every and cache-seconds must be > 0")
+    outcome: list[Durability] = []
+
+    async def ready(controller: Controller) -> None:
+        door = controller.front_door
+        if door is None or not await controller.caches():
+            raise ValueError(f"{app} needs a front door and a [[caches]] entry")
+        url = door.url.rstrip("/")
+        timeout = aiohttp.ClientTimeout(total=3.0)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            say(f"phase 1: {rate:g} writes/s for {duration:g} s, a kill every {kill_every:g} s")
+            writes = await _write_phase(
+                controller,
+                http,
+                url,
+                rate=rate,
+                duration=duration,
+                kill_every=kill_every,
+                give_up_s=give_up_s,
+                say=say,
+            )
+            await _settled(controller)
+            say(
+                f"phase 2: {rate:g} pages/s, {warmup_s:g} s to warm up, then {cache_seconds:g} s"
+                " counted with memcached zone a killed halfway"
+            )
+            cache = await _cache_phase(controller, http, url, rate, cache_seconds, warmup_s)
+        outcome.append(
+            Durability(
+                rate=rate,
+                duration_s=duration,
+                kill_every_s=kill_every,
+                writes=writes,
+                cache=cache,
+            )
+        )
+        controller.stopped.set()
+
+    await up(app, say=say, on_ready=ready)
+    if not outcome:
+        raise RuntimeError("the app stopped before the experiment finished")
+    return outcome[0]
+
+
+def main(
+    app: Path,
+    *,
+    rate: float,
+    duration: float,
+    kill_every: float,
+    cache_seconds: float,
+    warmup_s: float,
+    json_path: Path | None,
+) -> int:
+    """The body of `herd experiment durability`: 0 if nothing was lost or applied twice and
+    pages stayed whole."""
+    from rich.console import Console
+    from rich.table import Table
+
+    configure()
+    console = Console()
+    with fails_cleanly():
+        result = uvloop.run(
+            experiment(
+                app,
+                rate=rate,
+                duration=duration,
+                kill_every=kill_every,
+                cache_seconds=cache_seconds,
+                warmup_s=warmup_s,
+                say=console.print,
+            )
+        )
+    writes, cache = result.writes, result.cache
+    table = Table("figure", "value", title="durability")
+    for name in ("sent", "acknowledged", "lost", "duplicated", "failed_pct", "retries"):
+        table.add_row(name, f"{getattr(writes, name):g}")
+    table.add_row("stored, not acknowledged", str(writes.stored_unacknowledged))
+    table.add_row("instances killed", str(len(writes.killed)))
+    table.add_row(f"pages whole ({cache.killed} killed)", f"{cache.whole}/{cache.pages}")
+    table.add_row("pages whole %", f"{cache.whole_pct:g}")
+    for reason, count in sorted(cache.broken_by_reason.items()):
+        table.add_row(f"  not whole: {reason}", str(count))
+    table.add_row("  of them after the kill", str(cache.broken_after_kill))
+    console.print(table)
+    if json_path is not None:
+        json_path.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
+    return 0 if result.passed else 1

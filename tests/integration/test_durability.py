@@ -1,0 +1,56 @@
+"""A short `herd experiment durability`: writes through flix's front door while history,
+merch and edge instances are SIGKILLed, every acknowledged write read back from SQLite, none
+lost or applied twice; then a memcached zone killed under read load without a broken page (the
+full run and its figures are in benchmarks/RESULTS.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cloud_helpers import cloud_env, run_herd, write_app
+from tests.integration.memcached import require_memcached
+
+pytestmark = pytest.mark.timeout(150)
+
+
+def test_no_acknowledged_write_is_lost_or_applied_twice(tmp_path: Path) -> None:
+    require_memcached()
+    app = write_app(tmp_path, "flix")
+    figures = tmp_path / "durability.json"
+    done = run_herd(
+        "experiment",
+        "durability",
+        "--app",
+        str(app),
+        "--rate",
+        "40",
+        "--duration",
+        "5",
+        "--kill-every",
+        "1.5",
+        "--warmup",
+        "1.5",
+        "--cache-seconds",
+        "3",
+        "--json",
+        str(figures),
+        env=cloud_env(tmp_path / "home"),
+        timeout=120,
+    )
+    # 1: the figures missed a target; they are checked below, with the output to show why.
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(figures.read_text())
+    writes, cache = result["writes"], result["cache"]
+    assert writes["sent"] == 200 and len(writes["killed"]) >= 3
+    assert writes["lost"] == 0 and writes["duplicated"] == 0
+    assert writes["acknowledged"] >= 0.99 * writes["sent"]
+    assert cache["pages"] == 120
+    # Every page answered, and greeted its visitor. History's row is optional (one attempt
+    # may take 0.15 s): on a loaded machine it can be left out of a page whatever the cache
+    # does, so the full run's >= 99.9 % whole is measured, not asserted, here.
+    output = done.stdout[-3000:]
+    assert set(cache["broken_by_reason"]) <= {"omitted_history"}, output
+    assert cache["whole_pct"] >= 95, output
