@@ -151,10 +151,10 @@ async def test_writes_are_stored_once_and_show_on_the_next_page(flix: Cloud) -> 
             "POST", "/api/rate", {"video": last, "thumbs": 1, "key": new_key()}
         )
         assert status == 200 and rated["applied"], rated
-        status, _ = await browser.call(
+        status, body = await browser.call(
             "POST", "/api/rate", {"video": second, "thumbs": -1, "key": new_key()}
         )
-        assert status == 200
+        assert status == 200, body
         page = await browser.home()
         assert page["rows"][0]["title"] == HISTORY_ROW
         assert page["rows"][0]["videos"][0]["id"] == last

@@ -548,6 +548,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         if process is None or slot.group is None or process.name not in self._live:
             return
         self._live.discard(process.name)
+        if self.deployer is not None:
+            # A killed process never deregisters: the control plane, which saw it end, does.
+            self._chore(self.deployer.forget(process.name))
         self.record(
             "instance.terminated",
             cause=slot.cause or "crash",

@@ -177,6 +177,13 @@ class Deployer:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._api.aclose()
 
+    async def forget(self, instance: str) -> None:
+        """Drop an instance whose process ended from the registry at once, so callers stop
+        picking it now rather than when its lease runs out (the lease still evicts it if this
+        write is lost)."""
+        with contextlib.suppress(HerdError):
+            await self._api.deregister(instance)
+
     # -- the API
 
     def views(self) -> list[DeployView]:

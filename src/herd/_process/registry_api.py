@@ -64,8 +64,8 @@ class RegistryApi(Interface, name="registry"):
 
     Every write may raise `InvalidInstance` or `NotAuthorized`; `register` also `RegistryFull`.
     `set_route` (a route with no splits removes the service's route) is the control plane's
-    alone, and may raise `InvalidRoute`; so is `set_status` of another instance than the
-    caller (a deploy disabling a group).
+    alone, and may raise `InvalidRoute`; so are `set_status` and `deregister` of another
+    instance than the caller (a deploy disabling a group; an instance whose process ended).
     """
 
     @method(idempotent=True)
