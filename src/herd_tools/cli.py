@@ -330,6 +330,9 @@ def deploy_experiment(
     min_points: int = typer.Option(8, help="Data points per metric before the judge may pass."),
     hold: float = typer.Option(3.0, help="Seconds each promoted deploy is held before its end."),
     steps: str = typer.Option("5,25,50,100", help="The canary's traffic steps, in percent."),
+    fail_rate: float = typer.Option(
+        0.1, min=0.0, max=1.0, help="Share of pages the bad canary (canary_fail) fails."
+    ),
     scenarios: str = typer.Option(
         "red_black,canary_pass,canary_fail,rollback",
         help="Which scenarios to run (comma-separated; they run in this order).",
@@ -378,6 +381,7 @@ def deploy_experiment(
             chosen=chosen,
             json_path=Path(json_file) if json_file else None,
             plot_path=Path(plot_file) if plot_file else None,
+            fail_rate=fail_rate,
         )
     )
 

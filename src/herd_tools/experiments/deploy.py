@@ -211,6 +211,7 @@ async def _scenarios(
     visitors: int,
     hold_s: float,
     chosen: list[str],
+    fail_rate: float,
     say: Say,
 ) -> DeployResult:
     door = controller.front_door
@@ -256,7 +257,11 @@ async def _scenarios(
                     cohort_consistency_pct=None,
                 )
             )
-            for name, service, version, strategy, settings, roll in plans:
+            for name, service, version, strategy, planned, roll in plans:
+                settings = {
+                    key: str(fail_rate) if key == "FLIX_FAIL_RATE" else value
+                    for key, value in planned.items()
+                }
                 say(f"{name}: {strategy} of {service}-{version}")
                 begin = time.monotonic() - started
                 consistent, eligible = watch.consistent, watch.eligible
@@ -331,6 +336,7 @@ async def experiment(
     spec: DeploySpec,
     hold_s: float,
     chosen: list[str],
+    fail_rate: float = FAIL_RATE,
     say: Say,
 ) -> DeployResult:
     """Run the `chosen` scenarios on flix (`app_path`), in their order, and return the
@@ -347,6 +353,7 @@ async def experiment(
                     visitors=visitors,
                     hold_s=hold_s,
                     chosen=chosen,
+                    fail_rate=fail_rate,
                     say=say,
                 )
             )
@@ -436,6 +443,7 @@ def main(
     chosen: list[str],
     json_path: Path | None,
     plot_path: Path | None,
+    fail_rate: float = FAIL_RATE,
 ) -> int:
     """The body of `herd experiment deploy`: 0 when every scenario met its target."""
     from rich.console import Console
@@ -452,6 +460,7 @@ def main(
                 spec=spec,
                 hold_s=hold_s,
                 chosen=chosen,
+                fail_rate=fail_rate,
                 say=console.print,
             )
         )
