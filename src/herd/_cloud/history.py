@@ -216,15 +216,7 @@ class History:
         )
         seq = cursor.lastrowid
         assert seq is not None
-        return Event(
-            seq=seq,
-            at=at,
-            kind=kind,
-            group=group,
-            instance=instance,
-            cause=cause,
-            detail=json.loads(encoded),
-        )
+        return _event((seq, at, kind, group, instance, cause, encoded))
 
     def events(
         self,

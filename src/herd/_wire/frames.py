@@ -20,6 +20,7 @@ connection itself.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 import msgspec
@@ -153,3 +154,34 @@ class FrameReader:
         if pos < size:
             buffer += view[pos:]
         return frames
+
+
+class FrameWriter:
+    """Writes one connection's frames: a frame alone leaves at once; while other calls are in
+    flight, every frame of one loop iteration leaves in one write (fewer system calls under
+    load, no added wait when idle)."""
+
+    __slots__ = ("_loop", "_out", "transport")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._out: list[bytes | bytearray] = []
+        self.transport: asyncio.Transport | None = None
+
+    def send(self, frame: bytes | bytearray, *, others: bool) -> None:
+        """Write `frame`; `others`: calls other than this frame's are in flight."""
+        out = self._out
+        if out:
+            out.append(frame)
+        elif others:
+            out.append(frame)
+            self._loop.call_soon(self.flush)
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+    def flush(self) -> None:
+        """Write what waits, now."""
+        out, self._out = self._out, []
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))

@@ -22,6 +22,7 @@ from herd._wire.frames import (
     REPLY,
     FrameError,
     FrameReader,
+    FrameWriter,
     call_frame,
     control_frame,
     decode_reply,
@@ -47,7 +48,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._reader = FrameReader(MAX_ANSWER)
         self._waiting: dict[int, asyncio.Future[Answer]] = {}
-        self._out: list[bytes | bytearray] = []
+        self._writer = FrameWriter(self._loop)
         self._greeted = b""
         self._next_id = 1
         self._active = True
@@ -55,7 +56,7 @@ class _Connection(asyncio.Protocol):
         self.usable = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
+        self._transport = self._writer.transport = cast(asyncio.Transport, transport)
         self._transport.write(PREFACE)
         self._idle_timer = self._loop.call_later(IDLE_S, self._idle_check)
 
@@ -79,22 +80,7 @@ class _Connection(asyncio.Protocol):
             raise
 
     def _send(self, frame: bytes | bytearray) -> None:
-        out = self._out
-        if out:
-            out.append(frame)
-        elif len(self._waiting) > 1:
-            # Others are in flight: their frames this loop iteration leave in the same write.
-            out.append(frame)
-            self._loop.call_soon(self._flush)
-        elif self._transport is not None and not self._transport.is_closing():
-            # Alone: out at once, a loop iteration sooner.
-            self._transport.write(frame)
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        transport = self._transport
-        if out and transport is not None and not transport.is_closing():
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        self._writer.send(frame, others=len(self._waiting) > 1)
 
     def data_received(self, data: bytes) -> None:
         self._active = True

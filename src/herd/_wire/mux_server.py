@@ -26,6 +26,7 @@ from herd._wire.frames import (
     PREFACE,
     CallHead,
     FrameReader,
+    FrameWriter,
     control_frame,
     decode_call,
     reply_frame,
@@ -100,8 +101,8 @@ class MuxConnection(asyncio.Protocol):
         self._on_close = on_close
         self._reader = FrameReader(max_body + HEAD_ROOM)
         self._calls: dict[int, asyncio.Task[None]] = {}
-        self._out: list[bytes] = []
         self._loop = asyncio.get_running_loop()
+        self._writer = FrameWriter(self._loop)
         self._transport: asyncio.Transport | None = None
         self._peer: Identity | None = None
         self._frames = 0
@@ -116,7 +117,7 @@ class MuxConnection(asyncio.Protocol):
         return len(self._calls)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
+        self._transport = self._writer.transport = cast(asyncio.Transport, transport)
         # Under TLS the handshake is done by now: the caller's certificate has been checked.
         self._peer = peer_identity(transport.get_extra_info("ssl_object"))
         self._transport.write(PREFACE)
@@ -184,22 +185,7 @@ class MuxConnection(asyncio.Protocol):
         self._send(reply_frame(call_id, reply.status, reply.body))
 
     def _send(self, frame: bytes) -> None:
-        out = self._out
-        if out:
-            out.append(frame)
-        elif self._calls:
-            # Others are in flight: their frames this loop iteration leave in the same write.
-            out.append(frame)
-            self._loop.call_soon(self._flush)
-        elif self._transport is not None and not self._transport.is_closing():
-            # Alone: out at once, a loop iteration sooner.
-            self._transport.write(frame)
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        transport = self._transport
-        if out and transport is not None and not transport.is_closing():
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        self._writer.send(frame, others=bool(self._calls))
 
     def drain(self) -> None:
         """Tell the client this server is stopping: calls in flight finish, nothing new."""
@@ -215,7 +201,7 @@ class MuxConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
-        self._flush()
+        self._writer.flush()
         transport.close()
         self._cancel_calls()
 
