@@ -24,7 +24,6 @@ from pathlib import Path
 
 import aiohttp
 import msgspec
-import typer
 import uvloop
 import yarl
 from rich.console import Console
@@ -33,6 +32,7 @@ from rich.text import Text
 
 from herd._model.clock import MONOTONIC, Clock
 from herd._model.stats import percentile
+from herd_tools.output import err, out, usage
 from herd_tools.schedule import Schedule, drive
 
 CLIENT_OVERLOADED = "client_overloaded"
@@ -348,7 +348,7 @@ def load_command(
     try:
         check_options(url, rate, duration, timeout, concurrency_cap)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        raise usage(str(exc)) from None
     report = uvloop.run(
         run_load(
             url,
@@ -356,10 +356,10 @@ def load_command(
             duration,
             timeout=timeout,
             concurrency_cap=concurrency_cap,
-            progress=Console(stderr=True),
+            progress=err(),
         )
     )
-    Console().print(format_report(report), highlight=False, markup=False)
+    out().print(format_report(report), markup=False)
     if json_path is not None:
         Path(json_path).write_bytes(
             msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"

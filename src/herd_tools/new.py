@@ -143,7 +143,9 @@ def plan(name: str, directory: Path, calls: Sequence[str] = ()) -> Plan:
     package_dir = directory / package
     for taken in (package_dir, package_dir.with_suffix(".py")):
         if taken.exists():
-            raise ConfigurationError(f"{taken} already exists: herd new overwrites nothing")
+            raise ConfigurationError(
+                f"{taken} already exists: herd new overwrites nothing, choose another name"
+            )
     root = app.root if app is not None else directory.resolve()
     module = _import_path(directory, root, package)
     dependencies = [_dependency(app, app_file, service) for service in dict.fromkeys(calls)]
@@ -210,9 +212,13 @@ def write(plan: Plan) -> None:
 
 def new_command(name: str, directory: Path, calls: Iterable[str]) -> None:
     """`herd new`: plan, write, and say what was written and what to do next."""
-    from herd_tools.cloud_commands import fails_cleanly
+    from herd_tools.output import fails_cleanly, say, usage
 
     services = [s.strip() for value in calls for s in value.split(",") if s.strip()]
+    try:
+        package_name(name)
+    except ConfigurationError as exc:
+        raise usage(str(exc)) from None
     with fails_cleanly():
         decided = plan(name, directory, services)
         write(decided)
@@ -220,9 +226,9 @@ def new_command(name: str, directory: Path, calls: Iterable[str]) -> None:
         print(f"wrote {path}")
     verb = "added group" if decided.app_exists else "wrote"
     print(f"{verb} {name}-v001 to {decided.app_file}")
-    print(f"next: write the logic in {decided.package_dir / 'service.py'}; then")
-    print(f"  python -m pytest {decided.package_dir}  # its tests")
-    print(f"  herd up {directory}  # run it on the local cloud")
+    say(f"next: write the logic in {decided.package_dir / 'service.py'}; then")
+    say(f"  python -m pytest {decided.package_dir}  # its tests")
+    say(f"  herd up {directory}  # run it on the local cloud")
 
 
 def _import_path(directory: Path, root: Path, package: str) -> str:

@@ -25,8 +25,8 @@ from herd._cloud.controller import Controller
 from herd._cloud.up import up
 from herd._model.stats import percentile
 from herd._process.logging import configure
-from herd_tools.cloud_commands import fails_cleanly
 from herd_tools.load import run_load
+from herd_tools.output import fails_cleanly
 
 Say = Callable[[str], None]
 Sample = tuple[float, float, str | None]

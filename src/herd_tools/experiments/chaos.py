@@ -40,8 +40,8 @@ from herd._cloud.up import up
 from herd._model.stats import percentile
 from herd._process.logging import configure
 from herd._server.injection import Fault
-from herd_tools.cloud_commands import fails_cleanly
 from herd_tools.load import UrlPattern, failure_kind
+from herd_tools.output import fails_cleanly
 from herd_tools.schedule import Schedule, drive
 
 Say = Callable[[str], None]

@@ -38,8 +38,8 @@ from herd._cloud.interface import DeployView, InstanceView
 from herd._cloud.up import up
 from herd._process.logging import configure
 from herd._wire.http_client import InstanceSession
-from herd_tools.cloud_commands import fails_cleanly
 from herd_tools.load import run_load
+from herd_tools.output import fails_cleanly
 
 Say = Callable[[str], None]
 PIN = "v002"

@@ -41,7 +41,7 @@ import uvloop
 from herd._cloud.controller import Controller
 from herd._cloud.up import up
 from herd._process.logging import configure
-from herd_tools.cloud_commands import fails_cleanly
+from herd_tools.output import fails_cleanly
 
 Say = Callable[[str], None]
 
