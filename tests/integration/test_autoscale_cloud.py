@@ -20,6 +20,11 @@ from tests.integration.cloud_helpers import Cloud, cloud_env, ps_rows, replaced,
 
 pytestmark = pytest.mark.timeout(120)
 
+#: The short ramp's success target, where the full run's is 99.9 %: this ramp climbs from 10 to
+#: 200 requests/s in 10 s (the full one takes 40 s to reach its peak), faster than new edges
+#: start on a 2-core machine shared with other tests; 1 % is 42 of its ~4,250 requests.
+SUCCESS_PCT = 99.0
+
 
 def test_a_load_ramp_grows_the_edge_and_it_shrinks_after(tmp_path: Path) -> None:
     app = write_app(tmp_path, "flix")
@@ -44,21 +49,25 @@ def test_a_load_ramp_grows_the_edge_and_it_shrinks_after(tmp_path: Path) -> None
         "--scale-in-every",
         "1",
         "--no-baseline",
+        "--success",
+        str(SUCCESS_PCT),
         "--json",
         str(figures),
         env=cloud_env(tmp_path / "home"),
         timeout=110,
     )
-    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
-    (run,) = json.loads(figures.read_text())["runs"]
+    # Exit 0: the autoscaled run met this short run's target (checked below too).
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(figures.read_text())
+    assert result["success_target_pct"] == SUCCESS_PCT
+    (run,) = result["runs"]
     assert run["autoscale"]
     edge = next(g for g in run["groups"] if g["group"] == "edge-v001")
     assert edge["max_instances"] > edge["min_instances"], run
     assert edge["scale_out_s"] is not None
     assert edge["scale_in_s"] is not None, run["decisions"]
     assert any("edge-v001" in line and "wanted" in line for line in run["decisions"])
-    # Generous for a loaded 2-core machine; the full run holds 99.9 %.
-    assert run["success_pct"] >= 99.0, run["phases"]
+    assert run["success_pct"] >= SUCCESS_PCT, run["phases"]
     assert sum(p["sent"] for p in run["phases"]) == pytest.approx(
         10 * 5 + 2 * 10 * 105 + 200 * 10 + 10 * 10, rel=0.05
     )
