@@ -182,7 +182,7 @@ def command(
 
     The talk's gray failure: an instance that accepts connections and answers nothing; hedged
     attempts, outlier ejection and the registry's lease keep it from costing requests. Target:
-    no request fails; exits 0 only if it was met, 1 if not (benchmarks/RESULTS.md).
+    no request fails; exits 0 only if it was met, 1 if not (benchmarks/RESULTS.md, "Gray failure").
 
     Example: herd experiment gray-failure --duration 20 --json gray.json
     """
