@@ -108,6 +108,7 @@ def test_the_retry_storm_targets_are_the_talks() -> None:
         ["experiment", "autoscale", "--low", "0"],
         ["experiment", "gray-failure", "--pause-at", "15", "--pause", "10"],
         ["experiment", "durability", "--whole", "-1"],
+        ["experiment", "retry-storm", "--rate", "0"],
     ],
 )
 def test_a_bad_experiment_option_is_a_usage_mistake(args: list[str]) -> None:

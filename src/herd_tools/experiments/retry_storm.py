@@ -31,7 +31,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,7 +48,7 @@ from herd_tools.experiments.retry_storm_chains import (
     start_chain,
 )
 from herd_tools.experiments.retry_storm_report import missed, plot, report, to_json
-from herd_tools.output import Failure, say
+from herd_tools.output import Failure, say, usage
 from herd_tools.schedule import Schedule, open_model
 
 CONFIGURATIONS = ("naive", "telescoped", "herd")
@@ -227,56 +227,43 @@ async def run_load(chain: Chain, settings: Settings, progress: Progress) -> Load
     )
 
 
-async def experiment(
-    settings: Settings | None = None,
-    *,
-    single: bool = True,
-    load: bool = True,
-    configurations: Sequence[str] = CONFIGURATIONS,
-    progress: Progress | None = None,
-) -> list[Outcome]:
-    """Start the three chains, run the single request and the load phase, stop everything."""
-    settings = settings or Settings()
-    say: Progress = progress or (lambda _: None)
-    unknown = set(configurations) - set(CONFIGURATIONS)
-    if unknown:
-        raise ValueError(f"unknown configurations {sorted(unknown)}")
+async def experiment(settings: Settings, progress: Progress = say) -> list[Outcome]:
+    """Start the three chains, run the single request and the load phase on each, stop
+    everything, and return what each configuration did."""
     logdir = Path(tempfile.mkdtemp(prefix="herd-retry-storm-"))
     processes = Processes(logdir, settings.startup_timeout)
     chains: list[Chain] = []
     failed = True
     try:
-        say(f"starting {5 * len(configurations)} processes (logs in {logdir})")
+        progress(f"starting {5 * len(CONFIGURATIONS)} processes (logs in {logdir})")
         started = time.monotonic()
         chains = list(
             await asyncio.gather(
-                *(start_chain(n, processes, settings.user_timeout) for n in configurations)
+                *(start_chain(n, processes, settings.user_timeout) for n in CONFIGURATIONS)
             )
         )
-        say(f"all up in {time.monotonic() - started:.1f} s")
-        singles: dict[str, Single] = {}
+        progress(f"all up in {time.monotonic() - started:.1f} s")
+        progress("single request per configuration (first attempt to the hanging deep instance)")
+        singles = {chain.name: await run_single(chain, settings, progress) for chain in chains}
         loads: dict[str, Load] = {}
-        if single:
-            say("single request per configuration (first attempt to the hanging deep instance)")
-            for chain in chains:
-                singles[chain.name] = await run_single(chain, settings, say)
-        if load:
-            for chain in chains:
-                say(f"load: {chain.name}, {settings.rate:g} requests/s for {settings.duration:g} s")
-                result = loads[chain.name] = await run_load(chain, settings, say)
-                say(
-                    f"  {chain.name}: {result.success_pct:.1f} % succeeded, p99 {result.p99_s:.2f}"
-                    f" s, amplification {result.amplification:.2f}"
-                )
+        for chain in chains:
+            progress(
+                f"load: {chain.name}, {settings.rate:g} requests/s for {settings.duration:g} s"
+            )
+            result = loads[chain.name] = await run_load(chain, settings, progress)
+            progress(
+                f"  {chain.name}: {result.success_pct:.1f} % succeeded, p99 {result.p99_s:.2f}"
+                f" s, amplification {result.amplification:.2f}"
+            )
         failed = False
-        return [Outcome(name, singles.get(name), loads.get(name)) for name in configurations]
+        return [Outcome(name, singles[name], loads[name]) for name in CONFIGURATIONS]
     finally:
         for chain in chains:
             with contextlib.suppress(Exception):
                 await chain.close()
         await processes.stop_all()
         if failed:
-            say(f"logs kept in {logdir}")
+            progress(f"logs kept in {logdir}")
         else:
             shutil.rmtree(logdir, ignore_errors=True)
 
@@ -316,9 +303,12 @@ def command(
             f"retry-storm needs httpx, tenacity and matplotlib ({exc.name} is missing)",
             "pip install 'herd[bench]'",
         ) from None
-    settings = Settings(rate=rate, duration=duration)
+    try:
+        settings = Settings(rate=rate, duration=duration)
+    except ValueError as exc:
+        raise usage(str(exc)) from None
     say("retry storm: edge → middle → deep, one deep instance hanging; naive, telescoped, herd")
-    outcomes = run(experiment(settings, progress=say))
+    outcomes = run(experiment(settings))
     report(outcomes, settings)
     conclude(
         to_json(outcomes, settings),
