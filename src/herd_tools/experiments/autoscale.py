@@ -23,7 +23,16 @@ import typer
 from herd._cloud.app import App, AutoscaleSpec, load
 from herd._cloud.controller import Controller
 from herd._model.stats import percentile
-from herd_tools.experiments.harness import APP, JSON, Say, conclude, on_cloud, run
+from herd_tools.experiments.harness import (
+    APP,
+    JSON,
+    Say,
+    conclude,
+    on_cloud,
+    plot_option,
+    run,
+    target_option,
+)
 from herd_tools.load import run_load
 from herd_tools.output import Column, out, print_table, say, usage
 
@@ -370,21 +379,11 @@ def command(
     baseline: bool = typer.Option(
         True, help="Also run the ramp at the app's fixed counts, for comparison."
     ),
-    success: float = typer.Option(
-        SUCCESS_PCT,
-        "--success",
-        min=0.0,
-        max=100.0,
-        metavar="PERCENT",
-        help="The autoscaled run's success target (a short run's own; see docs/autoscale.md).",
+    success: float = target_option(
+        SUCCESS_PCT, "--success", "The autoscaled run's success target", "docs/autoscale.md"
     ),
     json_path: Path | None = JSON,
-    plot_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--plot", metavar="FILE.png", help="Draw load, instances and p99 to FILE.png."
-        ),
-    ] = None,
+    plot_path: Annotated[Path | None, plot_option("load, instances and p99")] = None,
 ) -> None:
     """Ramp load up and down: autoscaled, then at fixed counts.
 

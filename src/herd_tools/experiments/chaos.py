@@ -40,7 +40,17 @@ from herd._cloud.controller import Controller
 from herd._cloud.interface import InstanceView
 from herd._model.stats import percentile
 from herd._server.injection import Fault
-from herd_tools.experiments.harness import APP, JSON, Say, conclude, on_cloud, run
+from herd_tools.experiments.harness import (
+    APP,
+    JSON,
+    RATE,
+    Say,
+    conclude,
+    on_cloud,
+    plot_option,
+    run,
+    target_option,
+)
 from herd_tools.load import UrlPattern, failure_kind
 from herd_tools.output import Column, out, print_table, say, usage
 from herd_tools.schedule import Schedule, open_model
@@ -371,9 +381,7 @@ def report(result: ChaosResult) -> None:
 
 def command(
     app: Path = APP,
-    rate: float = typer.Option(
-        200.0, metavar="PER_SECOND", help="Requests per second through the front door."
-    ),
+    rate: float = RATE,
     phase_seconds: float = typer.Option(
         20.0,
         "--phase-seconds",
@@ -388,21 +396,11 @@ def command(
             help="Run only these (repeat): monkey, zone-outage, movie-latency, merch-errors, hung.",
         ),
     ] = None,
-    goal: float = typer.Option(
-        GOAL_PCT,
-        "--goal",
-        min=0.0,
-        max=100.0,
-        metavar="PERCENT",
-        help="The success target of every phase (a short run's own; see docs/chaos.md).",
+    goal: float = target_option(
+        GOAL_PCT, "--goal", "The success target of every phase", "docs/chaos.md"
     ),
     json_path: Path | None = JSON,
-    plot_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--plot", metavar="FILE.png", help="Draw success and p99 per phase to FILE.png."
-        ),
-    ] = None,
+    plot_path: Annotated[Path | None, plot_option("success and p99 per phase")] = None,
 ) -> None:
     """Faults under load through flix: before, during, after each.
 

@@ -36,7 +36,16 @@ from herd._cloud.app import App, CellSpec, CohortSpec, DeploySpec, load
 from herd._cloud.controller import Controller
 from herd._cloud.interface import DeployView, InstanceView
 from herd._wire.http_client import InstanceSession
-from herd_tools.experiments.harness import APP, JSON, Say, conclude, on_cloud, run
+from herd_tools.experiments.harness import (
+    APP,
+    JSON,
+    RATE,
+    Say,
+    conclude,
+    on_cloud,
+    plot_option,
+    run,
+)
 from herd_tools.load import run_load
 from herd_tools.output import Column, print_table, say, usage
 
@@ -454,9 +463,7 @@ def report(result: DeployResult) -> None:
 
 def command(
     app: Path = APP,
-    rate: float = typer.Option(
-        200.0, metavar="PER_SECOND", help="Requests per second through the front door."
-    ),
+    rate: float = RATE,
     visitors: int = typer.Option(
         10_000, metavar="N", help="Visitors the load spreads over (1 % are a test cell)."
     ),
@@ -488,10 +495,7 @@ def command(
         help="Which scenarios to run (comma-separated; they run in this order).",
     ),
     json_path: Path | None = JSON,
-    plot_path: Annotated[
-        Path | None,
-        typer.Option("--plot", metavar="FILE.png", help="Draw traffic share per group over time."),
-    ] = None,
+    plot_path: Annotated[Path | None, plot_option("traffic share per group over time")] = None,
 ) -> None:
     """Four deploys of flix under load, counting what users saw.
 

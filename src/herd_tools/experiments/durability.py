@@ -38,7 +38,15 @@ import msgspec
 import typer
 
 from herd._cloud.controller import Controller
-from herd_tools.experiments.harness import APP, JSON, Say, conclude, on_cloud, run
+from herd_tools.experiments.harness import (
+    APP,
+    JSON,
+    Say,
+    conclude,
+    on_cloud,
+    run,
+    target_option,
+)
 from herd_tools.output import Column, print_table, say
 
 #: Visitors who can sign in (flix seeds accounts for 1..8: `examples.flix.store.ACCOUNTS`).
@@ -424,13 +432,8 @@ def command(
     warmup: float = typer.Option(
         5.0, metavar="SECONDS", help="Seconds of page reads before, not counted."
     ),
-    whole: float = typer.Option(
-        WHOLE_PCT,
-        "--whole",
-        min=0.0,
-        max=100.0,
-        metavar="PERCENT",
-        help="The target share of whole pages (a short run's own; see docs/data.md).",
+    whole: float = target_option(
+        WHOLE_PCT, "--whole", "The target share of whole pages", "docs/data.md"
     ),
     json_path: Path | None = JSON,
 ) -> None:

@@ -21,7 +21,15 @@ import typer
 from herd._cloud.controller import Controller
 from herd._cloud.interface import InstanceView
 from herd._model.stats import percentile
-from herd_tools.experiments.harness import APP, JSON, Say, conclude, on_cloud, run
+from herd_tools.experiments.harness import (
+    APP,
+    JSON,
+    RATE,
+    Say,
+    conclude,
+    on_cloud,
+    run,
+)
 from herd_tools.load import run_load
 from herd_tools.output import Column, print_table, say, usage
 
@@ -166,9 +174,7 @@ def report(result: GrayFailure) -> None:
 
 def command(
     app: Path = APP,
-    rate: float = typer.Option(
-        200.0, metavar="PER_SECOND", help="Requests per second through the front door."
-    ),
+    rate: float = RATE,
     duration: float = typer.Option(20.0, metavar="SECONDS", help="Seconds of load."),
     pause_at: float = typer.Option(
         5.0, metavar="SECONDS", help="Seconds into the load when the stall begins."

@@ -89,3 +89,21 @@ APP = typer.Option(
     Path("examples/flix/app.toml"), "--app", metavar="APP.toml", help="The app to run (flix)."
 )
 JSON = typer.Option(None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE.")
+RATE = typer.Option(200.0, metavar="PER_SECOND", help="Requests per second through the front door.")
+
+
+def plot_option(what: str) -> Any:
+    """The `--plot FILE.png` option of an experiment that draws `what`."""
+    return typer.Option("--plot", metavar="FILE.png", help=f"Draw {what} to FILE.png.")
+
+
+def target_option(default: float, flag: str, what: str, docs: str) -> Any:
+    """A `--FLAG PERCENT` option setting one of a run's targets (a short run's own)."""
+    return typer.Option(
+        default,
+        flag,
+        min=0.0,
+        max=100.0,
+        metavar="PERCENT",
+        help=f"{what} (a short run's own; see {docs}).",
+    )

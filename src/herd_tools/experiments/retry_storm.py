@@ -39,7 +39,7 @@ import typer
 
 from herd._model.clock import MONOTONIC
 from herd._model.stats import percentile
-from herd_tools.experiments.harness import JSON, conclude, run
+from herd_tools.experiments.harness import JSON, conclude, plot_option, run
 from herd_tools.experiments.retry_storm_chains import (
     Chain,
     Processes,
@@ -270,12 +270,7 @@ async def experiment(settings: Settings, progress: Progress = say) -> list[Outco
 
 def command(
     json_path: Path | None = JSON,
-    plot_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--plot", metavar="FILE.png", help="Draw latency and amplification to FILE.png."
-        ),
-    ] = None,
+    plot_path: Annotated[Path | None, plot_option("latency and amplification")] = None,
     rate: float = typer.Option(
         DEFAULT_RATE, metavar="PER_SECOND", help="User requests per second in the load phase."
     ),
