@@ -270,11 +270,14 @@ class Cloud:
 
 
 def ps_rows(output: str) -> dict[str, list[str]]:
-    """`herd ps`'s table rows (groups and instances), as cells keyed by their first cell."""
+    """`herd ps`'s table rows (groups and instances), as cells keyed by their first cell.
+
+    The tables are plain aligned text, cells two or more spaces apart (`render_table`); an
+    empty cell is written `-`, so every row of a table has all its cells."""
     rows = {}
     for line in output.splitlines():
-        cells = [c.strip() for c in re.split(r"[│┃|]", line)[1:-1]]
-        if cells:
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) > 1:
             rows[cells[0]] = cells
     return rows
 
