@@ -108,6 +108,7 @@ def test_the_retry_storm_targets_are_the_talks() -> None:
         ["experiment", "autoscale", "--low", "0"],
         ["experiment", "gray-failure", "--pause-at", "15", "--pause", "10"],
         ["experiment", "durability", "--whole", "-1"],
+        ["experiment", "durability", "--kill-every", "0"],
         ["experiment", "retry-storm", "--rate", "0"],
     ],
 )

@@ -47,7 +47,7 @@ from herd_tools.experiments.harness import (
     run,
     target_option,
 )
-from herd_tools.output import Column, print_table, say
+from herd_tools.output import Column, print_table, say, usage
 
 #: Visitors who can sign in (flix seeds accounts for 1..8: `examples.flix.store.ACCOUNTS`).
 ACCOUNTS = 8
@@ -356,8 +356,6 @@ async def experiment(
     say: Say = say,
 ) -> Durability:
     """Run the app, write through its front door under kills, read back; then the cache."""
-    if min(rate, duration, kill_every, cache_seconds) <= 0 or warmup_s < 0:
-        raise ValueError("rate, duration, kill-every and cache-seconds must be > 0")
 
     async def body(controller: Controller) -> Durability:
         door = controller.front_door
@@ -447,6 +445,8 @@ def command(
 
     Example: herd experiment durability --duration 30 --json durability.json
     """
+    if min(rate, duration, kill_every, cache_seconds) <= 0 or warmup < 0:
+        raise usage("--rate, --duration, --kill-every and --cache-seconds must be > 0")
     result = run(
         experiment(
             app,
