@@ -33,8 +33,13 @@ def retry_storm(
         8.0, metavar="SECONDS", help="Seconds of load per configuration."
     ),
 ) -> None:
-    """Edge -> middle -> deep with one deep instance hanging: naive, telescoped and herd
-    settings, one request each and then under load (docs/retry-storm.md)."""
+    """The talk's retry storm: naive, telescoped and herd settings side by side.
+
+    Edge -> middle -> deep with one deep instance hanging, one request each and then under
+    load (docs/retry-storm.md).
+
+    Example: herd experiment retry-storm --json storm.json --plot storm.png
+    """
     from pathlib import Path
 
     from herd_tools.experiments.retry_storm import main as retry_storm_main
@@ -79,10 +84,14 @@ def chaos(
         None, "--plot", metavar="FILE.png", help="Draw success and p99 per phase to FILE.png."
     ),
 ) -> None:
-    """Run each fault under load through flix's front door, before, during and after:
+    """Each fault under load through flix's front door: before, during and after.
+
     Chaos Monkey, a zone outage, 1 s latency on 20 % of movie calls, 10 % errors from merch,
     a hung instance per group. Exits 0 only if every phase served >= 99.9 % and p99 stayed
-    under the edge's deadline during the latency (docs/chaos.md)."""
+    under the edge's deadline during the latency (docs/chaos.md).
+
+    Example: herd experiment chaos --scenario monkey --phase-seconds 10 --json chaos.json
+    """
     from pathlib import Path
 
     from herd_tools.experiments.chaos import SCENARIOS
@@ -149,9 +158,14 @@ def deploy_experiment(
         None, "--plot", metavar="FILE.png", help="Draw traffic share per group over time."
     ),
 ) -> None:
-    """Four deploys of flix under load: red/black, a canary that passes, a bad canary that
-    rolls back by itself, and a rollback (docs/deploy.md). Exits 0 only if every one ends as
-    it should and no request failed but those the bad canary failed."""
+    """Four deploys of flix under load, each counted as its users saw it.
+
+    Red/black, a canary that passes, a bad canary that rolls back by itself, and a rollback
+    (docs/deploy.md). Exits 0 only if every one ends as it should and no request failed but
+    those the bad canary failed.
+
+    Example: herd experiment deploy --scenarios canary_fail --json deploy.json
+    """
     from pathlib import Path
 
     from herd._cloud.app import DeploySpec
@@ -211,6 +225,8 @@ def gray_failure(
     Exits 0 only if no request failed. The talk's gray failure: an instance that accepts
     connections and answers nothing; hedged attempts, outlier ejection and the registry's
     lease keep it from costing requests.
+
+    Example: herd experiment gray-failure --rate 100 --duration 20
     """
     from pathlib import Path
 
@@ -257,6 +273,8 @@ def durability(
     Reports sent, acknowledged, lost (acknowledged but not stored), duplicated (applied twice)
     and failed_pct; then kills a memcached zone under read load and counts whole pages. Exits 0
     only if nothing was lost or duplicated and >= 99.9 % of pages were whole (docs/data.md).
+
+    Example: herd experiment durability --duration 30 --kill-every 3 --json durability.json
     """
     from pathlib import Path
 
@@ -306,9 +324,13 @@ def autoscale(
         None, "--plot", metavar="FILE.png", help="Draw load, instances and p99 to FILE.png."
     ),
 ) -> None:
-    """Ramp load low -> peak -> low through flix's front door with every group autoscaled,
-    then at fixed counts; exits 0 only if the autoscaled run served >= 99.9 %
-    (docs/autoscale.md)."""
+    """Ramp load low -> peak -> low through flix's front door, autoscaled and fixed.
+
+    Every group autoscaled, then at the app's fixed counts; exits 0 only if the autoscaled
+    run served >= 99.9 % (docs/autoscale.md).
+
+    Example: herd experiment autoscale --peak 400 --duration 180 --plot autoscale.png
+    """
     from pathlib import Path
 
     from herd._cloud.app import AutoscaleSpec
