@@ -270,10 +270,8 @@ class Cloud:
 
 
 def ps_rows(output: str) -> dict[str, list[str]]:
-    """`herd ps`'s table rows (groups and instances), as cells keyed by their first cell.
-
-    The tables are plain aligned text, cells two or more spaces apart (`render_table`); an
-    empty cell is written `-`, so every row of a table has all its cells."""
+    """`herd ps`'s table rows (groups and instances), as cells keyed by their first cell:
+    plain aligned text, cells at least two spaces apart."""
     rows = {}
     for line in output.splitlines():
         cells = re.split(r"\s{2,}", line.strip())
