@@ -5,6 +5,8 @@ how the groups moved.
 The ramp has five phases: `low` (1/9 of the duration), `up` (2/9, linear to the peak), `peak`
 (2/9), `down` (2/9, linear back) and `after` (2/9). It is sent as a sequence of one-second
 open-model loads (`run_load`), each at the ramp's rate in the middle of its second.
+
+Target: the autoscaled run serves >= 99.9 % of its requests (`SUCCESS_PCT`, or a run's own).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ The faults, each through the same control plane `herd chaos` drives:
 - `merch-errors`: 10 % of the calls to merch fail, every instance;
 - `hung`: one UP instance of every group SIGSTOPped for the phase (a gray failure).
 
-Goals: success >= 99.9 % in every scenario and phase, and p99 under the edge's deadline while
-latency is injected.
+Goals: success >= 99.9 % in every scenario and phase (`GOAL_PCT`, or a run's own), and p99
+under the edge's deadline while latency is injected.
 """
 
 from __future__ import annotations

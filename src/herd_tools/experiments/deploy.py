@@ -14,6 +14,9 @@ Every second the experiment reads each instance's /metrics: the requests each gr
 traffic share per version over time) and the requests pinned to v002 each took. Cohort
 consistency counts, at every service whose v002 group was UP over that second, the share of
 pinned requests that v002 group took.
+
+Targets (`expected`): each deploy ends as it should (red_black and canary_pass promoted,
+canary_fail and rollback rolled back) and no request fails but those the bad canary was sent.
 """
 
 from __future__ import annotations

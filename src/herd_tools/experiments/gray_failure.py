@@ -6,6 +6,8 @@ connections and answers nothing. herd's answer is the hedged attempt (an idempot
 has not answered within the dependency's recent p95 goes to another instance too), with the
 retry budget capping the extra load, outlier ejection taking the instance out after a few
 stalls, and the registry evicting it when its lease runs out.
+
+Target: no request fails.
 """
 
 from __future__ import annotations
