@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from rich.table import Table
 
-from herd._cloud.history import (
+from herd._cloud.history.store import (
     CloudState,
     Diff,
     Event,

@@ -32,16 +32,15 @@ from typing import Any
 import aiohttp
 import structlog
 
-from herd._cloud import caches
 from herd._cloud.app import App, GroupSpec
-from herd._cloud.autoscale import Autoscaler, Decision, initial_count
-from herd._cloud.ca import CertificateAuthority
-from herd._cloud.chaos import Chaos, ChaosApi
+from herd._cloud.autoscale.policy import Autoscaler, Decision, initial_count
+from herd._cloud.chaos.chaos import Chaos, ChaosApi
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
-from herd._cloud.deploy import Deployer
+from herd._cloud.deploy.deployer import Deployer
 from herd._cloud.front_door import FrontDoor
-from herd._cloud.history import History
-from herd._cloud.history_api import HistoryRoutes
+from herd._cloud.history.routes import HistoryRoutes
+from herd._cloud.history.store import History
+from herd._cloud.history.watch import InstanceWatch
 from herd._cloud.interface import (
     CacheView,
     CloudApi,
@@ -52,8 +51,9 @@ from herd._cloud.interface import (
     UnknownGroup,
     UnknownInstance,
 )
-from herd._cloud.process import Process
-from herd._cloud.watch import InstanceWatch
+from herd._cloud.launch import caches
+from herd._cloud.launch.ca import CertificateAuthority
+from herd._cloud.launch.process import Process
 from herd._model.identity import CONTROL, FRONT_DOOR, REGISTRY, Identity
 from herd._process.config import ALLOW, TLS_DIR, child_env, settings
 from herd._process.registry_client import RegistryResolver

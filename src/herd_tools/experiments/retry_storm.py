@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import msgspec
 
 import herd
-from herd._cloud.process import Process
+from herd._cloud.launch.process import Process
 from herd._model.clock import MONOTONIC
 from herd._model.stats import percentile
 from herd_tools.experiments.chain_interface import StormDeep, StormEdge, StormMiddle

@@ -33,9 +33,9 @@ import structlog
 
 from herd._client.driver import static_driver
 from herd._client.policy import CallPolicy
-from herd._cloud import canary
-from herd._cloud.analysis import Sampler
 from herd._cloud.app import App, DeploySpec, GroupSpec
+from herd._cloud.deploy import canary
+from herd._cloud.deploy.analysis import Sampler
 from herd._cloud.interface import DeployEvent, DeployRefused, DeployView
 from herd._model.errors import HerdError
 from herd._model.instance import Status

@@ -1,4 +1,5 @@
-"""One memcached server of a cache, as `herd up` runs it: ``python -m herd._cloud.memcached``.
+"""One memcached server of a cache, as `herd up` runs it:
+``python -m herd._cloud.launch.memcached``.
 
 Like an etcd member, this process becomes the system's ``memcached`` (same pid, so the control
 plane's signals and a chaos test's SIGKILL reach memcached itself), and a forked child prints

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from herd._cloud.history import CloudState, Diff, Event, History, InvalidTime, parse_time
+from herd._cloud.history.store import CloudState, Diff, Event, History, InvalidTime, parse_time
 from herd._cloud.interface import BadTimes
 from herd._model.web import WebRequest, WebResponse, route
 
