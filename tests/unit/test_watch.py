@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from herd._cloud.history.watch import InstanceWatch
 from herd._cloud.interface import InstanceView
+from herd._cloud.watch import InstanceWatch
 
 
 class Recorder:

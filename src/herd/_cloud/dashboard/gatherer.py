@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from herd._cloud.app import App
 from herd._cloud.front_door import FrontDoor
 from herd._cloud.interface import GroupView, InstanceView
+from herd._model.instance import Status
 from herd._wire.http_client import InstanceSession
 from herd._wire.protocol import STATUS_OF_KIND
 
@@ -308,7 +309,7 @@ class Gatherer:
             entry = services[view.service]
             zone = entry["zones"].setdefault(view.zone, {"up": 0, "total": 0})
             zone["total"] += 1
-            zone["up"] += view.status == "UP"
+            zone["up"] += view.status == Status.UP
             entry["rps"] += window.delta(view.id, "requests", INTERVAL_S) / window.span(INTERVAL_S)
             recent[view.service][0] += window.delta(view.id, "requests", WINDOW_S)
             recent[view.service][1] += window.delta(view.id, "failed", WINDOW_S)
