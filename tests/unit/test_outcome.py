@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 import herd
-from herd._model.outcome import CALLER_FAULT_KINDS, Blame, blame, blame_of_status
+from herd._model.outcome import Blame, ErrorKind, blame, blame_of_status
 
 
 class Missing(herd.ServiceError):
     key: int
 
 
-@pytest.mark.parametrize("kind", sorted(CALLER_FAULT_KINDS))
+@pytest.mark.parametrize("kind", [kind for kind in ErrorKind if kind.blame is Blame.CALLER])
 async def test_fallback_never_hides_the_callers_own_fault(kind: str) -> None:
     async def failing() -> str:
         raise herd.BadRequest("svc", "get", "your fault", kind)

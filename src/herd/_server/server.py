@@ -34,6 +34,7 @@ from herd._model import identity as _identity
 from herd._model import routing as _routing
 from herd._model.errors import ConfigurationError, HerdError
 from herd._model.interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
+from herd._model.outcome import ErrorKind
 from herd._model.route import PIN
 from herd._model.web import WebHandler, WebRequest, routes_of
 from herd._server.injection import FAULTS_PATH, FIT_KEY, InjectedFailure, Injections
@@ -46,7 +47,6 @@ from herd._wire.protocol import (
     H_DEADLINE,
     H_ROUTE,
     H_TOKEN,
-    STATUS_OF_KIND,
     BodyTimeout,
     BodyTooLarge,
     Chunks,
@@ -69,7 +69,7 @@ _OWN_DEADLINE_SLACK_S = 0.02
 _MAX_HEADER_DIGITS = 9
 
 #: Outcomes of requests refused before their handler ran: they have no latency to record.
-_REFUSED = frozenset({"bad_request", "too_large", "request_timeout"})
+_REFUSED = frozenset({ErrorKind.BAD_REQUEST, ErrorKind.TOO_LARGE, ErrorKind.REQUEST_TIMEOUT})
 
 #: What `/herd/dependencies` serves: the process's view of the services it calls.
 Dependencies = Callable[[], Mapping[str, Any]]
@@ -78,7 +78,7 @@ Dependencies = Callable[[], Mapping[str, Any]]
 class _Refusal(Exception):
     """The request is refused with an error kind before or while it runs."""
 
-    def __init__(self, kind: str, message: str, *, retry: bool = True) -> None:
+    def __init__(self, kind: ErrorKind, message: str, *, retry: bool = True) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
@@ -98,7 +98,7 @@ class _Target:
     async def run(self, incoming: Incoming, body: bytes) -> Reply:
         raise NotImplementedError
 
-    def error(self, kind: str, message: str, *, retry: bool = True) -> Reply:
+    def error(self, kind: ErrorKind, message: str, *, retry: bool = True) -> Reply:
         raise NotImplementedError
 
     def service_error(self, error: ServiceError) -> Reply:
@@ -119,7 +119,7 @@ class _Rpc(_Target):
         try:
             args = spec.args_decoder.decode(body)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
-            raise _Refusal("bad_request", f"{spec.service}.{spec.name}: {exc}") from None
+            raise _Refusal(ErrorKind.BAD_REQUEST, f"{spec.service}.{spec.name}: {exc}") from None
         values = msgspec.structs.astuple(args)
         if spec.keyword_only:
             n = self.positional
@@ -132,12 +132,12 @@ class _Rpc(_Target):
         except (TypeError, OverflowError, ValueError) as exc:
             raise RuntimeError(f"result of {spec.name} cannot be encoded: {exc}") from exc
 
-    def error(self, kind: str, message: str, *, retry: bool = True) -> Reply:
+    def error(self, kind: ErrorKind, message: str, *, retry: bool = True) -> Reply:
         return error_reply(kind, message, retry=retry)
 
     def service_error(self, error: ServiceError) -> Reply:
         key, fields = error_to_wire(error)
-        return error_reply("service_error", error.message, key, fields)
+        return error_reply(ErrorKind.SERVICE_ERROR, error.message, key, fields)
 
 
 class _Web(_Target):
@@ -158,7 +158,7 @@ class _Web(_Target):
                 body,
             )
         except (UnicodeError, ValueError) as exc:
-            raise _Refusal("bad_request", f"unreadable request: {exc}") from None
+            raise _Refusal(ErrorKind.BAD_REQUEST, f"unreadable request: {exc}") from None
         response = await self.handler(request)
         return Reply(
             response.status,
@@ -168,11 +168,11 @@ class _Web(_Target):
             response.stream,
         )
 
-    def error(self, kind: str, message: str, *, retry: bool = True) -> Reply:
+    def error(self, kind: ErrorKind, message: str, *, retry: bool = True) -> Reply:
         return _json_error(kind, message)
 
     def service_error(self, error: ServiceError) -> Reply:
-        return _json_error("service_error", error.message)
+        return _json_error(ErrorKind.SERVICE_ERROR, error.message)
 
 
 class _Streamed:
@@ -213,7 +213,7 @@ class _Streamed:
             raise
         except Exception:
             # The status line is sent: all that is left to do about a failing stream is end it.
-            self._outcome = "internal"
+            self._outcome = ErrorKind.INTERNAL
             log.exception("stream failed", target=self._target.name)
         await self.aclose()
         raise StopAsyncIteration
@@ -228,9 +228,9 @@ class _Streamed:
             self._server._finished(self._target, self._outcome, self._started)
 
 
-def _json_error(kind: str, message: str) -> Reply:
+def _json_error(kind: ErrorKind, message: str) -> Reply:
     body = json.dumps({"error": kind, "message": message}).encode()
-    return Reply(STATUS_OF_KIND.get(kind, 500), body, "application/json")
+    return Reply(kind.status, body, "application/json")
 
 
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:
@@ -240,7 +240,7 @@ def _header_int(headers: Mapping[str, str], name: str) -> int | None:
         return None
     digits = raw[1:] if raw.startswith("-") else raw
     if not (digits.isascii() and digits.isdigit()) or len(digits) > _MAX_HEADER_DIGITS:
-        raise _Refusal("bad_request", f"bad {name} header {raw[:32]!r}")
+        raise _Refusal(ErrorKind.BAD_REQUEST, f"bad {name} header {raw[:32]!r}")
     return int(raw)
 
 
@@ -252,7 +252,7 @@ def _route_of(headers: Mapping[str, str]) -> _routing.RoutingContext:
     try:
         return _routing.parse(raw)
     except ValueError as exc:
-        raise _Refusal("bad_request", str(exc)) from None
+        raise _Refusal(ErrorKind.BAD_REQUEST, str(exc)) from None
 
 
 class Server:
@@ -388,15 +388,15 @@ class Server:
                 message = f"unknown service {service[:64]!r}: this is {self.service!r}"
             else:
                 message = f"service {service!r} has no method {method[:64]!r}"
-            self.metrics.record("unknown", "unknown_method", None)
-            return error_reply("unknown_method", message)
+            self.metrics.record("unknown", ErrorKind.UNKNOWN_METHOD, None)
+            return error_reply(ErrorKind.UNKNOWN_METHOD, message)
         if incoming.method != "POST":
-            self.metrics.record(target.name, "method_not_allowed", None)
-            return error_reply("method_not_allowed", f"{incoming.method}: RPCs are POSTed")
+            self.metrics.record(target.name, ErrorKind.METHOD_NOT_ALLOWED, None)
+            return error_reply(ErrorKind.METHOD_NOT_ALLOWED, f"{incoming.method}: RPCs are POSTed")
         if incoming.content_type != CONTENT_TYPE:
-            self.metrics.record(target.name, "unsupported_media_type", None)
+            self.metrics.record(target.name, ErrorKind.UNSUPPORTED_MEDIA_TYPE, None)
             return error_reply(
-                "unsupported_media_type",
+                ErrorKind.UNSUPPORTED_MEDIA_TYPE,
                 f"content type must be {CONTENT_TYPE}, not {incoming.content_type[:64]!r}",
             )
         return target
@@ -405,8 +405,10 @@ class Server:
         target = self._web.get((incoming.method, incoming.path))
         if target is None:
             if incoming.path in self._web_paths:
-                return _json_error("method_not_allowed", f"{incoming.method} is not served here")
-            return _json_error("not_found", f"no route {incoming.path[:64]!r}")
+                return _json_error(
+                    ErrorKind.METHOD_NOT_ALLOWED, f"{incoming.method} is not served here"
+                )
+            return _json_error(ErrorKind.NOT_FOUND, f"no route {incoming.path[:64]!r}")
         return target
 
     def _operations(self, incoming: Incoming) -> Reply | None:
@@ -434,13 +436,13 @@ class Server:
     async def _faults(self, incoming: Incoming) -> Reply:
         """The faults this server injects: the control plane's, so they need the admin token."""
         if not self._admin_allowed(incoming.headers, incoming.peer):
-            return _json_error("forbidden", f"{FAULTS_PATH} needs the admin token")
+            return _json_error(ErrorKind.FORBIDDEN, f"{FAULTS_PATH} needs the admin token")
         try:
             body = await incoming.read_body(_MAX_FAULTS_BODY) if incoming.method == "POST" else b""
         except BodyTooLarge as exc:
-            return _json_error("too_large", str(exc))
+            return _json_error(ErrorKind.TOO_LARGE, str(exc))
         except BodyTimeout as exc:
-            return _json_error("request_timeout", str(exc))
+            return _json_error(ErrorKind.REQUEST_TIMEOUT, str(exc))
         status, answer = self.injections.command(incoming.method, body)
         if status == 200 and incoming.method == "POST":
             log.warning("faults set", faults=answer.decode())
@@ -464,31 +466,35 @@ class Server:
         ):
             who = "a caller without an identity" if peer is None else peer.service
             raise _Refusal(
-                "forbidden", f"{self.service} does not take calls from {who}", retry=False
+                ErrorKind.FORBIDDEN, f"{self.service} does not take calls from {who}", retry=False
             )
         deadline_ms = _header_int(headers, H_DEADLINE)
         timeout = self.default_timeout
         if deadline_ms is not None:
             if deadline_ms <= 0:
-                raise _Refusal("deadline_exceeded", "the deadline passed before the request came")
+                raise _Refusal(
+                    ErrorKind.DEADLINE_EXCEEDED, "the deadline passed before the request came"
+                )
             timeout = min(deadline_ms / 1000.0, self.max_timeout)
         if target.admin and not self._admin_allowed(headers, peer):
             raise _Refusal(
-                "forbidden",
+                ErrorKind.FORBIDDEN,
                 f"{self.service}.{target.name} needs the control plane or the admin token",
                 retry=False,
             )
         if self.draining:
-            raise _Refusal("overloaded", f"{self.service} instance is draining")
+            raise _Refusal(ErrorKind.OVERLOADED, f"{self.service} instance is draining")
         attempt = max(1, _header_int(headers, H_ATTEMPT) or 1)
         # Retries are shed only at a busy instance: an idle one that receives nothing but retries
         # (every caller's first choice is elsewhere and sick) is exactly where they should go.
         if not self.retry_pressure.admit(attempt) and self._inflight >= self.max_inflight // 2:
             raise _Refusal(
-                "overloaded", f"{self.service}: too many retries, do not retry", retry=False
+                ErrorKind.OVERLOADED, f"{self.service}: too many retries, do not retry", retry=False
             )
         if self._inflight >= self.max_inflight:
-            raise _Refusal("overloaded", f"{self.service} has {self._inflight} requests in flight")
+            raise _Refusal(
+                ErrorKind.OVERLOADED, f"{self.service} has {self._inflight} requests in flight"
+            )
         return timeout
 
     async def _pipeline(self, target: _Target, incoming: Incoming) -> Reply:
@@ -525,38 +531,38 @@ class Server:
             outcome = refusal.kind
             return target.error(refusal.kind, refusal.message, retry=refusal.retry)
         except BodyTooLarge as exc:
-            outcome = "too_large"
+            outcome = ErrorKind.TOO_LARGE
             return target.error(outcome, str(exc))
         except BodyTimeout as exc:
-            outcome = "request_timeout"
+            outcome = ErrorKind.REQUEST_TIMEOUT
             return target.error(outcome, str(exc))
         except ServiceError as exc:
-            outcome = "service_error"
+            outcome = ErrorKind.SERVICE_ERROR
             return target.service_error(exc)
         except InjectedFailure as exc:
             # Answered as the instance failing, which it is meant to look like, without the
             # traceback a real failure logs.
-            outcome = "internal"
+            outcome = ErrorKind.INTERNAL
             return target.error(outcome, str(exc))
         except TimeoutError as exc:
             left = ends - time.monotonic()
             if scope.fired or not isinstance(exc, HerdError) or left <= _OWN_DEADLINE_SLACK_S:
-                outcome = "deadline_exceeded"
+                outcome = ErrorKind.DEADLINE_EXCEEDED
                 return target.error(outcome, f"{self.service}.{target.name} ran out of time")
             # A dependency gave up with our own deadline still ahead: that is the dependency's
             # failure, and retrying this instance's caller elsewhere would only repeat it.
-            outcome = "dependency"
+            outcome = ErrorKind.DEPENDENCY
             log.warning("dependency timed out", target=target.name, error=str(exc))
             return target.error(outcome, f"{type(exc).__name__}: {exc}")
         except HerdError as exc:
-            outcome = "dependency"
+            outcome = ErrorKind.DEPENDENCY
             log.warning("dependency failed", target=target.name, error=repr(exc))
             return target.error(outcome, f"{type(exc).__name__}: {exc}")
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
         except Exception as exc:
-            outcome = "internal"
+            outcome = ErrorKind.INTERNAL
             log.exception("handler failed", target=target.name)
             # RPC callers are herd drivers, which show the cause to the developer; web routes
             # face the outside, which learns nothing of the internals.

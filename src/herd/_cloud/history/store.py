@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from herd._model.errors import ConfigurationError
+from herd._model.instance import Status
 
 Clock = Callable[[], float]
 _S = TypeVar("_S", "GroupState", "InstanceState")
@@ -321,13 +322,13 @@ def _replay(
             id=event.instance,
             group=event.group,
             zone=str(event.detail.get("zone", "")),
-            status="STARTING",
+            status=Status.STARTING,
             since=at,
         )
     elif kind == INSTANCE_TERMINATED:
         instances.pop(event.instance, None)
     elif known is not None and kind in (INSTANCE_UP, INSTANCE_DOWN):
-        status = "UP" if kind == INSTANCE_UP else "DOWN"
+        status = Status.UP if kind == INSTANCE_UP else Status.DOWN
         instances[event.instance] = msgspec.structs.replace(known, status=status, since=at)
 
 
