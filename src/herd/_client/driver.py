@@ -20,7 +20,7 @@ from herd._client.attempts import Attempt, AttemptLoop, Backoff, Retry
 from herd._client.balance import Balancer
 from herd._client.breaker import Bulkhead, CircuitBreaker
 from herd._client.budget import RetryBudget
-from herd._client.metrics import CLIENT_METRICS, ClientMetrics, DependencyMetrics
+from herd._client.metrics import CLIENT_METRICS, ClientMetrics, DependencyMetrics, raised_by
 from herd._client.policy import CallPolicy
 from herd._client.pool import TransportPool
 from herd._client.resolver import Resolver, StaticResolver
@@ -235,7 +235,7 @@ class Caller:
     def _tag(self, error: HerdError, spec: MethodSpec) -> HerdError:
         error.service = spec.service
         error.method = spec.name
-        error._herd_counts = self.metrics
+        raised_by(error, self.metrics)
         return error
 
     async def _attempt(
