@@ -67,6 +67,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self._cache_servers = caches.plan(app)
         self.launcher = Launcher(app, self._cache_servers)
         self.history = History(app.run_dir / "history.sqlite")
+        self.record = self.history.record
+        """Where the control plane and its parts record (and log) every change they make."""
         self.chaos = Chaos(self)
         self.watch = InstanceWatch(self)
         self.supervisor = Supervisor(
@@ -98,20 +100,6 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.dashboard = Dashboard(self)
         self.dashboard.gatherer.add_panel(self.chaos_panel)
         self.dashboard.gatherer.add_panel(self.history_panel)
-
-    def record(
-        self,
-        kind: str,
-        *,
-        cause: str = "",
-        group: str | None = None,
-        instance: str | None = None,
-        **detail: object,
-    ) -> None:
-        """Record one change in the cloud's history (and the log)."""
-        self.history.record(kind, cause=cause, group=group, instance=instance, **detail)
-        named = {"cause": cause, "group": group, "instance": instance}
-        log.info(kind, **{k: v for k, v in named.items() if v}, **detail)
 
     @property
     def autoscaled(self) -> Sequence[tuple[float, str, Decision]]:

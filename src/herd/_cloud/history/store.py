@@ -24,9 +24,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+import structlog
 
 from herd._model.errors import ConfigurationError
 from herd._model.instance import Status
+
+log = structlog.get_logger("herd.history")
 
 Clock = Callable[[], float]
 _S = TypeVar("_S", "GroupState", "InstanceState")
@@ -208,7 +211,9 @@ class History:
         instance: str | None = None,
         **detail: object,
     ) -> Event:
-        """Append one event, now."""
+        """Append one event, now, and log it."""
+        named = {"cause": cause, "group": group, "instance": instance}
+        log.info(kind, **{k: v for k, v in named.items() if v}, **detail)
         at = self._clock()
         encoded = json.dumps(detail, default=str, separators=(",", ":"))
         cursor = self._connection().execute(
