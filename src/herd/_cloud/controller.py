@@ -2,8 +2,8 @@
 keeps each of them running, and serves the API the `herd` command drives.
 
 It composes the rooms of `herd._cloud`: `launch` makes each process, `supervise` keeps slots
-filled and groups at their count and says what runs (`views`), `autoscale` runs the autoscaler
-loop, `deploy`, `chaos` and `history` do what their names say, and all record through it.
+filled and groups at their count, `views` says what runs, `autoscale` runs the autoscaler loop,
+`deploy` and `chaos` do what their names say, and every change is recorded in the `history`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import secrets
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import structlog
 
 from herd._cloud.app import App, GroupSpec
 from herd._cloud.autoscale.loop import Autoscaling
@@ -52,8 +50,6 @@ from herd._registry.etcd_cluster import ETCD, local_members
 from herd._server.server import Server
 from herd._wire import tls
 
-log = structlog.get_logger("herd.cloud")
-
 Say = Callable[[str], None]
 
 
@@ -72,14 +68,14 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.chaos = Chaos(self)
         self.watch = InstanceWatch(self)
         self.supervisor = Supervisor(
-            self, zone_open=self.chaos.zone_open, tls_dir=self.launcher.tls_dir
+            self.history, zone_open=self.chaos.zone_open, tls_dir=self.launcher.tls_dir
         )
         self.server_groups = ServerGroups(
             app.spec.groups,
             app.spec.zones,
             desired={g.name: initial_count(g) for g in app.spec.groups},
             supervisor=self.supervisor,
-            recorder=self,
+            recorder=self.history,
             launch=self.launcher.instance,
             log_dir=self._log_dir,
         )
