@@ -19,8 +19,13 @@ from herd._cloud.launch.ca import CertificateAuthority
 from herd._cloud.launch.process import Process
 from herd._model.identity import FRONT_DOOR, REGISTRY, Identity
 from herd._process.config import ALLOW, TLS_DIR, child_env
-from herd._registry.etcd_cluster import ETCD, ETCD_SCHEME, LOCAL_MEMBERS, etcd_endpoints
-from herd._registry.etcd_cluster import local_members as _local_members
+from herd._registry.etcd_cluster import (
+    ETCD,
+    ETCD_SCHEME,
+    LOCAL_MEMBERS,
+    etcd_endpoints,
+    local_members,
+)
 
 #: Settings of the shell that started `herd up`, which no child inherits: each process gets
 #: its own identity, and its own allow rules.
@@ -114,7 +119,7 @@ class Launcher:
         """Where the registry keeps instances: etcd's members, or none (its own memory)."""
         registry = self.app.spec.registry
         if registry == ETCD:
-            return [member.endpoint for member in _local_members(self.app.spec.etcd_port)]
+            return [member.endpoint for member in local_members(self.app.spec.etcd_port)]
         if registry.startswith(ETCD_SCHEME):
             return etcd_endpoints(registry)
         return []
