@@ -51,14 +51,14 @@ def test_a_good_canary_is_promoted_and_a_bad_one_rolls_back_by_itself(tmp_path: 
         env=cloud_env(tmp_path / "home"),
         timeout=110,
     )
-    # Exit code 1 also when a stall of a loaded machine failed requests: judged below instead.
-    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    # Exit 0: every deploy ended as it should, and no request failed but the bad canary's.
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     steady, good, bad = json.loads(figures.read_text())["scenarios"]
-    assert steady["name"] == "steady" and steady["total"] > 0
+    assert steady["name"] == "steady" and steady["total"] > 0 and steady["failed"] == 0
     assert (good["decision"], good["canary_score"]) == ("promoted", 100.0), good
+    assert good["failed"] == 0, good
     # Generous for a loaded 2-core machine, where a starved instance's refusals send a few
     # pinned calls' retries elsewhere; without pins, half of them would miss (the 50 % step).
-    assert good["failed"] <= 0.05 * good["total"], good
     assert good["cohort_consistency_pct"] >= 80.0, good
     assert bad["decision"] == "rolled_back"
     assert bad["canary_score"] < 75
