@@ -361,11 +361,12 @@ class _Race(Generic[T]):
         answered, failed = ended.split(_Answered)
         if answered is None:
             assert failed is not None
-            raise _leaf(failed)
+            # What the body or the hedge raised, as raised (the task group only wrapped it).
+            raise failed.exceptions[0]
         if task.cancelling() > cancelling:
             # The caller was cancelled too, as the hedge answered: the cancellation wins.
             raise asyncio.CancelledError
-        return cast(T, cast(_Answered, _leaf(answered)).answer)
+        return cast(T, cast(_Answered, answered.exceptions[0]).answer)
 
     async def _first_attempt(self, group: asyncio.TaskGroup, delay: float) -> T:
         context = contextvars.copy_context()
@@ -402,9 +403,3 @@ class _Race(Generic[T]):
         # The first did not answer within the hedge delay and another instance did.
         self._first.failed = True
         raise _Answered(answer)
-
-
-def _leaf(errors: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first error of a task group's errors."""
-    error = errors.exceptions[0]
-    return _leaf(error) if isinstance(error, BaseExceptionGroup) else error
