@@ -183,7 +183,7 @@ def _herd_secure() -> Variant:
     import tempfile
 
     import herd
-    from herd._cloud.ca import CertificateAuthority
+    from herd._cloud.launch.ca import CertificateAuthority
     from herd._model.identity import Identity
     from herd._wire import tls
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from herd._cloud.process import Process
+from herd._cloud.launch.process import Process
 
 ROOT = Path(__file__).resolve().parent.parent
 MSGPACK = "application/x-msgpack"

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from herd._cloud.history import InvalidTime, parse_duration
+from herd._cloud.history.store import InvalidTime, parse_duration
 from herd._cloud.interface import ChaosView, CloudApi
 from herd_tools.cloud_commands import ask
 from herd_tools.output import Column, print_table, usage

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from herd._cloud.history import (
+from herd._cloud.history.store import (
     CloudState,
     Diff,
     Event,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from herd._cloud.app import App, GroupSpec, load
-from herd._cloud.autoscale import initial_count
+from herd._cloud.autoscale.policy import initial_count
 from herd._process.config import GROUP, HOST, INSTANCE, PORT, REGISTRY, VERSION, ZONE
 from herd._registry.etcd_cluster import ETCD_SCHEME, etcd_endpoints
 

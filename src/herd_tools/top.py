@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from herd._cloud.controller import state_file
+from herd._cloud.state import state_file
 from herd._model.errors import ConfigurationError
 
 #: How long to wait before reconnecting after the stream broke (it also ends at its deadline).

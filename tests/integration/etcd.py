@@ -1,5 +1,5 @@
 """Real etcd for tests: members of herd's local cluster (the system's `etcd` binary, through
-`python -m herd._registry.etcd_cluster`) on free loopback ports in a test's directory.
+`python -m herd._cloud.launch.etcd`) on free loopback ports in a test's directory.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class EtcdCluster:
         return [
             sys.executable,
             "-m",
-            "herd._registry.etcd_cluster",
+            "herd._cloud.launch.etcd",
             f"--base-port={self.members[0].client_port}",
             f"--members={len(self.members)}",
             f"--index={index}",

@@ -1,5 +1,5 @@
 """Real memcached for tests: the system's binary, through herd's launcher
-(`python -m herd._cloud.memcached`), one server per zone on free loopback ports."""
+(`python -m herd._cloud.launch.memcached`), one server per zone on free loopback ports."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from herd._cloud.memcached import INSTALL
+from herd._cloud.launch.memcached import INSTALL
 from tests.helpers import ServiceProcess, free_port
 
 
@@ -39,7 +39,12 @@ class MemcachedZones:
 
     def start(self, zone: str) -> None:
         """Start (or restart, empty) one zone's server and wait until it answers."""
-        command = [sys.executable, "-m", "herd._cloud.memcached", f"--port={self.ports[zone]}"]
+        command = [
+            sys.executable,
+            "-m",
+            "herd._cloud.launch.memcached",
+            f"--port={self.ports[zone]}",
+        ]
         running = ServiceProcess(f"memcached-{zone}", command, self.directory / f"mc-{zone}.log")
         self.processes[zone] = running
         running.wait_ready()

@@ -16,7 +16,7 @@ import pytest
 
 import herd
 from examples.chain.interface import Deep, Edge
-from herd._cloud.history import Event
+from herd._cloud.history.store import Event
 from tests.helpers import eventually
 from tests.integration.cloud_helpers import Cloud, by_group, settled, write_app
 

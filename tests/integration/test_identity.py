@@ -18,7 +18,7 @@ import tomli_w
 
 import herd
 from examples.chain.interface import Deep, Edge, Middle
-from herd._cloud.ca import CertificateAuthority
+from herd._cloud.launch.ca import CertificateAuthority
 from herd._model.identity import Identity
 from herd._model.instance import Status
 from herd._process.registry_api import NotAuthorized, RegistryApi

@@ -14,7 +14,7 @@ import pytest
 
 import herd
 from herd._cloud.app import load
-from herd._cloud.ca import CertificateAuthority
+from herd._cloud.launch.ca import CertificateAuthority
 from herd._model.identity import CONTROL, Identity
 from herd._wire import tls
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from herd._cloud.process import Process
+from herd._cloud.launch.process import Process
 from tests.helpers import ROOT, ServiceProcess, clean_environment, eventually
 
 CHATTY = """

@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 import herd
 from examples.chain.interface import Deep
 from examples.chain.service import DeepService
-from herd._cloud.ca import CertificateAuthority
+from herd._cloud.launch.ca import CertificateAuthority
 from herd._model.identity import Identity
 from herd._model.instance import Instance, Status
 from herd._process.config import TLS_DIR

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from herd._cloud.app import AutoscaleSpec, load
-from herd._cloud.autoscale import SHORT_WINDOW_S, Autoscaler, Decision
+from herd._cloud.autoscale.policy import SHORT_WINDOW_S, Autoscaler, Decision
 from herd._model.clock import ManualClock
 from herd._model.errors import ConfigurationError
 from herd_tools.experiments.autoscale import Ramp

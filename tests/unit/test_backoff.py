@@ -3,7 +3,7 @@ loop waits 0.5 s, doubling to 30 s; a minute up forgives."""
 
 from __future__ import annotations
 
-from herd._cloud.controller import Backoff
+from herd._cloud.supervise.backoff import Backoff
 
 
 def test_a_crash_after_a_good_run_is_replaced_at_once() -> None:

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from herd._cloud import canary
-from herd._cloud.analysis import Reading, points, read
+from herd._cloud.deploy import canary
+from herd._cloud.deploy.analysis import Reading, points, read
 from herd._server.metrics import ServerMetrics
 
 

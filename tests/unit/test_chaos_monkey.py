@@ -7,7 +7,7 @@ import random
 import statistics
 
 from herd._cloud.app import ChaosSpec
-from herd._cloud.chaos import Monkey, Strike
+from herd._cloud.chaos.monkey import Monkey, Strike
 from herd._cloud.interface import InstanceView
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from herd._cloud.app import App, GroupSpec, load
-from herd._cloud.deploy import Deployer
+from herd._cloud.deploy.deployer import Deployer
 from herd._cloud.interface import DeployRefused
 from herd._model.errors import ConfigurationError
 from herd._process.registry_client import RegistryResolver

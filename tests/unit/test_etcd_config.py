@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from herd._cloud.app import load
+from herd._cloud.launch.etcd import member_command
 from herd._model.errors import ConfigurationError
 from herd._registry.etcd import grpc_target
-from herd._registry.etcd_cluster import etcd_endpoints, local_members, member_command
+from herd._registry.etcd_cluster import etcd_endpoints, local_members
 
 APP = """
 name = "demo"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from herd._cloud.history import (
+from herd._cloud.history.store import (
     History,
     InstanceState,
     InvalidTime,

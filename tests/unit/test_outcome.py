@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 import herd
-from herd._model.outcome import CALLER_FAULT_KINDS, Blame, blame, blame_of_status
+from herd._client.metrics import DependencyMetrics, raised_by
+from herd._model.outcome import Blame, ErrorKind, blame, blame_of_status
 
 
 class Missing(herd.ServiceError):
     key: int
 
 
-@pytest.mark.parametrize("kind", sorted(CALLER_FAULT_KINDS))
+@pytest.mark.parametrize("kind", [kind for kind in ErrorKind if kind.blame is Blame.CALLER])
 async def test_fallback_never_hides_the_callers_own_fault(kind: str) -> None:
     async def failing() -> str:
         raise herd.BadRequest("svc", "get", "your fault", kind)
@@ -61,3 +62,27 @@ def test_blame_of_errors_and_statuses() -> None:
     assert blame_of_status(502) is Blame.SERVICE
     assert blame_of_status(500) is Blame.INSTANCE
     assert blame_of_status(503) is Blame.INSTANCE
+
+
+async def test_fallback_counts_in_the_metrics_of_the_dependency_that_failed() -> None:
+    metrics = DependencyMetrics()
+    failed = herd.Unavailable("down")
+    raised_by(failed, metrics)
+
+    async def failing() -> str:
+        raise failed
+
+    async def broken_fallback(exc: Exception) -> str:
+        raise RuntimeError("no stale copy either")
+
+    assert await herd.fallback(failing(), "fallback") == "fallback"
+    with pytest.raises(RuntimeError):
+        await herd.fallback(failing(), broken_fallback)
+    assert (metrics.fallback_success, metrics.fallback_failure) == (1, 1)
+    # An error no driver raised is counted nowhere.
+    assert await herd.fallback(_raise(herd.Unavailable("elsewhere")), "fallback") == "fallback"
+    assert (metrics.fallback_success, metrics.fallback_failure) == (1, 1)
+
+
+async def _raise(error: herd.HerdError) -> str:
+    raise error

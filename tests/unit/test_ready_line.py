@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from herd._cloud.process import ReadyLine
+from herd._cloud.launch.process import ReadyLine
 from herd._process.run import READY_PREFIX
 
 ANNOUNCED = {"service": "deep", "address": "127.0.0.1:4321", "pid": 7}

@@ -15,7 +15,7 @@ from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
 from herd._client.routes import GroupChooser
 from herd._cloud.app import CellSpec, CohortSpec
-from herd._cloud.cohorts import Cohorts
+from herd._cloud.deploy.cohorts import Cohorts
 from herd._model import identity
 from herd._model.errors import Unavailable
 from herd._model.identity import CONTROL, Identity

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Generic, TypeVar, cast
 
 from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
@@ -183,8 +184,7 @@ class AttemptLoop:
         to run twice) and a hedge policy, a first attempt that has not answered within the hedge
         delay gets a second one at another instance, and the first answer wins.
         """
-        tried: list[str] = []
-        zones: list[str] = []
+        tries = _Tries()
         self.budget.record_request()
         last: HerdError | None = None
         candidates = self.resolver.instances(self.service)
@@ -195,15 +195,14 @@ class AttemptLoop:
             # A hedge stays in the group: hedged away, a canary's failures would be hidden from
             # its analysis (its attempts cancelled before they fail).
             candidates, fallback = self._chooser.choose(candidates, route, _routing.current())
-        number = 0
-        while number < attempts:
-            number += 1
-            instance = self.balancer.pick(candidates, tried, zones)
+        while tries.spent < attempts:
+            number = tries.spent + 1
+            instance = self.balancer.pick(candidates, tries.ids, tries.zones)
             if instance is None and fallback:
                 # The routed group has no untried instance left: a retry may go to another
                 # group the route gives traffic to, rather than fail the call.
                 candidates, fallback = fallback, ()
-                instance = self.balancer.pick(candidates, tried, zones)
+                instance = self.balancer.pick(candidates, tries.ids, tries.zones)
             if instance is None:
                 if last is None:
                     raise Unavailable(f"no instance of {self.service} is available")
@@ -220,20 +219,13 @@ class AttemptLoop:
             if deadline - _clock.monotonic() < self.min_useful:
                 last = DeadlineExceeded(f"{self.service}: deadline passed before attempt {number}")
                 break
-            tried.append(instance.id)
-            zones.append(instance.zone)
-            attempt = Attempt(instance, number)
+            attempt = tries.add(instance)
             delay = self._hedge_delay() if hedge and number < attempts else None
             try:
                 if delay is None or len(candidates) < 2:
                     return await self._one(send, attempt)
-                spent = [number]
-                try:
-                    return await self._hedged(
-                        send, attempt, delay, deadline, candidates, tried, zones, spent
-                    )
-                finally:
-                    number = spent[0]
+                pick = functools.partial(self._hedge, candidates, tries, deadline)
+                return await _Race(self, send, attempt, pick).run(delay)
             except Retry as retry:
                 last = retry.error
         assert last is not None
@@ -248,83 +240,21 @@ class AttemptLoop:
         recent = self._recent.value(policy.min_samples)
         return None if recent is None else max(policy.min_delay, recent)
 
-    async def _hedged(
-        self,
-        send: Callable[[Attempt], Awaitable[T]],
-        first: Attempt,
-        delay: float,
-        deadline: float,
-        candidates: Sequence[Instance],
-        tried: list[str],
-        zones: list[str],
-        spent: list[int],
-    ) -> T:
-        """The first attempt, with a hedge at another instance if it is slow to answer.
-
-        The first attempt runs in the caller's task, so a call that answers in time (nearly all)
-        pays only an alarm on the shared wheel; the hedge runs in a task of its own, and when it
-        answers first, the caller's task is cancelled out of the first attempt and takes the
-        hedge's answer.
-        """
-        task = asyncio.current_task()
-        assert task is not None
-        context = contextvars.copy_context()
-        cancelling = task.cancelling()
-        hedge: asyncio.Task[T] | None = None
-        won = False
-        settled = False
-
-        def landed(done: asyncio.Task[T]) -> None:
-            nonlocal won
-            # Once this call is settled (the first answered, or it awaited the hedge itself), a
-            # late callback must not cancel the caller's task, which has moved on.
-            if done.cancelled() or done.exception() is not None or settled:
-                return
-            won = True
-            # The first did not answer within the hedge delay and another instance did.
-            first.failed = True
-            task.cancel()
-
-        def ring() -> None:
-            nonlocal hedge
-            if settled or deadline - _clock.monotonic() < self.min_useful:
-                return
-            second = self.balancer.pick(candidates, tried, zones)
-            if second is None:
-                return
-            if not self.budget.try_spend():
-                self._count("retries_denied")
-                return
-            tried.append(second.id)
-            zones.append(second.zone)
-            spent[0] += 1
-            self._count("hedges")
-            hedge = asyncio.get_running_loop().create_task(
-                self._one(send, Attempt(second, spent[0])), context=context
-            )
-            hedge.add_done_callback(landed)
-
-        alarm = Alarm(_clock.monotonic() + delay, ring)
-        alarm.start()
-        try:
-            return await self._one(send, first)
-        except asyncio.CancelledError:
-            if won and task.uncancel() <= cancelling:
-                assert hedge is not None
-                return hedge.result()
-            raise
-        except Retry:
-            settled = True
-            alarm.cancel()
-            if hedge is None:
-                raise
-            # The hedge is already the retry: its answer, or its failure, is the outcome.
-            return await hedge
-        finally:
-            settled = True
-            alarm.cancel()
-            if hedge is not None and not hedge.done():
-                hedge.cancel()
+    def _hedge(
+        self, candidates: Sequence[Instance], tries: _Tries, deadline: float
+    ) -> Attempt | None:
+        """A hedged attempt at an instance the call has not tried, if the deadline leaves room
+        for one and the retry budget has a token; None otherwise."""
+        if deadline - _clock.monotonic() < self.min_useful:
+            return None
+        second = self.balancer.pick(candidates, tries.ids, tries.zones)
+        if second is None:
+            return None
+        if not self.budget.try_spend():
+            self._count("retries_denied")
+            return None
+        self._count("hedges")
+        return tries.add(second)
 
     async def _one(self, send: Callable[[Attempt], Awaitable[T]], attempt: Attempt) -> T:
         instance = attempt.instance
@@ -359,3 +289,117 @@ class AttemptLoop:
         group = instance.group
         members = self.resolver.instances(self.service)
         self.balancer.finished(instance.id, False, sum(i.group == group for i in members))
+
+
+class _Tries:
+    """What one call has tried: the instances (never one twice) and their zones, one attempt
+    each."""
+
+    __slots__ = ("ids", "zones")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.zones: list[str] = []
+
+    @property
+    def spent(self) -> int:
+        """Attempts made so far."""
+        return len(self.ids)
+
+    def add(self, instance: Instance) -> Attempt:
+        """The call's next attempt, at `instance`."""
+        self.ids.append(instance.id)
+        self.zones.append(instance.zone)
+        return Attempt(instance, len(self.ids))
+
+
+class _Answered(Exception):
+    """An attempt of a race answered: raised into the race's task group, which cancels the
+    other attempt."""
+
+    def __init__(self, answer: object) -> None:
+        super().__init__("answered")
+        self.answer = answer
+
+
+class _Race(Generic[T]):
+    """A first attempt raced by a hedge at another instance if it is slow to answer (trio's
+    happy eyeballs: staggered attempts in one task group, the loser cancelled by the group).
+
+    The first attempt runs in the caller's task, so a call that answers in time (nearly all)
+    pays only an alarm on the shared wheel and an empty task group; the hedge runs in a task of
+    the group. The first answer wins. If the first fails after the hedge went out, the hedge is
+    its retry: its answer, or its failure, is the outcome.
+    """
+
+    __slots__ = ("_attempts", "_first", "_hedge", "_pick", "_send")
+
+    def __init__(
+        self,
+        attempts: AttemptLoop,
+        send: Callable[[Attempt], Awaitable[T]],
+        first: Attempt,
+        pick: Callable[[], Attempt | None],
+    ) -> None:
+        self._attempts = attempts
+        self._send = send
+        self._first = first
+        self._pick = pick
+        """The hedge's attempt, or None when none may go."""
+        self._hedge: asyncio.Task[Exception] | None = None
+
+    async def run(self, delay: float) -> T:
+        """The winner's answer, or the error that ends the race."""
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        try:
+            async with asyncio.TaskGroup() as group:
+                return await self._first_attempt(group, delay)
+        except BaseExceptionGroup as errors:
+            ended = errors
+        answered, failed = ended.split(_Answered)
+        if answered is None:
+            assert failed is not None
+            # What the body or the hedge raised, as raised (the task group only wrapped it).
+            raise failed.exceptions[0]
+        if task.cancelling() > cancelling:
+            # The caller was cancelled too, as the hedge answered: the cancellation wins.
+            raise asyncio.CancelledError
+        return cast(T, cast(_Answered, answered.exceptions[0]).answer)
+
+    async def _first_attempt(self, group: asyncio.TaskGroup, delay: float) -> T:
+        context = contextvars.copy_context()
+        alarm = Alarm(_clock.monotonic() + delay, lambda: self._ring(group, context))
+        alarm.start()
+        try:
+            answer = await self._attempts._one(self._send, self._first)
+        except Retry:
+            if self._hedge is None:
+                raise
+        else:
+            if self._hedge is not None:
+                # Into the group, which cancels the hedge that lost.
+                raise _Answered(answer)
+            return answer
+        finally:
+            alarm.cancel()
+        # The first failed after the hedge went out: the hedge is its retry, and its answer
+        # wins the group, or its failure is the outcome.
+        raise await self._hedge
+
+    def _ring(self, group: asyncio.TaskGroup, context: contextvars.Context) -> None:
+        attempt = self._pick()
+        if attempt is not None:
+            self._hedge = group.create_task(self._hedged(attempt), context=context)
+
+    async def _hedged(self, attempt: Attempt) -> Exception:
+        """The hedge: its answer is raised into the group (which cancels the first attempt);
+        its failure is returned, the outcome only if the first fails too."""
+        try:
+            answer = await self._attempts._one(self._send, attempt)
+        except Exception as exc:
+            return exc
+        # The first did not answer within the hedge delay and another instance did.
+        self._first.failed = True
+        raise _Answered(answer)

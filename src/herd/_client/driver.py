@@ -20,7 +20,7 @@ from herd._client.attempts import Attempt, AttemptLoop, Backoff, Retry
 from herd._client.balance import Balancer
 from herd._client.breaker import Bulkhead, CircuitBreaker
 from herd._client.budget import RetryBudget
-from herd._client.metrics import CLIENT_METRICS, ClientMetrics, DependencyMetrics
+from herd._client.metrics import CLIENT_METRICS, ClientMetrics, DependencyMetrics, raised_by
 from herd._client.policy import CallPolicy
 from herd._client.pool import TransportPool
 from herd._client.resolver import Resolver, StaticResolver
@@ -39,7 +39,7 @@ from herd._model.errors import (
 )
 from herd._model.instance import Instance
 from herd._model.interface import Interface, MethodSpec, error_from_wire, interface_of, methods
-from herd._model.outcome import Blame, blame, blame_of_kind
+from herd._model.outcome import Blame, ErrorKind, Retryable, blame, blame_of_kind
 from herd._wire.http_client import HttpTransport
 from herd._wire.mux_client import MuxTransport
 from herd._wire.protocol import (
@@ -235,7 +235,7 @@ class Caller:
     def _tag(self, error: HerdError, spec: MethodSpec) -> HerdError:
         error.service = spec.service
         error.method = spec.name
-        error._herd_counts = self.metrics
+        raised_by(error, self.metrics)
         return error
 
     async def _attempt(
@@ -291,36 +291,47 @@ class Caller:
                 return spec.result_decoder.decode(answer)
             except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
                 raise RemoteError(
-                    spec.service, spec.name, f"bad result: {exc}", "bad_result"
+                    spec.service, spec.name, f"bad result: {exc}", ErrorKind.BAD_RESULT
                 ) from exc
         return self._raise_answer(spec, decode_error(answer), instance, deadline)
 
     def _raise_answer(
         self, spec: MethodSpec, error: ErrorBody, instance: Instance, deadline: float
     ) -> Any:
-        kind = error.kind
-        if kind == "service_error":
+        kind = ErrorKind.parse(error.kind)
+        if kind is ErrorKind.SERVICE_ERROR:
             declared = error_from_wire(error.type, error.message, error.fields)
             if declared is not None:
                 raise declared
             raise RemoteError(spec.service, spec.name, f"{error.type}: {error.message}", kind)
-        if kind == "overloaded":
-            overloaded = Overloaded(f"{instance.address}: {error.message}")
-            if not error.retry:
-                raise overloaded
-            raise Retry(overloaded)
-        if kind == "deadline_exceeded":
-            late = DeadlineExceeded(f"{spec.service}.{spec.name}: {error.message}")
+        failure = _failure(spec, kind, error, instance)
+        if error.retry and kind is not None and self._may_retry(spec, kind, deadline):
+            raise Retry(failure)
+        raise failure
+
+    def _may_retry(self, spec: MethodSpec, kind: ErrorKind, deadline: float) -> bool:
+        """Whether another instance may be tried after an error answer of `kind`."""
+        if kind.retryable is Retryable.IDEMPOTENT:
             # The server ran out of this attempt's share; with time left, another instance may
             # still answer.
-            if spec.options.idempotent and deadline - _clock.monotonic() > self.policy.min_useful:
-                raise Retry(late)
-            raise late
-        if kind == "forbidden":
-            raise Forbidden(spec.service, spec.name, error.message, kind)
-        if blame_of_kind(kind) is Blame.CALLER:
-            raise BadRequest(spec.service, spec.name, error.message, kind)
-        raise RemoteError(spec.service, spec.name, error.message, kind)
+            left = deadline - _clock.monotonic()
+            return spec.options.idempotent and left > self.policy.min_useful
+        return kind.retryable is Retryable.ALWAYS
+
+
+def _failure(
+    spec: MethodSpec, kind: ErrorKind | None, error: ErrorBody, instance: Instance
+) -> HerdError:
+    """The typed error a failed answer raises."""
+    if kind is ErrorKind.OVERLOADED:
+        return Overloaded(f"{instance.address}: {error.message}")
+    if kind is ErrorKind.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(f"{spec.service}.{spec.name}: {error.message}")
+    if kind is ErrorKind.FORBIDDEN:
+        return Forbidden(spec.service, spec.name, error.message, error.kind)
+    if blame_of_kind(error.kind) is Blame.CALLER:
+        return BadRequest(spec.service, spec.name, error.message, error.kind)
+    return RemoteError(spec.service, spec.name, error.message, error.kind)
 
 
 def _cut_off_at_deadline(started: float, deadline: float) -> bool:

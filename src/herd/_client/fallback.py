@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
+from herd._client.metrics import metrics_of
 from herd._model.errors import HerdError
 from herd._model.outcome import is_caller_fault
 
@@ -29,7 +30,7 @@ async def fallback(
     except HerdError as exc:
         if is_caller_fault(exc):
             raise
-        counts = exc._herd_counts
+        counts = metrics_of(exc)
         if not callable(otherwise):
             if counts is not None:
                 counts.count("fallback_success")

@@ -79,6 +79,23 @@ class DependencyMetrics:
         return cumulative_buckets(BUCKETS, self._bucket_counts), self._latency_sum
 
 
+#: Which dependency's metrics each error a driver raised belongs to, for `herd.fallback` to count
+#: the fallback it serves for it. Weak: an error that is let go takes its entry with it.
+_RAISED_BY: weakref.WeakKeyDictionary[BaseException, DependencyMetrics] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def raised_by(error: BaseException, metrics: DependencyMetrics) -> None:
+    """Note that `error` is a failure of the dependency that `metrics` count."""
+    _RAISED_BY[error] = metrics
+
+
+def metrics_of(error: BaseException) -> DependencyMetrics | None:
+    """The metrics of the dependency whose driver raised `error`; None for any other error."""
+    return _RAISED_BY.get(error)
+
+
 class Reporting(Protocol):
     """A driver's call path as its metrics owner sees it."""
 

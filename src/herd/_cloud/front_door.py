@@ -31,7 +31,7 @@ from herd._client.budget import RetryBudget
 from herd._client.pool import TransportPool
 from herd._client.resolver import Resolver
 from herd._cloud.app import CohortSpec
-from herd._cloud.cohorts import Cohorts
+from herd._cloud.deploy.cohorts import Cohorts
 from herd._model import deadline as _deadline
 from herd._model import routing as _routing
 from herd._model.errors import DeadlineExceeded, HerdError, Unavailable

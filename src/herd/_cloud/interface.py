@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from herd._cloud.history import CloudState, Diff, Event
+from herd._cloud.history.store import CloudState, Diff, Event
 from herd._model.interface import Interface, ServiceError, method
 from herd._server.injection import Fault
 

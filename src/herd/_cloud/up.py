@@ -14,10 +14,12 @@ from typing import Any
 
 from herd._client.driver import plain_transport, static_driver
 from herd._cloud.app import App, load
-from herd._cloud.controller import Controller, state_file
+from herd._cloud.controller import Controller
 from herd._cloud.interface import CloudApi
+from herd._cloud.launch.etcd import etcd_binary
+from herd._cloud.state import state_file
 from herd._model.errors import ConfigurationError
-from herd._registry.etcd_cluster import ETCD, etcd_binary, local_members
+from herd._registry.etcd_cluster import ETCD, local_members
 
 Ready = Callable[[Controller], Awaitable[None]]
 

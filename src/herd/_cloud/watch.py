@@ -17,12 +17,14 @@ import asyncio
 import contextlib
 import contextvars
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import structlog
 
+from herd._cloud.cloud import Cloud
 from herd._cloud.interface import InstanceView
+from herd._model.instance import Status
 from herd._wire.http_client import InstanceSession
 
 log = structlog.get_logger("herd.watch")
@@ -30,26 +32,6 @@ log = structlog.get_logger("herd.watch")
 #: Seconds between two polls.
 INTERVAL_S = 2.0
 _KINDS = {"open": "breaker.opened", "half_open": "breaker.half-open", "closed": "breaker.closed"}
-
-
-class Cloud(Protocol):
-    """What the watch needs of the control plane (the `Controller`)."""
-
-    async def ps(self) -> list[InstanceView]:
-        """Every instance."""
-        ...
-
-    def record(
-        self,
-        kind: str,
-        *,
-        cause: str = "",
-        group: str | None = None,
-        instance: str | None = None,
-        **detail: object,
-    ) -> None:
-        """Record a change in the history."""
-        ...
 
 
 class InstanceWatch:
@@ -100,13 +82,13 @@ class InstanceWatch:
         for view in running.values():
             before = self._status.get(view.id)
             self._status[view.id] = view.status
-            if before == "UP" and view.status != "UP":
+            if before == Status.UP and view.status != Status.UP:
                 self._down.add(view.id)
                 self._cloud.record(
                     "instance.down", cause="registry", group=view.group, instance=view.id,
                     status=view.status,
                 )  # fmt: skip
-            elif view.status == "UP" and view.id in self._down:
+            elif view.status == Status.UP and view.id in self._down:
                 self._down.discard(view.id)
                 self._cloud.record(
                     "instance.up", cause="registry", group=view.group, instance=view.id
@@ -123,7 +105,7 @@ class InstanceWatch:
                 try:
                     everyone = await self._cloud.ps()
                     self.statuses(everyone)
-                    views = [v for v in everyone if v.status == "UP" and v.address]
+                    views = [v for v in everyone if v.status == Status.UP and v.address]
                     answers = await asyncio.gather(
                         *(self._poll(session, view) for view in views), return_exceptions=True
                     )

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
-
-class _Counts(Protocol):
-    def count(self, outcome: str) -> None: ...
-
 
 class HerdError(Exception):
     """Root of every error herd raises.
@@ -17,9 +11,6 @@ class HerdError(Exception):
 
     service: str | None = None
     method: str | None = None
-    #: Where `herd.fallback` counts the fallback it served for this error (the metrics of the
-    #: dependency that raised it).
-    _herd_counts: _Counts | None = None
 
 
 class DeadlineExceeded(HerdError, TimeoutError):

@@ -1,43 +1,18 @@
-"""A local etcd cluster, one member per process, and where the registry finds etcd.
-
-``herd up`` with ``registry = "etcd"`` runs three members on this machine, each in a slot of its
-own (restarted like the registry), with ``python -m herd._registry.etcd_cluster``: it becomes the
-system's ``etcd`` (same pid, so signals reach etcd itself) and announces the herd ready line once
-the member answers ``/health``, which etcd does only while it is part of a quorum.
-
-Nothing here imports the etcd client: starting members needs only the ``etcd`` binary (Debian's
-``etcd-server``).
+"""Where the registry finds etcd: the app file's `registry` values that mean etcd, and the
+members of a local cluster (`herd up` starts them: `herd._cloud.launch.etcd`).
 """
 
 from __future__ import annotations
 
-import argparse
-import ctypes
 import dataclasses
-import json
-import os
-import shutil
-import signal
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
-from pathlib import Path
 
 from herd._model.errors import ConfigurationError
-from herd._process.run import READY_PREFIX
 
 #: The app file's `registry` values that mean etcd.
 ETCD = "etcd"
 ETCD_SCHEME = "etcd://"
 #: Members of a local cluster: three survive the loss of any one.
 LOCAL_MEMBERS = 3
-#: etcd's clock, scaled for one machine: heartbeats every 50 ms and an election after 500 ms of
-#: silence, so a dead leader is replaced in well under a second (etcd's defaults: 100 and 1000).
-HEARTBEAT_MS = 50
-ELECTION_MS = 500
-_PR_SET_PDEATHSIG = 1
 
 
 def etcd_endpoints(registry: str) -> list[str]:
@@ -74,100 +49,3 @@ class Member:
 def local_members(base_port: int, count: int = LOCAL_MEMBERS) -> list[Member]:
     """`count` members on consecutive ports from `base_port` (client, peer, client, peer...)."""
     return [Member(f"m{i}", base_port + 2 * i, base_port + 2 * i + 1) for i in range(count)]
-
-
-def member_command(
-    members: Sequence[Member], index: int, data_dir: Path, *, token: str
-) -> list[str]:
-    """The ``etcd`` command line that runs ``members[index]`` in a cluster of `members`.
-
-    `token` names the cluster, so members of another local cluster never join this one. A
-    member that restarts finds its data in `data_dir` and rejoins with it (the initial-cluster
-    flags only matter the first time).
-    """
-    member = members[index]
-    client_url = f"http://{member.endpoint}"
-    return [
-        "etcd",
-        f"--name={member.name}",
-        f"--data-dir={data_dir / member.name}",
-        f"--listen-client-urls={client_url}",
-        f"--advertise-client-urls={client_url}",
-        f"--listen-peer-urls={member.peer_url}",
-        f"--initial-advertise-peer-urls={member.peer_url}",
-        "--initial-cluster=" + ",".join(f"{m.name}={m.peer_url}" for m in members),
-        "--initial-cluster-state=new",
-        f"--initial-cluster-token={token}",
-        f"--heartbeat-interval={HEARTBEAT_MS}",
-        f"--election-timeout={ELECTION_MS}",
-        "--logger=zap",
-        "--log-outputs=stderr",
-    ]
-
-
-def etcd_binary() -> str:
-    """The system's ``etcd``; ConfigurationError naming the package when it is missing."""
-    found = shutil.which("etcd")
-    if found is None:
-        raise ConfigurationError(
-            "no etcd binary on PATH: install Debian's etcd-server (`make system` does)"
-        )
-    return found
-
-
-def _announce_when_healthy(endpoint: str, timeout_s: float) -> None:
-    """Poll the member's /health until it says it is part of a quorum, then print the ready
-    line (the control plane's sign that the slot is filled)."""
-    give_up = time.monotonic() + timeout_s
-    while time.monotonic() < give_up:
-        try:
-            with urllib.request.urlopen(f"http://{endpoint}/health", timeout=1.0) as answer:
-                healthy = json.loads(answer.read()).get("health") == "true"
-        except (OSError, ValueError, urllib.error.URLError):
-            healthy = False
-        if healthy:
-            print(READY_PREFIX + json.dumps({"address": endpoint}), flush=True)
-            return
-        time.sleep(0.05)
-
-
-def main() -> None:
-    """``python -m herd._registry.etcd_cluster``: run one member of a local cluster."""
-    parser = argparse.ArgumentParser(description="Run one member of herd's local etcd cluster.")
-    parser.add_argument("--base-port", type=int, required=True)
-    parser.add_argument("--members", type=int, default=LOCAL_MEMBERS)
-    parser.add_argument("--index", type=int, required=True)
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--token", required=True)
-    args = parser.parse_args()
-    members = local_members(args.base_port, args.members)
-    try:
-        binary = etcd_binary()
-    except ConfigurationError as exc:
-        raise SystemExit(f"herd etcd member: {exc}") from None
-    command = member_command(members, args.index, args.data_dir, token=args.token)
-    sys.stdout.flush()
-    # The child announces readiness; this process becomes etcd, so the control plane's signals
-    # (and a chaos test's SIGKILL) reach etcd itself, and it dies with the control plane
-    # (PR_SET_PDEATHSIG survives exec).
-    parent = os.getpid()
-    if os.fork() == 0:
-        try:
-            # The child holds the output pipe open: it must not outlive etcd, or whoever reads
-            # that pipe to its end (the control plane, before it restarts the member) waits.
-            _die_with_parent()
-            if os.getppid() == parent:
-                _announce_when_healthy(members[args.index].endpoint, timeout_s=60.0)
-        finally:
-            os._exit(0)
-    os.execv(binary, command)
-
-
-def _die_with_parent() -> None:
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-if __name__ == "__main__":
-    main()

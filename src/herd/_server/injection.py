@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping
 
 import msgspec
 
+from herd._model.outcome import ErrorKind
+
 #: Where the control plane sets an instance's faults (GET: what is in force; POST: replace).
 FAULTS_PATH = "/herd/faults"
 #: The routing entry that carries request-scoped faults.
@@ -199,4 +201,4 @@ def parse_fit(value: str) -> tuple[tuple[str, float, bool], ...]:
 
 
 def _error(message: str) -> bytes:
-    return json.dumps({"error": "bad_request", "message": message}).encode()
+    return json.dumps({"error": ErrorKind.BAD_REQUEST, "message": message}).encode()

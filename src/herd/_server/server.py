@@ -22,10 +22,9 @@ import hmac
 import json
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
-import msgspec
 import structlog
 from prometheus_client.registry import Collector
 
@@ -33,26 +32,25 @@ from herd._model import deadline as _deadline
 from herd._model import identity as _identity
 from herd._model import routing as _routing
 from herd._model.errors import ConfigurationError, HerdError
-from herd._model.interface import Interface, MethodSpec, ServiceError, error_to_wire, methods
+from herd._model.interface import Interface, ServiceError, methods
+from herd._model.outcome import ErrorKind
 from herd._model.route import PIN
-from herd._model.web import WebHandler, WebRequest, routes_of
+from herd._model.web import routes_of
 from herd._server.injection import FAULTS_PATH, FIT_KEY, InjectedFailure, Injections
 from herd._server.metrics import ServerMetrics
 from herd._server.shedding import RetryPressure
+from herd._server.targets import Refusal, Rpc, Target, Web, header_int, json_error, route_of
 from herd._wire.listener import Listener
 from herd._wire.protocol import (
     CONTENT_TYPE,
     H_ATTEMPT,
     H_DEADLINE,
-    H_ROUTE,
     H_TOKEN,
-    STATUS_OF_KIND,
     BodyTimeout,
     BodyTooLarge,
     Chunks,
     Incoming,
     Reply,
-    encode,
     error_reply,
 )
 
@@ -64,115 +62,12 @@ _MAX_FAULTS_BODY = 1 << 16
 #: A dependency's DeadlineExceeded this close to our own deadline is our deadline running out
 #: (drivers give up slightly early, when too little is left for a useful attempt).
 _OWN_DEADLINE_SLACK_S = 0.02
-#: Digits accepted in a deadline or attempt header: enough for any sane value, and a bound on
-#: what `int()` is asked to parse.
-_MAX_HEADER_DIGITS = 9
 
 #: Outcomes of requests refused before their handler ran: they have no latency to record.
-_REFUSED = frozenset({"bad_request", "too_large", "request_timeout"})
+_REFUSED = frozenset({ErrorKind.BAD_REQUEST, ErrorKind.TOO_LARGE, ErrorKind.REQUEST_TIMEOUT})
 
 #: What `/herd/dependencies` serves: the process's view of the services it calls.
 Dependencies = Callable[[], Mapping[str, Any]]
-
-
-class _Refusal(Exception):
-    """The request is refused with an error kind before or while it runs."""
-
-    def __init__(self, kind: str, message: str, *, retry: bool = True) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.retry = retry
-
-
-class _Target:
-    """What a request addresses: an RPC method or a web route. The pipeline is the same for both;
-    they differ in how the body becomes a call and how an answer or error is rendered."""
-
-    __slots__ = ("admin", "name")
-
-    def __init__(self, name: str, admin: bool) -> None:
-        self.name = name
-        self.admin = admin
-
-    async def run(self, incoming: Incoming, body: bytes) -> Reply:
-        raise NotImplementedError
-
-    def error(self, kind: str, message: str, *, retry: bool = True) -> Reply:
-        raise NotImplementedError
-
-    def service_error(self, error: ServiceError) -> Reply:
-        raise NotImplementedError
-
-
-class _Rpc(_Target):
-    __slots__ = ("handler", "positional", "spec")
-
-    def __init__(self, spec: MethodSpec, handler: Callable[..., Awaitable[Any]]) -> None:
-        super().__init__(spec.name, spec.options.admin)
-        self.spec = spec
-        self.handler = handler
-        self.positional = len(spec.params) - len(spec.keyword_only)
-
-    async def run(self, incoming: Incoming, body: bytes) -> Reply:
-        spec = self.spec
-        try:
-            args = spec.args_decoder.decode(body)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
-            raise _Refusal("bad_request", f"{spec.service}.{spec.name}: {exc}") from None
-        values = msgspec.structs.astuple(args)
-        if spec.keyword_only:
-            n = self.positional
-            keywords = dict(zip(spec.keyword_only, values[n:], strict=True))
-            result = await self.handler(*values[:n], **keywords)
-        else:
-            result = await self.handler(*values)
-        try:
-            return Reply(200, encode(result))
-        except (TypeError, OverflowError, ValueError) as exc:
-            raise RuntimeError(f"result of {spec.name} cannot be encoded: {exc}") from exc
-
-    def error(self, kind: str, message: str, *, retry: bool = True) -> Reply:
-        return error_reply(kind, message, retry=retry)
-
-    def service_error(self, error: ServiceError) -> Reply:
-        key, fields = error_to_wire(error)
-        return error_reply("service_error", error.message, key, fields)
-
-
-class _Web(_Target):
-    __slots__ = ("handler",)
-
-    def __init__(self, name: str, handler: WebHandler) -> None:
-        super().__init__(name, False)
-        self.handler = handler
-
-    async def run(self, incoming: Incoming, body: bytes) -> Reply:
-        try:
-            request = WebRequest(
-                incoming.method,
-                incoming.path,
-                incoming.query,
-                {k.lower(): v for k, v in incoming.headers.items()},
-                incoming.cookies,
-                body,
-            )
-        except (UnicodeError, ValueError) as exc:
-            raise _Refusal("bad_request", f"unreadable request: {exc}") from None
-        response = await self.handler(request)
-        return Reply(
-            response.status,
-            response.encoded(),
-            response.content_type,
-            response.headers,
-            response.stream,
-        )
-
-    def error(self, kind: str, message: str, *, retry: bool = True) -> Reply:
-        return _json_error(kind, message)
-
-    def service_error(self, error: ServiceError) -> Reply:
-        return _json_error("service_error", error.message)
 
 
 class _Streamed:
@@ -184,7 +79,7 @@ class _Streamed:
     __slots__ = ("_chunks", "_done", "_ends", "_outcome", "_server", "_started", "_target")
 
     def __init__(
-        self, server: Server, target: _Target, chunks: Chunks, ends: float, started: float
+        self, server: Server, target: Target, chunks: Chunks, ends: float, started: float
     ) -> None:
         self._server = server
         self._target = target
@@ -213,7 +108,7 @@ class _Streamed:
             raise
         except Exception:
             # The status line is sent: all that is left to do about a failing stream is end it.
-            self._outcome = "internal"
+            self._outcome = ErrorKind.INTERNAL
             log.exception("stream failed", target=self._target.name)
         await self.aclose()
         raise StopAsyncIteration
@@ -226,33 +121,6 @@ class _Streamed:
             await self._chunks.aclose()
         finally:
             self._server._finished(self._target, self._outcome, self._started)
-
-
-def _json_error(kind: str, message: str) -> Reply:
-    body = json.dumps({"error": kind, "message": message}).encode()
-    return Reply(STATUS_OF_KIND.get(kind, 500), body, "application/json")
-
-
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    """An integer header, or None when absent; `_Refusal` when malformed."""
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    digits = raw[1:] if raw.startswith("-") else raw
-    if not (digits.isascii() and digits.isdigit()) or len(digits) > _MAX_HEADER_DIGITS:
-        raise _Refusal("bad_request", f"bad {name} header {raw[:32]!r}")
-    return int(raw)
-
-
-def _route_of(headers: Mapping[str, str]) -> _routing.RoutingContext:
-    """The caller's routing context, to travel on with every call the handler makes."""
-    raw = headers.get(H_ROUTE)
-    if raw is None:
-        return _routing.EMPTY
-    try:
-        return _routing.parse(raw)
-    except ValueError as exc:
-        raise _Refusal("bad_request", str(exc)) from None
 
 
 class Server:
@@ -300,9 +168,9 @@ class Server:
         self.metrics = ServerMetrics(self.service, lambda: self._inflight, collectors)
         self.retry_pressure = RetryPressure()
         self.injections = Injections(self.service)
-        self._rpcs = {name: _Rpc(spec, getattr(impl, name)) for name, spec in specs.items()}
+        self._rpcs = {name: Rpc(spec, getattr(impl, name)) for name, spec in specs.items()}
         self._web = {
-            key: _Web(f"{key[0]} {key[1]}", handler) for key, handler in routes_of(impl).items()
+            key: Web(f"{key[0]} {key[1]}", handler) for key, handler in routes_of(impl).items()
         }
         self._web_paths = {path for _, path in self._web}
         self._listener = Listener(self, host, port, max_body=max_body, tls=tls)
@@ -374,39 +242,41 @@ class Server:
             operations = self._operations(incoming)
             if operations is not None:
                 return operations
-            target: _Target | Reply = self._web_target(incoming)
+            target: Target | Reply = self._web_target(incoming)
         else:
             target = self._rpc_target(incoming, *rpc)
         if isinstance(target, Reply):
             return target
         return await self._pipeline(target, incoming)
 
-    def _rpc_target(self, incoming: Incoming, service: str, method: str) -> _Target | Reply:
+    def _rpc_target(self, incoming: Incoming, service: str, method: str) -> Target | Reply:
         target = self._rpcs.get(method) if service == self.service else None
         if target is None:
             if service != self.service:
                 message = f"unknown service {service[:64]!r}: this is {self.service!r}"
             else:
                 message = f"service {service!r} has no method {method[:64]!r}"
-            self.metrics.record("unknown", "unknown_method", None)
-            return error_reply("unknown_method", message)
+            self.metrics.record("unknown", ErrorKind.UNKNOWN_METHOD, None)
+            return error_reply(ErrorKind.UNKNOWN_METHOD, message)
         if incoming.method != "POST":
-            self.metrics.record(target.name, "method_not_allowed", None)
-            return error_reply("method_not_allowed", f"{incoming.method}: RPCs are POSTed")
+            self.metrics.record(target.name, ErrorKind.METHOD_NOT_ALLOWED, None)
+            return error_reply(ErrorKind.METHOD_NOT_ALLOWED, f"{incoming.method}: RPCs are POSTed")
         if incoming.content_type != CONTENT_TYPE:
-            self.metrics.record(target.name, "unsupported_media_type", None)
+            self.metrics.record(target.name, ErrorKind.UNSUPPORTED_MEDIA_TYPE, None)
             return error_reply(
-                "unsupported_media_type",
+                ErrorKind.UNSUPPORTED_MEDIA_TYPE,
                 f"content type must be {CONTENT_TYPE}, not {incoming.content_type[:64]!r}",
             )
         return target
 
-    def _web_target(self, incoming: Incoming) -> _Target | Reply:
+    def _web_target(self, incoming: Incoming) -> Target | Reply:
         target = self._web.get((incoming.method, incoming.path))
         if target is None:
             if incoming.path in self._web_paths:
-                return _json_error("method_not_allowed", f"{incoming.method} is not served here")
-            return _json_error("not_found", f"no route {incoming.path[:64]!r}")
+                return json_error(
+                    ErrorKind.METHOD_NOT_ALLOWED, f"{incoming.method} is not served here"
+                )
+            return json_error(ErrorKind.NOT_FOUND, f"no route {incoming.path[:64]!r}")
         return target
 
     def _operations(self, incoming: Incoming) -> Reply | None:
@@ -434,13 +304,13 @@ class Server:
     async def _faults(self, incoming: Incoming) -> Reply:
         """The faults this server injects: the control plane's, so they need the admin token."""
         if not self._admin_allowed(incoming.headers, incoming.peer):
-            return _json_error("forbidden", f"{FAULTS_PATH} needs the admin token")
+            return json_error(ErrorKind.FORBIDDEN, f"{FAULTS_PATH} needs the admin token")
         try:
             body = await incoming.read_body(_MAX_FAULTS_BODY) if incoming.method == "POST" else b""
         except BodyTooLarge as exc:
-            return _json_error("too_large", str(exc))
+            return json_error(ErrorKind.TOO_LARGE, str(exc))
         except BodyTimeout as exc:
-            return _json_error("request_timeout", str(exc))
+            return json_error(ErrorKind.REQUEST_TIMEOUT, str(exc))
         status, answer = self.injections.command(incoming.method, body)
         if status == 200 and incoming.method == "POST":
             log.warning("faults set", faults=answer.decode())
@@ -455,7 +325,7 @@ class Server:
         return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), self._admin_token)
 
     def _admit(
-        self, target: _Target, headers: Mapping[str, str], peer: _identity.Identity | None
+        self, target: Target, headers: Mapping[str, str], peer: _identity.Identity | None
     ) -> float:
         """The guards before any work: returns the seconds the request may run."""
         allow = self.allow
@@ -463,40 +333,44 @@ class Server:
             peer is not None and (peer.service in allow or peer.is_control)
         ):
             who = "a caller without an identity" if peer is None else peer.service
-            raise _Refusal(
-                "forbidden", f"{self.service} does not take calls from {who}", retry=False
+            raise Refusal(
+                ErrorKind.FORBIDDEN, f"{self.service} does not take calls from {who}", retry=False
             )
-        deadline_ms = _header_int(headers, H_DEADLINE)
+        deadline_ms = header_int(headers, H_DEADLINE)
         timeout = self.default_timeout
         if deadline_ms is not None:
             if deadline_ms <= 0:
-                raise _Refusal("deadline_exceeded", "the deadline passed before the request came")
+                raise Refusal(
+                    ErrorKind.DEADLINE_EXCEEDED, "the deadline passed before the request came"
+                )
             timeout = min(deadline_ms / 1000.0, self.max_timeout)
         if target.admin and not self._admin_allowed(headers, peer):
-            raise _Refusal(
-                "forbidden",
+            raise Refusal(
+                ErrorKind.FORBIDDEN,
                 f"{self.service}.{target.name} needs the control plane or the admin token",
                 retry=False,
             )
         if self.draining:
-            raise _Refusal("overloaded", f"{self.service} instance is draining")
-        attempt = max(1, _header_int(headers, H_ATTEMPT) or 1)
+            raise Refusal(ErrorKind.OVERLOADED, f"{self.service} instance is draining")
+        attempt = max(1, header_int(headers, H_ATTEMPT) or 1)
         # Retries are shed only at a busy instance: an idle one that receives nothing but retries
         # (every caller's first choice is elsewhere and sick) is exactly where they should go.
         if not self.retry_pressure.admit(attempt) and self._inflight >= self.max_inflight // 2:
-            raise _Refusal(
-                "overloaded", f"{self.service}: too many retries, do not retry", retry=False
+            raise Refusal(
+                ErrorKind.OVERLOADED, f"{self.service}: too many retries, do not retry", retry=False
             )
         if self._inflight >= self.max_inflight:
-            raise _Refusal("overloaded", f"{self.service} has {self._inflight} requests in flight")
+            raise Refusal(
+                ErrorKind.OVERLOADED, f"{self.service} has {self._inflight} requests in flight"
+            )
         return timeout
 
-    async def _pipeline(self, target: _Target, incoming: Incoming) -> Reply:
+    async def _pipeline(self, target: Target, incoming: Incoming) -> Reply:
         peer = incoming.peer
         try:
             timeout = self._admit(target, incoming.headers, peer)
-            route = _route_of(incoming.headers)
-        except _Refusal as refusal:
+            route = route_of(incoming.headers)
+        except Refusal as refusal:
             self.metrics.record(target.name, refusal.kind, None)
             return target.error(refusal.kind, refusal.message, retry=refusal.retry)
         self._inflight += 1
@@ -521,46 +395,46 @@ class Server:
                 streaming = True
                 return reply._replace(stream=_Streamed(self, target, reply.stream, ends, started))
             return reply
-        except _Refusal as refusal:
+        except Refusal as refusal:
             outcome = refusal.kind
             return target.error(refusal.kind, refusal.message, retry=refusal.retry)
         except BodyTooLarge as exc:
-            outcome = "too_large"
+            outcome = ErrorKind.TOO_LARGE
             return target.error(outcome, str(exc))
         except BodyTimeout as exc:
-            outcome = "request_timeout"
+            outcome = ErrorKind.REQUEST_TIMEOUT
             return target.error(outcome, str(exc))
         except ServiceError as exc:
-            outcome = "service_error"
+            outcome = ErrorKind.SERVICE_ERROR
             return target.service_error(exc)
         except InjectedFailure as exc:
             # Answered as the instance failing, which it is meant to look like, without the
             # traceback a real failure logs.
-            outcome = "internal"
+            outcome = ErrorKind.INTERNAL
             return target.error(outcome, str(exc))
         except TimeoutError as exc:
             left = ends - time.monotonic()
             if scope.fired or not isinstance(exc, HerdError) or left <= _OWN_DEADLINE_SLACK_S:
-                outcome = "deadline_exceeded"
+                outcome = ErrorKind.DEADLINE_EXCEEDED
                 return target.error(outcome, f"{self.service}.{target.name} ran out of time")
             # A dependency gave up with our own deadline still ahead: that is the dependency's
             # failure, and retrying this instance's caller elsewhere would only repeat it.
-            outcome = "dependency"
+            outcome = ErrorKind.DEPENDENCY
             log.warning("dependency timed out", target=target.name, error=str(exc))
             return target.error(outcome, f"{type(exc).__name__}: {exc}")
         except HerdError as exc:
-            outcome = "dependency"
+            outcome = ErrorKind.DEPENDENCY
             log.warning("dependency failed", target=target.name, error=repr(exc))
             return target.error(outcome, f"{type(exc).__name__}: {exc}")
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
         except Exception as exc:
-            outcome = "internal"
+            outcome = ErrorKind.INTERNAL
             log.exception("handler failed", target=target.name)
             # RPC callers are herd drivers, which show the cause to the developer; web routes
             # face the outside, which learns nothing of the internals.
-            detail = f"{type(exc).__name__}: {exc}" if isinstance(target, _Rpc) else "failed"
+            detail = f"{type(exc).__name__}: {exc}" if isinstance(target, Rpc) else "failed"
             return target.error(outcome, f"{self.service}.{target.name}: {detail}")
         finally:
             _identity.reset(identified)
@@ -568,7 +442,7 @@ class Server:
             if not streaming:
                 self._finished(target, outcome, started)
 
-    def _finished(self, target: _Target, outcome: str, started: float) -> None:
+    def _finished(self, target: Target, outcome: str, started: float) -> None:
         """The end of an admitted request: out of flight, counted."""
         self._inflight -= 1
         if self._inflight == 0:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import cast
 
 from herd._model.identity import Identity
+from herd._model.outcome import ErrorKind
 from herd._wire.frames import (
     CALL,
     CANCEL,
@@ -152,18 +153,19 @@ class MuxConnection(asyncio.Protocol):
             return False
         if payload is None:
             message = f"call frame exceeds {self._reader.max_frame} bytes"
-            self._send(reply_frame(call_id, *_error("too_large", message)))
+            self._send(reply_frame(call_id, *_error(ErrorKind.TOO_LARGE, message)))
             if self._reader.skipping > MAX_SKIP:
                 self.close()
             return True
         try:
             call = decode_call(payload)
         except ValueError as exc:
-            self._send(reply_frame(call_id, *_error("bad_request", f"bad call frame: {exc}")))
+            message = f"bad call frame: {exc}"
+            self._send(reply_frame(call_id, *_error(ErrorKind.BAD_REQUEST, message)))
             return True
         if len(self._calls) >= MAX_CALLS:
             message = f"{MAX_CALLS} calls in flight on one connection"
-            self._send(reply_frame(call_id, *_error("overloaded", message)))
+            self._send(reply_frame(call_id, *_error(ErrorKind.OVERLOADED, message)))
             return True
         self._calls[call_id] = self._loop.create_task(
             self._run(call_id, _CallIncoming(call, self._peer))
@@ -179,7 +181,7 @@ class MuxConnection(asyncio.Protocol):
             return  # nobody awaits an answer
         except Exception as exc:
             # The dispatcher answers its own failures; this is the last line, not the path.
-            reply = error_reply("internal", f"{type(exc).__name__}: {exc}")
+            reply = error_reply(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
         if self._calls.get(call_id) is asyncio.current_task():
             del self._calls[call_id]
         self._send(reply_frame(call_id, reply.status, reply.body))
@@ -253,6 +255,6 @@ class MuxConnection(asyncio.Protocol):
         self._on_close(self)
 
 
-def _error(kind: str, message: str) -> tuple[int, bytes]:
+def _error(kind: ErrorKind, message: str) -> tuple[int, bytes]:
     reply = error_reply(kind, message)
     return reply.status, reply.body

@@ -4,7 +4,8 @@ A call names a service and a method and carries a msgpack body (msgspec) and a m
 `x-herd-*` entries: the remaining deadline in milliseconds, the attempt number, the admin token,
 the routing context. Herd drivers send calls as frames (`frames`); anything else POSTs them to
 `/rpc/{service}/{method}` with the metadata as headers. Every answer is msgpack: the result, or
-an `ErrorBody` whose `kind` tells the client which typed error to raise.
+an `ErrorBody` whose `kind` (an `ErrorKind`, which also gives the HTTP status) tells the client
+which typed error to raise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import msgspec
 
 from herd._model.errors import Unavailable
 from herd._model.identity import Identity
+from herd._model.outcome import ErrorKind
 
 CONTENT_TYPE = "application/x-msgpack"
 H_DEADLINE = "x-herd-deadline-ms"
@@ -27,23 +29,6 @@ H_ROUTE = "x-herd-route"
 HEADER_PREFIX = "x-herd-"
 RPC_PREFIX = "/rpc/"
 
-# One HTTP status per error kind, so that proxies and logs read sensibly; clients read the body.
-STATUS_OF_KIND: dict[str, int] = {
-    "bad_request": 400,
-    "forbidden": 403,
-    "unknown_method": 404,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "request_timeout": 408,
-    "too_large": 413,
-    "unsupported_media_type": 415,
-    "service_error": 422,
-    "internal": 500,
-    "dependency": 502,
-    "overloaded": 503,
-    "deadline_exceeded": 504,
-}
-
 
 def rpc_path(service: str, method: str) -> str:
     """Where an RPC is POSTed."""
@@ -51,7 +36,8 @@ def rpc_path(service: str, method: str) -> str:
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):
-    """An error answer: what went wrong, and for declared errors, which type with which fields."""
+    """An error answer: what went wrong (`kind`, an `ErrorKind`'s name), and for declared errors,
+    which type with which fields."""
 
     kind: str
     message: str
@@ -87,11 +73,18 @@ class Reply(NamedTuple):
 
 
 def error_reply(
-    kind: str, message: str, type_: str = "", fields: Any = None, *, retry: bool = True
+    kind: ErrorKind | str,
+    message: str,
+    type_: str = "",
+    fields: Any = None,
+    *,
+    retry: bool = True,
 ) -> Reply:
-    """Encode an RPC error answer of the given kind; `retry=False` tells callers not to retry."""
-    body = ErrorBody(kind, message, type_, fields, retry)
-    return Reply(STATUS_OF_KIND.get(kind, 500), encode(body))
+    """Encode an RPC error answer of the given kind (an `ErrorKind` or its name), with the
+    kind's status; `retry=False` tells callers not to retry."""
+    known = ErrorKind(kind)
+    body = ErrorBody(known, message, type_, fields, retry)
+    return Reply(known.status, encode(body))
 
 
 def decode_error(body: bytes) -> ErrorBody:
@@ -99,7 +92,7 @@ def decode_error(body: bytes) -> ErrorBody:
     try:
         return _error_decoder.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError):
-        return ErrorBody("internal", f"unreadable error answer ({len(body)} bytes)")
+        return ErrorBody(ErrorKind.INTERNAL, f"unreadable error answer ({len(body)} bytes)")
 
 
 class ConnectFailed(Unavailable):

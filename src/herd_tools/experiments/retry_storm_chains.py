@@ -20,7 +20,7 @@ from typing import Protocol
 import msgspec
 
 import herd
-from herd._cloud.process import Process
+from herd._cloud.launch.process import Process
 from herd_tools.experiments.chain_interface import StormDeep, StormEdge, StormMiddle
 
 _CHAIN = "herd_tools.experiments.chain_services"

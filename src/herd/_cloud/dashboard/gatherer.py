@@ -27,8 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from herd._cloud.app import App
 from herd._cloud.front_door import FrontDoor
 from herd._cloud.interface import GroupView, InstanceView
+from herd._model.instance import Status
+from herd._model.outcome import is_server_failure
 from herd._wire.http_client import InstanceSession
-from herd._wire.protocol import STATUS_OF_KIND
 
 log = structlog.get_logger("herd.dashboard")
 
@@ -89,7 +90,7 @@ def _served(exposition: str) -> dict[str, float]:
             for sample in family.samples:
                 if not sample.name.endswith("_total"):
                     continue
-                failed = STATUS_OF_KIND.get(sample.labels.get("outcome", ""), 200) >= 500
+                failed = is_server_failure(sample.labels.get("outcome", ""))
                 web = " " in sample.labels.get("method", "")  # web routes are "GET /path"
                 totals["requests"] += sample.value
                 totals["failed"] += sample.value if failed else 0.0
@@ -308,7 +309,7 @@ class Gatherer:
             entry = services[view.service]
             zone = entry["zones"].setdefault(view.zone, {"up": 0, "total": 0})
             zone["total"] += 1
-            zone["up"] += view.status == "UP"
+            zone["up"] += view.status == Status.UP
             entry["rps"] += window.delta(view.id, "requests", INTERVAL_S) / window.span(INTERVAL_S)
             recent[view.service][0] += window.delta(view.id, "requests", WINDOW_S)
             recent[view.service][1] += window.delta(view.id, "failed", WINDOW_S)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from herd._cloud.dashboard.gatherer import Gatherer, Source
 from herd._cloud.interface import GroupView, InstanceView
+from herd._model.outcome import ErrorKind
 from herd._model.web import WebRequest, WebResponse, route
 
 #: What the browser may cache: nothing, so a new version of herd shows at once.
@@ -75,8 +76,9 @@ class Dashboard:
     async def act(self, request: WebRequest, action: str) -> WebResponse:
         """Kill or scale, as the JSON body asks, if the request carries the token."""
         if not self.allowed(request):
+            forbidden = ErrorKind.FORBIDDEN
             return WebResponse.json(
-                {"error": "forbidden", "message": "actions need the control token"}, 403
+                {"error": forbidden, "message": "actions need the control token"}, forbidden.status
             )
         try:
             body: Any = request.json()
@@ -85,7 +87,8 @@ class Dashboard:
             else:
                 done = (await self.control.scale(str(body["group"]), int(body["count"]))).name
         except (ValueError, KeyError, TypeError) as exc:
-            return WebResponse.json({"error": "bad_request", "message": repr(exc)}, 400)
+            bad = ErrorKind.BAD_REQUEST
+            return WebResponse.json({"error": bad, "message": repr(exc)}, bad.status)
         return WebResponse.json({"id": done})
 
     async def close(self) -> None:

@@ -1,19 +1,22 @@
-"""Chaos on the local cloud: Chaos Monkey, failure injection on chosen instances, zone outages.
+"""Chaos on the local cloud: Chaos Monkey (`monkey.py` decides), failure injection on chosen
+instances, zone outages.
 
-- **Chaos Monkey** (`Monkey`, pure logic on an injectable clock and random source): each
-  opted-in group (`chaos = {...}` in the app file, or `herd chaos monkey`) loses a random UP
-  instance at exponentially distributed times, `mean_interval_s` apart on average. It never
-  leaves fewer than `min_healthy` instances UP, and never strikes a group twice at once: the
-  previous victim must be gone and the group back at its count, all UP, first. Leashed, it
-  records whom it would kill and kills nobody. Pausable; every strike is recorded.
+- **Chaos Monkey**: each opted-in group (`chaos = {...}` in the app file, or `herd chaos
+  monkey`) loses a random UP instance at exponentially distributed times, `mean_interval_s`
+  apart on average. It never leaves fewer than `min_healthy` instances UP, and never strikes a
+  group twice at once: the previous victim must be gone and the group back at its count, all
+  UP, first. Leashed, it records whom it would kill and kills nobody. Pausable; every strike is
+  recorded.
 - **Injection**: a `Fault` set on the running instances of a service through their
   `/herd/faults`, which takes it only from the control plane's identity (or the admin token);
   each instance ends it by itself when it expires.
-- **Zone outage** (Chaos Gorilla): every instance in the zone is SIGKILLed (a zone lost at once
-  does not deregister politely: callers find out from refused connections, outlier ejection
-  and the registry's lease), and its slots start nothing until the outage ends; the group runs
-  on what it has in the other zones (no replacement there: the point is to learn whether the
-  other zones carry the load), and is repopulated in the zone after.
+- **Zone outage** (Chaos Gorilla): every instance in the zone is SIGKILLed. A killed instance
+  does not deregister itself, but the control plane sees its process exit and deregisters it
+  at once, so callers stop choosing it within a registry watch round (outlier ejection covers
+  the calls already under way; the registry's lease would evict it too, should that write be
+  lost). Its slots start nothing until the outage ends; the group runs on what it has in the
+  other zones (no replacement there: the point is to learn whether the other zones carry the
+  load), and is repopulated in the zone after.
 
 Every action is recorded in the history with cause `chaos` or `zone-outage`.
 """
@@ -25,23 +28,21 @@ import contextlib
 import contextvars
 import dataclasses
 import json
-import random
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
 
 import aiohttp
 import msgspec
 import structlog
 
-from herd._cloud.app import App, ChaosSpec
+from herd._cloud.app import ChaosSpec
+from herd._cloud.chaos.monkey import Monkey
+from herd._cloud.cloud import Cloud
 from herd._cloud.interface import (
     ChaosRefused,
     ChaosView,
-    GroupView,
     InjectionView,
     InstanceView,
-    MonkeyView,
     OutageView,
     UnknownGroup,
     UnknownInstance,
@@ -55,130 +56,6 @@ log = structlog.get_logger("herd.chaos")
 TICK_S = 0.25
 #: How long the control plane waits for an instance to take (or drop) its faults.
 _POST_TIMEOUT_S = 2.0
-
-
-class Cloud(Protocol):
-    """What chaos needs of the control plane (the `Controller`)."""
-
-    app: App
-
-    async def ps(self) -> list[InstanceView]:
-        """Every instance."""
-        ...
-
-    async def groups(self) -> list[GroupView]:
-        """Every server group."""
-        ...
-
-    def terminate(self, instance: str, *, cause: str) -> InstanceView:
-        """SIGKILL an instance, recording `cause`."""
-        ...
-
-    def record(
-        self,
-        kind: str,
-        *,
-        cause: str = "",
-        group: str | None = None,
-        instance: str | None = None,
-        **detail: object,
-    ) -> None:
-        """Record a change in the history."""
-        ...
-
-
-@dataclasses.dataclass
-class _Watched:
-    spec: ChaosSpec
-    next_at: float
-    victim: str | None = None
-    waiting: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Strike:
-    """The monkey's choice: kill `instance` of `group` (or, `leashed`, only say so)."""
-
-    group: str
-    instance: str
-    leashed: bool
-
-
-class Monkey:
-    """Chaos Monkey's decisions. `clock` is monotonic seconds; `rng` draws intervals and
-    victims."""
-
-    def __init__(
-        self, *, clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None
-    ) -> None:
-        self._clock = clock
-        self._rng = rng or random.Random()
-        self._watched: dict[str, _Watched] = {}
-        self.paused = False
-
-    @property
-    def watching(self) -> bool:
-        """Whether any group is watched."""
-        return bool(self._watched)
-
-    def watch(self, group: str, spec: ChaosSpec) -> None:
-        """Watch `group` with `spec` (replacing its settings), first strike one interval away."""
-        self._watched[group] = _Watched(spec, self._clock() + self._interval(spec))
-
-    def unwatch(self, group: str | None = None) -> None:
-        """Stop watching `group` (every group when None)."""
-        if group is None:
-            self._watched.clear()
-        else:
-            self._watched.pop(group, None)
-
-    def views(self) -> list[MonkeyView]:
-        """The watched groups, for `herd chaos status`."""
-        now = self._clock()
-        return [
-            MonkeyView(
-                group=name,
-                mean_interval_s=watched.spec.mean_interval_s,
-                min_healthy=watched.spec.min_healthy,
-                leashed=watched.spec.leashed,
-                next_in_s=round(max(0.0, watched.next_at - now), 3),
-                waiting="paused" if self.paused else watched.waiting,
-            )
-            for name, watched in sorted(self._watched.items())
-        ]
-
-    def due(
-        self, members: Mapping[str, Sequence[InstanceView]], desired: Mapping[str, int]
-    ) -> list[Strike]:
-        """The strikes due now, given each group's instances and desired count."""
-        if self.paused:
-            return []
-        now = self._clock()
-        strikes = []
-        for name, watched in self._watched.items():
-            if now < watched.next_at:
-                continue
-            group = members.get(name, ())
-            ids = {view.id for view in group}
-            up = sorted((view for view in group if view.status == "UP"), key=lambda v: v.id)
-            if watched.victim in ids or len(up) < desired.get(name, 0) or len(up) < len(group):
-                # Never two at once: the last victim is replaced and UP first.
-                watched.waiting = "the group is not back at its count, all UP"
-                continue
-            watched.victim = None
-            watched.next_at = now + self._interval(watched.spec)
-            if len(up) - 1 < watched.spec.min_healthy:
-                watched.waiting = f"fewer than {watched.spec.min_healthy + 1} UP: skipped"
-                continue
-            watched.waiting = ""
-            victim = self._rng.choice(up)
-            if not watched.spec.leashed:
-                watched.victim = victim.id
-            strikes.append(Strike(name, victim.id, watched.spec.leashed))
-        return strikes
-
-    def _interval(self, spec: ChaosSpec) -> float:
-        return self._rng.expovariate(1.0 / spec.mean_interval_s)
 
 
 @dataclasses.dataclass
@@ -413,71 +290,3 @@ class Chaos:
                 for o in self._outages.values()
             ],
         )
-
-
-def _fault_text(fault: Fault) -> str:
-    parts = [f"{fault.method or '*'}:"]
-    if fault.latency_ms:
-        parts.append(f"+{fault.latency_ms:g}ms")
-    if fault.error_rate:
-        parts.append(f"{fault.error_rate:g} errors")
-    parts.append(f"on {fault.percent:g}%")
-    return " ".join(parts)
-
-
-class ChaosApi:
-    """The control API's chaos methods, mixed into the control plane."""
-
-    chaos: Chaos
-
-    async def chaos_panel(self) -> Mapping[str, Any]:
-        """The dashboard's panel: what chaos does now, a row per monkey, fault and outage."""
-        view = self.chaos.view()
-        rows = [
-            [
-                "monkey",
-                m.group,
-                f"mean {m.mean_interval_s:g}s" + (" leashed" if m.leashed else ""),
-                m.waiting or f"next in {m.next_in_s:.0f}s",
-            ]
-            for m in view.monkey
-        ]
-        rows += [
-            ["fault", i.instance, _fault_text(i.fault), f"{i.left_s:.0f}s left"]
-            for i in view.injections
-        ]
-        rows += [
-            ["zone outage", o.zone, f"{len(o.stopped)} stopped", f"{o.left_s:.0f}s left"]
-            for o in view.outages
-        ]
-        return {
-            "id": "chaos",
-            "title": "chaos" + (" (paused)" if view.paused else ""),
-            "columns": ["what", "where", "how", "state"],
-            "rows": rows,
-        }
-
-    async def chaos_status(self) -> ChaosView:
-        return self.chaos.view()
-
-    async def chaos_monkey(
-        self, group: str, mean_interval_s: float, min_healthy: int = 1, leashed: bool = False
-    ) -> ChaosView:
-        await self.chaos.set_monkey(group, mean_interval_s, min_healthy, leashed)
-        return self.chaos.view()
-
-    async def chaos_pause(self, paused: bool) -> ChaosView:
-        self.chaos.pause(paused)
-        return self.chaos.view()
-
-    async def chaos_inject(self, target: str, fault: Fault, instances: list[str]) -> ChaosView:
-        await self.chaos.inject(target, fault, instances)
-        return self.chaos.view()
-
-    async def chaos_zone_outage(self, zone: str, duration_s: float) -> ChaosView:
-        await self.chaos.zone_outage(zone, duration_s)
-        return self.chaos.view()
-
-    async def chaos_halt(self) -> ChaosView:
-        await self.chaos.halt()
-        return self.chaos.view()

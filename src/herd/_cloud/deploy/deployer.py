@@ -33,9 +33,10 @@ import structlog
 
 from herd._client.driver import static_driver
 from herd._client.policy import CallPolicy
-from herd._cloud import canary
-from herd._cloud.analysis import Sampler
 from herd._cloud.app import App, DeploySpec, GroupSpec
+from herd._cloud.deploy import canary
+from herd._cloud.deploy.analysis import Sampler
+from herd._cloud.history.recorder import Recorder
 from herd._cloud.interface import DeployEvent, DeployRefused, DeployView
 from herd._model.errors import HerdError
 from herd._model.instance import Status
@@ -63,8 +64,8 @@ _WRITE_TRIES = 10
 _VERSION = re.compile(r"v\d{3}")
 
 
-class Fleet(Protocol):
-    """What deploys need of the controller."""
+class Fleet(Recorder, Protocol):
+    """What deploys need of the controller (which records their steps in the history)."""
 
     app: App
 
@@ -96,18 +97,6 @@ class Fleet(Protocol):
 
     def addresses(self, group: str) -> list[str]:
         """The addresses of the group's running, ready instances."""
-        ...
-
-    def record(
-        self,
-        kind: str,
-        *,
-        cause: str = "",
-        group: str | None = None,
-        instance: str | None = None,
-        **detail: object,
-    ) -> None:
-        """Keep one change in the history."""
         ...
 
 
@@ -591,7 +580,7 @@ class Deployer:
         if score is not None:
             detail["score"] = score
         # Typed loosely: `detail` holds no `cause`, `group` or `instance`, set here by name.
-        record: Callable[..., None] = self._fleet.record
+        record: Callable[..., object] = self._fleet.record
         record(
             f"deploy.{kind}",
             cause=cause,

@@ -15,8 +15,9 @@ from typing import Any
 
 import msgspec
 
-from herd._cloud.history import CloudState, Diff, Event, History, InvalidTime, parse_time
+from herd._cloud.history.store import CloudState, Diff, Event, History, InvalidTime, parse_time
 from herd._cloud.interface import BadTimes
+from herd._model.outcome import ErrorKind
 from herd._model.web import WebRequest, WebResponse, route
 
 #: Events the dashboard's history panel shows, newest first.
@@ -25,7 +26,8 @@ _PARAMETERS = frozenset({"_since", "_until", "_at", "_diff", "_limit", "group", 
 
 
 def _bad(message: str) -> WebResponse:
-    return WebResponse.json({"error": "bad_request", "message": message}, 400)
+    bad = ErrorKind.BAD_REQUEST
+    return WebResponse.json({"error": bad, "message": message}, bad.status)
 
 
 class HistoryRoutes:

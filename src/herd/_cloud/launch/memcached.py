@@ -1,4 +1,5 @@
-"""One memcached server of a cache, as `herd up` runs it: ``python -m herd._cloud.memcached``.
+"""One memcached server of a cache, as `herd up` runs it:
+``python -m herd._cloud.launch.memcached``.
 
 Like an etcd member, this process becomes the system's ``memcached`` (same pid, so the control
 plane's signals and a chaos test's SIGKILL reach memcached itself), and a forked child prints
@@ -9,19 +10,13 @@ system package (Debian's ``memcached``; `make system` installs it).
 from __future__ import annotations
 
 import argparse
-import ctypes
-import json
 import os
 import shutil
-import signal
 import socket
-import sys
-import time
 
+from herd._cloud.launch.become import become
 from herd._model.errors import ConfigurationError
-from herd._process.run import READY_PREFIX
 
-_PR_SET_PDEATHSIG = 1
 INSTALL = "sudo apt-get install -y memcached"
 
 
@@ -54,21 +49,6 @@ def answers(port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
-def _announce_when_answering(port: int, timeout_s: float) -> None:
-    give_up = time.monotonic() + timeout_s
-    while time.monotonic() < give_up:
-        if answers(port):
-            print(READY_PREFIX + json.dumps({"address": f"127.0.0.1:{port}"}), flush=True)
-            return
-        time.sleep(0.02)
-
-
-def _die_with_parent() -> None:
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def main() -> None:
     """Become memcached on ``--port`` with ``--memory-mb``; announce readiness from a child."""
     parser = argparse.ArgumentParser(description="Run one memcached server of a herd cache.")
@@ -79,17 +59,14 @@ def main() -> None:
         binary = memcached_binary()
     except ConfigurationError as exc:
         raise SystemExit(f"herd memcached: {exc}") from None
-    sys.stdout.flush()
-    parent = os.getpid()
-    if os.fork() == 0:
-        try:
-            # The child holds the output pipe open: it must not outlive memcached.
-            _die_with_parent()
-            if os.getppid() == parent:
-                _announce_when_answering(args.port, timeout_s=30.0)
-        finally:
-            os._exit(0)
-    os.execv(binary, command(binary, args.port, args.memory_mb))
+    become(
+        binary,
+        command(binary, args.port, args.memory_mb),
+        address=f"127.0.0.1:{args.port}",
+        ready=lambda: answers(args.port),
+        timeout_s=30.0,
+        poll_s=0.02,
+    )
 
 
 if __name__ == "__main__":

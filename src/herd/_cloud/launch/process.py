@@ -9,30 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from herd._cloud.launch.become import die_with_parent
 from herd._process.run import READY_PREFIX
 
-_PR_SET_PDEATHSIG = 1
 _CHUNK = 64 * 1024
 _READY_LINE_MAX = 64 * 1024
 """A ready line is a few hundred bytes: a longer line is not one, and is not held in memory."""
 _TAIL_BYTES = 64 * 1024
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel kills it when the control plane dies, so no
-    instance outlives a control plane that was killed with SIGKILL."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ReadyLine:
@@ -144,7 +135,8 @@ class Process:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                # Runs in the child before exec: no instance outlives the control plane.
+                preexec_fn=die_with_parent,
                 # Its own session: a Ctrl-C in the terminal reaches the control plane only,
                 # which then stops instances in order.
                 start_new_session=True,

@@ -41,7 +41,7 @@ class CacheServer:
         return [
             sys.executable,
             "-m",
-            "herd._cloud.memcached",
+            "herd._cloud.launch.memcached",
             f"--port={self.port}",
             f"--memory-mb={self.memory_mb}",
         ]

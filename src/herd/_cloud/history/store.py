@@ -24,8 +24,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+import structlog
 
 from herd._model.errors import ConfigurationError
+from herd._model.instance import Status
+
+log = structlog.get_logger("herd.history")
 
 Clock = Callable[[], float]
 _S = TypeVar("_S", "GroupState", "InstanceState")
@@ -207,7 +211,9 @@ class History:
         instance: str | None = None,
         **detail: object,
     ) -> Event:
-        """Append one event, now."""
+        """Append one event, now, and log it."""
+        named = {"cause": cause, "group": group, "instance": instance}
+        log.info(kind, **{k: v for k, v in named.items() if v}, **detail)
         at = self._clock()
         encoded = json.dumps(detail, default=str, separators=(",", ":"))
         cursor = self._connection().execute(
@@ -321,13 +327,13 @@ def _replay(
             id=event.instance,
             group=event.group,
             zone=str(event.detail.get("zone", "")),
-            status="STARTING",
+            status=Status.STARTING,
             since=at,
         )
     elif kind == INSTANCE_TERMINATED:
         instances.pop(event.instance, None)
     elif known is not None and kind in (INSTANCE_UP, INSTANCE_DOWN):
-        status = "UP" if kind == INSTANCE_UP else "DOWN"
+        status = Status.UP if kind == INSTANCE_UP else Status.DOWN
         instances[event.instance] = msgspec.structs.replace(known, status=status, since=at)
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from herd._model.outcome import is_server_failure
 from herd._wire.http_client import InstanceSession
-from herd._wire.protocol import STATUS_OF_KIND
 
 
 @dataclass(slots=True)
@@ -41,7 +41,7 @@ def read(exposition: str) -> Reading:
                 if sample.name.endswith("_total"):
                     reading.requests += sample.value
                     outcome = sample.labels.get("outcome", "")
-                    if STATUS_OF_KIND.get(outcome, 200) >= 500:
+                    if is_server_failure(outcome):
                         reading.failed += sample.value
         elif family.name == "herd_server_latency_seconds":
             for sample in family.samples:

@@ -1,0 +1,1 @@
+"""Autoscaling: the policy that decides a group's count. See docs/autoscale.md."""
