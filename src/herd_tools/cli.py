@@ -286,6 +286,7 @@ experiment_app = typer.Typer(
 )
 app.add_typer(experiment_app, name="experiment")
 experiment_app.command("chaos")(experiment_chaos)
+experiment_app.command("judge")(__import__("herd_tools.experiments.judge", fromlist=["_"]).command)
 
 
 @experiment_app.command("retry-storm")

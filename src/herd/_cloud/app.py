@@ -221,7 +221,7 @@ class DeploySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Intervals with requests on each side before a metric has data (NODATA until then)."""
     pass_score: float = 95.0
     marginal_score: float = 75.0
-    confidence: float = 0.98
+    confidence: float = 0.99
     """Per metric: a canary no worse than the old version is called worse with a chance of at
     most 1 - confidence over the whole deploy, however often the judge looks."""
 

@@ -138,7 +138,7 @@ class Judge:
         self,
         metrics: Sequence[Metric] = METRICS,
         *,
-        confidence: float = 0.98,
+        confidence: float = 0.99,
         min_points: int = 10,
         pass_score: float = 95.0,
         marginal_score: float = 75.0,
