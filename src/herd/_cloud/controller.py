@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from herd._cloud.app import App, GroupSpec
 from herd._cloud.autoscale import Autoscaler, Decision, initial_count
 from herd._cloud.ca import CertificateAuthority
 from herd._cloud.chaos import Chaos, ChaosApi
+from herd._cloud.dashboard.deploys import deploys_panel
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
 from herd._cloud.deploy import Deployer
 from herd._cloud.front_door import FrontDoor
@@ -202,6 +203,11 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.watch = InstanceWatch(self)
         self.dashboard.gatherer.add_panel(self.chaos_panel)
         self.dashboard.gatherer.add_panel(self.history_panel)
+        self.dashboard.gatherer.add_panel(self.deploys_panel)
+
+    async def deploys_panel(self) -> Mapping[str, Any]:
+        """The dashboard's panel: every deploy's route, step, judge and decision."""
+        return deploys_panel(self.deployer.views() if self.deployer is not None else [])
 
     def record(
         self,
