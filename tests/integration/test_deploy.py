@@ -65,20 +65,27 @@ class Visitors:
             self.failed.append(repr(exc))
 
 
-async def _pinned(cloud: Cloud) -> dict[str, float]:
-    """Requests pinned to a version that each history group took, from its instances' /metrics."""
+async def _taken(cloud: Cloud) -> dict[str, tuple[str, str, Taken]]:
+    """Every instance's requests by bucket and pin: id -> (service, group, counts)."""
     async with cloud.api() as api:
-        instances = [i for i in await api.ps() if i.service == "history" and i.address]
-    taken: dict[str, float] = {}
-    # Instances take connections only from the cloud's identities: this asks as the control plane.
+        instances = [i for i in await api.ps() if i.address]
+    found = {}
     connector = aiohttp.TCPConnector(ssl=cloud.tls())
     async with aiohttp.ClientSession(connector=connector) as session:
         for instance in instances:
             async with session.get(f"https://{instance.address}/metrics") as response:
                 text = await response.text()
-            for line in text.splitlines():
-                if line.startswith("herd_server_pinned_requests_total"):
-                    taken[instance.group] = taken.get(instance.group, 0.0) + float(line.split()[-1])
+            found[instance.id] = (instance.service, instance.group, taken(text))
+    return found
+
+
+async def _pinned(cloud: Cloud) -> dict[str, float]:
+    """Requests pinned to a version that each history group took, from its instances' /metrics."""
+    taken: dict[str, float] = {}
+    for service, group, counts in (await _taken(cloud)).values():
+        if service == "history":
+            pinned = sum(n for (_, pin), n in counts.items() if pin)
+            taken[group] = taken.get(group, 0.0) + pinned
     return taken
 
 
@@ -148,20 +155,6 @@ async def test_red_black_then_rollback_under_load(tmp_path: Path) -> None:
             assert kind in kinds, kinds
     finally:
         cloud.close()
-
-
-async def _taken(cloud: Cloud) -> dict[str, tuple[str, str, Taken]]:
-    """Every instance's requests by bucket and pin: id -> (service, group, counts)."""
-    async with cloud.api() as api:
-        instances = [i for i in await api.ps() if i.address]
-    found = {}
-    connector = aiohttp.TCPConnector(ssl=cloud.tls())
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for instance in instances:
-            async with session.get(f"https://{instance.address}/metrics") as response:
-                text = await response.text()
-            found[instance.id] = (instance.service, instance.group, taken(text))
-    return found
 
 
 async def test_two_services_mid_canary_keep_every_cohort_at_every_hop(tmp_path: Path) -> None:
