@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from herd._model.route import Route, Split
-from herd_tools.experiments.cohorts import Cohorts, Taken, taken
+from herd_tools.experiments.cohorts import Cohorts, Taken, read
 from tests.helpers import eventually
 from tests.integration.cloud_helpers import Cloud, by_group, write_app
 
@@ -75,7 +75,7 @@ async def _taken(cloud: Cloud) -> dict[str, tuple[str, str, Taken]]:
         for instance in instances:
             async with session.get(f"https://{instance.address}/metrics") as response:
                 text = await response.text()
-            found[instance.id] = (instance.service, instance.group, taken(text))
+            found[instance.id] = (instance.service, instance.group, read(text)[1])
     return found
 
 

@@ -30,7 +30,6 @@ from pathlib import Path
 import aiohttp
 import msgspec
 import uvloop
-from prometheus_client.parser import text_string_to_metric_families
 
 from herd._cloud.app import App, CellSpec, CohortSpec, DeploySpec, load
 from herd._cloud.controller import Controller
@@ -46,7 +45,7 @@ from herd_tools.experiments.cohorts import (
     Taken,
     consistency_pct,
     counted,
-    taken,
+    read,
 )
 from herd_tools.load import run_load
 
@@ -183,14 +182,7 @@ class _Watch:
     async def _read(scrape: InstanceSession, instance: InstanceView) -> tuple[float, Taken]:
         assert instance.address is not None
         async with scrape.session.get(scrape.url(instance.address, "/metrics")) as response:
-            text = await response.text()
-        total = sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "herd_server_requests_total"
-        )
-        return total, taken(text)
+            return read(await response.text())
 
 
 def experiment_app(app: App, *, visitors: int, spec: DeploySpec) -> App:
