@@ -170,6 +170,10 @@ def test_a_faster_canary_is_low_and_passes() -> None:
     by_name = {m.name: m for m in verdict.metrics}
     assert by_name["latency"].classification == canary.LOW
     assert verdict.decision == canary.PASS
+    # Faster first is no licence to regress later: the evidence of the other way still counts.
+    for _ in range(60):
+        verdict = _look(judge, _group(20, slow_share=0.5), final=False)
+    assert {m.name: m.classification for m in verdict.metrics}["latency"] == canary.HIGH
 
 
 def test_a_tolerated_difference_passes() -> None:

@@ -215,13 +215,14 @@ class Judge:
         return None
 
     def _classify(self, track: _Track) -> None:
-        """HIGH and LOW stay once reached: each is decided at the first look its evidence
-        crosses the threshold, which is what makes the test valid at every look."""
-        if track.classified in (HIGH, LOW):
+        """HIGH stays once reached: it is decided at the first look its evidence crosses the
+        threshold, which is what makes the test valid at every look. LOW stays too, unless the
+        canary turns out worse later (a canary faster than a cold baseline may still regress)."""
+        if track.classified == HIGH:
             return
         if track.high.e_value >= self._threshold:
             track.classified = HIGH
-        elif track.low.e_value >= self._threshold:
+        elif track.classified == LOW or track.low.e_value >= self._threshold:
             track.classified = LOW
         elif min(track.canary_intervals, track.control_intervals) < self._min_points:
             track.classified = NODATA
