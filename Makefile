@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test system lint typecheck unit bench clean
+.PHONY: demo test system lint typecheck unit cli-narrow bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,6 +42,13 @@ typecheck: $(STAMP)
 
 unit: $(STAMP) system
 	$(BIN)/python -m pytest -q
+
+# The CLI's tests where wrapping and width bite: a long temporary path, a 40-column terminal.
+NARROW_TMP := /tmp/a-rather-long-temporary-directory-name-to-catch-wrapping
+cli-narrow: $(STAMP)
+	@mkdir -p $(NARROW_TMP)
+	TMPDIR=$(NARROW_TMP) COLUMNS=40 $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/unit/test_cli.py tests/integration/test_new.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import inspect
+import io
 import os
 import signal
 import socket
@@ -223,3 +225,22 @@ async def raw_request(
         method, f"http://{address}{path}", data=body, headers=headers or {}
     ) as response:
         return RawAnswer(response.status, await response.read(), response.content_type)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ran:
+    """What a `herd` command run in this process did: its exit code, stdout and stderr."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+def herd_cli(*args: str) -> Ran:
+    """Run `herd ARGS` in this process through the command's one error path."""
+    from herd_tools.cli import run
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run(list(args))
+    return Ran(code, out.getvalue(), err.getvalue())

@@ -1,24 +1,22 @@
-"""What the `herd up / ps / scale / kill / down` commands do (the CLI only parses arguments)."""
+"""What the `herd up / ps / top / scale / kill / down` commands do (the CLI only parses
+arguments): data on stdout, messages on stderr (`herd_tools.output`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import msgspec
 import uvloop
-from rich.console import Console
-from rich.table import Column, Table
 
 from herd._cloud.controller import Controller
 from herd._cloud.interface import CacheView, CloudApi, GroupView, InstanceView
 from herd._cloud.up import control, up
-from herd._model.errors import HerdError
 from herd._process.logging import configure
+from herd_tools.output import Column, fails_cleanly, out, print_table, say
 
-console = Console()
 T = TypeVar("T")
 
 
@@ -27,28 +25,19 @@ def up_command(path: str) -> None:
     configure()
 
     async def announce(controller: Controller) -> None:
-        console.print(f"[green]{controller.app.spec.name} is up[/]")
+        say(f"{controller.app.spec.name} is up", style="green")
         if controller.front_door is not None:
-            console.print(f"  open {controller.front_door.url}")
-        console.print(f"  dashboard {controller.dashboard_url} (or: herd top)")
-        console.print("  try: herd ps · herd scale GROUP N · herd down")
+            say(f"  open {controller.front_door.url}")
+        say(f"  dashboard {controller.dashboard_url} (or: herd top)")
+        say("  try: herd ps · herd scale GROUP N · herd down")
 
     with fails_cleanly():
-        uvloop.run(up(path, say=console.print, on_ready=announce))
-
-
-@contextlib.contextmanager
-def fails_cleanly() -> Iterator[None]:
-    """herd's own errors (no cloud running, a cloud already running, ...) end the command with
-    their message and exit code 1, not a traceback."""
-    try:
-        yield
-    except HerdError as exc:
-        console.print(f"herd: {exc}", style="red", markup=False, highlight=False)
-        raise SystemExit(1) from None
+        uvloop.run(up(path, say=say, on_ready=announce))
 
 
 def ask(call: Callable[[CloudApi], Awaitable[T]]) -> T:
+    """Run `call` against the running cloud's control API; no cloud running is a `Failure`."""
+
     async def main() -> T:
         api = control()
         try:
@@ -60,14 +49,8 @@ def ask(call: Callable[[CloudApi], Awaitable[T]]) -> T:
         return asyncio.run(main())
 
 
-def _column(header: str, *, whole: bool = False) -> Column:
-    """A `herd ps` column that never hides part of a value: ids and addresses stay on one line
-    (other columns give way first); the rest fold onto more lines when the terminal is narrow."""
-    return Column(header, no_wrap=whole, overflow="fold")
-
-
 def ps_command(as_json: bool = False) -> None:
-    """Print groups and instances: as tables, or as JSON for scripts."""
+    """Print groups, instances and cache servers: as tables, or as JSON for scripts."""
 
     async def every(
         api: CloudApi,
@@ -76,75 +59,76 @@ def ps_command(as_json: bool = False) -> None:
 
     groups, instances, caches = ask(every)
     if as_json:
-        # Plain stdout: rich would highlight and wrap it.
         figures = {"groups": groups, "instances": instances, "caches": caches}
         print(msgspec.json.encode(figures).decode())
         return
-    table = Table(
-        _column("group", whole=True),
-        _column("desired"),
-        _column("running"),
-        _column("up"),
-        _column("status"),
-        title="server groups",
-    )
+    group_columns = [
+        Column("group"),
+        Column("desired", right=True),
+        Column("running", right=True, drop=2),
+        Column("up", right=True),
+        Column("status"),
+    ]
     # Only an app that autoscales gets the column: the others' table stays as narrow as it was.
     autoscaling = any(group.autoscale for group in groups)
     if autoscaling:
-        table.add_column("autoscale", overflow="fold")
+        group_columns.append(Column("autoscale", drop=3))
+    group_rows = []
     for group in groups:
         cells = [group.name, str(group.desired), str(group.running), str(group.up), group.status]
         if autoscaling:
             cells.append(f"{group.autoscale}: {group.autoscale_reason}" if group.autoscale else "-")
-        table.add_row(*cells)
-    console.print(table)
-    table = Table(
-        _column("instance", whole=True),
-        _column("group"),
-        _column("zone"),
-        _column("status"),
-        _column("address", whole=True),
-        _column("pid"),
-        _column("uptime"),
-        title="instances",
+        group_rows.append(cells)
+    print_table("server groups", group_columns, group_rows)
+    print_table(
+        "instances",
+        [
+            Column("instance"),
+            Column("group", drop=3),
+            Column("zone", drop=1),
+            Column("status"),
+            Column("address", drop=2),
+            Column("pid", right=True, drop=5),
+            Column("uptime", right=True, drop=4),
+        ],
+        [
+            [
+                view.id,
+                view.group,
+                view.zone,
+                view.status,
+                view.address or "-",
+                str(view.pid or "-"),
+                f"{view.uptime_s:.0f}s" if view.pid else "-",
+            ]
+            for view in instances
+        ],
     )
-    for view in instances:
-        table.add_row(
-            view.id,
-            view.group,
-            view.zone,
-            view.status,
-            view.address or "-",
-            str(view.pid or "-"),
-            f"{view.uptime_s:.0f}s" if view.pid else "-",
-        )
-    console.print(table)
     if caches:
-        _print_caches(caches)
-
-
-def _print_caches(caches: list[CacheView]) -> None:
-    table = Table(
-        _column("cache server", whole=True),
-        _column("zone"),
-        _column("status"),
-        _column("address", whole=True),
-        _column("pid"),
-        _column("uptime"),
-        _column("memory"),
-        title="caches (memcached)",
-    )
-    for view in caches:
-        table.add_row(
-            view.id,
-            view.zone,
-            view.status,
-            view.address,
-            str(view.pid or "-"),
-            f"{view.uptime_s:.0f}s" if view.pid else "-",
-            f"{view.memory_mb} MB",
+        print_table(
+            "caches (memcached)",
+            [
+                Column("cache server"),
+                Column("zone", drop=1),
+                Column("status"),
+                Column("address", drop=2),
+                Column("pid", right=True, drop=5),
+                Column("uptime", right=True, drop=4),
+                Column("memory", right=True, drop=3),
+            ],
+            [
+                [
+                    view.id,
+                    view.zone,
+                    view.status,
+                    view.address,
+                    str(view.pid or "-"),
+                    f"{view.uptime_s:.0f}s" if view.pid else "-",
+                    f"{view.memory_mb} MB",
+                ]
+                for view in caches
+            ],
         )
-    console.print(table)
 
 
 def top_command(once: bool) -> None:
@@ -152,22 +136,22 @@ def top_command(once: bool) -> None:
     from herd_tools.top import top
 
     with fails_cleanly(), contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(top(console, once))
+        asyncio.run(top(out(), once))
 
 
 def scale_command(group: str, count: int) -> None:
     """Change a group's desired count."""
     view = ask(lambda api: api.scale(group, count))
-    console.print(f"{view.name}: desired {view.desired} (running {view.running})")
+    say(f"{view.name}: desired {view.desired} (running {view.running})")
 
 
 def kill_command(instance: str) -> None:
     """SIGKILL one instance; the control plane replaces it."""
     view = ask(lambda api: api.kill(instance))
-    console.print(f"killed {view.id} (pid {view.pid}, zone {view.zone})")
+    say(f"killed {view.id} (pid {view.pid}, zone {view.zone})")
 
 
 def down_command() -> None:
     """Stop the running local cloud."""
     ask(lambda api: api.down())
-    console.print("stopping the local cloud")
+    say("stopping the local cloud")

@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgspec
-import typer
 import uvloop
 import yarl
 from rich.console import Console
@@ -33,7 +33,8 @@ from rich.text import Text
 
 from herd._model.clock import MONOTONIC, Clock
 from herd._model.stats import percentile
-from herd_tools.schedule import Schedule, drive
+from herd_tools.output import err, out, usage
+from herd_tools.schedule import Schedule, open_model
 
 CLIENT_OVERLOADED = "client_overloaded"
 """Failure kind of a request that was due while `concurrency_cap` requests were outstanding."""
@@ -300,18 +301,17 @@ async def run_load(
             else None
         )
         try:
-            async with asyncio.TaskGroup() as requests:
 
-                def fire(intended: float) -> None:
-                    tally.sent += 1
-                    if tally.in_flight >= concurrency_cap:
-                        tally.fail(CLIENT_OVERLOADED, None)
-                        return
-                    tally.in_flight += 1
-                    target = pattern.at(tally.sent)
-                    requests.create_task(_request(session, target, intended, timeout, tally, clock))
+            def send(intended: float) -> Coroutine[Any, Any, None] | None:
+                tally.sent += 1
+                if tally.in_flight >= concurrency_cap:
+                    tally.fail(CLIENT_OVERLOADED, None)
+                    return None
+                tally.in_flight += 1
+                target = pattern.at(tally.sent)
+                return _request(session, target, intended, timeout, tally, clock)
 
-                await drive(schedule, start, fire, clock=clock)
+            await open_model(schedule, start, send, clock=clock)
         finally:
             if shown is not None:
                 shown.cancel()
@@ -348,7 +348,7 @@ def load_command(
     try:
         check_options(url, rate, duration, timeout, concurrency_cap)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        raise usage(str(exc)) from None
     report = uvloop.run(
         run_load(
             url,
@@ -356,10 +356,10 @@ def load_command(
             duration,
             timeout=timeout,
             concurrency_cap=concurrency_cap,
-            progress=Console(stderr=True),
+            progress=err(),
         )
     )
-    Console().print(format_report(report), highlight=False, markup=False)
+    out().print(format_report(report), markup=False)
     if json_path is not None:
         Path(json_path).write_bytes(
             msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"

@@ -108,22 +108,26 @@ class Plan:
     app_exists: bool
 
 
+class BadName(ConfigurationError):
+    """The name cannot be a service's: a usage mistake, whatever the folder holds."""
+
+
 def package_name(name: str) -> str:
     """The Python package of the service `name` (``user-profile`` -> ``user_profile``).
 
-    Raises `ConfigurationError` when `name` is not a service name or its package would be a
+    Raises `BadName` when `name` is not a service name or its package would be a
     keyword or hide a module (the standard library's, herd's).
     """
     if not _NAME.fullmatch(name) or len(name) > MAX_NAME:
-        raise ConfigurationError(
+        raise BadName(
             f"{name!r} is not a service name: use {NAME_RULE}, at most {MAX_NAME} characters "
             "(e.g. ratings, user-profile)"
         )
     package = name.replace("-", "_")
     if keyword.iskeyword(package):
-        raise ConfigurationError(f"{name!r} would make the package {package!r}, a keyword")
+        raise BadName(f"{name!r} would make the package {package!r}, a keyword")
     if package in sys.stdlib_module_names or package in _TAKEN:
-        raise ConfigurationError(
+        raise BadName(
             f"{name!r} would make the package {package!r}, which hides the module of that name"
         )
     return package
@@ -143,7 +147,9 @@ def plan(name: str, directory: Path, calls: Sequence[str] = ()) -> Plan:
     package_dir = directory / package
     for taken in (package_dir, package_dir.with_suffix(".py")):
         if taken.exists():
-            raise ConfigurationError(f"{taken} already exists: herd new overwrites nothing")
+            raise ConfigurationError(
+                f"{taken} already exists: herd new overwrites nothing, choose another name"
+            )
     root = app.root if app is not None else directory.resolve()
     module = _import_path(directory, root, package)
     dependencies = [_dependency(app, app_file, service) for service in dict.fromkeys(calls)]
@@ -210,19 +216,22 @@ def write(plan: Plan) -> None:
 
 def new_command(name: str, directory: Path, calls: Iterable[str]) -> None:
     """`herd new`: plan, write, and say what was written and what to do next."""
-    from herd_tools.cloud_commands import fails_cleanly
+    from herd_tools.output import fails_cleanly, say, usage
 
     services = [s.strip() for value in calls for s in value.split(",") if s.strip()]
     with fails_cleanly():
-        decided = plan(name, directory, services)
+        try:
+            decided = plan(name, directory, services)
+        except BadName as exc:
+            raise usage(str(exc)) from None
         write(decided)
     for path in decided.files:
         print(f"wrote {path}")
     verb = "added group" if decided.app_exists else "wrote"
     print(f"{verb} {name}-v001 to {decided.app_file}")
-    print(f"next: write the logic in {decided.package_dir / 'service.py'}; then")
-    print(f"  python -m pytest {decided.package_dir}  # its tests")
-    print(f"  herd up {directory}  # run it on the local cloud")
+    say(f"next: write the logic in {decided.package_dir / 'service.py'}; then")
+    say(f"  python -m pytest {decided.package_dir}  # its tests")
+    say(f"  herd up {directory}  # run it on the local cloud")
 
 
 def _import_path(directory: Path, root: Path, package: str) -> str:
@@ -358,7 +367,7 @@ def _check_names(name: str, path: Path, source: str) -> None:
             bound.update((a.asname or a.name).partition(".")[0] for a in node.names)
     clashes = sorted(n for n, count in bound.items() if count > 1)
     if clashes:
-        raise ConfigurationError(
+        raise BadName(
             f"{name!r}: the generated {path.name} would bind {clashes[0]!r} twice; "
             "choose another name"
         )

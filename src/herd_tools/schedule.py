@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from herd._model.clock import MONOTONIC, Clock
 
@@ -66,3 +67,26 @@ async def drive(
         if wait > 0:
             await sleep(wait)
         fire(intended)
+
+
+#: What `open_model` starts for one due request (None: nothing to send this time).
+Send = Callable[[float], Coroutine[Any, Any, None] | None]
+
+
+async def open_model(
+    schedule: Schedule, start: float, send: Send, *, clock: Clock = MONOTONIC
+) -> None:
+    """The open-model load loop: start `send(intended_time)` for every scheduled request, each
+    as a task of its own, whether or not earlier ones have finished; return once all have.
+
+    `send` runs at the request's due time and returns the coroutine to run, or None when it
+    counted the request itself (a client-side refusal, say). Cancelling cancels every request.
+    """
+    async with asyncio.TaskGroup() as sending:
+
+        def fire(intended: float) -> None:
+            request = send(intended)
+            if request is not None:
+                sending.create_task(request)
+
+        await drive(schedule, start, fire, clock=clock)

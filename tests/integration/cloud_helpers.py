@@ -270,11 +270,12 @@ class Cloud:
 
 
 def ps_rows(output: str) -> dict[str, list[str]]:
-    """`herd ps`'s table rows (groups and instances), as cells keyed by their first cell."""
+    """`herd ps`'s table rows (groups and instances), as cells keyed by their first cell:
+    plain aligned text, cells at least two spaces apart."""
     rows = {}
     for line in output.splitlines():
-        cells = [c.strip() for c in re.split(r"[│┃|]", line)[1:-1]]
-        if cells:
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) > 1:
             rows[cells[0]] = cells
     return rows
 

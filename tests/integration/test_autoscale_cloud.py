@@ -20,6 +20,15 @@ from tests.integration.cloud_helpers import Cloud, cloud_env, ps_rows, replaced,
 
 pytestmark = pytest.mark.timeout(120)
 
+#: The short ramp's success target, where the full run's is 99.9 %: this ramp climbs to its
+#: peak in 10 s (the full one takes 40 s), faster than new edges start on a 2-core machine shared
+#: with other tests; 1 % is 22 of its ~2,250 requests.
+SUCCESS_PCT = 99.0
+#: The short ramp's requests/s at its start and end, and at its peak: a peak the app's minimum
+#: counts still serve on a loaded machine while new instances start (at 200/s a busy machine
+#: failed 2 % of requests), and that still takes edges well past the CPU target below.
+LOW, PEAK = 10, 100
+
 
 def test_a_load_ramp_grows_the_edge_and_it_shrinks_after(tmp_path: Path) -> None:
     app = write_app(tmp_path, "flix")
@@ -30,37 +39,41 @@ def test_a_load_ramp_grows_the_edge_and_it_shrinks_after(tmp_path: Path) -> None
         "--app",
         str(app),
         "--low",
-        "10",
+        str(LOW),
         "--peak",
-        "200",
+        str(PEAK),
         "--duration",
         "45",
-        # 200 requests/s take several edges' worth at this target even on a fast machine, and
+        # 100 requests/s take several edges' worth at this target even on a fast machine, and
         # 10/s (with each instance's ~2 % idle overhead) fit in the minimum of 2.
         "--target-cpu",
-        "8",
+        "4",
         "--scale-in-after",
         "3",
         "--scale-in-every",
         "1",
         "--no-baseline",
+        "--success",
+        str(SUCCESS_PCT),
         "--json",
         str(figures),
         env=cloud_env(tmp_path / "home"),
         timeout=110,
     )
-    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
-    (run,) = json.loads(figures.read_text())["runs"]
+    # Exit 0: the autoscaled run met this short run's target (checked below too).
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(figures.read_text())
+    assert result["success_target_pct"] == SUCCESS_PCT
+    (run,) = result["runs"]
     assert run["autoscale"]
     edge = next(g for g in run["groups"] if g["group"] == "edge-v001")
     assert edge["max_instances"] > edge["min_instances"], run
     assert edge["scale_out_s"] is not None
     assert edge["scale_in_s"] is not None, run["decisions"]
     assert any("edge-v001" in line and "wanted" in line for line in run["decisions"])
-    # Generous for a loaded 2-core machine; the full run holds 99.9 %.
-    assert run["success_pct"] >= 99.0, run["phases"]
+    assert run["success_pct"] >= SUCCESS_PCT, run["phases"]
     assert sum(p["sent"] for p in run["phases"]) == pytest.approx(
-        10 * 5 + 2 * 10 * 105 + 200 * 10 + 10 * 10, rel=0.05
+        LOW * 5 + 2 * 10 * (LOW + PEAK) / 2 + PEAK * 10 + LOW * 10, rel=0.05
     )
 
 

@@ -1,5 +1,5 @@
-"""A short `herd experiment chaos`: two of its scenarios at a low rate, to check that it runs,
-measures every phase and leaves its figures where asked (the full run is in docs/chaos.md)."""
+"""A short `herd experiment chaos`: two of its scenarios at a low rate, each phase held to the
+documented goal, and the figures left where asked (the full run is in docs/chaos.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from tests.integration.cloud_helpers import cloud_env, run_herd, write_app
 
 pytestmark = pytest.mark.timeout(150)
 
+#: The documented goal: >= 99.9 % of each phase's requests succeed (here 100 of 100).
+GOAL_PCT = 99.9
+
 
 def test_a_zone_outage_and_merch_errors_before_during_and_after(tmp_path: Path) -> None:
     app = write_app(tmp_path, "flix")
@@ -23,17 +26,17 @@ def test_a_zone_outage_and_merch_errors_before_during_and_after(tmp_path: Path) 
         timeout=120,
     )  # fmt: skip
     output = done.stdout[-3000:] + done.stderr[-3000:]
-    assert done.returncode in (0, 1), output
+    # Exit 0: every phase met the goal (checked below from the figures too).
+    assert done.returncode == 0, output
     result = json.loads(figures.read_text())
+    assert result["goal_pct"] == GOAL_PCT
     assert [s["name"] for s in result["scenarios"]] == ["zone-outage", "merch-errors"]
     for scenario in result["scenarios"]:
         assert [p["phase"] for p in scenario["phases"]] == ["before", "during", "after"]
         for phase in scenario["phases"]:
             assert phase["total"] == 100
-            # Retries on other instances and zones hide most of both faults from users. The
-            # bar is low for a shared 2-core machine, yet well above the 67 % that a third of
-            # the edges lost without failover would leave.
-            assert phase["success_pct"] >= 90.0, (scenario["name"], phase, output)
+            # Retries on other instances and zones hide both faults from users.
+            assert phase["success_pct"] >= GOAL_PCT, (scenario["name"], phase, output)
     outage = result["scenarios"][0]
     # flix's 12 instances spread a, b, c: zone b held 4 of them (one per group of 3).
     assert outage["terminated"] >= 3

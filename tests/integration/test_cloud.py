@@ -136,8 +136,11 @@ async def test_ps_keeps_ids_and_addresses_whole_when_narrow_and_prints_json_for_
     lines = narrow.stdout.splitlines()
     assert max(len(line) for line in lines) <= 60, narrow.stdout
     for view in instances:
-        (row,) = [line for line in lines if f" {view.id} " in line]
-        assert f" {view.address} " in row, narrow.stdout
+        (row,) = [line.split() for line in lines if line.split()[:1] == [view.id]]
+        assert view.address in row, narrow.stdout
+    # in a pipe with no COLUMNS, every column, whatever its width
+    whole = run_herd("ps", env={k: v for k, v in chain.env.items() if k != "COLUMNS"})
+    assert "UPTIME" in whole.stdout and "PID" in whole.stdout, whole.stdout
 
     printed = run_herd("ps", "--json", env=chain.env)
     assert printed.returncode == 0, printed.stdout + printed.stderr
@@ -163,12 +166,14 @@ async def test_a_second_herd_up_refuses_and_touches_nothing_of_the_running_one(
     # the same HERD_HOME: the state file names a live cloud
     same = run_herd("up", str(chain.app), env=chain.env)
     assert same.returncode == 1, same.stdout + same.stderr
-    assert "herd: a local cloud is already running: chain (pid" in same.stdout, same.stdout
+    assert same.stdout == ""
+    assert same.stderr.startswith("herd: a local cloud is already running: chain (pid")
+    assert same.stderr.count("\n") == 1, same.stderr
     # another HERD_HOME: the cloud's ports are taken
     other = run_herd("up", str(chain.app), env=cloud_env(tmp_path / "other-home"))
     assert other.returncode == 1, other.stdout + other.stderr
     port = load(chain.app).spec.control_port
-    assert f"herd: port {port} for the control API is in use" in other.stdout, other.stdout
+    assert f"herd: port {port} for the control API is in use" in other.stderr, other.stderr
     assert not (tmp_path / "other-home" / "cloud.json").exists()
 
     assert (chain.home / "cloud.json").read_text() == state

@@ -102,7 +102,7 @@ async def test_red_black_then_rollback_under_load(tmp_path: Path) -> None:
         async with Visitors(cloud.front_door) as visitors:
             await eventually(lambda: visitors.sent > 20, what="load running")
             done = await asyncio.to_thread(
-                cloud.cli, "deploy", "history", "--version", "v002", timeout=60
+                cloud.cli, "deploy", "start", "history", "--version", "v002", timeout=60
             )
             assert "window" in done or "serves" in done, done
             async with cloud.api() as api:

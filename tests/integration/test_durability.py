@@ -15,6 +15,12 @@ from tests.integration.memcached import require_memcached
 
 pytestmark = pytest.mark.timeout(150)
 
+#: This short run's target for whole pages, where the full run's is 99.9 %. History's row is
+#: optional (one attempt may take 0.15 s): on a loaded machine it can be left out of a page
+#: whatever the cache does, and of 120 pages one such page is 0.8 %, so 99.9 % would measure
+#: the machine's load more than the cache. 95 % still fails a lost cache zone that cost pages.
+WHOLE_PCT = 95.0
+
 
 def test_no_acknowledged_write_is_lost_or_applied_twice(tmp_path: Path) -> None:
     require_memcached()
@@ -35,22 +41,23 @@ def test_no_acknowledged_write_is_lost_or_applied_twice(tmp_path: Path) -> None:
         "1.5",
         "--cache-seconds",
         "3",
+        "--whole",
+        str(WHOLE_PCT),
         "--json",
         str(figures),
         env=cloud_env(tmp_path / "home"),
         timeout=120,
     )
-    # 1: the figures missed a target; they are checked below, with the output to show why.
-    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    output = done.stdout[-3000:] + done.stderr[-3000:]
+    # Exit 0: nothing lost, nothing applied twice, enough pages whole (checked below too).
+    assert done.returncode == 0, output
     result = json.loads(figures.read_text())
     writes, cache = result["writes"], result["cache"]
+    assert result["whole_target_pct"] == WHOLE_PCT
     assert writes["sent"] == 200 and len(writes["killed"]) >= 3
     assert writes["lost"] == 0 and writes["duplicated"] == 0
     assert writes["acknowledged"] >= 0.99 * writes["sent"]
     assert cache["pages"] == 120
-    # Every page answered, and greeted its visitor. History's row is optional (one attempt
-    # may take 0.15 s): on a loaded machine it can be left out of a page whatever the cache
-    # does, so the full run's >= 99.9 % whole is measured, not asserted, here.
-    output = done.stdout[-3000:]
+    # Every page answered and greeted its visitor; only history's optional row may be missing.
     assert set(cache["broken_by_reason"]) <= {"omitted_history"}, output
-    assert cache["whole_pct"] >= 95, output
+    assert cache["whole_pct"] >= WHOLE_PCT, output

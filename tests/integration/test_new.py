@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from herd._cloud.app import load
-from herd_tools.cli import app as cli
-from tests.helpers import clean_environment
+from tests.helpers import Ran, clean_environment, herd_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,10 +19,9 @@ pytestmark = pytest.mark.timeout(120)
 RUFF_RULES = "E,F,W,I,B,UP,SIM,RUF,ASYNC"
 
 
-def herd_new(*args: str) -> tuple[int, str]:
-    """Run `herd new ARGS` in this process; its exit code and output."""
-    result = CliRunner().invoke(cli, ["new", *args])
-    return result.exit_code, result.output
+def herd_new(*args: str) -> Ran:
+    """Run `herd new ARGS` in this process."""
+    return herd_cli("new", *args)
 
 
 def run(folder: Path, *command: str) -> None:
@@ -53,8 +50,8 @@ def test_generated_services_pass_ruff_mypy_and_their_own_tests(tmp_path: Path) -
         [long, "--calls", "ratings"],
         ["user-profile", "--calls", f"ratings,{long}"],
     ):
-        code, output = herd_new(*args, "--dir", str(folder))
-        assert code == 0, output
+        ran = herd_new(*args, "--dir", str(folder))
+        assert ran.code == 0, ran
     library = (folder / "user_profile" / "library.py").read_text()
     assert "from ratings.interface import Ratings" in library
     assert 'ratings=connect(Ratings, "ratings")' in library
@@ -98,8 +95,8 @@ module = "apps.web.service"
 service = "web"
 """
     (folder / "app.toml").write_text(before)
-    code, output = herd_new("ratings", "--dir", str(folder))
-    assert code == 0, output
+    ran = herd_new("ratings", "--dir", str(folder))
+    assert ran.code == 0, ran
     assert (folder / "app.toml").read_text().startswith(before)
     app = load(folder)
     assert [(g.name, g.module) for g in app.spec.groups] == [
@@ -111,7 +108,7 @@ service = "web"
 
 
 def test_nothing_is_overwritten_and_nothing_is_written_on_refusal(tmp_path: Path) -> None:
-    assert herd_new("ratings", "--dir", str(tmp_path))[0] == 0
+    assert herd_new("ratings", "--dir", str(tmp_path)).code == 0
     (tmp_path / "ratings" / "service.py").write_text("# my logic\n")
     (tmp_path / "taken").mkdir()
     before = snapshot(tmp_path)
@@ -120,9 +117,12 @@ def test_nothing_is_overwritten_and_nothing_is_written_on_refusal(tmp_path: Path
         (["taken"], "already exists"),
         (["movies", "--calls", "ratings,nope"], "--calls nope"),
     ]:
-        code, output = herd_new(*args, "--dir", str(tmp_path))
-        assert code == 1, output
-        assert why in output
+        ran = herd_new(*args, "--dir", str(tmp_path))
+        assert ran.code == 1, ran
+        # One line on stderr, whole however long the path is; nothing on stdout.
+        assert ran.stdout == "", ran
+        assert ran.stderr.startswith("herd: ") and ran.stderr.count("\n") == 1, ran
+        assert why in ran.stderr
         assert snapshot(tmp_path) == before, args
 
 
@@ -143,7 +143,8 @@ def test_nothing_is_overwritten_and_nothing_is_written_on_refusal(tmp_path: Path
     ],
 )
 def test_a_bad_name_is_refused(tmp_path: Path, name: str) -> None:
-    code, output = herd_new("--dir", str(tmp_path), "--", name)  # --: "-a" is a name here
-    assert code == 1, output
-    assert repr(name) in output
+    ran = herd_new("--dir", str(tmp_path), "--", name)  # --: "-a" is a name here
+    assert ran.code == 2, ran  # a usage mistake
+    assert repr(name) in ran.stderr
+    assert ran.stdout == ""
     assert list(tmp_path.iterdir()) == []

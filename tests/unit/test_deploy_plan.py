@@ -112,3 +112,13 @@ async def test_bad_deploys_are_refused_before_anything_starts(
             await deployer.confirm("movie")
     finally:
         await deployer.close()
+
+
+async def test_an_instance_ending_while_the_control_plane_stops_is_let_go_quietly(
+    tmp_path: Path,
+) -> None:
+    fleet = _Fleet(_app(tmp_path))
+    deployer = Deployer(fleet, fleet.app.spec.deploy)
+    await deployer.close()
+    # `herd down`: instances exit after the deployer closed; forgetting them raises nothing.
+    await deployer.forget("movie-v001-a-1")

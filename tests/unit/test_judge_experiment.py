@@ -47,4 +47,4 @@ def test_missed_targets_exit_1(tmp_path: Path) -> None:
         app, ["experiment", "judge", "--runs", "5", "--rate", "1", "--cases", "good"]
     )
     assert done.exit_code == 1
-    assert "good: failed_pct should be at most 1" in done.output
+    assert "good: failed_pct should be at most 1" in str(done.exception)

@@ -12,11 +12,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import tomli_w
-from typer.testing import CliRunner
 
 import herd
 from herd._cloud.app import App, load
-from herd_tools.cli import app as cli
 from herd_tools.k8s import (
     DRAIN_S,
     INSTANCE_PORT,
@@ -25,6 +23,7 @@ from herd_tools.k8s import (
     render,
 )
 from tests.conftest import ROOT
+from tests.helpers import herd_cli
 
 #: The oldest Kubernetes still widely run, and the newest the package knows.
 VERSIONS = ["1.29", kubernetes_validate.latest_version()]
@@ -191,8 +190,8 @@ def test_one_version_renders_only_its_groups(tmp_path: Path) -> None:
 def test_the_command_writes_one_file_per_manifest(tmp_path: Path) -> None:
     app = flix(tmp_path)
     out = tmp_path / "k8s"
-    result = CliRunner().invoke(cli, ["k8s", "render", str(app.source), "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    result = herd_cli("k8s", "render", str(app.source), "--out", str(out))
+    assert result.code == 0, result
     files = sorted(out.iterdir())
     assert len(files) == len(render(app))
     for path in files:
@@ -200,6 +199,7 @@ def test_the_command_writes_one_file_per_manifest(tmp_path: Path) -> None:
     assert (out / "deployment-movie-v002.json").exists()
 
     missing = ["k8s", "render", str(app.source), "--version", "v009"]
-    result = CliRunner().invoke(cli, missing)
-    assert result.exit_code == 1
-    assert "no group has version v009" in result.output
+    result = herd_cli(*missing)
+    assert result.code == 1
+    assert "no group has version v009" in result.stderr
+    assert result.stdout == ""

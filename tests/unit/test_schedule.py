@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
 from herd._model.clock import MONOTONIC, ManualClock
-from herd_tools.schedule import Schedule, drive
+from herd_tools.schedule import Schedule, drive, open_model
 
 
 @pytest.mark.parametrize(
@@ -88,3 +90,29 @@ async def test_cancelling_the_drive_stops_the_schedule_where_it_is() -> None:
     assert 0 < count < schedule.count
     await asyncio.sleep(0.05)
     assert len(fired) == count
+
+
+async def test_the_open_model_starts_each_request_without_waiting_for_earlier_ones() -> None:
+    # No request answers before the last one has started: a loop that waited for answers
+    # (a closed model) would never start the last, and never return.
+    answer = asyncio.Event()
+    started: list[int] = []
+    finished: list[int] = []
+    schedule = Schedule(rate=1000, duration=0.005)
+
+    async def request(index: int) -> None:
+        started.append(index)
+        await answer.wait()
+        finished.append(index)
+
+    def send(intended: float) -> Coroutine[Any, Any, None] | None:
+        index = round((intended - start) * 1000)
+        if index == schedule.count - 1:
+            answer.set()
+        # Request 2 is counted by the caller itself (a client-side refusal): nothing to run.
+        return None if index == 2 else request(index)
+
+    start = MONOTONIC.now()
+    async with asyncio.timeout(5):
+        await open_model(schedule, start, send)
+    assert sorted(started) == sorted(finished) == [0, 1, 3, 4]

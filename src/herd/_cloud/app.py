@@ -37,7 +37,7 @@
     pin_header = "x-flix-pin"       # `x-flix-pin: v002` pins the request to v002 at every hop
     cells = [{ name = "beta", version = "v002", visitors = [7, 42] }]
 
-    [[versions]]                    # what `herd deploy movie --version v002` changes
+    [[versions]]                    # what `herd deploy start movie --version v002` changes
     service = "movie"
     version = "v002"
     env = { FLIX_FAIL_RATE = "0.1" }

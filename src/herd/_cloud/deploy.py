@@ -187,6 +187,7 @@ class Deployer:
         """Groups whose instances are held UP or OUT_OF_SERVICE, by group name."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconciling: asyncio.Task[None] | None = None
+        self._closed = False
 
     def start(self) -> None:
         """Begin keeping the registry in line with the routes and statuses deploys set."""
@@ -194,6 +195,7 @@ class Deployer:
 
     async def close(self) -> None:
         """Stop every deploy where it is (the processes stop with the control plane)."""
+        self._closed = True
         tasks = [*self._tasks, *([self._reconciling] if self._reconciling else [])]
         for task in tasks:
             task.cancel()
@@ -203,7 +205,10 @@ class Deployer:
     async def forget(self, instance: str) -> None:
         """Drop an instance whose process ended from the registry at once, so callers stop
         picking it now rather than when its lease runs out (the lease still evicts it if this
-        write is lost)."""
+        write is lost). Once the control plane stops, every instance goes with it: nothing to
+        forget, and no registry driver left to do it with."""
+        if self._closed:
+            return
         with contextlib.suppress(HerdError):
             await self._api.deregister(instance)
 

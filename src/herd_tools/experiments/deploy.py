@@ -14,6 +14,11 @@ Every second the experiment reads each instance's /metrics: the requests each gr
 traffic share per version over time) and the requests it took by bucket and pin, from which
 `cohorts.py` measures cohort consistency at every hop whose route splits traffic over two UP
 groups or more, per service and phase, bucketed and pinned visitors apart.
+
+Targets (`expected`): each deploy ends as it should (red_black and canary_pass promoted,
+canary_fail and rollback rolled back); the bad canary rolls back at its first step with at most
+1 % of its scenario's requests failed and no other scenario fails a request; rollbacks take
+under 2 s; every counted hop keeps 100 % of its visitors on their cohort's group.
 """
 
 from __future__ import annotations
@@ -24,21 +29,18 @@ import contextlib
 import math
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import aiohttp
 import msgspec
-import uvloop
+import typer
 
 from herd._cloud.app import App, CellSpec, CohortSpec, DeploySpec, load
 from herd._cloud.controller import Controller
 from herd._cloud.interface import DeployView, InstanceView
-from herd._cloud.up import up
 from herd._model.route import Route
-from herd._process.logging import configure
 from herd._wire.http_client import InstanceSession
-from herd_tools.cloud_commands import fails_cleanly
 from herd_tools.experiments.cohorts import (
     Cohorts,
     HopCohort,
@@ -47,9 +49,19 @@ from herd_tools.experiments.cohorts import (
     counted,
     read,
 )
+from herd_tools.experiments.harness import (
+    APP,
+    JSON,
+    RATE,
+    Say,
+    conclude,
+    on_cloud,
+    plot_option,
+    run,
+)
 from herd_tools.load import run_load
+from herd_tools.output import Column, print_table, say, usage
 
-Say = Callable[[str], None]
 PIN = "v002"
 FAIL_RATE = 0.1
 #: The bad canary may fail at most this share of its scenario's requests; a rollback takes less.
@@ -364,33 +376,24 @@ async def experiment(
     hold_s: float,
     chosen: list[str],
     fail_rate: float = FAIL_RATE,
-    say: Say,
+    say: Say = say,
 ) -> DeployResult:
     """Run the `chosen` scenarios on flix (`app_path`), in their order, and return the
     figures."""
     app = experiment_app(load(app_path), visitors=visitors, spec=spec)
-    outcome: list[DeployResult] = []
 
-    async def ready(controller: Controller) -> None:
-        try:
-            outcome.append(
-                await _scenarios(
-                    controller,
-                    rate=rate,
-                    visitors=visitors,
-                    hold_s=hold_s,
-                    chosen=chosen,
-                    fail_rate=fail_rate,
-                    say=say,
-                )
-            )
-        finally:
-            controller.stopped.set()
+    async def body(controller: Controller) -> DeployResult:
+        return await _scenarios(
+            controller,
+            rate=rate,
+            visitors=visitors,
+            hold_s=hold_s,
+            chosen=chosen,
+            fail_rate=fail_rate,
+            say=say,
+        )
 
-    await up(app, say=say, on_ready=ready)
-    if not outcome:
-        raise RuntimeError("the app stopped before the experiment finished")
-    return outcome[0]
+    return await on_cloud(app, body, say=say)
 
 
 def expected(result: DeployResult) -> list[str]:
@@ -470,65 +473,111 @@ def plot(result: DeployResult, path: Path) -> None:
     plt.close(figure)
 
 
-def main(
-    app: Path,
-    *,
-    rate: float,
-    visitors: int,
-    spec: DeploySpec,
-    hold_s: float,
-    chosen: list[str],
-    json_path: Path | None,
-    plot_path: Path | None,
-    fail_rate: float = FAIL_RATE,
-) -> int:
-    """The body of `herd experiment deploy`: 0 when every scenario met its target."""
-    from rich.console import Console
-    from rich.table import Table
-
-    configure()
-    console = Console()
-    with fails_cleanly():
-        result = uvloop.run(
-            experiment(
-                app,
-                rate=rate,
-                visitors=visitors,
-                spec=spec,
-                hold_s=hold_s,
-                chosen=chosen,
-                fail_rate=fail_rate,
-                say=console.print,
-            )
-        )
-    table = Table(
-        "scenario",
-        "duration_s",
-        "total",
-        "failed",
-        "decision",
-        "canary_score",
-        "rollback_s",
-        "cohort_consistency_pct",
-        title=f"deploys under {rate:g} req/s over {visitors} visitors",
+def report(result: DeployResult) -> None:
+    """The figures on stdout: a row per scenario."""
+    print_table(
+        f"deploys under {result.rate:g} req/s over {result.visitors} visitors",
+        [
+            Column("scenario"),
+            Column("duration_s", right=True),
+            Column("total", right=True),
+            Column("failed", right=True),
+            Column("decision"),
+            Column("canary_score", right=True),
+            Column("rollback_s", right=True),
+            Column("cohort_consistency_pct", right=True, drop=1),
+        ],
+        [
+            [
+                s.name,
+                f"{s.duration_s:g}",
+                str(s.total),
+                f"{s.failed}" + ("" if s.failed_bound is None else f" (bound {s.failed_bound})"),
+                s.decision,
+                "-" if s.canary_score is None else f"{s.canary_score:.0f}",
+                "-" if s.rollback_s is None else f"{s.rollback_s:.3f}",
+                "-" if s.cohort_consistency_pct is None else f"{s.cohort_consistency_pct:g}",
+            ]
+            for s in result.scenarios
+        ],
     )
-    for s in result.scenarios:
-        table.add_row(
-            s.name,
-            f"{s.duration_s:g}",
-            str(s.total),
-            str(s.failed) + (f" (bound {s.failed_bound})" if s.failed_bound is not None else ""),
-            s.decision,
-            "-" if s.canary_score is None else f"{s.canary_score:.0f}",
-            "-" if s.rollback_s is None else f"{s.rollback_s:.3f}",
-            "-" if s.cohort_consistency_pct is None else f"{s.cohort_consistency_pct:g}",
+
+
+def command(
+    app: Path = APP,
+    rate: float = RATE,
+    visitors: int = typer.Option(
+        10_000, metavar="N", help="Visitors the load spreads over (1 % are a test cell)."
+    ),
+    analysis: float = typer.Option(
+        30.0,
+        metavar="SECONDS",
+        help="Seconds of analysis per canary step (less if the judge fails it sooner).",
+    ),
+    interval: float = typer.Option(
+        1.0, metavar="SECONDS", help="Seconds between the analysis' samples."
+    ),
+    min_points: int = typer.Option(
+        8, metavar="N", help="Intervals with requests on each side before a metric has data."
+    ),
+    hold: float = typer.Option(
+        3.0, metavar="SECONDS", help="Seconds each promoted deploy is held before its end."
+    ),
+    steps: str = typer.Option(
+        "5,25,50,100", metavar="PERCENTS", help="The canary's traffic steps, in percent."
+    ),
+    fail_rate: float = typer.Option(
+        FAIL_RATE,
+        min=0.0,
+        max=1.0,
+        metavar="SHARE",
+        help="Share of pages the bad canary (canary_fail) fails.",
+    ),
+    scenarios: str = typer.Option(
+        ",".join(SCENARIOS),
+        metavar="NAMES",
+        help="Which scenarios to run (comma-separated; they run in this order).",
+    ),
+    json_path: Path | None = JSON,
+    plot_path: Annotated[Path | None, plot_option("traffic share per group over time")] = None,
+) -> None:
+    """Four deploys of flix under load, counting what users saw.
+
+    A red/black deploy, a canary that passes, a bad canary that rolls back by itself, and a
+    rollback. Targets: every deploy ends as it should (promoted, promoted, rolled back, rolled
+    back); the bad canary at its first step with at most 1 % of its scenario's requests failed,
+    and no other request failed; rollbacks under 2 s; every hop the route splits keeps 100 %
+    of its visitors on their cohort's group. Exits 0 only if all were met, 1 if not
+    (docs/deploy.md).
+
+    Example: herd experiment deploy --scenarios canary_pass,canary_fail --json deploy.json
+    """
+    chosen = [name.strip() for name in scenarios.split(",") if name.strip()]
+    if not chosen or any(name not in SCENARIOS for name in chosen):
+        raise usage(f"scenarios are among {', '.join(SCENARIOS)}")
+    try:
+        canary_steps = [int(step) for step in steps.split(",")]
+    except ValueError:
+        raise usage(f"--steps takes whole percents, e.g. 5,25,50,100: {steps!r}") from None
+    spec = DeploySpec(
+        rollback_window_s=600.0,
+        canary_steps=canary_steps,
+        analysis_s=analysis,
+        interval_s=interval,
+        min_points=min_points,
+    )
+    if (problem := spec.problem()) is not None:
+        raise usage(problem)
+    result = run(
+        experiment(
+            app,
+            rate=rate,
+            visitors=visitors,
+            spec=spec,
+            hold_s=hold,
+            chosen=chosen,
+            fail_rate=fail_rate,
         )
-    console.print(table)
-    if json_path is not None:
-        json_path.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
-    if plot_path is not None:
-        plot(result, plot_path)
-    problems = expected(result)
-    for problem in problems:
-        console.print(f"[red]{problem}[/]")
-    return 1 if problems else 0
+    )
+    report(result)
+    conclude(result, expected(result), json_path=json_path, plot=plot, plot_path=plot_path)

@@ -6,6 +6,8 @@ connections and answers nothing. herd's answer is the hedged attempt (an idempot
 has not answered within the dependency's recent p95 goes to another instance too), with the
 retry budget capping the extra load, outlier ejection taking the instance out after a few
 stalls, and the registry evicting it when its lease runs out.
+
+Target: no request fails.
 """
 
 from __future__ import annotations
@@ -13,21 +15,25 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
-import uvloop
+import typer
 
 from herd._cloud.controller import Controller
 from herd._cloud.interface import InstanceView
-from herd._cloud.up import up
 from herd._model.stats import percentile
-from herd._process.logging import configure
-from herd_tools.cloud_commands import fails_cleanly
+from herd_tools.experiments.harness import (
+    APP,
+    JSON,
+    RATE,
+    Say,
+    conclude,
+    on_cloud,
+    run,
+)
 from herd_tools.load import run_load
-
-Say = Callable[[str], None]
+from herd_tools.output import Column, print_table, say, usage
 
 
 class Window(msgspec.Struct, frozen=True):
@@ -84,14 +90,12 @@ async def experiment(
     duration: float,
     pause_at: float,
     pause_s: float,
-    say: Say,
+    say: Say = say,
 ) -> GrayFailure:
-    """Run the app, load its front door, stall one instance per group midway, report."""
-    if not (pause_at >= 0 and pause_at + pause_s <= duration):
-        raise ValueError("the pause must lie within the run: pause_at + pause <= duration")
-    outcome: list[GrayFailure] = []
+    """Run the app, load its front door, stall one instance per group midway (the pause lies
+    within the run), report."""
 
-    async def ready(controller: Controller) -> None:
+    async def body(controller: Controller) -> GrayFailure:
         door = controller.front_door
         if door is None:
             raise ValueError(f"{app} has no front door to load")
@@ -129,66 +133,68 @@ async def experiment(
             "stalled": [s for s in samples if pause_at <= s[0] < pause_at + pause_s],
             "after": [s for s in samples if s[0] >= pause_at + pause_s],
         }
-        outcome.append(
-            GrayFailure(
-                rate=rate,
-                duration_s=duration,
-                pause_at_s=pause_at,
-                pause_s=pause_s,
-                paused=[v.id for v in victims],
-                windows=[_window("all", samples)]
-                + [_window(name, part) for name, part in phases.items()],
-                failed_by_kind=report.failed_by_kind,
-            )
+        return GrayFailure(
+            rate=rate,
+            duration_s=duration,
+            pause_at_s=pause_at,
+            pause_s=pause_s,
+            paused=[v.id for v in victims],
+            windows=[_window("all", samples)]
+            + [_window(name, part) for name, part in phases.items()],
+            failed_by_kind=report.failed_by_kind,
         )
-        controller.stopped.set()
 
-    await up(app, say=say, on_ready=ready)
-    if not outcome:
-        raise RuntimeError("the app stopped before the experiment finished")
-    return outcome[0]
+    return await on_cloud(app, body, say=say)
 
 
-def main(
-    app: Path,
-    *,
-    rate: float,
-    duration: float,
-    pause_at: float,
-    pause_s: float,
-    json_path: Path | None,
-) -> int:
-    """The body of `herd experiment gray-failure`: 0 if no request failed."""
-    from rich.console import Console
-    from rich.table import Table
+def missed(result: GrayFailure) -> list[str]:
+    """The target missed, in words (none: no request failed)."""
+    if result.failed == 0:
+        return []
+    return [f"{result.failed} requests failed ({result.failed_by_kind}), target 0"]
 
-    configure()
-    console = Console()
-    with fails_cleanly():
-        result = uvloop.run(
-            experiment(
-                app,
-                rate=rate,
-                duration=duration,
-                pause_at=pause_at,
-                pause_s=pause_s,
-                say=console.print,
-            )
-        )
-    table = Table("phase", "sent", "failed", "p50 ms", "p99 ms", "max ms", title="gray failure")
-    for window in result.windows:
-        table.add_row(
-            window.phase,
-            str(window.sent),
-            str(window.failed),
-            f"{window.p50_ms:g}",
-            f"{window.p99_ms:g}",
-            f"{window.max_ms:g}",
-        )
-    console.print(table)
-    console.print(f"stalled: {', '.join(result.paused)}")
-    if result.failed_by_kind:
-        console.print(f"failed by kind: {result.failed_by_kind}")
-    if json_path is not None:
-        json_path.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
-    return 0 if result.failed == 0 else 1
+
+def report(result: GrayFailure) -> None:
+    """The figures on stdout."""
+    print_table(
+        f"gray failure: stalled {', '.join(result.paused)}",
+        [
+            Column("phase"),
+            Column("sent", right=True),
+            Column("failed", right=True),
+            Column("p50 ms", right=True),
+            Column("p99 ms", right=True),
+            Column("max ms", right=True),
+        ],
+        [
+            [w.phase, str(w.sent), str(w.failed), f"{w.p50_ms:g}", f"{w.p99_ms:g}", f"{w.max_ms:g}"]
+            for w in result.windows
+        ],
+    )
+
+
+def command(
+    app: Path = APP,
+    rate: float = RATE,
+    duration: float = typer.Option(20.0, metavar="SECONDS", help="Seconds of load."),
+    pause_at: float = typer.Option(
+        5.0, metavar="SECONDS", help="Seconds into the load when the stall begins."
+    ),
+    pause: float = typer.Option(
+        10.0, metavar="SECONDS", help="Seconds the stalled instances stay stopped."
+    ),
+    json_path: Path | None = JSON,
+) -> None:
+    """Stall one instance of every group; count what users saw.
+
+    The talk's gray failure: an instance that accepts connections and answers nothing; hedged
+    attempts, outlier ejection and the registry's lease keep it from costing requests. Target:
+    no request fails; exits 0 only if it was met, 1 if not (benchmarks/RESULTS.md, "Gray failure").
+
+    Example: herd experiment gray-failure --duration 20 --json gray.json
+    """
+    if not (pause_at >= 0 and pause_at + pause <= duration):
+        raise usage("the pause must lie within the run", "--pause-at + --pause <= --duration")
+    result = run(experiment(app, rate=rate, duration=duration, pause_at=pause_at, pause_s=pause))
+    report(result)
+    conclude(result, missed(result), json_path=json_path)

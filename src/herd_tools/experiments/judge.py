@@ -25,7 +25,6 @@ import dataclasses
 import math
 import random
 import statistics
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +36,8 @@ from herd._cloud.analysis import Counts
 from herd._cloud.app import DeploySpec
 from herd._cloud.canary import PASS
 from herd._server.metrics import LATENCY_BUCKETS
+from herd_tools.experiments.harness import JSON, conclude
+from herd_tools.output import Column, print_table, usage
 from herd_tools.simulate import vtime
 
 #: The old version: its share of failed requests and its latency distribution.
@@ -244,65 +245,84 @@ def experiment(
     return JudgeResult(rate, base_error, MEDIAN_S, spec, cases, targets(cases, runs))
 
 
+def report(result: JudgeResult) -> None:
+    """The figures on stdout: a row per case."""
+    print_table(
+        f"canary judge at {result.rate:g} req/s ({100 * result.base_error:g} % failing before),"
+        f" steps {result.deploy.canary_steps}",
+        [
+            Column("case"),
+            Column("kind"),
+            Column("runs", right=True),
+            Column("failed %", right=True),
+            Column("1st step %", right=True),
+            Column("median s", right=True),
+            Column("p95 s", right=True, drop=1),
+            Column("failed req", right=True, drop=1),
+        ],
+        [
+            [
+                c.name,
+                c.kind,
+                str(c.runs),
+                f"{c.failed_pct:g}",
+                f"{c.first_step_pct:g}",
+                f"{c.median_decision_s:g}",
+                f"{c.p95_decision_s:g}",
+                f"{c.median_failed_requests:g}",
+            ]
+            for c in result.cases
+        ],
+    )
+
+
+def missed(result: JudgeResult) -> list[str]:
+    """Each target the run missed, in words."""
+    return [
+        f"{t.case}: {t.key} should be {'at least' if t.at_least else 'at most'} {t.value:g}"
+        for t in result.targets
+        if not t.met
+    ]
+
+
 def command(
-    json_file: Annotated[
-        Path | None,
-        typer.Option("--json", metavar="FILE", help="Also write the figures as JSON to FILE."),
-    ] = None,
-    runs: Annotated[int, typer.Option(min=1, help="Simulated deploys per case.")] = RUNS,
+    json_path: Path | None = JSON,
+    runs: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Simulated deploys per case.")
+    ] = RUNS,
     rate: Annotated[
-        float, typer.Option(min=1.0, help="Requests per second over all groups.")
+        float,
+        typer.Option(min=1.0, metavar="PER_SECOND", help="Requests per second over all groups."),
     ] = RATE,
     base_error: Annotated[
-        float, typer.Option(min=0.0, max=0.5, help="Share of the old version's requests that fail.")
+        float,
+        typer.Option(
+            min=0.0, max=0.5, metavar="SHARE", help="Share of the old version's requests that fail."
+        ),
     ] = BASE_ERROR,
-    seed: Annotated[int, typer.Option(help="The seed of every case's first run.")] = 1,
+    seed: Annotated[int, typer.Option(metavar="N", help="The seed of every case's first run.")] = 1,
     cases: Annotated[
-        str, typer.Option(help="Which cases to run (comma-separated; all by default).")
+        str,
+        typer.Option(metavar="NAMES", help="Which cases to run (comma-separated; all by default)."),
     ] = "",
 ) -> None:
-    """How often and how fast the canary judge fails good and bad canaries: simulated deploys
-    on virtual time with the default [deploy] settings (docs/deploy.md). Exits 0 only if
-    every target is met."""
-    from rich.console import Console
-    from rich.table import Table
+    """How often and how fast the canary judge fails good and bad canaries.
 
+    Simulated deploys on virtual time with the default [deploy] settings, request by request.
+    Targets: good canaries fail at most 1 %; a +10-point error canary fails at its first step
+    in at least 95 % of runs, within a median 30 s; a +1-point one in at least 90 %; 4x
+    slowness in 20 % of the intervals in at least 95 %. Exits 0 only if all were met, 1 if not
+    (docs/deploy.md).
+
+    Example: herd experiment judge --json judge.json
+    """
     known = {c.name: c for c in CASES}
     names = [name.strip() for name in cases.split(",") if name.strip()] or list(known)
     if any(name not in known for name in names):
-        raise typer.BadParameter(f"cases are among {', '.join(known)}")
+        raise usage(f"cases are among {', '.join(known)}")
     chosen = [known[n] for n in names]
     result = experiment(
         DeploySpec(), runs=runs, rate=rate, base_error=base_error, seed=seed, chosen=chosen
     )
-    table = Table(
-        "case",
-        "kind",
-        "runs",
-        "failed %",
-        "1st step %",
-        "median s",
-        "p95 s",
-        "failed req",
-        title=f"canary judge at {rate:g} req/s ({100 * base_error:g} % failing before),"
-        f" steps {result.deploy.canary_steps}",
-    )
-    for c in result.cases:
-        table.add_row(
-            c.name,
-            c.kind,
-            str(c.runs),
-            f"{c.failed_pct:g}",
-            f"{c.first_step_pct:g}",
-            f"{c.median_decision_s:g}",
-            f"{c.p95_decision_s:g}",
-            f"{c.median_failed_requests:g}",
-        )
-    Console().print(table)
-    if json_file is not None:
-        json_file.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
-    missed = [t for t in result.targets if not t.met]
-    for t in missed:
-        bound = "at least" if t.at_least else "at most"
-        print(f"{t.case}: {t.key} should be {bound} {t.value:g}", file=sys.stderr)
-    raise typer.Exit(1 if missed else 0)
+    report(result)
+    conclude(result, missed(result), json_path=json_path)
