@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import typer
 
-from herd_tools.experiments import autoscale, chaos, deploy, durability, gray_failure, retry_storm
+from herd_tools.experiments import (
+    autoscale,
+    chaos,
+    deploy,
+    durability,
+    gray_failure,
+    judge,
+    retry_storm,
+)
 
 experiment_app = typer.Typer(
     help="Experiments that reproduce the talk's figures with real processes. Each prints its "
@@ -23,3 +31,4 @@ experiment_app.command("deploy")(deploy.command)
 experiment_app.command("gray-failure")(gray_failure.command)
 experiment_app.command("durability")(durability.command)
 experiment_app.command("autoscale")(autoscale.command)
+experiment_app.command("judge")(judge.command)

@@ -1,7 +1,8 @@
 """Deploys with real processes: a red/black deploy of flix's history service under load moves the
 traffic to the new group and disables the old one (alive, OUT_OF_SERVICE); `herd rollback`
 re-enables it in under 2 s without starting a process; a pinned request reaches the pinned
-version at the hop that has it; no request fails on the way."""
+version at the hop that has it; no request fails on the way. With edge and history both
+mid-canary, every request reaches the group its bucket or its pin says at both hops."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from herd._model.route import Route, Split
+from herd_tools.experiments.cohorts import Cohorts, Taken, read
 from tests.helpers import eventually
 from tests.integration.cloud_helpers import Cloud, by_group, write_app
 
@@ -62,20 +65,27 @@ class Visitors:
             self.failed.append(repr(exc))
 
 
-async def _pinned(cloud: Cloud) -> dict[str, float]:
-    """Requests pinned to a version that each history group took, from its instances' /metrics."""
+async def _taken(cloud: Cloud) -> dict[str, tuple[str, str, Taken]]:
+    """Every instance's requests by bucket and pin: id -> (service, group, counts)."""
     async with cloud.api() as api:
-        instances = [i for i in await api.ps() if i.service == "history" and i.address]
-    taken: dict[str, float] = {}
-    # Instances take connections only from the cloud's identities: this asks as the control plane.
+        instances = [i for i in await api.ps() if i.address]
+    found = {}
     connector = aiohttp.TCPConnector(ssl=cloud.tls())
     async with aiohttp.ClientSession(connector=connector) as session:
         for instance in instances:
             async with session.get(f"https://{instance.address}/metrics") as response:
                 text = await response.text()
-            for line in text.splitlines():
-                if line.startswith("herd_server_pinned_requests_total"):
-                    taken[instance.group] = taken.get(instance.group, 0.0) + float(line.split()[-1])
+            found[instance.id] = (instance.service, instance.group, read(text)[1])
+    return found
+
+
+async def _pinned(cloud: Cloud) -> dict[str, float]:
+    """Requests pinned to a version that each history group took, from its instances' /metrics."""
+    taken: dict[str, float] = {}
+    for service, group, counts in (await _taken(cloud)).values():
+        if service == "history":
+            pinned = sum(n for (_, pin), n in counts.items() if pin)
+            taken[group] = taken.get(group, 0.0) + pinned
     return taken
 
 
@@ -143,5 +153,57 @@ async def test_red_black_then_rollback_under_load(tmp_path: Path) -> None:
         kinds = [event["kind"] for event in status[0]["events"]]
         for kind in ("group_created", "group_up", "group_disabled", "group_enabled", "decision"):
             assert kind in kinds, kinds
+    finally:
+        cloud.close()
+
+
+async def test_two_services_mid_canary_keep_every_cohort_at_every_hop(tmp_path: Path) -> None:
+    # Edge and history canaries at 25 % each, analysed for longer than the test: both routes
+    # split traffic over three groups while visitors come, some of them pinned to v002.
+    app = write_app(
+        tmp_path,
+        "flix",
+        instances={"identity": 1, "movie": 1, "merch": 1, "history": 1, "edge": 1},
+        deploy={"canary_steps": [25, 100], "analysis_s": 600.0, "ready_timeout_s": 45.0},
+    )
+    cloud = Cloud(app)
+    try:
+        await cloud.wait_up()
+        async with cloud.api() as api:
+            for service in ("edge", "history"):
+                await api.deploy(service, "v002", "canary", {})
+
+            async def analysing() -> bool:
+                views = await api.deploys()
+                return len(views) == 2 and all(v.state == "analysing" for v in views)
+
+            await eventually(analysing, timeout=60, what="both canaries analysing")
+            views = {v.service: v for v in await api.deploys()}
+            routes = {
+                service: Route(service, [Split(g, n) for g, n in view.shares.items()])
+                for service, view in views.items()
+            }
+            up = {i.group for i in await api.ps() if i.status == "UP"}
+        assert routes["edge"].splits[0] == Split("edge-v002", 25), routes
+        before = await _taken(cloud)
+        async with aiohttp.ClientSession() as session:
+            for visitor in range(1, 201):
+                url = f"{cloud.front_door}/api/home?visitor={visitor}"
+                pin = {"x-flix-pin": "v002"} if visitor % 5 == 0 else {}
+                async with session.get(url, headers=pin) as response:
+                    assert response.status == 200
+        after = await _taken(cloud)
+        cohorts = Cohorts()
+        for instance, (service, group, counts) in after.items():
+            old = before.get(instance, (service, group, {}))[2]
+            fresh = {key: n - old.get(key, 0.0) for key, n in counts.items()}
+            if service in routes:
+                cohorts.add(routes[service], up, group, fresh)
+        hops = {hop.service: hop for hop in cohorts.hops()}
+        assert set(hops) == {"edge", "history"}, hops
+        for hop in hops.values():
+            # Every edge request, and history's calls from it (one per page or more).
+            assert hop.bucketed >= 160 and hop.pinned >= 40, hop
+            assert (hop.bucketed_pct, hop.pinned_pct) == (100.0, 100.0), hop
     finally:
         cloud.close()

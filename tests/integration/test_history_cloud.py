@@ -104,9 +104,11 @@ async def test_kills_scaling_and_restarts_are_recorded_and_queried_exactly(
         with pytest.raises(urllib.error.HTTPError) as refused:
             query(cloud, _since="yesterday")
         assert refused.value.code == 400
-        # The dashboard shows the latest events, and what chaos does, as panels.
+        # The dashboard shows the latest events, and what chaos does, as panels (and deploys:
+        # none here).
         panels = {p["id"]: p for p in snapshot(cloud)["panels"]}
-        assert set(panels) == {"chaos", "history"}
+        assert set(panels) == {"chaos", "history", "deploys"}
+        assert panels["deploys"]["rows"] == []
         # The leashed monkey strikes every 0.3 s on average: its events lead the panel.
         assert any(row[1] == "chaos.kill" for row in panels["history"]["rows"])
         assert [row[1] for row in panels["chaos"]["rows"]] == ["edge-v001"]

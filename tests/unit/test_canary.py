@@ -1,120 +1,303 @@
-"""The canary judge: Mann-Whitney U against published values, outlier cleaning, scores and
-verdicts, and the per-interval points read from a server's /metrics."""
+"""The canary judge: the sequential count test's validity and power, the judge's classifications,
+weights, critical metrics and scores, the steps' timing on virtual time, and the counts read
+from a server's /metrics."""
 
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Callable
 
 import pytest
 
-from herd._cloud.deploy import canary
-from herd._cloud.deploy.analysis import Reading, points, read
-from herd._server.metrics import ServerMetrics
+from herd._cloud.app import DeploySpec
+from herd._cloud.deploy import canary, canary_steps
+from herd._cloud.deploy.analysis import Counts, Reading, counts, read
+from herd._cloud.deploy.sequential import CountTest
+from herd._server.metrics import LATENCY_BUCKETS, ServerMetrics
+from herd_tools.simulate import vtime
 
 
-def test_u_counts_the_pairs_where_the_first_sample_is_larger() -> None:
-    # Wikipedia, "Mann-Whitney U test", illustration: the tortoise and the hare. Finishing
-    # order T H H H H H T T T T T H (first is fastest); U_T = 11 and U_H = 25. As times
-    # (lower is faster), U of the tortoise's times counts pairs in which it was slower: 25.
-    order = "THHHHHTTTTTH"
-    tortoise = [float(i) for i, runner in enumerate(order) if runner == "T"]
-    hare = [float(i) for i, runner in enumerate(order) if runner == "H"]
-    u_tortoise, _ = canary.mann_whitney(tortoise, hare)
-    u_hare, _ = canary.mann_whitney(hare, tortoise)
-    assert (u_tortoise, u_hare) == (25.0, 11.0)
+def _binomial(k: int, x: int, p: float) -> float:
+    return math.comb(k, x) * p**x * (1 - p) ** (k - x)
 
 
-def test_p_value_matches_scipy_asymptotic() -> None:
-    # scipy.stats.mannwhitneyu documentation, example (males vs females, Conover):
-    # mannwhitneyu(males, females, method="asymptotic") -> statistic=17.0,
-    # pvalue=0.11134688653314041.
-    males = [19.0, 22.0, 16.0, 29.0, 24.0]
-    females = [20.0, 11.0, 17.0, 12.0]
-    u, p = canary.mann_whitney(males, females)
-    assert u == 17.0
-    assert p == pytest.approx(0.11134688653314041, abs=1e-12)
+@pytest.mark.parametrize("null_ratio", [1.0, 1.2])
+@pytest.mark.parametrize(("tested", "control"), [(10.0, 10.0), (5.0, 95.0), (80.0, 20.0)])
+def test_the_evidence_of_one_interval_averages_at_most_one_when_rates_are_equal(
+    null_ratio: float, tested: float, control: float
+) -> None:
+    # Equal rates: each of k events is the tested stream's with probability p0, its share of
+    # the exposure. The e-value's expectation over that binomial is 1 (a martingale) at the
+    # null ratio 1, below 1 with a tolerated ratio above 1.
+    p0 = tested / (tested + control)
+    for k in (1, 3, 12):
+        expectation = 0.0
+        for x in range(k + 1):
+            test = CountTest(null_ratio)
+            test.add(x, tested, k - x, control)
+            expectation += _binomial(k, x, p0) * test.e_value
+        if null_ratio == 1.0:
+            assert expectation == pytest.approx(1.0, rel=1e-9)
+        else:
+            assert expectation < 0.999
 
 
-def test_ties_shrink_the_variance() -> None:
-    # Hand-computed: x = [1, 2, 2], y = [2, 3, 3]. Ranks 1, 3, 3 | 3, 5.5, 5.5: R_x = 7,
-    # U = 7 - 6 = 1. Ties: a run of 3 and a run of 2: sum(t^3 - t) = 24 + 6 = 30.
-    # var = 9/12 * (7 - 30/30) = 4.5; z = (|1 - 4.5| - 0.5) / sqrt(4.5); p = erfc(z / sqrt 2).
-    u, p = canary.mann_whitney([1.0, 2.0, 2.0], [2.0, 3.0, 3.0])
-    z = 3.0 / math.sqrt(4.5)
-    assert u == 1.0
-    assert p == pytest.approx(math.erfc(z / math.sqrt(2)), abs=1e-12)
+def _crossed(rng: random.Random, rate: float, ratio: float, looks: int, level: float) -> bool:
+    test = CountTest()
+    for _ in range(looks):
+        tested = sum(rng.random() < rate * ratio for _ in range(20))
+        control = sum(rng.random() < rate for _ in range(60))
+        test.add(tested, 20, control, 60)
+        if test.e_value >= level:
+            return True
+    return False
 
 
-def test_all_tied_is_no_difference() -> None:
-    assert canary.mann_whitney([0.0] * 10, [0.0] * 12) == (60.0, 1.0)
-    with pytest.raises(ValueError, match="at least one"):
-        canary.mann_whitney([], [1.0])
+def test_looking_every_interval_keeps_false_alarms_below_alpha() -> None:
+    # Ville's inequality: the chance of ever crossing 1/alpha is at most alpha, at every look.
+    rng = random.Random(7)
+    alarms = sum(_crossed(rng, 0.05, 1.0, 60, 10.0) for _ in range(400))
+    assert alarms / 400 <= 0.1
+    # ... and the same test finds a rate four times higher nearly always.
+    found = sum(_crossed(rng, 0.05, 4.0, 60, 10.0) for _ in range(100))
+    assert found >= 95
 
 
-def test_outliers_beyond_tukeys_fences_are_dropped() -> None:
-    values = [10.0, 11.0, 12.0, 11.0, 10.0, 12.0, 11.0, 95.0]
-    assert 95.0 not in canary.without_outliers(values)
-    assert len(canary.without_outliers(values)) == 7
-    assert canary.without_outliers([1.0, 100.0]) == [1.0, 100.0]  # too few to tell
+def test_no_events_or_no_exposure_is_no_evidence() -> None:
+    test = CountTest()
+    test.add(0, 100, 0, 100)
+    test.add(3, 0, 0, 100)
+    assert test.e_value == pytest.approx(1.0)
+    assert CountTest().ratio == 1.0
+    test.add(2, 10, 0, 10)
+    assert test.ratio == math.inf
+    assert test.e_value > 1.0
 
 
-def _series(error: float, mean: float, p95: float, n: int = 20) -> dict[str, list[float]]:
-    # A little spread, the same shape on both sides: what a steady instance reports.
-    wobble = [(i % 5 - 2) / 100 for i in range(n)]
-    return {
-        "error_rate": [max(0.0, error + w / 10) for w in wobble],
-        "latency_mean_ms": [mean * (1 + w) for w in wobble],
-        "latency_p95_ms": [p95 * (1 + w) for w in wobble],
-    }
+def _timed(fast: float, slow: float) -> dict[float, float]:
+    """A latency histogram: `fast` requests at 10-25 ms, `slow` at 50-100 ms."""
+    buckets = dict.fromkeys((*LATENCY_BUCKETS, math.inf), 0.0)
+    buckets[0.025] = fast
+    buckets[0.1] = slow
+    return buckets
+
+
+def _group(requests: float, failed: float = 0.0, slow_share: float = 0.1) -> Counts:
+    slow = round(requests * slow_share)
+    return Counts(requests, failed, _timed(requests - slow, slow))
+
+
+def _judge(**settings: float) -> canary.Judge:
+    return canary.Judge(confidence=0.98, min_points=5, **settings)  # type: ignore[arg-type]
+
+
+def _look(judge: canary.Judge, canary_: Counts, *, final: bool = True) -> canary.Verdict:
+    judge.add(canary_, _group(20), _group(180))
+    return judge.verdict(final=final)
 
 
 def test_a_canary_like_its_baseline_passes() -> None:
-    verdict = canary.judge(_series(0.0, 8.0, 20.0), _series(0.0, 8.0, 20.0))
+    judge = _judge()
+    for _ in range(30):
+        verdict = _look(judge, _group(20))
     assert verdict.decision == canary.PASS
     assert verdict.score == 100.0
+    assert [m.classification for m in verdict.metrics] == [canary.PASS] * 3
 
 
-def test_a_canary_failing_ten_percent_fails() -> None:
-    verdict = canary.judge(_series(0.1, 8.0, 20.0), _series(0.0, 8.0, 20.0))
-    assert verdict.decision == canary.FAIL  # 2 of 3 metrics pass: 67 < 75
-    assert verdict.score == pytest.approx(200 / 3)
-    failed = [m.name for m in verdict.metrics if not m.passed]
-    assert failed == ["error_rate"]
-    assert "error_rate" in verdict.summary()
+def test_errors_are_judged_on_counts_and_fail_the_canary_at_the_first_look_they_suffice() -> None:
+    # 15 % of the canary's 20 requests a look fail, none of the old version's 200: a handful
+    # of failures is enough evidence, long before any per-interval rate could show it.
+    judge = _judge()
+    looks = 0
+    while True:
+        looks += 1
+        verdict = _look(judge, _group(20, failed=3), final=False)
+        if verdict.decision == canary.FAIL:
+            break
+    assert looks == 1
+    errors = verdict.metrics[0]
+    assert (errors.name, errors.classification) == ("errors", canary.HIGH)
+    assert (errors.canary_events, errors.control_events) == (3, 0)
+    # Critical: the other metrics pass, the score is what they weigh, and it still fails.
+    assert verdict.score == pytest.approx(0.0)  # NODATA latencies left out; errors fail
+    assert "errors (high" in verdict.summary()
 
 
-def test_rare_errors_are_evidence_not_outliers() -> None:
-    # A canary at a small share fails a few requests a second: most intervals see none.
-    sparse = [0.2 if i % 4 == 0 else 0.0 for i in range(24)]
-    assert canary.without_outliers(sparse) == [0.0] * 18  # what cleaning would leave
-    series = {**_series(0.0, 8.0, 20.0, n=24), "error_rate": sparse}
-    baseline = {**_series(0.0, 8.0, 20.0, n=24), "error_rate": [0.0] * 24}
-    verdict = canary.judge(series, baseline)
-    assert [m.name for m in verdict.metrics if not m.passed] == ["error_rate"]
+def test_rare_errors_fail_the_canary_once_they_add_up() -> None:
+    # One canary failure every fourth look (1.25 % of its requests), none elsewhere.
+    judge = _judge()
+    for look in range(40):
+        verdict = _look(judge, _group(20, failed=1 if look % 4 == 0 else 0), final=False)
+        if verdict.decision == canary.FAIL:
+            break
+    assert verdict.decision == canary.FAIL
+    assert 4 <= look < 40
 
 
-def test_a_slower_canary_fails_only_beyond_the_tolerated_effect() -> None:
-    slower = canary.judge(_series(0.0, 16.0, 40.0), _series(0.0, 8.0, 20.0))
-    assert slower.score == pytest.approx(100 / 3)
-    # 5 % slower differs significantly, but is within the tolerated increase.
-    slightly = canary.judge(_series(0.0, 8.4, 21.0), _series(0.0, 8.0, 20.0))
-    assert slightly.decision == canary.PASS
-    # Better than the baseline is never a failure.
-    faster = canary.judge(_series(0.0, 4.0, 10.0), _series(0.0, 8.0, 20.0))
-    assert faster.decision == canary.PASS
+def test_a_critical_metric_high_fails_whatever_the_score() -> None:
+    judge = canary.Judge(
+        (
+            canary.Metric("errors", canary.ERRORS, weight=1.0, critical=True),
+            canary.Metric("latency", canary.SLOW, weight=99.0),
+        ),
+        min_points=5,
+    )
+    for _ in range(10):
+        judge.add(_group(20, failed=3), _group(20), _group(180))
+    verdict = judge.verdict(final=True)
+    assert verdict.score == pytest.approx(99.0)
+    assert verdict.decision == canary.FAIL
 
 
-def test_too_few_points_fail_and_thresholds_are_configurable() -> None:
-    few = canary.judge(_series(0.0, 8.0, 20.0, n=4), _series(0.0, 8.0, 20.0), min_points=10)
-    assert few.decision == canary.FAIL
-    assert all("too few" in m.reason for m in few.metrics)
-    bad = _series(0.1, 8.0, 20.0)
-    good = _series(0.0, 8.0, 20.0)
-    assert canary.judge(bad, good, marginal_score=60).decision == canary.MARGINAL
-    assert canary.judge(bad, good, pass_score=60, marginal_score=50).decision == canary.PASS
+def test_intermittent_slowness_fails() -> None:
+    # 4x slower in 20 % of the intervals: every request of those intervals is slow. Nothing is
+    # cleaned away, so its slow intervals are counted like any other.
+    judge = _judge()
+    for look in range(60):
+        slow = look % 5 == 0
+        verdict = _look(judge, _group(20, slow_share=1.0 if slow else 0.1), final=False)
+    by_name = {m.name: m for m in verdict.metrics}
+    assert by_name["latency"].classification == canary.HIGH
+    assert verdict.decision == canary.FAIL
 
 
-def test_points_of_an_interval_come_from_a_servers_metrics() -> None:
+def test_a_faster_canary_is_low_and_passes() -> None:
+    judge = _judge()
+    for _ in range(40):
+        verdict = _look(judge, _group(20, slow_share=0.0))
+    by_name = {m.name: m for m in verdict.metrics}
+    assert by_name["latency"].classification == canary.LOW
+    assert verdict.decision == canary.PASS
+    # Faster first is no licence to regress later: the evidence of the other way still counts.
+    for _ in range(60):
+        verdict = _look(judge, _group(20, slow_share=0.5), final=False)
+    assert {m.name: m.classification for m in verdict.metrics}["latency"] == canary.HIGH
+
+
+def test_a_tolerated_difference_passes() -> None:
+    # 11 % slow requests against 10 %: within the tolerated 1.2 times the baseline's rate.
+    judge = _judge()
+    for _ in range(100):
+        judge.add(_group(100, slow_share=0.11), _group(100), _group(900))
+    assert judge.verdict(final=True).decision == canary.PASS
+
+
+def _tail_only_judge() -> canary.Judge:
+    # Three metrics of weights 50, 30, 20; only the tail one will be HIGH: 80, between the
+    # marginal (75) and pass (95) scores.
+    return canary.Judge(
+        (
+            canary.Metric("errors", canary.ERRORS, weight=50.0, critical=True, must_have_data=True),
+            canary.Metric("latency", canary.SLOW, weight=30.0, quantile=0.5),
+            canary.Metric("tail", canary.SLOW, weight=20.0, quantile=0.95),
+        ),
+        min_points=5,
+    )
+
+
+def _tail_counts(slowest: float) -> Counts:
+    """100 requests: 60 fast, 36 at 50-100 ms, and `slowest` of the rest at 1-2.5 s."""
+    buckets = _timed(60, 36)
+    buckets[2.5] = slowest
+    buckets[0.1] += 4 - slowest
+    return Counts(100, 0, buckets)
+
+
+def test_the_marginal_band_is_reachable() -> None:
+    judge = _tail_only_judge()
+    for _ in range(30):
+        judge.add(_tail_counts(4), _tail_counts(0.5), _group(900))
+    verdict = judge.verdict(final=True)
+    assert {m.name: m.classification for m in verdict.metrics} == {
+        "errors": canary.PASS,
+        "latency": canary.PASS,
+        "tail": canary.HIGH,
+    }
+    assert verdict.score == pytest.approx(80.0)
+    assert verdict.decision == canary.MARGINAL
+
+
+def test_nodata_is_left_out_unless_the_metric_must_have_data() -> None:
+    # The canary serves requests without latency figures: both latency metrics have no data.
+    no_latency = Counts(20, 0, {})
+    judge = _judge()
+    for _ in range(10):
+        judge.add(no_latency, _group(20), _group(180))
+    verdict = judge.verdict(final=True)
+    assert [m.classification for m in verdict.metrics] == [
+        canary.PASS,
+        canary.NODATA,
+        canary.NODATA,
+    ]
+    assert (verdict.score, verdict.decision) == (100.0, canary.PASS)
+    # Errors must have data: a canary that served nothing is not a canary that passed.
+    idle = _judge()
+    for _ in range(10):
+        idle.add(Counts(), _group(20), _group(180))
+    assert idle.lacking()
+    assert idle.verdict(final=False).decision == canary.MARGINAL  # pending
+    assert idle.verdict(final=True).decision == canary.FAIL
+
+
+def _steps(
+    spec: DeploySpec, canary_counts: Callable[[int], Counts]
+) -> tuple[int, canary.Verdict, list[tuple[int, float]]]:
+    """The steps on virtual time; the canary serves `canary_counts(look)`."""
+    looks: list[tuple[int, float]] = []
+
+    async def main(loop: vtime.VirtualLoop) -> tuple[int, canary.Verdict]:
+        started = loop.time()
+
+        async def take() -> tuple[Counts, Counts, Counts]:
+            return canary_counts(len(looks)), _tail_counts(0.5), _group(900)
+
+        async def route(_share: int) -> None:
+            pass
+
+        def looked(share: int, _verdict: canary.Verdict) -> None:
+            looks.append((share, loop.time() - started))
+
+        def analysed(_share: int, _verdict: canary.Verdict) -> None:
+            pass
+
+        judge = _tail_only_judge()
+        return await canary_steps.run(spec, judge, take, route, looked, analysed)
+
+    share, verdict = vtime.run(main)
+    return share, verdict, looks
+
+
+SPEC = DeploySpec(canary_steps=[5, 25, 100], analysis_s=10.0, interval_s=1.0, min_points=5)
+
+
+def test_steps_pass_after_their_analysis() -> None:
+    share, verdict, looks = _steps(SPEC, lambda _look: _tail_counts(0.5))
+    assert (share, verdict.decision) == (25, canary.PASS)
+    assert looks[9] == (5, 10.0) and looks[10] == (25, 11.0) and len(looks) == 20
+
+
+def test_a_bad_canary_is_stopped_at_the_look_the_evidence_suffices() -> None:
+    share, verdict, looks = _steps(SPEC, lambda _look: Counts(100, 10, _timed(90, 10)))
+    assert (share, verdict.decision) == (5, canary.FAIL)
+    assert len(looks) == 1
+
+
+def test_a_marginal_step_gets_one_more_period_then_fails() -> None:
+    share, verdict, looks = _steps(SPEC, lambda _look: _tail_counts(4))
+    assert (share, verdict.decision, verdict.score) == (5, canary.MARGINAL, 80.0)
+    assert looks[-1] == (5, 20.0)
+
+
+def test_a_step_waits_for_data_a_metric_must_have() -> None:
+    # The canary serves nothing for its first 15 looks: errors NODATA, the step goes on.
+    share, verdict, looks = _steps(SPEC, lambda look: Counts() if look < 15 else _tail_counts(0.5))
+    assert (share, verdict.decision) == (25, canary.PASS)
+    assert [t for s, t in looks if s == 5][-1] == 20.0
+
+
+def test_counts_of_an_interval_come_from_a_servers_metrics() -> None:
     metrics = ServerMetrics("edge")
     before = read(metrics.exposition().decode())
     for _ in range(18):
@@ -122,9 +305,9 @@ def test_points_of_an_interval_come_from_a_servers_metrics() -> None:
     metrics.record("GET /api/home", "internal", 0.001)
     metrics.record("GET /api/home", "bad_request", 0.001)  # the caller's fault: no failure
     after = read(metrics.exposition().decode())
-    found = points(before, after)
-    assert found["error_rate"] == pytest.approx(1 / 20)
-    assert found["latency_mean_ms"] == pytest.approx((18 * 4 + 2) / 20)
-    assert 2.5 < found["latency_p95_ms"] <= 5.0  # within the 2.5-5 ms bucket
-    assert points(after, after) == {}  # an idle interval gives no point
-    assert points(Reading(), Reading()) == {}
+    found = counts(before, after)
+    assert (found.requests, found.failed, found.timed) == (20, 1, 20)
+    assert found.buckets[0.005] == 18 and found.buckets[0.001] == 2
+    assert found.above(0.0025) == 18 and found.above(0.005) == 0
+    assert counts(after, after).requests == 0
+    assert counts(Reading(), Reading()).buckets == {}

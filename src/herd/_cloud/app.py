@@ -212,15 +212,18 @@ class DeploySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ready_timeout_s: float = 60.0
     canary_steps: list[int] = msgspec.field(default_factory=lambda: [5, 25, 50, 100])
     canary_instances: int = 1
-    analysis_s: float = 30.0
-    """How long each step's analysis gathers figures."""
+    analysis_s: float = 60.0
+    """How long each step is analysed, unless the judge fails the canary sooner."""
     interval_s: float = 2.0
-    """How often each canary and baseline instance is sampled: one data point per interval."""
+    """How often the canary's, the baseline's and the production group's instances are read:
+    one look of the judge per interval."""
     min_points: int = 10
-    """Data points per metric (of each side) before the judge may pass a step."""
+    """Intervals with requests on each side before a metric has data (NODATA until then)."""
     pass_score: float = 95.0
     marginal_score: float = 75.0
-    confidence: float = 0.98
+    confidence: float = 0.99
+    """Per metric: a canary no worse than the old version is called worse with a chance of at
+    most 1 - confidence over the whole deploy, however often the judge looks."""
 
     def problem(self) -> str | None:
         """Why these settings cannot work; None when they can."""

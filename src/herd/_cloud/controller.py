@@ -13,14 +13,16 @@ import functools
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from herd._cloud.app import App, GroupSpec
 from herd._cloud.autoscale.loop import Autoscaling
 from herd._cloud.autoscale.policy import Decision, initial_count
 from herd._cloud.chaos.api import ChaosApi
 from herd._cloud.chaos.chaos import Chaos
+from herd._cloud.dashboard.deploys import deploys_panel
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
 from herd._cloud.deploy.deployer import Deployer
 from herd._cloud.front_door import FrontDoor
@@ -96,6 +98,11 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.dashboard = Dashboard(self)
         self.dashboard.gatherer.add_panel(self.chaos_panel)
         self.dashboard.gatherer.add_panel(self.history_panel)
+        self.dashboard.gatherer.add_panel(self.deploys_panel)
+
+    async def deploys_panel(self) -> Mapping[str, Any]:
+        """The dashboard's panel: every deploy's route, step, judge and decision."""
+        return deploys_panel(self.deployer.views() if self.deployer is not None else [])
 
     @property
     def autoscaled(self) -> Sequence[tuple[float, str, Decision]]:

@@ -60,13 +60,32 @@ class DeployEvent(msgspec.Struct, frozen=True):
     score: float | None = None
 
 
+class MetricJudged(msgspec.Struct, frozen=True):
+    """One metric at the judge's latest look: `classification` pass, high, low or nodata;
+    `ratio` the canary's rate over the control's (None when the control has no events and the
+    canary has some); `e_value` the evidence that the canary is worse."""
+
+    name: str
+    classification: str
+    ratio: float | None
+    e_value: float
+
+
+class JudgeView(msgspec.Struct, frozen=True):
+    """The judge's latest look at a canary: its score, decision and metrics."""
+
+    score: float
+    decision: str
+    metrics: list[MetricJudged]
+
+
 class DeployView(msgspec.Struct, frozen=True):
     """A deploy of one service, as `herd deploy status` shows it.
 
     `state` is where it is: starting, analysing (a canary step), promoting, window (the new
     group serves; the old one is disabled and kept for a rollback until `window_ends_at`), or
     one of the ends: promoted, rolled_back, aborted, failed. `shares` is the traffic split now
-    (group -> percent).
+    (group -> percent); `judge` is a canary judge's latest look.
     """
 
     service: str
@@ -82,6 +101,9 @@ class DeployView(msgspec.Struct, frozen=True):
     canary_score: float | None = None
     rollback_s: float | None = None
     events: list[DeployEvent] = msgspec.field(default_factory=list)
+    step: int | None = None
+    """The canary's share now, while a step is analysed."""
+    judge: JudgeView | None = None
 
 
 class DeployRefused(ServiceError):

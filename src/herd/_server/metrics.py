@@ -17,6 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from herd._model.route import BUCKETS
 from herd._model.stats import cumulative_buckets
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -51,6 +52,7 @@ class ServerMetrics(Collector):
         self._requests: dict[tuple[str, str], int] = {}
         self._latency: dict[str, _Latency] = {}
         self._pinned: dict[str, int] = {}
+        self._routed: dict[tuple[str, str], int] = {}
         self.registry = CollectorRegistry()
         self.registry.register(self)
         for collector in collectors:
@@ -74,6 +76,19 @@ class ServerMetrics(Collector):
         if version not in self._pinned and len(self._pinned) >= MAX_PINS:
             version = "other"
         self._pinned[version] = self._pinned.get(version, 0) + 1
+
+    def routed(self, bucket: str | None, pin: str | None) -> None:
+        """Count a request by its routing context's bucket and pin ("" for none): which group
+        took which buckets is how cohort consistency is measured at every hop (docs/deploy.md).
+        A bucket that is not 0-99 counts as "", a pin beyond `MAX_PINS` distinct ones as
+        `other`."""
+        if bucket is None or not (bucket.isdigit() and int(bucket) < BUCKETS):
+            bucket = ""
+        pin = pin or ""
+        if pin and pin not in self._pinned and len(self._pinned) >= MAX_PINS:
+            pin = "other"
+        key = (bucket, pin)
+        self._routed[key] = self._routed.get(key, 0) + 1
 
     def collect(self) -> Iterator[Family]:
         """Prometheus families built from the counters at scrape time."""
@@ -103,10 +118,18 @@ class ServerMetrics(Collector):
         )
         for version, count in sorted(self._pinned.items()):
             pinned.add_metric((self._service, version), count)
+        routed = CounterMetricFamily(
+            "herd_server_routed_requests",
+            "Requests taken, by their routing context's bucket and pin (empty: none).",
+            labels=("service", "bucket", "pin"),
+        )
+        for (bucket, pin), count in sorted(self._routed.items()):
+            routed.add_metric((self._service, bucket, pin), count)
         yield requests
         yield latency
         yield inflight
         yield pinned
+        yield routed
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -34,7 +34,7 @@ from herd._model import routing as _routing
 from herd._model.errors import ConfigurationError, HerdError
 from herd._model.interface import Interface, ServiceError, methods
 from herd._model.outcome import ErrorKind
-from herd._model.route import PIN
+from herd._model.route import BUCKET, PIN
 from herd._model.web import routes_of
 from herd._server.injection import FAULTS_PATH, FIT_KEY, InjectedFailure, Injections
 from herd._server.metrics import ServerMetrics
@@ -383,6 +383,7 @@ class Server:
         routed = _routing.use(route)
         if (pin := route.get(PIN)) is not None:
             self.metrics.pinned(pin)
+        self.metrics.routed(route.get(BUCKET), pin)
         identified = _identity.use(peer)
         try:
             with scope:

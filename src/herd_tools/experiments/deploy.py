@@ -6,17 +6,19 @@ with no deploy, the control. Then, in order:
 
 - `red_black`: history v002, red/black; held, then confirmed (promoted).
 - `canary_pass`: edge v002, canary (steps and judge from the app's `[deploy]`); promoted.
-- `canary_fail`: edge v003, a bad build (`FLIX_FAIL_RATE=0.1`), canary: the judge fails it and
-  the deploy rolls back by itself.
+- `canary_fail`: edge v003, a bad build (`FLIX_FAIL_RATE=0.1`), canary: the judge fails it at
+  its first step and the deploy rolls back by itself.
 - `rollback`: history v003, red/black; held, then `rollback` (v002 re-enabled).
 
 Every second the experiment reads each instance's /metrics: the requests each group served (the
-traffic share per version over time) and the requests pinned to v002 each took. Cohort
-consistency counts, at every service whose v002 group was UP over that second, the share of
-pinned requests that v002 group took.
+traffic share per version over time) and the requests it took by bucket and pin, from which
+`cohorts.py` measures cohort consistency at every hop whose route splits traffic over two UP
+groups or more, per service and phase, bucketed and pinned visitors apart.
 
 Targets (`expected`): each deploy ends as it should (red_black and canary_pass promoted,
-canary_fail and rollback rolled back) and no request fails but those the bad canary was sent.
+canary_fail and rollback rolled back); the bad canary rolls back at its first step with at most
+1 % of its scenario's requests failed and no other scenario fails a request; rollbacks take
+under 2 s; every counted hop keeps 100 % of its visitors on their cohort's group.
 """
 
 from __future__ import annotations
@@ -33,12 +35,20 @@ from typing import Annotated
 import aiohttp
 import msgspec
 import typer
-from prometheus_client.parser import text_string_to_metric_families
 
 from herd._cloud.app import App, CellSpec, CohortSpec, DeploySpec, load
 from herd._cloud.controller import Controller
 from herd._cloud.interface import DeployView, InstanceView
+from herd._model.route import Route
 from herd._wire.http_client import InstanceSession
+from herd_tools.experiments.cohorts import (
+    Cohorts,
+    HopCohort,
+    Taken,
+    consistency_pct,
+    counted,
+    read,
+)
 from herd_tools.experiments.harness import (
     APP,
     JSON,
@@ -54,6 +64,9 @@ from herd_tools.output import Column, print_table, say, usage
 
 PIN = "v002"
 FAIL_RATE = 0.1
+#: The bad canary may fail at most this share of its scenario's requests; a rollback takes less.
+FAILED_SHARE = 0.01
+ROLLBACK_S = 2.0
 #: The longest a deploy may take to reach the state the experiment waits for.
 SETTLE_TIMEOUT_S = 300.0
 #: The control before the first deploy (what users see with no deploy) lasts this many holds.
@@ -89,8 +102,14 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
     canary_score: float | None
     rollback_s: float | None
     cohort_consistency_pct: float | None
+    """Over every hop whose route split traffic over two UP groups or more, the share of
+    bucketed and pinned requests that reached the group their bucket or pin says."""
     failed_bound: int | None = None
     """For the bad canary: the failures it may cause (`_bound`)."""
+    cohorts: list[HopCohort] = msgspec.field(default_factory=list)
+    """The same per service and phase, bucketed and pinned visitors apart."""
+    decided_at_step: int | None = None
+    """For a canary: the share of the step its decision was taken at."""
 
 
 class Tick(msgspec.Struct, frozen=True):
@@ -112,18 +131,17 @@ class DeployResult(msgspec.Struct, frozen=True):
 
 
 class _Watch:
-    """Reads every instance's /metrics each second: served requests per group, and pinned
-    requests per group at services whose pinned version is UP."""
+    """Reads every instance's /metrics each second: served requests per group, and requests
+    by bucket and pin at every hop whose route splits them over two UP groups or more."""
 
     def __init__(self, controller: Controller, started: float) -> None:
         self.controller = controller
         self.started = started
         self.ticks: list[tuple[float, dict[str, float]]] = []
-        self.consistent = 0.0
-        self.eligible = 0.0
+        self.cohorts = Cohorts()
         self._served: dict[str, float] = {}
-        self._pinned: dict[str, float] = {}
-        self._up_before: set[str] = set()
+        self._taken: dict[str, Taken] = {}
+        self._before: dict[str, tuple[Route | None, set[str]]] = {}
 
     async def run(self, session: InstanceSession) -> None:
         second = 0
@@ -138,40 +156,45 @@ class _Watch:
         readings = await asyncio.gather(
             *(self._read(session, i) for i in instances), return_exceptions=True
         )
-        up = {i.group for i in instances if i.status == "UP"}
+        resolver = self.controller.resolver
+        assert resolver is not None
+        now: dict[str, tuple[Route | None, set[str]]] = {
+            service: (
+                resolver.route(service),
+                {i.group for i in instances if i.service == service and i.status == "UP"},
+            )
+            for service in {i.service for i in instances}
+        }
         served: dict[str, float] = collections.defaultdict(float)
-        pinned: dict[str, dict[str, float]] = collections.defaultdict(dict)
         for instance, reading in zip(instances, readings, strict=True):
             if isinstance(reading, BaseException):
                 continue
-            total, taken = reading
+            total, counts = reading
             served[instance.group] += max(0.0, total - self._served.get(instance.id, total))
-            fresh = max(0.0, taken - self._pinned.get(instance.id, taken))
-            pinned[instance.service][instance.group] = (
-                pinned[instance.service].get(instance.group, 0.0) + fresh
-            )
-            self._served[instance.id], self._pinned[instance.id] = total, taken
-        for service, by_group in pinned.items():
-            own = f"{service}-{PIN}"
-            if own in up and own in self._up_before:
-                self.eligible += sum(by_group.values())
-                self.consistent += by_group.get(own, 0.0)
-        self._up_before = up
+            before = self._taken.get(instance.id, counts)
+            fresh = {key: n - before.get(key, 0.0) for key, n in counts.items()}
+            self._served[instance.id], self._taken[instance.id] = total, counts
+            route, up = now[instance.service]
+            # Only seconds in which the hop's route and UP groups stayed as they were: a
+            # request counted now may have been routed just before a change.
+            if (
+                route is not None
+                and counted(route, up)
+                and self._before.get(instance.service)
+                == (
+                    route,
+                    up,
+                )
+            ):
+                self.cohorts.add(route, up, instance.group, fresh)
+        self._before = now
         self.ticks.append((time.monotonic() - self.started, dict(served)))
 
     @staticmethod
-    async def _read(scrape: InstanceSession, instance: InstanceView) -> tuple[float, float]:
+    async def _read(scrape: InstanceSession, instance: InstanceView) -> tuple[float, Taken]:
         assert instance.address is not None
         async with scrape.session.get(scrape.url(instance.address, "/metrics")) as response:
-            text = await response.text()
-        total = taken = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "herd_server_requests_total":
-                    total += sample.value
-                elif sample.name == "herd_server_pinned_requests_total":
-                    taken += sample.value if sample.labels.get("pin") == PIN else 0.0
-        return total, taken
+            return read(await response.text())
 
 
 def experiment_app(app: App, *, visitors: int, spec: DeploySpec) -> App:
@@ -274,7 +297,7 @@ async def _scenarios(
                 }
                 say(f"{name}: {strategy} of {service}-{version}")
                 begin = time.monotonic() - started
-                consistent, eligible = watch.consistent, watch.eligible
+                hops_before = watch.cohorts.hops()
                 await controller.deploy(service, version, strategy, settings)
                 view = await _settle(controller, service, SETTLED)
                 if view.state == "window":
@@ -287,7 +310,7 @@ async def _scenarios(
                 await asyncio.sleep(hold_s)  # the old group drains under load
                 end = time.monotonic() - started
                 part = [kind for at, kind in samples if begin <= at < end]
-                pinned = watch.eligible - eligible
+                hops = watch.cohorts.hops(since=hops_before)
                 scenario = Scenario(
                     name=name,
                     service=service,
@@ -301,12 +324,12 @@ async def _scenarios(
                     decision=view.decision,
                     canary_score=view.canary_score,
                     rollback_s=view.rollback_s,
-                    cohort_consistency_pct=(
-                        round(100 * (watch.consistent - consistent) / pinned, 2) if pinned else None
-                    ),
+                    cohort_consistency_pct=consistency_pct(hops),
                     failed_bound=_bound(view, controller.app.spec.deploy, rate)
                     if name == "canary_fail"
                     else None,
+                    cohorts=hops,
+                    decided_at_step=_decided_at(view),
                 )
                 say(f"  {msgspec.json.encode(scenario).decode()}")
                 scenarios.append(scenario)
@@ -321,6 +344,12 @@ async def _scenarios(
     ]
     spec = controller.app.spec.deploy
     return DeployResult(rate, visitors, spec, scenarios, timeline)
+
+
+def _decided_at(view: DeployView) -> int | None:
+    """The share of the canary's last step before its decision (None: no canary step)."""
+    steps = [e.message for e in view.events if e.kind == "canary_step"]
+    return int(steps[-1].split(" get ")[1].split(" %")[0]) if steps else None
 
 
 def _bound(view: DeployView, spec: DeploySpec, rate: float) -> int:
@@ -368,7 +397,9 @@ async def experiment(
 
 
 def expected(result: DeployResult) -> list[str]:
-    """What went other than the targets: decisions, failures beyond the bad canary's bound."""
+    """What went other than the targets: decisions; the bad canary rolled back at its first
+    step with at most 1 % of its scenario's requests failed, no failure elsewhere; rollbacks
+    under 2 s; every counted hop's requests on the group their bucket or pin says."""
     wanted = {
         "steady": "",
         "red_black": "promoted",
@@ -376,13 +407,21 @@ def expected(result: DeployResult) -> list[str]:
         "canary_fail": "rolled_back",
         "rollback": "rolled_back",
     }
+    first = result.deploy.canary_steps[0]
     problems = []
     for scenario in result.scenarios:
-        if scenario.decision != wanted[scenario.name]:
-            problems.append(f"{scenario.name}: {scenario.decision}, not {wanted[scenario.name]}")
-        allowed = scenario.failed_bound or 0
+        name = scenario.name
+        if scenario.decision != wanted[name]:
+            problems.append(f"{name}: {scenario.decision}, not {wanted[name]}")
+        allowed = math.floor(FAILED_SHARE * scenario.total) if name == "canary_fail" else 0
         if scenario.failed > allowed:
-            problems.append(f"{scenario.name}: {scenario.failed} failed (allowed {allowed})")
+            problems.append(f"{name}: {scenario.failed} failed (allowed {allowed})")
+        if name == "canary_fail" and scenario.decided_at_step != first:
+            problems.append(f"{name}: decided at {scenario.decided_at_step} %, not {first} %")
+        if scenario.rollback_s is not None and scenario.rollback_s >= ROLLBACK_S:
+            problems.append(f"{name}: rolled back in {scenario.rollback_s} s")
+        if scenario.cohort_consistency_pct not in (None, 100.0):
+            problems.append(f"{name}: cohort consistency {scenario.cohort_consistency_pct} %")
     return problems
 
 
@@ -471,13 +510,15 @@ def command(
         10_000, metavar="N", help="Visitors the load spreads over (1 % are a test cell)."
     ),
     analysis: float = typer.Option(
-        10.0, metavar="SECONDS", help="Seconds of analysis per canary step."
+        30.0,
+        metavar="SECONDS",
+        help="Seconds of analysis per canary step (less if the judge fails it sooner).",
     ),
     interval: float = typer.Option(
         1.0, metavar="SECONDS", help="Seconds between the analysis' samples."
     ),
     min_points: int = typer.Option(
-        8, metavar="N", help="Data points per metric before the judge may pass."
+        8, metavar="N", help="Intervals with requests on each side before a metric has data."
     ),
     hold: float = typer.Option(
         3.0, metavar="SECONDS", help="Seconds each promoted deploy is held before its end."
@@ -504,8 +545,10 @@ def command(
 
     A red/black deploy, a canary that passes, a bad canary that rolls back by itself, and a
     rollback. Targets: every deploy ends as it should (promoted, promoted, rolled back, rolled
-    back) and no request fails but those the bad canary was sent; exits 0 only if both were
-    met, 1 if not (docs/deploy.md).
+    back); the bad canary at its first step with at most 1 % of its scenario's requests failed,
+    and no other request failed; rollbacks under 2 s; every hop the route splits keeps 100 %
+    of its visitors on their cohort's group. Exits 0 only if all were met, 1 if not
+    (docs/deploy.md).
 
     Example: herd experiment deploy --scenarios canary_pass,canary_fail --json deploy.json
     """

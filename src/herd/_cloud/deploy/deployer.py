@@ -22,6 +22,8 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import functools
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -34,10 +36,16 @@ import structlog
 from herd._client.driver import static_driver
 from herd._client.policy import CallPolicy
 from herd._cloud.app import App, DeploySpec, GroupSpec
-from herd._cloud.deploy import canary
-from herd._cloud.deploy.analysis import Sampler
+from herd._cloud.deploy import canary, canary_steps
+from herd._cloud.deploy.analysis import Counts, Sampler
 from herd._cloud.history.recorder import Recorder
-from herd._cloud.interface import DeployEvent, DeployRefused, DeployView
+from herd._cloud.interface import (
+    DeployEvent,
+    DeployRefused,
+    DeployView,
+    JudgeView,
+    MetricJudged,
+)
 from herd._model.errors import HerdError
 from herd._model.instance import Status
 from herd._model.interface import ServiceError
@@ -118,6 +126,9 @@ class _Deploy:
     canary_score: float | None = None
     rollback_s: float | None = None
     events: list[DeployEvent] = dataclasses.field(default_factory=list)
+    step: int | None = None
+    verdict: canary.Verdict | None = None
+    """The judge's latest look."""
     task: asyncio.Task[None] | None = None
     confirmed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
@@ -136,7 +147,19 @@ class _Deploy:
             canary_score=self.canary_score,
             rollback_s=self.rollback_s,
             events=list(self.events),
+            step=self.step,
+            judge=_judged(self.verdict),
         )
+
+
+def _judged(verdict: canary.Verdict | None) -> JudgeView | None:
+    if verdict is None:
+        return None
+    metrics = [
+        MetricJudged(m.name, m.classification, None if math.isinf(m.ratio) else m.ratio, m.e_high)
+        for m in verdict.metrics
+    ]
+    return JudgeView(verdict.score, verdict.decision, metrics)
 
 
 class Deployer:
@@ -300,61 +323,50 @@ class Deployer:
         await asyncio.gather(
             self._create(deploy, deploy.new, size), self._create(deploy, deploy.baseline, size)
         )
-        for share in spec.canary_steps[:-1]:
-            deploy.state = "analysing"
+
+        async def route(share: int) -> None:
+            deploy.state, deploy.step = "analysing", share
             await self._route(deploy, [(new, share), (baseline, share), (old, 100 - 2 * share)])
             self._event(deploy, "canary_step", f"{new} and {baseline} get {share} % each")
-            verdict = await self._analyse(deploy, share)
-            if verdict.decision != canary.PASS:
-                self._event(deploy, "decision", f"the canary failed: {verdict.summary()}")
-                await self._back(deploy, ROLLED_BACK, cause="canary analysis failed")
-                return
+
+        def looked(_share: int, verdict: canary.Verdict) -> None:
+            deploy.verdict = verdict
+
+        # Most of an interval: a loaded instance that answers late still gives its counts.
+        timeout = aiohttp.ClientTimeout(total=max(1.0, spec.interval_s * 0.8))
+        # The control plane's own identity: instances take no call without one.
+        async with InstanceSession(timeout) as session:
+            samplers = [Sampler(session) for _ in range(3)]
+
+            async def take() -> tuple[Counts, Counts, Counts]:
+                tested, base, production = await asyncio.gather(
+                    *(
+                        sampler.take(self._fleet.addresses(group))
+                        for sampler, group in zip(samplers, (new, baseline, old), strict=True)
+                    )
+                )
+                return tested, base, production
+
+            _, verdict = await canary_steps.run(
+                spec,
+                canary_steps.judge_for(spec),
+                take,
+                route,
+                looked,
+                functools.partial(self._analysed, deploy),
+            )
+        deploy.step = None
+        if verdict.decision != canary.PASS:
+            self._event(deploy, "decision", f"the canary failed: {verdict.summary()}")
+            await self._back(deploy, ROLLED_BACK, cause="canary analysis failed")
+            return
         deploy.state = "promoting"
         self._fleet.set_count(new, deploy.count)
         self._event(deploy, "canary_promote", f"{new} grows to {deploy.count} instances")
         await self._until_up(new, deploy.count)
         await self._promote(deploy)
 
-    async def _analyse(self, deploy: _Deploy, share: int) -> canary.Verdict:
-        """Sample the canary and the baseline until there is enough to judge; a marginal score
-        gets one more analysis period before it counts as a failure."""
-        spec = self.spec
-        assert deploy.baseline is not None
-        # Most of an interval: a loaded instance that answers late still gives its point.
-        timeout = aiohttp.ClientTimeout(total=max(1.0, spec.interval_s * 0.8))
-        # The control plane's own identity: instances take no call without one.
-        async with InstanceSession(timeout) as session:
-            tested, base = Sampler(session), Sampler(session)
-            started = time.monotonic()
-            periods = 1
-            while True:
-                await asyncio.sleep(spec.interval_s)
-                await asyncio.gather(
-                    tested.sample(self._fleet.addresses(deploy.new.name)),
-                    base.sample(self._fleet.addresses(deploy.baseline.name)),
-                )
-                elapsed = time.monotonic() - started
-                have = canary.enough(tested.series, spec.min_points) and canary.enough(
-                    base.series, spec.min_points
-                )
-                # Without enough points the analysis waits, up to three periods in all.
-                if elapsed < spec.analysis_s * periods or (
-                    not have and elapsed < spec.analysis_s * (periods + 2)
-                ):
-                    continue
-                verdict = canary.judge(
-                    tested.series,
-                    base.series,
-                    confidence=spec.confidence,
-                    min_points=spec.min_points,
-                    pass_score=spec.pass_score,
-                    marginal_score=spec.marginal_score,
-                )
-                if verdict.decision == canary.MARGINAL and periods == 1:
-                    periods += 1
-                    self._event(deploy, "canary_analysis", verdict.summary(), score=verdict.score)
-                    continue
-                break
+    def _analysed(self, deploy: _Deploy, share: int, verdict: canary.Verdict) -> None:
         previous = deploy.canary_score
         deploy.canary_score = verdict.score if previous is None else min(previous, verdict.score)
         self._event(
@@ -366,7 +378,6 @@ class Deployer:
             decision=verdict.decision,
             metrics={m.name: m.reason for m in verdict.metrics},
         )
-        return verdict
 
     async def _promote(self, deploy: _Deploy) -> None:
         """All new requests to the new group; the old one disabled for the rollback window."""
