@@ -44,8 +44,12 @@ from herd._process.connect import driver
 from herd._process.registry_client import RegistryResolver
 from herd._process.run import run, serve
 from herd._server.server import Server
+from herd._store.errors import Conflict, InvalidKey, StoreError, StoreUnavailable, TooLarge
+from herd._store.open import store
+from herd._store.store import Appended, Entry, Log, Record, Records, Store
 
 __all__ = [
+    "Appended",
     "BadRequest",
     "BreakerPolicy",
     "BudgetPolicy",
@@ -55,8 +59,10 @@ __all__ = [
     "CircuitOpen",
     "ClientMetrics",
     "ConfigurationError",
+    "Conflict",
     "DeadlineExceeded",
     "EjectionPolicy",
+    "Entry",
     "Facet",
     "Forbidden",
     "HedgePolicy",
@@ -64,9 +70,13 @@ __all__ = [
     "Identity",
     "Instance",
     "Interface",
+    "InvalidKey",
+    "Log",
     "Overloaded",
     "Rejected",
     "RoutingContext",
+    "Record",
+    "Records",
     "RegistryResolver",
     "RemoteError",
     "Resolver",
@@ -74,6 +84,10 @@ __all__ = [
     "ServiceError",
     "StaticResolver",
     "Status",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "TooLarge",
     "Unavailable",
     "WebRequest",
     "WebResponse",
@@ -92,4 +106,5 @@ __all__ = [
     "routing_context",
     "run",
     "serve",
+    "store",
 ]

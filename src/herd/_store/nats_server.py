@@ -1,0 +1,156 @@
+"""One member of a local NATS JetStream cluster: ``python -m herd._store.nats_server``.
+
+Like herd's memcached and etcd members, this process becomes the system's ``nats-server``
+(same pid, so a SIGKILL reaches the server itself), and a forked child prints herd's ready line
+once the server says it is healthy (its monitoring port's ``/healthz``: JetStream on and
+caught up with the cluster). nats-server comes from the system package (Debian's
+``nats-server``; `make system` installs it).
+
+Every member is tagged with its zone (``az:<zone>``) and JetStream is told ``unique_tag:
+"az"``, so the replicas of a stream (a store's bucket or log, an event topic) are placed in
+distinct zones, the way Cassandra's NetworkTopologyStrategy places them in racks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from herd._model.errors import ConfigurationError
+from herd._process.run import READY_PREFIX
+
+_PR_SET_PDEATHSIG = 1
+INSTALL = "sudo apt-get install -y nats-server"
+CLUSTER = "herd"
+
+
+def nats_server_binary() -> str:
+    """The system's ``nats-server`` (Debian puts it in /usr/sbin); ConfigurationError with the
+    install command when missing."""
+    found = shutil.which("nats-server") or next(
+        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.access(p, os.X_OK)),
+        None,
+    )
+    if found is None:
+        raise ConfigurationError(f"no nats-server binary: install it with `{INSTALL}`")
+    return found
+
+
+def config(
+    *,
+    name: str,
+    zone: str,
+    port: int,
+    cluster_port: int,
+    http_port: int,
+    routes: Sequence[str],
+    data_dir: Path,
+    host: str = "127.0.0.1",
+) -> str:
+    """The server's configuration file (nats-server's own format; JSON is a subset of it).
+    Without `routes` the server stands alone (one copy of everything)."""
+    cluster = {
+        "name": CLUSTER,
+        "host": host,
+        "port": cluster_port,
+        "routes": [f"nats-route://{route}" for route in routes],
+    }
+    return json.dumps(
+        {
+            "server_name": name,
+            "host": host,
+            "port": port,
+            "http": f"{host}:{http_port}",
+            "server_tags": [f"az:{zone}"],
+            "jetstream": {
+                "store_dir": str(data_dir),
+                "unique_tag": "az",
+                # The machine is shared: small fixed limits instead of a share of RAM and disk.
+                "max_memory_store": 64 * 1024 * 1024,
+                "max_file_store": 1024 * 1024 * 1024,
+            },
+            **({"cluster": cluster} if routes else {}),
+        },
+        indent=2,
+    )
+
+
+def healthy(http_port: int, timeout_s: float = 0.5) -> bool:
+    """Whether the server on `http_port` says it is healthy."""
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{http_port}/healthz", timeout=timeout_s
+        ) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _announce_when_healthy(port: int, http_port: int, timeout_s: float) -> None:
+    give_up = time.monotonic() + timeout_s
+    while time.monotonic() < give_up:
+        if healthy(http_port):
+            print(READY_PREFIX + json.dumps({"address": f"127.0.0.1:{port}"}), flush=True)
+            return
+        time.sleep(0.05)
+
+
+def _die_with_parent() -> None:
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def main() -> None:
+    """Write the configuration, become nats-server, announce readiness from a child."""
+    parser = argparse.ArgumentParser(description="Run one member of a NATS JetStream cluster.")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--zone", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cluster-port", type=int, required=True)
+    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--routes", default="", help="the other members' host:cluster-port")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    args = parser.parse_args()
+    try:
+        binary = nats_server_binary()
+    except ConfigurationError as exc:
+        raise SystemExit(f"herd nats-server: {exc}") from None
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    conf = args.data_dir / "nats-server.conf"
+    conf.write_text(
+        config(
+            name=args.name,
+            zone=args.zone,
+            port=args.port,
+            cluster_port=args.cluster_port,
+            http_port=args.http_port,
+            routes=[r for r in args.routes.split(",") if r],
+            data_dir=args.data_dir / "jetstream",
+        )
+    )
+    sys.stdout.flush()
+    parent = os.getpid()
+    if os.fork() == 0:
+        try:
+            # The child holds the output pipe open: it must not outlive the server.
+            _die_with_parent()
+            if os.getppid() == parent:
+                _announce_when_healthy(args.port, args.http_port, timeout_s=60.0)
+        finally:
+            os._exit(0)
+    os.execv(binary, [binary, "-c", str(conf)])
+
+
+if __name__ == "__main__":
+    main()

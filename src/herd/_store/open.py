@@ -1,0 +1,40 @@
+"""`herd.store` and `herd.events`: a store or an event bus on the engine this process was given
+(`HERD_STORE_URL`)."""
+
+from __future__ import annotations
+
+from herd._process.config import StoreAddress, settings
+from herd._store.backend import Backend
+from herd._store.sqlite import SQLiteBackend
+from herd._store.store import MAX_VALUE_BYTES, Store, check_name
+
+
+def address() -> StoreAddress:
+    """`HERD_STORE_URL`, or SQLite files under `HERD_HOME` without it (one machine)."""
+    env = settings()
+    return env.store or StoreAddress(directory=env.home / "stores")
+
+
+def store(
+    name: str,
+    *,
+    where: StoreAddress | None = None,
+    timeout_s: float = 5.0,
+    max_value_bytes: int = MAX_VALUE_BYTES,
+) -> Store:
+    """The store of service `name` on `where` (default: `HERD_STORE_URL`).
+
+    On SQLite it is the file ``DIR/<name>.db``, shared by the service's instances on this
+    machine; on NATS, buckets and streams named after the service, with the URL's replicas.
+    Nothing is opened until the first operation. Close it with `await store.aclose()`.
+    """
+    where = where or address()
+    check_name("store", name)
+    if where.directory is not None:
+        backend: Backend = SQLiteBackend(where.directory / f"{name}.db")
+    else:
+        # nats-py is an extra (`herd[store]`): imported only by a process that uses NATS.
+        from herd._store.jetstream import JetStreamBackend
+
+        backend = JetStreamBackend(where.servers, name, replicas=where.replicas)
+    return Store(name, backend, timeout_s=timeout_s, max_value_bytes=max_value_bytes)
