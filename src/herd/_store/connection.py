@@ -31,6 +31,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     nats.errors.StaleConnectionError,
     nats.errors.OutboundBufferLimitError,
     nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
     ConnectionError,
     OSError,
 )
