@@ -45,7 +45,8 @@ from herd._process.registry_client import RegistryResolver
 from herd._process.run import run, serve
 from herd._server.server import Server
 from herd._store.errors import Conflict, InvalidKey, StoreError, StoreUnavailable, TooLarge
-from herd._store.open import store
+from herd._store.events import Event, Events, Subscription
+from herd._store.open import events, store
 from herd._store.store import Appended, Entry, Log, Record, Records, Store
 
 __all__ = [
@@ -63,6 +64,8 @@ __all__ = [
     "DeadlineExceeded",
     "EjectionPolicy",
     "Entry",
+    "Event",
+    "Events",
     "Facet",
     "Forbidden",
     "HedgePolicy",
@@ -87,6 +90,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "Subscription",
     "TooLarge",
     "Unavailable",
     "WebRequest",
@@ -97,6 +101,7 @@ __all__ = [
     "client_metrics",
     "deadline",
     "driver",
+    "events",
     "fallback",
     "fill",
     "method",

@@ -33,9 +33,9 @@ from herd._store.connection import Connection, retrying
 from herd._store.errors import Conflict
 
 #: JetStream's "wrong last sequence": an expected-last-sequence header did not hold.
-_WRONG_LAST_SEQUENCE = (10071, 10164)
+WRONG_LAST_SEQUENCE = (10071, 10164)
 #: "stream name already in use with a different configuration": made by another build.
-_STREAM_EXISTS = 10058
+STREAM_EXISTS = 10058
 #: How long a stream remembers a `Nats-Msg-Id` (a retry within it is no new entry).
 DUPLICATE_WINDOW_S = 600.0
 _FETCH_BATCH = 256
@@ -90,7 +90,7 @@ class JetStreamBackend:
                 storage=api.StorageType.FILE,
             )
         except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != _STREAM_EXISTS:
+            if exc.err_code != STREAM_EXISTS:
                 raise
             kv = await js.key_value(self.bucket(table))
         self._tables[table] = kv
@@ -142,7 +142,7 @@ class JetStreamBackend:
         try:
             await retrying(attempt)
         except nats.js.errors.APIError as exc:
-            if expect is None or exc.err_code not in _WRONG_LAST_SEQUENCE:
+            if expect is None or exc.err_code not in WRONG_LAST_SEQUENCE:
                 raise
             raise await self._conflict(table, key, expect) from None
 
@@ -164,7 +164,7 @@ class JetStreamBackend:
         try:
             await js.add_stream(config)
         except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != _STREAM_EXISTS:
+            if exc.err_code != STREAM_EXISTS:
                 raise
         self._logs.add(log)
 
@@ -183,7 +183,7 @@ class JetStreamBackend:
                     subject, data, headers=headers, timeout=self.attempt_timeout_s
                 )
             except nats.js.errors.APIError as exc:
-                if exc.err_code not in _WRONG_LAST_SEQUENCE:
+                if exc.err_code not in WRONG_LAST_SEQUENCE:
                     raise
                 stored = await js.get_msg(self.stream(log), subject=subject)
             else:

@@ -1,10 +1,12 @@
-"""`herd.store` and `herd.events`: a store or an event bus on the engine this process was given
-(`HERD_STORE_URL`)."""
+"""`herd.store` and `herd.events`: a store or the event topics on the engine this process was
+given (`HERD_STORE_URL`)."""
 
 from __future__ import annotations
 
 from herd._process.config import StoreAddress, settings
 from herd._store.backend import Backend
+from herd._store.events import Events, EventsBackend
+from herd._store.events_sqlite import SQLiteEvents
 from herd._store.sqlite import SQLiteBackend
 from herd._store.store import MAX_VALUE_BYTES, Store, check_name
 
@@ -38,3 +40,24 @@ def store(
 
         backend = JetStreamBackend(where.servers, name, replicas=where.replicas)
     return Store(name, backend, timeout_s=timeout_s, max_value_bytes=max_value_bytes)
+
+
+def events(
+    *,
+    where: StoreAddress | None = None,
+    timeout_s: float = 5.0,
+    max_value_bytes: int = MAX_VALUE_BYTES,
+) -> Events:
+    """The event topics on `where` (default: `HERD_STORE_URL`), shared by every service there.
+
+    On SQLite they are the file ``DIR/events.db`` (the services of one machine); on NATS, a
+    stream per topic with the URL's replicas. Close it with `await events.aclose()`.
+    """
+    where = where or address()
+    if where.directory is not None:
+        backend: EventsBackend = SQLiteEvents(where.directory / "events.db")
+    else:
+        from herd._store.events_jetstream import JetStreamEvents
+
+        backend = JetStreamEvents(where.servers, replicas=where.replicas)
+    return Events(backend, timeout_s=timeout_s, max_value_bytes=max_value_bytes)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,17 +38,20 @@ _SCHEMA = (
 )
 
 
-class SQLiteBackend:
-    """A store in the SQLite file at `path` (made, with its directory, on first use)."""
+class SQLiteFile:
+    """One SQLite file with `schema`: writes in a worker thread, reads on the loop (above).
+    Opened (and made, with its directory) on first use; any failure to use it is
+    `StoreUnavailable`."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, path: str | Path, schema: Sequence[str], *, busy_timeout_s: float = 10.0
+    ) -> None:
         self.path = Path(path)
+        self._schema = schema
         self._busy_ms = int(busy_timeout_s * 1000)
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-
-    # -- connections
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,12 +59,12 @@ class SQLiteBackend:
         db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
-        for statement in _SCHEMA:
+        for statement in self._schema:
             db.execute(statement)
         return db
 
-    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` in one immediate transaction on the writer (in the worker thread)."""
+    def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in one immediate transaction on the writer (call it in a worker thread)."""
         with self._lock:
             try:
                 if self._writer is None:
@@ -78,24 +81,50 @@ class SQLiteBackend:
             except (sqlite3.OperationalError, OSError) as exc:
                 raise StoreUnavailable(f"store {self.path}: {exc}") from exc
 
-    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+    async def written(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`write` in a worker thread."""
+        return await asyncio.to_thread(self.write, work)
+
+    def read(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        """The rows of one query, on the reader (on the loop)."""
         try:
             if self._reader is None:
                 # The writer makes the file and its tables; the reader only reads them.
-                self._write(lambda db: None)
+                self.write(lambda db: None)
                 self._reader = sqlite3.connect(self.path, isolation_level=None)
                 self._reader.execute("PRAGMA busy_timeout = 1000")
             return self._reader.execute(sql, params).fetchall()
         except (sqlite3.OperationalError, OSError) as exc:
             raise StoreUnavailable(f"store {self.path}: {exc}") from exc
 
-    async def _written(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(self._write, work)
+    async def aclose(self) -> None:
+        def close_writer() -> None:
+            with self._lock:
+                if self._writer is not None:
+                    self._writer.close()
+                self._writer = None
+
+        if self._reader is not None:
+            self._reader.close()  # on the loop's thread, where it was made
+            self._reader = None
+        await asyncio.to_thread(close_writer)
+
+
+class SQLiteBackend:
+    """A store in the SQLite file at `path`."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
+        self.file = SQLiteFile(path, _SCHEMA, busy_timeout_s=busy_timeout_s)
+
+    @property
+    def path(self) -> Path:
+        """The file."""
+        return self.file.path
 
     # -- records
 
     async def get(self, table: str, key: str) -> tuple[bytes, int] | None:
-        rows = self._read(
+        rows = self.file.read(
             "SELECT value, revision FROM records WHERE tbl = ? AND key = ? AND value IS NOT NULL",
             (table, key),
         )
@@ -114,7 +143,7 @@ class SQLiteBackend:
             )
             return revision
 
-        return await self._written(work)
+        return await self.file.written(work)
 
     async def delete(self, table: str, key: str, expect: int | None) -> None:
         def work(db: sqlite3.Connection) -> None:
@@ -124,7 +153,7 @@ class SQLiteBackend:
                     (_next_revision(db, table), table, key),
                 )
 
-        await self._written(work)
+        await self.file.written(work)
 
     # -- logs
 
@@ -144,26 +173,17 @@ class SQLiteBackend:
                 raise Conflict(f"log {log!r} key {key!r}: id {id!r} holds another entry")
             return int(seq), False
 
-        return await self._written(work)
+        return await self.file.written(work)
 
     async def last(self, log: str, key: str, count: int) -> list[tuple[int, str, bytes]]:
-        rows = self._read(
+        rows = self.file.read(
             "SELECT seq, id, value FROM logs WHERE log = ? AND key = ? ORDER BY seq DESC LIMIT ?",
             (log, key, count),
         )
         return [(int(seq), str(id), bytes(value)) for seq, id, value in rows]
 
     async def aclose(self) -> None:
-        def close_writer() -> None:
-            with self._lock:
-                if self._writer is not None:
-                    self._writer.close()
-                self._writer = None
-
-        if self._reader is not None:
-            self._reader.close()  # on the loop's thread, where it was made
-            self._reader = None
-        await asyncio.to_thread(close_writer)
+        await self.file.aclose()
 
 
 def _check(db: sqlite3.Connection, table: str, key: str, expect: int | None) -> bool:

@@ -137,31 +137,38 @@ class Store:
 
     def encode(self, value: object) -> bytes:
         """`value` as stored; `TooLarge` past `max_value_bytes`."""
-        data = msgspec.msgpack.encode(value)
-        if len(data) > self.max_value_bytes:
-            raise TooLarge(
-                f"store {self.name}: a value of {len(data)} bytes is over the limit of"
-                f" {self.max_value_bytes}"
-            )
-        return data
+        return encode(value, self.max_value_bytes, f"store {self.name}")
 
     async def bounded(self, operation: Callable[[], Awaitable[R]]) -> R:
         """Run one backend operation under the caller's deadline or `timeout_s`."""
-        left = remaining()
-        if left is not None and left <= 0:
-            raise DeadlineExceeded(f"store {self.name}: the deadline passed before the call")
-        limit = self.timeout_s if left is None else min(left, self.timeout_s)
-        try:
-            async with asyncio.timeout(limit):
-                return await operation()
-        except TimeoutError:
-            if left is not None and left <= self.timeout_s:
-                raise DeadlineExceeded(
-                    f"store {self.name}: no answer within the caller's deadline ({left:.3f} s)"
-                ) from None
-            raise StoreUnavailable(
-                f"store {self.name}: no answer within {self.timeout_s} s"
+        return await bounded(operation, self.timeout_s, f"store {self.name}")
+
+
+def encode(value: object, limit: int, owner: str) -> bytes:
+    """`value` as MessagePack; `TooLarge` past `limit` bytes."""
+    data = msgspec.msgpack.encode(value)
+    if len(data) > limit:
+        raise TooLarge(f"{owner}: a value of {len(data)} bytes is over the limit of {limit}")
+    return data
+
+
+async def bounded(operation: Callable[[], Awaitable[R]], timeout_s: float, owner: str) -> R:
+    """Run `operation` under the caller's deadline, or `timeout_s` when that is sooner or there
+    is none: `DeadlineExceeded` when the caller's deadline cut it, `StoreUnavailable` when
+    `timeout_s` did."""
+    left = remaining()
+    if left is not None and left <= 0:
+        raise DeadlineExceeded(f"{owner}: the deadline passed before the call")
+    limit = timeout_s if left is None else min(left, timeout_s)
+    try:
+        async with asyncio.timeout(limit):
+            return await operation()
+    except TimeoutError:
+        if left is not None and left <= timeout_s:
+            raise DeadlineExceeded(
+                f"{owner}: no answer within the caller's deadline ({left:.3f} s)"
             ) from None
+        raise StoreUnavailable(f"{owner}: no answer within {timeout_s} s") from None
 
 
 class Records(Generic[T]):
