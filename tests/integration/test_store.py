@@ -3,6 +3,7 @@ and NATS JetStream (a real 3-member cluster, one member per zone, started here).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -121,6 +122,25 @@ async def test_an_append_sent_again_is_stored_once(store: herd.Store) -> None:
     with pytest.raises(herd.Conflict):
         await log.append(7, Play(video=2), id="key-1")
     assert [entry.value for entry in await log.last(7)] == [Play(video=1)]
+
+
+async def test_an_append_sent_again_after_the_streams_memory_is_stored_once(
+    cluster: NatsCluster,
+) -> None:
+    """JetStream forgets a message id after its duplicate window; the append's expected-last-
+    sequence header refuses the second copy for good."""
+    from herd._store.jetstream import JetStreamBackend
+
+    backend = JetStreamBackend(cluster.servers, "forgetful", duplicate_window_s=0.2)
+    async with herd.Store("forgetful", backend) as store:
+        log = store.log("plays", Play)
+        first = await log.append(7, Play(video=1), id="key-1")
+        # Past the window: there is no event to await, only time to let pass.
+        await asyncio.sleep(0.6)
+        again = await log.append(7, Play(video=1), id="key-1")
+        assert first.applied and not again.applied
+        assert again.seq == first.seq
+        assert len(await log.last(7)) == 1
 
 
 @pytest.mark.parametrize("key", ["a.b", "a b", "", "x" * 129, "a*", "a>", "é", "a/b"])

@@ -52,8 +52,10 @@ class JetStreamBackend:
         replicas: int = 3,
         max_value_bytes: int = 1 << 20,
         attempt_timeout_s: float = 1.0,
+        duplicate_window_s: float = DUPLICATE_WINDOW_S,
     ) -> None:
         self.namespace = namespace
+        self.duplicate_window_s = duplicate_window_s
         self.replicas = replicas
         self.max_value_bytes = max_value_bytes
         self.attempt_timeout_s = attempt_timeout_s
@@ -157,7 +159,7 @@ class JetStreamBackend:
             subjects=[f"herd.{self.namespace}.{log}.>"],
             num_replicas=self.replicas,
             storage=api.StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW_S,
+            duplicate_window=self.duplicate_window_s,
             max_msg_size=self.max_value_bytes,
             deny_delete=True,
         )
