@@ -173,3 +173,27 @@ async def test_publishing_to_engines_that_are_down_fails_under_the_deadline(
             with pytest.raises((herd.StoreUnavailable, herd.DeadlineExceeded)), herd.deadline(0.3):
                 await events.publish("rated", Rated(1, 1, 1))
             assert time.monotonic() - started < 1.5
+
+
+async def test_on_sqlite_a_group_is_taken_over_when_its_holder_dies(tmp_path: Path) -> None:
+    """The instance holding a group's lease dies without giving it up (its subscription stops,
+    its lease stays); another instance of the group takes over once the lease runs out, from
+    the group's position."""
+    from herd._store.events_sqlite import SQLiteEvents
+
+    path = tmp_path / "events.db"
+    dead = herd.Events(SQLiteEvents(path, lease_s=0.5))
+    before = Handled()
+    subscription = dead.subscribe("rated", Rated, before, group="merch")
+    await dead.publish("rated", Rated(1, 1, 1), id="a")
+    await before.reach(1)
+    await subscription.aclose()  # dies: no release
+    async with herd.Events(SQLiteEvents(path, lease_s=0.5)) as alive:
+        after = Handled()
+        alive.subscribe("rated", Rated, after, group="merch")
+        await alive.publish("rated", Rated(2, 2, 1), id="b")
+        started = time.monotonic()
+        await after.reach(1)
+        assert after.ids == ["b"]
+        assert time.monotonic() - started < 5.0, "taken over once the lease ran out"
+    await dead.backend.aclose()

@@ -202,3 +202,40 @@ async def test_the_streams_leader_lost_loses_no_acknowledged_write(
     # The followers elect a leader (nats-server's raft: an election timeout of 2 to 5 s),
     # then writes go on.
     assert float(figures["longest_gap_ms"]) < 15000
+
+
+async def test_events_go_on_through_a_leader_kill_and_each_is_handled_once(
+    cluster: NatsCluster,
+) -> None:
+    async with herd.events(where=cluster.address()) as events:
+        handled: list[str] = []
+        progress = asyncio.Event()
+
+        async def handle(event: herd.Event[int]) -> None:
+            handled.append(event.id)
+            progress.set()
+
+        events.subscribe("rated", int, handle, group="merch")
+        acknowledged: list[str] = []
+        killed = False
+        for n in range(300):
+            if n == 100:
+                await eventually(lambda: len(handled) >= 100, what="the first 100 handled")
+                leader, zones = await _stream_placement(cluster, "EVENTS_rated")
+                assert zones == ["a", "b", "c"]
+                cluster.kill(leader)
+                killed = True
+            while True:
+                try:
+                    with herd.deadline(2.0):
+                        await events.publish("rated", n, id=f"e{n}")
+                    break
+                except (herd.StoreUnavailable, herd.DeadlineExceeded):
+                    continue  # sent again with the same id, as a client with no answer does
+            acknowledged.append(f"e{n}")
+        assert killed
+        async with asyncio.timeout(30):
+            while not set(acknowledged) <= set(handled):
+                progress.clear()
+                await progress.wait()
+        assert len(handled) == len(set(handled)), "an event handled twice"
