@@ -66,3 +66,13 @@ def test_herd_store_follows_the_environment(
     )
     with pytest.raises(herd.ConfigurationError):
         herd.store("Bad_Name")
+
+
+def test_a_url_given_in_code_wins_over_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERD_STORE_URL", "nats://127.0.0.1:4222")
+    opened = herd.store("history", where=f"sqlite://{tmp_path}")
+    assert getattr(opened.backend, "path", None) == tmp_path / "history.db"
+    with pytest.raises(herd.ConfigurationError):
+        herd.events(where="memcached://x")
