@@ -1,14 +1,20 @@
 """Real NATS JetStream for tests: members of a local cluster (the system's `nats-server`,
 through herd's launcher `python -m herd._store.nats_server`), one per zone, tagged ``az:<zone>``,
-on free loopback ports in a test's directory."""
+on free loopback ports in a test's directory.
+
+Its fixtures (registered for every test in tests/conftest.py): `shared_nats`, one cluster for
+a test module, and `engine`, which runs a test once on SQLite and once on that cluster."""
 
 from __future__ import annotations
 
 import json
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from herd._model.errors import ConfigurationError
 from herd._process.config import StoreAddress
@@ -105,3 +111,24 @@ class NatsCluster:
         with urllib.request.urlopen(url, timeout=2.0) as answer:
             found: dict[str, Any] = json.load(answer)
             return found
+
+
+@pytest.fixture(scope="module")
+def shared_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """A 3-zone cluster for a whole test module: its tests use names of their own."""
+    running = NatsCluster(tmp_path_factory.mktemp("nats"))
+    try:
+        running.start_all()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(params=["sqlite", "jetstream"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> StoreAddress:
+    """Where a store or events live: SQLite in the test's directory, then the module's
+    3-zone cluster."""
+    if request.param == "sqlite":
+        return StoreAddress(directory=tmp_path / "stores")
+    cluster: NatsCluster = request.getfixturevalue("shared_nats")
+    return cluster.address()

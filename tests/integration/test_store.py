@@ -1,12 +1,12 @@
 """`herd.Store`'s contract, the same on both backends: SQLite (a file in the test's directory)
-and NATS JetStream (a real 3-member cluster, one member per zone, started here)."""
+and NATS JetStream (a real 3-member cluster, one member per zone, started by `engine`)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -25,28 +25,10 @@ class Play(msgspec.Struct, frozen=True):
 _names = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    running = NatsCluster(tmp_path_factory.mktemp("nats"))
-    try:
-        running.start_all()
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(params=["sqlite", "jetstream"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> StoreAddress:
-    if request.param == "sqlite":
-        return StoreAddress(directory=tmp_path / "stores")
-    cluster: NatsCluster = request.getfixturevalue("cluster")
-    return cluster.address()
-
-
 @pytest.fixture
-async def store(where: StoreAddress) -> AsyncIterator[herd.Store]:
+async def store(engine: StoreAddress) -> AsyncIterator[herd.Store]:
     # A store of its own per test: the cluster is shared by the module's tests.
-    async with herd.store(f"svc{next(_names)}", where=where) as opened:
+    async with herd.store(f"svc{next(_names)}", where=engine) as opened:
         yield opened
 
 
@@ -125,13 +107,13 @@ async def test_an_append_sent_again_is_stored_once(store: herd.Store) -> None:
 
 
 async def test_an_append_sent_again_after_the_streams_memory_is_stored_once(
-    cluster: NatsCluster,
+    shared_nats: NatsCluster,
 ) -> None:
     """JetStream forgets a message id after its duplicate window; the append's expected-last-
     sequence header refuses the second copy for good."""
     from herd._store.jetstream import JetStreamBackend
 
-    backend = JetStreamBackend(cluster.servers, "forgetful", duplicate_window_s=0.2)
+    backend = JetStreamBackend(shared_nats.servers, "forgetful", duplicate_window_s=0.2)
     async with herd.Store("forgetful", backend) as store:
         log = store.log("plays", Play)
         first = await log.append(7, Play(video=1), id="key-1")

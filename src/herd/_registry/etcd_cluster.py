@@ -12,21 +12,16 @@ Nothing here imports the etcd client: starting members needs only the ``etcd`` b
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import json
-import os
 import shutil
-import signal
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from herd._model.errors import ConfigurationError
-from herd._process.run import READY_PREFIX
+from herd._process.become import become
 
 #: The app file's `registry` values that mean etcd.
 ETCD = "etcd"
@@ -37,7 +32,6 @@ LOCAL_MEMBERS = 3
 #: silence, so a dead leader is replaced in well under a second (etcd's defaults: 100 and 1000).
 HEARTBEAT_MS = 50
 ELECTION_MS = 500
-_PR_SET_PDEATHSIG = 1
 
 
 def etcd_endpoints(registry: str) -> list[str]:
@@ -115,20 +109,13 @@ def etcd_binary() -> str:
     return found
 
 
-def _announce_when_healthy(endpoint: str, timeout_s: float) -> None:
-    """Poll the member's /health until it says it is part of a quorum, then print the ready
-    line (the control plane's sign that the slot is filled)."""
-    give_up = time.monotonic() + timeout_s
-    while time.monotonic() < give_up:
-        try:
-            with urllib.request.urlopen(f"http://{endpoint}/health", timeout=1.0) as answer:
-                healthy = json.loads(answer.read()).get("health") == "true"
-        except (OSError, ValueError, urllib.error.URLError):
-            healthy = False
-        if healthy:
-            print(READY_PREFIX + json.dumps({"address": endpoint}), flush=True)
-            return
-        time.sleep(0.05)
+def _healthy(endpoint: str) -> bool:
+    """Whether the member's /health says it is part of a quorum (the ready line's sign)."""
+    try:
+        with urllib.request.urlopen(f"http://{endpoint}/health", timeout=1.0) as answer:
+            return bool(json.loads(answer.read()).get("health") == "true")
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
 
 
 def main() -> None:
@@ -146,27 +133,8 @@ def main() -> None:
     except ConfigurationError as exc:
         raise SystemExit(f"herd etcd member: {exc}") from None
     command = member_command(members, args.index, args.data_dir, token=args.token)
-    sys.stdout.flush()
-    # The child announces readiness; this process becomes etcd, so the control plane's signals
-    # (and a chaos test's SIGKILL) reach etcd itself, and it dies with the control plane
-    # (PR_SET_PDEATHSIG survives exec).
-    parent = os.getpid()
-    if os.fork() == 0:
-        try:
-            # The child holds the output pipe open: it must not outlive etcd, or whoever reads
-            # that pipe to its end (the control plane, before it restarts the member) waits.
-            _die_with_parent()
-            if os.getppid() == parent:
-                _announce_when_healthy(members[args.index].endpoint, timeout_s=60.0)
-        finally:
-            os._exit(0)
-    os.execv(binary, command)
-
-
-def _die_with_parent() -> None:
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    endpoint = members[args.index].endpoint
+    become(binary, command, endpoint, lambda: _healthy(endpoint))
 
 
 if __name__ == "__main__":

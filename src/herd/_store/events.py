@@ -2,7 +2,8 @@
 
 - **Publish** is acknowledged once the engine stored the event (on JetStream: a quorum of its
   zones). Each event has an `id` (made by the publisher, or a fresh one): publishing it again
-  (a retry after a lost answer) stores nothing new.
+  (a retry after a lost answer) stores nothing new; the same id with another value is
+  `herd.Conflict`.
 - **Subscribe** names a `group`: the group's position in the topic is kept by the engine, so a
   subscriber that was down (or restarted) goes on from where the group stopped, and the
   instances of one group share the work. Delivery is **at least once**: an event is
@@ -111,7 +112,7 @@ class Events:
 
     async def publish(self, topic: str, value: object, *, id: str | None = None) -> str:
         """Publish `value` on `topic`; its id (`id`, or a fresh one). Acknowledged once stored;
-        sent again with the same id, nothing new is stored."""
+        sent again with the same id, nothing new is stored (with another value: `Conflict`)."""
         check_name("topic", topic)
         ident = check_key(id, "id") if id is not None else uuid.uuid4().hex
         # Publishing is a store write in all but name: the same size and deadline rules.
@@ -177,6 +178,8 @@ class Subscription(Generic[T]):
         self._batch = batch
         self._retry_s = retry_s
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._stopping = False
+        self._fetching = False
         # A fresh context: the subscriber's deadline must not end the subscription.
         self._task = asyncio.get_running_loop().create_task(
             self._run(), context=contextvars.Context()
@@ -184,7 +187,8 @@ class Subscription(Generic[T]):
 
     async def _run(self) -> None:
         backend = self._events.backend
-        while True:
+        while not self._stopping:
+            self._fetching = True
             try:
                 deliveries = await backend.fetch(self.topic, self.group, self._batch, 1.0)
             except Exception as exc:
@@ -192,9 +196,12 @@ class Subscription(Generic[T]):
                 log.warning("events fetch failed", topic=self.topic, error=repr(exc))
                 await asyncio.sleep(self._retry_s)
                 continue
+            finally:
+                self._fetching = False
             for index, delivery in enumerate(deliveries):
-                if not await self._handle(delivery):
-                    for later in deliveries[index + 1 :]:
+                if self._stopping or not await self._handle(delivery):
+                    start = index if self._stopping else index + 1
+                    for later in deliveries[start:]:
                         await _quietly(later.retry(0.0))
                     break
 
@@ -225,9 +232,20 @@ class Subscription(Generic[T]):
         await _quietly(delivery.ack())
         return True
 
-    async def aclose(self) -> None:
-        """Stop handling (an event being handled is cancelled and comes again later)."""
-        self._task.cancel()
+    async def aclose(self, grace_s: float = 5.0) -> None:
+        """Stop: an event being handled is finished and acknowledged first (for up to
+        `grace_s`; then it is cancelled, and comes again later), the rest of its batch is
+        handed back."""
+        self._stopping = True
+        if self._fetching:
+            self._task.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+        except TimeoutError:
+            self._task.cancel()
+        except asyncio.CancelledError:
+            if not self._task.cancelled():
+                raise
         await asyncio.gather(self._task, return_exceptions=True)
         self._events._subscriptions.discard(self)
 

@@ -22,8 +22,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from herd._store.connection import Connection, retrying
+from herd._store.errors import Conflict
 from herd._store.events import Delivery
-from herd._store.jetstream import DUPLICATE_WINDOW_S, STREAM_EXISTS, WRONG_LAST_SEQUENCE
+from herd._store.jetstream import DUPLICATE_WINDOW_S, STREAM_EXISTS, publish_once
 
 #: How long a topic keeps its events: a group that is away longer misses the oldest.
 MAX_AGE_S = 7 * 24 * 3600.0
@@ -90,25 +91,20 @@ class JetStreamEvents:
         self._topics.add(topic)
 
     async def publish(self, topic: str, id: str, data: bytes) -> tuple[int, bool]:
-        subject = f"herd.events.{topic}.{id}"
-        headers = {
-            api.Header.MSG_ID.value: id,
-            api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0",
-        }
-
         async def attempt() -> tuple[int, bool]:
             await self._topic(topic)
             js = await self._connection.jetstream(self.attempt_timeout_s)
-            try:
-                ack = await js.publish(
-                    subject, data, headers=headers, timeout=self.attempt_timeout_s
-                )
-            except nats.js.errors.APIError as exc:
-                if exc.err_code not in WRONG_LAST_SEQUENCE:
-                    raise
-                stored = await js.get_msg(self.stream(topic), subject=subject)
-                return stored.seq or 0, False
-            return ack.seq, not ack.duplicate
+            seq, applied, stored = await publish_once(
+                js,
+                self.stream(topic),
+                f"herd.events.{topic}.{id}",
+                id,
+                data,
+                self.attempt_timeout_s,
+            )
+            if stored != data:
+                raise Conflict(f"topic {topic!r}: id {id!r} holds another event")
+            return seq, applied
 
         return await retrying(attempt)
 

@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from herd._store.errors import StoreUnavailable
+from herd._store.errors import Conflict, StoreUnavailable
 from herd._store.events import Delivery
 from herd._store.sqlite import SQLiteFile
 
@@ -69,9 +69,11 @@ class SQLiteEvents:
             ).fetchall()
             if added:
                 return int(added[0][0]), True
-            (seq,) = db.execute(
-                "SELECT seq FROM events WHERE topic = ? AND id = ?", (topic, id)
+            seq, stored = db.execute(
+                "SELECT seq, data FROM events WHERE topic = ? AND id = ?", (topic, id)
             ).fetchone()
+            if stored != data:
+                raise Conflict(f"topic {topic!r}: id {id!r} holds another event")
             return int(seq), False
 
         return await self.file.written(work)

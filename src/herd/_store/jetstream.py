@@ -26,7 +26,7 @@ import collections
 from collections.abc import Sequence
 
 import nats.js.errors
-from nats.js import api
+from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
 from herd._store.connection import Connection, retrying
@@ -39,6 +39,29 @@ STREAM_EXISTS = 10058
 #: How long a stream remembers a `Nats-Msg-Id` (a retry within it is no new entry).
 DUPLICATE_WINDOW_S = 600.0
 _FETCH_BATCH = 256
+
+
+async def publish_once(
+    js: JetStreamContext, stream: str, subject: str, msg_id: str, data: bytes, timeout_s: float
+) -> tuple[int, bool, bytes]:
+    """Publish `data` as the only message on `subject` ever: (its sequence, whether this call
+    stored it, the data stored). Sent again, it finds the first copy: by `msg_id` within the
+    stream's duplicate window, by the subject's last sequence after it."""
+    headers = {
+        api.Header.MSG_ID.value: msg_id,
+        api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0",
+    }
+    try:
+        ack = await js.publish(subject, data, headers=headers, timeout=timeout_s)
+    except nats.js.errors.APIError as exc:
+        if exc.err_code not in WRONG_LAST_SEQUENCE:
+            raise
+        stored = await js.get_msg(stream, subject=subject)
+    else:
+        if not ack.duplicate:
+            return ack.seq, True, data
+        stored = await js.get_msg(stream, seq=ack.seq)
+    return stored.seq or 0, False, stored.data or b""
 
 
 class JetStreamBackend:
@@ -172,29 +195,16 @@ class JetStreamBackend:
 
     async def append(self, log: str, key: str, id: str, data: bytes) -> tuple[int, bool]:
         subject = self._subject(log, key, id)
-        headers = {
-            api.Header.MSG_ID.value: f"{key}.{id}",
-            api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0",
-        }
 
         async def attempt() -> tuple[int, bool]:
             await self._log(log)
             js = await self._connection.jetstream(self.attempt_timeout_s)
-            try:
-                ack = await js.publish(
-                    subject, data, headers=headers, timeout=self.attempt_timeout_s
-                )
-            except nats.js.errors.APIError as exc:
-                if exc.err_code not in WRONG_LAST_SEQUENCE:
-                    raise
-                stored = await js.get_msg(self.stream(log), subject=subject)
-            else:
-                if not ack.duplicate:
-                    return ack.seq, True
-                stored = await js.get_msg(self.stream(log), seq=ack.seq)
-            if stored.data != data:
+            seq, applied, stored = await publish_once(
+                js, self.stream(log), subject, f"{key}.{id}", data, self.attempt_timeout_s
+            )
+            if stored != data:
                 raise Conflict(f"log {log!r} key {key!r}: id {id!r} holds another entry")
-            return stored.seq or 0, False
+            return seq, applied
 
         return await retrying(attempt)
 

@@ -14,22 +14,17 @@ distinct zones, the way Cassandra's NetworkTopologyStrategy places them in racks
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
-import signal
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from herd._model.errors import ConfigurationError
-from herd._process.run import READY_PREFIX
+from herd._process.become import become
 
-_PR_SET_PDEATHSIG = 1
 INSTALL = "sudo apt-get install -y nats-server"
 CLUSTER = "herd"
 
@@ -96,21 +91,6 @@ def healthy(http_port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
-def _announce_when_healthy(port: int, http_port: int, timeout_s: float) -> None:
-    give_up = time.monotonic() + timeout_s
-    while time.monotonic() < give_up:
-        if healthy(http_port):
-            print(READY_PREFIX + json.dumps({"address": f"127.0.0.1:{port}"}), flush=True)
-            return
-        time.sleep(0.05)
-
-
-def _die_with_parent() -> None:
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def main() -> None:
     """Write the configuration, become nats-server, announce readiness from a child."""
     parser = argparse.ArgumentParser(description="Run one member of a NATS JetStream cluster.")
@@ -139,17 +119,12 @@ def main() -> None:
             data_dir=args.data_dir / "jetstream",
         )
     )
-    sys.stdout.flush()
-    parent = os.getpid()
-    if os.fork() == 0:
-        try:
-            # The child holds the output pipe open: it must not outlive the server.
-            _die_with_parent()
-            if os.getppid() == parent:
-                _announce_when_healthy(args.port, args.http_port, timeout_s=60.0)
-        finally:
-            os._exit(0)
-    os.execv(binary, [binary, "-c", str(conf)])
+    become(
+        binary,
+        [binary, "-c", str(conf)],
+        f"127.0.0.1:{args.port}",
+        lambda: healthy(args.http_port),
+    )
 
 
 if __name__ == "__main__":
