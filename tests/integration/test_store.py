@@ -68,15 +68,33 @@ async def test_compare_and_set_writes_only_at_the_revision_given(store: herd.Sto
     assert gone.value.revision == recreated
 
 
-async def test_a_compare_and_set_sent_again_finds_itself(store: herd.Store) -> None:
-    """A retry after a lost answer: the write is there already, and it is this write."""
-    plays = store.records("plays", Play)
-    created = await plays.put("k", Play(video=1), revision=0)
-    assert await plays.put("k", Play(video=1), revision=0) == created
-    updated = await plays.put("k", Play(video=2), revision=created)
-    assert await plays.put("k", Play(video=2), revision=created) == updated
-    with pytest.raises(herd.Conflict):
-        await plays.put("k", Play(video=3), revision=created)
+async def test_concurrent_compare_and_sets_lose_no_update(engine: StoreAddress) -> None:
+    """Two writers (each its own connection or file handle, like two instances) increment one
+    counter by read, then compare-and-set, again on a conflict: no increment is lost."""
+    name = f"svc{next(_names)}"
+    conflicts = 0
+
+    async def increment(store: herd.Store, times: int) -> None:
+        nonlocal conflicts
+        counter = store.records("counters", int)
+        for _ in range(times):
+            while True:
+                found = await counter.get("plays")
+                value, revision = (0, 0) if found is None else (found.value, found.revision)
+                try:
+                    await counter.put("plays", value + 1, revision=revision)
+                    break
+                except herd.Conflict:
+                    conflicts += 1
+
+    async with herd.store(name, where=engine) as one, herd.store(name, where=engine) as two:
+        # Both connected and the table made, so that neither is done before the other starts.
+        for store in (one, two):
+            await store.records("counters", int).get("plays")
+        await asyncio.gather(increment(one, 40), increment(two, 40))
+        found = await one.records("counters", int).get("plays")
+    assert found is not None and found.value == 80
+    assert conflicts > 0, "the writers never raced: the test shows nothing"
 
 
 async def test_a_log_keeps_entries_per_key_newest_first(store: herd.Store) -> None:

@@ -20,6 +20,10 @@ from nats.js import JetStreamContext
 
 T = TypeVar("T")
 
+class Pending(Exception):
+    """An answer that is not known yet (another write still in flight): ask again shortly."""
+
+
 #: Failures that pass: a server died (the client is failing over), a stream has no leader yet
 #: (an election is under way), a request went unanswered. Anything else is a real answer.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -34,6 +38,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     nats.js.errors.NoStreamResponseError,
     ConnectionError,
     OSError,
+    Pending,
 )
 
 _BACKOFF_FIRST_S = 0.02

@@ -9,15 +9,17 @@ of entries per key, each of one msgspec-encodable type:
 - `Log.append(key, value, id=...)` / `Log.last(key, n)`: an append-only log per key; the `id`
   (a client-made idempotency key) makes an append idempotent.
 
-**Idempotent by key**: every write can be sent again after an unknown outcome (a timeout, an
-instance that died) and changes nothing the second time: an unconditional `put` writes the
-same value; a compare-and-set that finds its own value already there (an earlier attempt of
-the same write) answers that revision instead of `Conflict`; an append finds its id.
+**Idempotent by key**: a write the store retries itself (an attempt whose answer was lost) is
+never applied twice. Sent again by the caller after an unknown outcome (a timeout, an instance
+that died), an unconditional `put` writes the same value, an append finds its id and adds
+nothing; a compare-and-set raises `Conflict` if the first one was applied (it cannot tell its
+own earlier write from another writer's), and the caller reads and decides, as with any
+compare-and-set.
 
-**Bounded by the caller's deadline**: every operation ends by `herd.deadline` (or `timeout_s`
-without one): `herd.DeadlineExceeded` when the caller's deadline cut it, `herd.StoreUnavailable`
-when the store could not answer in `timeout_s`. Bad input fails before anything is sent:
-`herd.InvalidKey`, `herd.TooLarge`.
+**Bounded by the caller's deadline**: every operation ends by `herd.deadline` (raising
+`herd.DeadlineExceeded`), or after `timeout_s` without one (`herd.StoreUnavailable`): the store
+did not answer, and the write may or may not have been applied. Bad input fails before anything
+is sent: `herd.InvalidKey`, `herd.TooLarge`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import msgspec
 from herd._model.deadline import remaining
 from herd._model.errors import ConfigurationError, DeadlineExceeded
 from herd._store.backend import Backend
-from herd._store.errors import Conflict, InvalidKey, StoreUnavailable, TooLarge
+from herd._store.errors import InvalidKey, StoreUnavailable, TooLarge
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -140,7 +142,7 @@ class Store:
         return encode(value, self.max_value_bytes, f"store {self.name}")
 
     async def bounded(self, operation: Callable[[], Awaitable[R]]) -> R:
-        """Run one backend operation under the caller's deadline or `timeout_s`."""
+        """Run one backend operation under the caller's deadline, or `timeout_s` without one."""
         return await bounded(operation, self.timeout_s, f"store {self.name}")
 
 
@@ -153,18 +155,16 @@ def encode(value: object, limit: int, owner: str) -> bytes:
 
 
 async def bounded(operation: Callable[[], Awaitable[R]], timeout_s: float, owner: str) -> R:
-    """Run `operation` under the caller's deadline, or `timeout_s` when that is sooner or there
-    is none: `DeadlineExceeded` when the caller's deadline cut it, `StoreUnavailable` when
-    `timeout_s` did."""
+    """Run `operation` until the caller's deadline, or for `timeout_s` without one:
+    `DeadlineExceeded` when the deadline cut it, `StoreUnavailable` when `timeout_s` did."""
     left = remaining()
     if left is not None and left <= 0:
         raise DeadlineExceeded(f"{owner}: the deadline passed before the call")
-    limit = timeout_s if left is None else min(left, timeout_s)
     try:
-        async with asyncio.timeout(limit):
+        async with asyncio.timeout(timeout_s if left is None else left):
             return await operation()
     except TimeoutError:
-        if left is not None and left <= timeout_s:
+        if left is not None:
             raise DeadlineExceeded(
                 f"{owner}: no answer within the caller's deadline ({left:.3f} s)"
             ) from None
@@ -193,14 +193,7 @@ class Records(Generic[T]):
         text = check_key(key)
         data = self.store.encode(value)
         backend = self.store.backend
-        try:
-            return await self.store.bounded(lambda: backend.put(self.table, text, data, revision))
-        except Conflict:
-            # An earlier attempt of this same write (its answer lost) already stored it.
-            found = await self.store.bounded(lambda: backend.get(self.table, text))
-            if found is not None and found[0] == data:
-                return found[1]
-            raise
+        return await self.store.bounded(lambda: backend.put(self.table, text, data, revision))
 
     async def delete(self, key: str | int, *, revision: int | None = None) -> None:
         """Remove the record at `key` (absent is fine). With `revision`, only if the record is
