@@ -239,3 +239,33 @@ async def test_events_go_on_through_a_leader_kill_and_each_is_handled_once(
                 progress.clear()
                 await progress.wait()
         assert len(handled) == len(set(handled)), "an event handled twice"
+
+
+async def test_without_a_quorum_writes_fail_at_the_deadline_and_a_retry_stores_once(
+    cluster: NatsCluster, store: herd.Store
+) -> None:
+    """Two zones of three down: no write can be acknowledged. It fails at the caller's deadline
+    (never a hang); sent again with the same id once a zone is back, it is stored once, whether
+    or not the first attempt got through in the end."""
+    log = store.log("plays", Play)
+    records = store.records("latest", Play)
+    await log.append("k", Play(video=1), id="first")
+    await records.put("k", Play(video=1))
+    cluster.kill("b")
+    cluster.kill("c")
+    for write in (
+        lambda: log.append("k", Play(video=2), id="second"),
+        lambda: records.put("k", Play(video=2)),
+    ):
+        started = time.monotonic()
+        with pytest.raises(herd.DeadlineExceeded), herd.deadline(1.0):
+            await write()
+        assert time.monotonic() - started < 2.5
+    cluster.start("b")
+    cluster.processes["b"].wait_ready(30.0)
+    with herd.deadline(30.0):
+        await log.append("k", Play(video=2), id="second")
+        assert [entry.id for entry in await log.last("k")] == ["second", "first"]
+        await records.put("k", Play(video=3))
+        found = await records.get("k")
+    assert found is not None and found.value == Play(video=3)
