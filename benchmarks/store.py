@@ -17,9 +17,9 @@ import asyncio
 import json
 import os
 import platform
+import random
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,7 +30,7 @@ import msgspec
 
 import herd
 from herd._process.config import StoreAddress
-from herd._store.nats_server import healthy
+from herd._store.nats_server import healthy, local_members, member_command
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ("a", "b", "c")
@@ -56,43 +56,37 @@ class Engine(msgspec.Struct, frozen=True):
     concurrency: int
 
 
-def _ports(count: int) -> list[int]:
-    found: list[int] = []
-    held = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        held.append(sock)
-        found.append(sock.getsockname()[1])
-    for sock in held:
-        sock.close()
-    return found
+def _free_base(count: int) -> int:
+    """The first of `count` consecutive loopback ports nobody listens on now."""
+    for _ in range(100):
+        base = random.randrange(20_000, 30_000)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise SystemExit(f"no {count} consecutive free ports")
 
 
 @contextmanager
 def nats_cluster(directory: Path) -> Iterator[StoreAddress]:
     """Three members, one per zone, healthy before this yields."""
     directory.mkdir(parents=True, exist_ok=True)
-    ports = _ports(3 * len(ZONES))
-    members = {zone: ports[3 * i : 3 * i + 3] for i, zone in enumerate(ZONES)}
+    members = local_members(_free_base(3 * len(ZONES)), ZONES)
     running = []
     try:
-        for zone, (port, cluster_port, http_port) in members.items():
-            routes = ",".join(f"127.0.0.1:{p[1]}" for z, p in members.items() if z != zone)
-            command = [
-                sys.executable, "-m", "herd._store.nats_server", f"--name=nats-{zone}",
-                f"--zone={zone}", f"--port={port}", f"--cluster-port={cluster_port}",
-                f"--http-port={http_port}", f"--routes={routes}",
-                f"--data-dir={directory / zone}",
-            ]  # fmt: skip
-            log = (directory / f"{zone}.log").open("w")
+        for member in members:
+            log = (directory / f"{member.name}.log").open("w")
+            command = member_command(members, member.zone, directory)
             running.append(subprocess.Popen(command, stdout=log, stderr=log, cwd=ROOT))
         give_up = time.monotonic() + 30
-        while not all(healthy(p[2]) for p in members.values()):
+        while not all(healthy(member.http_port) for member in members):
             if time.monotonic() > give_up:
                 raise SystemExit(f"the cluster did not become healthy: see {directory}")
             time.sleep(0.1)
-        yield StoreAddress(servers=tuple(f"127.0.0.1:{p[0]}" for p in members.values()))
+        yield StoreAddress(servers=tuple(member.endpoint for member in members))
     finally:
         for process in running:
             process.kill()

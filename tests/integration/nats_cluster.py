@@ -8,7 +8,6 @@ a test module, and `engine`, which runs a test once on SQLite and once on that c
 from __future__ import annotations
 
 import json
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from herd._model.errors import ConfigurationError
 from herd._process.config import StoreAddress
-from herd._store.nats_server import INSTALL, nats_server_binary
+from herd._store.nats_server import INSTALL, local_members, member_command, nats_server_binary
 from tests.helpers import ServiceProcess
 from tests.integration.etcd import free_ports
 
@@ -41,49 +40,26 @@ class NatsCluster:
         require_nats_server()
         self.directory = directory
         self.zones = zones
-        base = free_ports(3 * len(zones))
-        self.ports = {zone: base + 3 * i for i, zone in enumerate(zones)}
+        self.members = local_members(free_ports(3 * len(zones)), zones)
         self.processes: dict[str, ServiceProcess] = {}
-
-    def name(self, zone: str) -> str:
-        """The member's server name (what JetStream reports as a stream's leader)."""
-        return f"nats-{zone}"
 
     def zone_of(self, server_name: str) -> str:
         """The zone of the member called `server_name`."""
-        return server_name.removeprefix("nats-")
+        return next(m.zone for m in self.members if m.name == server_name)
 
     @property
     def servers(self) -> list[str]:
         """Every member's client `host:port`."""
-        return [f"127.0.0.1:{port}" for port in self.ports.values()]
+        return [member.endpoint for member in self.members]
 
     def address(self, replicas: int | None = None) -> StoreAddress:
         """A `StoreAddress` on every member, with one copy per zone unless told."""
         return StoreAddress(servers=tuple(self.servers), replicas=replicas or len(self.zones))
 
-    @property
-    def url(self) -> str:
-        """The `HERD_STORE_URL` naming this cluster."""
-        return "nats://" + ",".join(self.servers) + f"?replicas={len(self.zones)}"
-
     def start(self, zone: str) -> ServiceProcess:
         """Start (or restart, on its data) one member; returns without waiting for it."""
-        port = self.ports[zone]
-        routes = [f"127.0.0.1:{p + 1}" for z, p in self.ports.items() if z != zone]
-        command = [
-            sys.executable,
-            "-m",
-            "herd._store.nats_server",
-            f"--name={self.name(zone)}",
-            f"--zone={zone}",
-            f"--port={port}",
-            f"--cluster-port={port + 1}",
-            f"--http-port={port + 2}",
-            f"--routes={','.join(routes)}",
-            f"--data-dir={self.directory / f'nats-{zone}'}",
-        ]
-        running = ServiceProcess(self.name(zone), command, self.directory / f"nats-{zone}.log")
+        command = member_command(self.members, zone, self.directory)
+        running = ServiceProcess(f"nats-{zone}", command, self.directory / f"nats-{zone}.log")
         self.processes[zone] = running
         return running
 
@@ -107,7 +83,8 @@ class NatsCluster:
 
     def monitor(self, zone: str, path: str) -> dict[str, Any]:
         """One member's monitoring answer (``/jsz?...``, ``/healthz``) as JSON."""
-        url = f"http://127.0.0.1:{self.ports[zone] + 2}{path}"
+        port = next(m.http_port for m in self.members if m.zone == zone)
+        url = f"http://127.0.0.1:{port}{path}"
         with urllib.request.urlopen(url, timeout=2.0) as answer:
             found: dict[str, Any] = json.load(answer)
             return found

@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 
 T = TypeVar("T")
 
+
 class Pending(Exception):
     """An answer that is not known yet (another write still in flight): ask again shortly."""
 

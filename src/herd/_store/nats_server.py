@@ -14,9 +14,11 @@ distinct zones, the way Cassandra's NetworkTopologyStrategy places them in racks
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -27,6 +29,54 @@ from herd._process.become import become
 
 INSTALL = "sudo apt-get install -y nats-server"
 CLUSTER = "herd"
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One member of a local cluster: its zone and its three loopback ports (clients, the
+    other members, monitoring)."""
+
+    zone: str
+    port: int
+    cluster_port: int
+    http_port: int
+
+    @property
+    def name(self) -> str:
+        """Its server name (what JetStream reports as a stream's leader)."""
+        return f"nats-{self.zone}"
+
+    @property
+    def endpoint(self) -> str:
+        """Where clients connect."""
+        return f"127.0.0.1:{self.port}"
+
+
+def local_members(base_port: int, zones: Sequence[str]) -> list[Member]:
+    """A member per zone on consecutive ports from `base_port`, three each."""
+    return [
+        Member(zone, base_port + 3 * i, base_port + 3 * i + 1, base_port + 3 * i + 2)
+        for i, zone in enumerate(zones)
+    ]
+
+
+def member_command(members: Sequence[Member], zone: str, data_dir: Path) -> list[str]:
+    """The command that runs `zone`'s member of `members` (this module, as a process) with its
+    data under `data_dir`; restarted, it finds its data there and rejoins."""
+    member = next(m for m in members if m.zone == zone)
+    routes = ",".join(f"127.0.0.1:{m.cluster_port}" for m in members if m.zone != zone)
+    return [
+        sys.executable,
+        "-m",
+        "herd._store.nats_server",
+        f"--name={member.name}",
+        f"--zone={zone}",
+        f"--port={member.port}",
+        f"--cluster-port={member.cluster_port}",
+        f"--http-port={member.http_port}",
+        f"--routes={routes}",
+        f"--data-dir={data_dir / member.name}",
+    ]
 
 
 def nats_server_binary() -> str:
