@@ -85,14 +85,16 @@ class SQLiteFile:
         """`write` in a worker thread."""
         return await asyncio.to_thread(self.write, work)
 
-    def read(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+    async def read(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         """The rows of one query, on the reader (on the loop)."""
         try:
             if self._reader is None:
-                # The writer makes the file and its tables; the reader only reads them.
-                self.write(lambda db: None)
-                self._reader = sqlite3.connect(self.path, isolation_level=None)
-                self._reader.execute("PRAGMA busy_timeout = 1000")
+                # The writer makes the file and its tables (in the worker thread: it may wait
+                # for another process's lock); the reader only reads them.
+                await self.written(lambda db: None)
+                if self._reader is None:  # not made by another read while this one waited
+                    self._reader = sqlite3.connect(self.path, isolation_level=None)
+                    self._reader.execute("PRAGMA busy_timeout = 1000")
             return self._reader.execute(sql, params).fetchall()
         except (sqlite3.OperationalError, OSError) as exc:
             raise StoreUnavailable(f"store {self.path}: {exc}") from exc
@@ -124,7 +126,7 @@ class SQLiteBackend:
     # -- records
 
     async def get(self, table: str, key: str) -> tuple[bytes, int] | None:
-        rows = self.file.read(
+        rows = await self.file.read(
             "SELECT value, revision FROM records WHERE tbl = ? AND key = ? AND value IS NOT NULL",
             (table, key),
         )
@@ -176,7 +178,7 @@ class SQLiteBackend:
         return await self.file.written(work)
 
     async def last(self, log: str, key: str, count: int) -> list[tuple[int, str, bytes]]:
-        rows = self.file.read(
+        rows = await self.file.read(
             "SELECT seq, id, value FROM logs WHERE log = ? AND key = ? ORDER BY seq DESC LIMIT ?",
             (log, key, count),
         )
