@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,29 @@ def test_a_url_given_in_code_wins_over_the_environment(
     assert getattr(opened.backend, "path", None) == tmp_path / "history.db"
     with pytest.raises(herd.ConfigurationError):
         herd.events(where="memcached://x")
+
+
+def test_a_sqlite_store_needs_no_nats_client(tmp_path: Path) -> None:
+    """nats-py is an extra (`herd[store]`): `import herd` and an SQLite store run without it."""
+    probe = f"""
+import asyncio, importlib.abc, sys
+
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "nats":
+            raise ImportError(f"{{name}} is not installed")
+        return None
+
+sys.meta_path.insert(0, Absent())
+import herd
+
+async def main():
+    async with herd.store("x", where="sqlite://{tmp_path}") as store:
+        await store.records("t", int).put(1, 2)
+        print((await store.records("t", int).get(1)).value)
+
+asyncio.run(main())
+"""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2"
