@@ -28,6 +28,11 @@ def test_nats_names_servers_and_copies() -> None:
     )
 
 
+@pytest.mark.parametrize("url", ["sqlite:///var/lib/x", "nats://a:1,b:2?replicas=3"])
+def test_an_address_gives_back_its_url(url: str) -> None:
+    assert parse_store_url(url).url == url
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -62,6 +62,13 @@ class StoreAddress:
     servers: tuple[str, ...] = ()
     replicas: int = 3
 
+    @property
+    def url(self) -> str:
+        """The `HERD_STORE_URL` value for this address (the inverse of `parse_store_url`)."""
+        if self.directory is not None:
+            return f"sqlite://{self.directory}"
+        return f"nats://{','.join(self.servers)}?replicas={self.replicas}"
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
