@@ -61,11 +61,16 @@ async def publish_once(
         if exc.err_code not in WRONG_LAST_SEQUENCE:
             raise
         stored = await js.get_msg(stream, subject=subject)
-    else:
-        if not ack.duplicate:
-            return ack.seq, True, data
-        stored = await js.get_msg(stream, seq=ack.seq)
-    return stored.seq or 0, False, stored.data or b""
+        return stored.seq or 0, False, stored.data or b""
+    if not ack.duplicate:
+        return ack.seq, True, data
+    try:
+        if ack.seq:
+            stored = await js.get_msg(stream, seq=ack.seq)
+            return stored.seq or 0, False, stored.data or b""
+    except nats.js.errors.NotFoundError:
+        pass
+    raise Pending(f"{subject}: the first copy is in flight")
 
 
 async def _written_by(js: JetStreamContext, stream: str, seq: int, token: str) -> bool:
