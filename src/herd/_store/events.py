@@ -37,6 +37,8 @@ log = structlog.get_logger("herd.events")
 
 #: Event ids a subscription remembers having handled.
 REMEMBERED = 10_000
+#: The first wait after a failed fetch; it doubles up to the subscription's `retry_s`.
+_FIRST_PAUSE_S = 0.05
 
 
 class Delivery(Protocol):
@@ -187,6 +189,7 @@ class Subscription(Generic[T]):
 
     async def _run(self) -> None:
         backend = self._events.backend
+        pause = _FIRST_PAUSE_S
         while not self._stopping:
             self._fetching = True
             try:
@@ -194,10 +197,12 @@ class Subscription(Generic[T]):
             except Exception as exc:
                 # The engine is down or electing: keep trying, the group's position is safe.
                 log.warning("events fetch failed", topic=self.topic, error=repr(exc))
-                await asyncio.sleep(self._retry_s)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, max(self._retry_s, _FIRST_PAUSE_S))
                 continue
             finally:
                 self._fetching = False
+            pause = _FIRST_PAUSE_S
             for index, delivery in enumerate(deliveries):
                 if self._stopping or not await self._handle(delivery):
                     start = index if self._stopping else index + 1

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 
@@ -21,11 +22,13 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
-from herd._store.connection import Connection, retrying
+from herd._store.connection import Connection, Pending, retrying
 from herd._store.errors import Conflict
 from herd._store.events import Delivery
 from herd._store.jetstream import DUPLICATE_WINDOW_S, STREAM_EXISTS, publish_once
 
+#: The longest a fetch waits for its group's consumer to be made.
+_MAKE_GROUP_S = 10.0
 #: How long a topic keeps its events: a group that is away longer misses the oldest.
 MAX_AGE_S = 7 * 24 * 3600.0
 
@@ -114,22 +117,32 @@ class JetStreamEvents:
             return subscription
         await self._topic(topic)
         js = await self._connection.jetstream(self.attempt_timeout_s)
-        await js.add_consumer(
-            self.stream(topic),
-            api.ConsumerConfig(
-                durable_name=group,
-                ack_policy=api.AckPolicy.EXPLICIT,
-                ack_wait=self.ack_wait_s,
-                deliver_policy=api.DeliverPolicy.ALL,
-                max_ack_pending=1000,
-            ),
-        )
+
+        async def add() -> None:
+            try:
+                await js.add_consumer(
+                    self.stream(topic),
+                    api.ConsumerConfig(
+                        durable_name=group,
+                        ack_policy=api.AckPolicy.EXPLICIT,
+                        ack_wait=self.ack_wait_s,
+                        deliver_policy=api.DeliverPolicy.ALL,
+                        max_ack_pending=1000,
+                    ),
+                )
+            except nats.js.errors.NotFoundError:
+                # A stream just made is not known everywhere in the cluster at once.
+                raise Pending(f"stream {self.stream(topic)} is being made") from None
+
+        await retrying(add)
         subscription = await js.pull_subscribe_bind(durable=group, stream=self.stream(topic))
         self._groups[(topic, group)] = subscription
         return subscription
 
     async def fetch(self, topic: str, group: str, count: int, wait_s: float) -> list[Delivery]:
-        subscription = await self._group(topic, group)
+        # Making the group retries what passes; a cluster that stays away is the caller's to log.
+        async with asyncio.timeout(max(wait_s, _MAKE_GROUP_S)):
+            subscription = await self._group(topic, group)
         try:
             messages = await subscription.fetch(count, timeout=wait_s)
         except nats.errors.TimeoutError:

@@ -275,18 +275,22 @@ class JetStreamBackend:
             await self._log(log)
             js = await self._connection.jetstream(self.attempt_timeout_s)
             stream = self.stream(log)
-            consumer = await js.add_consumer(
-                stream,
-                api.ConsumerConfig(
-                    filter_subject=self._subject(log, key, "*"),
-                    ack_policy=api.AckPolicy.NONE,
-                    deliver_policy=api.DeliverPolicy.ALL,
-                    inactive_threshold=10.0,
-                    mem_storage=True,
-                    num_replicas=1,
-                ),
-                timeout=self.attempt_timeout_s,
-            )
+            try:
+                consumer = await js.add_consumer(
+                    stream,
+                    api.ConsumerConfig(
+                        filter_subject=self._subject(log, key, "*"),
+                        ack_policy=api.AckPolicy.NONE,
+                        deliver_policy=api.DeliverPolicy.ALL,
+                        inactive_threshold=10.0,
+                        mem_storage=True,
+                        num_replicas=1,
+                    ),
+                    timeout=self.attempt_timeout_s,
+                )
+            except nats.js.errors.NotFoundError:
+                # A stream just made is not known everywhere in the cluster at once.
+                raise Pending(f"stream {stream} is being made") from None
             assert consumer.name is not None
             try:
                 return await self._read(stream, consumer.name, consumer.num_pending or 0, count)
