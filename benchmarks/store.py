@@ -6,8 +6,10 @@ one per zone, 3 copies, quorum-acknowledged), on this machine.
 
 Each engine gets the same sequence, one operation at a time: `put` (a record), `get`, `append`
 (a log entry with a fresh id), `last` (the newest 20 entries of a key holding 100), then
-`--concurrency` appends at once, for throughput. The cluster is started here from the system's
-nats-server (herd's launcher), on free loopback ports, and stopped at the end.
+`--concurrency` appends at once, for throughput; then events: from `publish` to the handler of
+a subscriber in the same process, each event after a random pause. The cluster is started
+here from the system's nats-server (herd's launcher), on free loopback ports, and stopped at the
+end.
 """
 
 from __future__ import annotations
@@ -99,10 +101,14 @@ async def _timed(name: str, count: int, operation: Callable[[int], Awaitable[obj
         started = time.perf_counter()
         await operation(n)
         spent.append((time.perf_counter() - started) * 1000)
-    spent.sort()
+    return _summary(name, spent)
+
+
+def _summary(name: str, spent: list[float]) -> Timing:
+    spent = sorted(spent)
     return Timing(
         name,
-        count,
+        len(spent),
         round(spent[len(spent) // 2], 3),
         round(spent[min(len(spent) - 1, int(len(spent) * 0.99))], 3),
         round(spent[-1], 3),
@@ -132,7 +138,30 @@ async def measure(name: str, where: StoreAddress, count: int, concurrency: int) 
 
         await asyncio.gather(*(writer(w) for w in range(concurrency)))
         rate = total / (time.perf_counter() - started)
+    timings.append(await _event_latency(where, count))
     return Engine(name, timings, round(rate), concurrency)
+
+
+async def _event_latency(where: StoreAddress, count: int) -> Timing:
+    """From `publish` called to the subscriber's handler running, one event at a time, each
+    after a random pause of up to 100 ms (so that an idle subscriber is caught at any point of
+    its wait, as a rating is)."""
+    async with herd.events(where=where) as events:
+        handled: asyncio.Queue[float] = asyncio.Queue()
+
+        async def handle(event: herd.Event[int]) -> None:
+            handled.put_nowait(time.perf_counter())
+
+        events.subscribe("bench", int, handle, group="bench")
+        await events.publish("bench", -1)  # the topic and the group are made
+        await handled.get()
+        spent = []
+        for n in range(count):
+            await asyncio.sleep(random.uniform(0, 0.1))
+            started = time.perf_counter()
+            await events.publish("bench", n)
+            spent.append((await handled.get() - started) * 1000)
+    return _summary("publish to handler", spent)
 
 
 def _table(engines: list[Engine]) -> str:
