@@ -18,7 +18,7 @@ import pytest
 from herd._model.errors import ConfigurationError
 from herd._process.config import StoreAddress
 from herd._store.nats_server import INSTALL, local_members, member_command, nats_server_binary
-from tests.helpers import ServiceProcess
+from tests.helpers import ServiceProcess, ZoneServers
 from tests.integration.etcd import free_ports
 
 
@@ -32,16 +32,16 @@ def require_nats_server() -> None:
         ) from None
 
 
-class NatsCluster:
+class NatsCluster(ZoneServers):
     """One nats-server per zone, each a process with its own log and data directory; a member
     restarts on its ports and data. One zone alone makes a standalone server."""
 
     def __init__(self, directory: Path, zones: tuple[str, ...] = ("a", "b", "c")) -> None:
         require_nats_server()
+        super().__init__()
         self.directory = directory
         self.zones = zones
         self.members = local_members(free_ports(3 * len(zones)), zones)
-        self.processes: dict[str, ServiceProcess] = {}
 
     def zone_of(self, server_name: str) -> str:
         """The zone of the member called `server_name`."""
@@ -69,17 +69,6 @@ class NatsCluster:
             self.start(zone)
         for running in self.processes.values():
             running.wait_ready(timeout)
-
-    def kill(self, zone: str) -> None:
-        """SIGKILL one member."""
-        self.processes[zone].kill()
-        self.processes[zone].wait()
-
-    def stop(self) -> None:
-        for running in self.processes.values():
-            if running.alive:
-                running.kill()
-                running.wait()
 
     def monitor(self, zone: str, path: str) -> dict[str, Any]:
         """One member's monitoring answer (``/jsz?...``, ``/healthz``) as JSON."""
