@@ -9,3 +9,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# `shared_nats` and `engine`: a NATS cluster per module, and SQLite-or-NATS for store tests.
+pytest_plugins = ["tests.integration.nats_cluster"]

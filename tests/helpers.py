@@ -176,6 +176,25 @@ class ServiceProcess:
         return _on_process_loop(self.process.stop(grace_s))
 
 
+class ZoneServers:
+    """A server process per zone (a cache's memcached, a NATS cluster's members)."""
+
+    def __init__(self) -> None:
+        self.processes: dict[str, ServiceProcess] = {}
+
+    def kill(self, zone: str) -> None:
+        """SIGKILL one zone's server and wait until it is gone."""
+        self.processes[zone].kill()
+        self.processes[zone].wait()
+
+    def stop(self) -> None:
+        """SIGKILL every server still running."""
+        for running in self.processes.values():
+            if running.alive:
+                running.kill()
+                running.wait()
+
+
 @contextlib.contextmanager
 def service_process(
     service: str, log_dir: Path, downstream: str | None = None

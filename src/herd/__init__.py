@@ -44,8 +44,13 @@ from herd._process.connect import driver
 from herd._process.registry_client import RegistryResolver
 from herd._process.run import run, serve
 from herd._server.server import Server
+from herd._store.errors import Conflict, InvalidKey, StoreError, StoreUnavailable, TooLarge
+from herd._store.events import Event, Events, Subscription
+from herd._store.open import events, store
+from herd._store.store import Appended, Entry, Log, Record, Records, Store
 
 __all__ = [
+    "Appended",
     "BadRequest",
     "BreakerPolicy",
     "BudgetPolicy",
@@ -55,8 +60,12 @@ __all__ = [
     "CircuitOpen",
     "ClientMetrics",
     "ConfigurationError",
+    "Conflict",
     "DeadlineExceeded",
     "EjectionPolicy",
+    "Entry",
+    "Event",
+    "Events",
     "Facet",
     "Forbidden",
     "HedgePolicy",
@@ -64,9 +73,13 @@ __all__ = [
     "Identity",
     "Instance",
     "Interface",
+    "InvalidKey",
+    "Log",
     "Overloaded",
     "Rejected",
     "RoutingContext",
+    "Record",
+    "Records",
     "RegistryResolver",
     "RemoteError",
     "Resolver",
@@ -74,6 +87,11 @@ __all__ = [
     "ServiceError",
     "StaticResolver",
     "Status",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "Subscription",
+    "TooLarge",
     "Unavailable",
     "WebRequest",
     "WebResponse",
@@ -83,6 +101,7 @@ __all__ = [
     "client_metrics",
     "deadline",
     "driver",
+    "events",
     "fallback",
     "fill",
     "method",
@@ -92,4 +111,5 @@ __all__ = [
     "routing_context",
     "run",
     "serve",
+    "store",
 ]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from herd._cloud.launch.memcached import INSTALL
-from tests.helpers import ServiceProcess, free_port
+from tests.helpers import ServiceProcess, ZoneServers, free_port
 
 
 def require_memcached() -> None:
@@ -17,14 +17,14 @@ def require_memcached() -> None:
         raise AssertionError(f"memcached is not installed: run `{INSTALL}` (or `make system`)")
 
 
-class MemcachedZones:
+class MemcachedZones(ZoneServers):
     """One memcached per zone, each a process with its own log; restartable on its port."""
 
     def __init__(self, directory: Path, zones: tuple[str, ...] = ("a", "b", "c")) -> None:
         require_memcached()
+        super().__init__()
         self.directory = directory
         self.ports = {zone: free_port() for zone in zones}
-        self.processes: dict[str, ServiceProcess] = {}
         for zone in zones:
             self.start(zone)
 
@@ -48,14 +48,3 @@ class MemcachedZones:
         running = ServiceProcess(f"memcached-{zone}", command, self.directory / f"mc-{zone}.log")
         self.processes[zone] = running
         running.wait_ready()
-
-    def kill(self, zone: str) -> None:
-        """SIGKILL one zone's server: everything it held is gone."""
-        self.processes[zone].kill()
-        self.processes[zone].wait()
-
-    def stop(self) -> None:
-        for running in self.processes.values():
-            if running.alive:
-                running.kill()
-                running.wait()

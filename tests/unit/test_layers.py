@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "herd._server": 3,
     "herd._process": 4,
     "herd._registry": 5,
+    "herd._store": 5,
     "herd._cloud": 6,
     "herd": 7,
     "herd_tools": 8,

@@ -14,6 +14,11 @@
 | `HERD_TLS_DIR` | none (plain TCP) | this process's identity: `cert.pem`, `key.pem`, `ca.pem` |
 | `HERD_ALLOW` | none (any caller) | services that may call this instance, comma-separated |
 | `HERD_CACHES` | none | memcached servers: `name@zone=host:port,...` (for `herd.cache`) |
+| `HERD_STORE_URL` | `sqlite://$HERD_HOME/stores` | the engine of `herd.store` (below) |
+
+`HERD_STORE_URL` is `sqlite://DIR` (SQLite, one file per store in DIR: one machine) or
+`nats://host:port,...[?replicas=N]` (a NATS JetStream cluster; N copies of every bucket and
+stream, one per zone, default 3).
 
 With `HERD_TLS_DIR` (the local cloud writes one per process, docs/security.md), servers take
 calls only over mutual TLS from holders of a certificate of the same authority, and drivers
@@ -43,9 +48,26 @@ HOME = "HERD_HOME"
 TLS_DIR = "HERD_TLS_DIR"
 ALLOW = "HERD_ALLOW"
 CACHES = "HERD_CACHES"
+STORE_URL = "HERD_STORE_URL"
 
 #: A cache's servers: zone -> `host:port`s.
 CacheZones = dict[str, list[str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreAddress:
+    """A parsed `HERD_STORE_URL`: SQLite files in `directory`, or a NATS cluster's `servers`."""
+
+    directory: Path | None = None
+    servers: tuple[str, ...] = ()
+    replicas: int = 3
+
+    @property
+    def url(self) -> str:
+        """The `HERD_STORE_URL` value for this address (the inverse of `parse_store_url`)."""
+        if self.directory is not None:
+            return f"sqlite://{self.directory}"
+        return f"nats://{','.join(self.servers)}?replicas={self.replicas}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +87,8 @@ class Settings:
     allow: frozenset[str] | None = None
     caches: dict[str, CacheZones] = dataclasses.field(default_factory=dict)
     """cache name -> zone -> memcached `host:port`s (`HERD_CACHES`)."""
+    store: StoreAddress | None = None
+    """Where stores and events live (`HERD_STORE_URL`); None: SQLite files under `home`."""
 
 
 def settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +111,7 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
         tls_dir=Path(tls_dir) if (tls_dir := env.get(TLS_DIR)) else None,
         allow=_allow(env.get(ALLOW)),
         caches=parse_caches(env.get(CACHES, "")),
+        store=parse_store_url(url) if (url := env.get(STORE_URL)) else None,
     )
 
 
@@ -103,6 +128,32 @@ def parse_caches(value: str) -> dict[str, CacheZones]:
             )
         caches.setdefault(name, {}).setdefault(zone, []).append(server)
     return caches
+
+
+def parse_store_url(value: str) -> StoreAddress:
+    """`sqlite://DIR` or `nats://host:port,...[?replicas=N]`; ConfigurationError if neither."""
+    scheme, _, rest = value.strip().partition("://")
+    if scheme == "sqlite" and rest:
+        return StoreAddress(directory=Path(rest))
+    if scheme == "nats" and rest:
+        hosts, _, query = rest.partition("?")
+        servers = tuple(s.strip().removeprefix("nats://") for s in hosts.split(",") if s.strip())
+        replicas = 3
+        for option in filter(None, query.split("&")):
+            name, _, number = option.partition("=")
+            if name != "replicas" or not (number.isascii() and number.isdigit()):
+                raise ConfigurationError(f"{STORE_URL}: unknown option {option!r} (replicas=N)")
+            replicas = int(number)
+        if servers and all(_is_address(server) for server in servers) and 1 <= replicas <= 5:
+            return StoreAddress(servers=servers, replicas=replicas)
+    raise ConfigurationError(
+        f"{STORE_URL}={value!r}: sqlite://DIR or nats://host:port,...[?replicas=N (1 to 5)]"
+    )
+
+
+def _is_address(server: str) -> bool:
+    host, _, port = server.rpartition(":")
+    return bool(host) and port.isascii() and port.isdigit() and int(port) <= 65535
 
 
 def caches_value(caches: dict[str, CacheZones]) -> str:

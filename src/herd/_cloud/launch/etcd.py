@@ -18,8 +18,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from herd._cloud.launch.become import become
 from herd._model.errors import ConfigurationError
+from herd._process.become import become
 from herd._registry.etcd_cluster import LOCAL_MEMBERS, Member, local_members
 
 #: etcd's clock, scaled for one machine: heartbeats every 50 ms and an election after 500 ms of

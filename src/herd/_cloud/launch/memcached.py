@@ -14,8 +14,8 @@ import os
 import shutil
 import socket
 
-from herd._cloud.launch.become import become
 from herd._model.errors import ConfigurationError
+from herd._process.become import become
 
 INSTALL = "sudo apt-get install -y memcached"
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from herd._cloud.launch.become import die_with_parent
+from herd._process.become import die_with_parent
 from herd._process.run import READY_PREFIX
 
 _CHUNK = 64 * 1024

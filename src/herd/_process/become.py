@@ -1,5 +1,5 @@
-"""How a launcher becomes the program it runs (memcached, an etcd member) and tells the control
-plane when it is ready.
+"""How a launcher becomes the server it runs (memcached, an etcd member, a nats-server) and
+tells the control plane when it is ready.
 
 The launcher execs the program in its own process (same pid: the control plane's signals, and a
 chaos test's SIGKILL, reach the program itself) after forking a child that prints the herd ready
@@ -36,8 +36,8 @@ def become(
     *,
     address: str,
     ready: Callable[[], bool],
-    timeout_s: float,
-    poll_s: float,
+    timeout_s: float = 60.0,
+    poll_s: float = 0.05,
 ) -> NoReturn:
     """Exec `command` (`binary` is its path) in this process; a forked child polls `ready()`
     every `poll_s` and prints the ready line with `address` once it is true (or gives up after
