@@ -6,9 +6,9 @@ from __future__ import annotations
 import msgspec
 
 from herd._cloud.dashboard.deploys import deploys_panel
+from herd._cloud.deploy import plan
 from herd._cloud.deploy.analysis import Counts
 from herd._cloud.deploy.canary import Judge
-from herd._cloud.deploy.deployer import _judged
 from herd._cloud.interface import DeployView, JudgeView, MetricJudged
 
 
@@ -65,7 +65,7 @@ def test_the_judges_latest_look_travels_as_json() -> None:
     # cannot carry, so the view says None.
     judge = Judge(min_points=1)
     judge.add(Counts(20, 3), Counts(20), Counts(180))
-    judged = _judged(judge.verdict(final=False))
+    judged = plan.judged(judge.verdict(final=False))
     assert judged is not None
     assert judged.metrics[0] == MetricJudged("errors", "high", None, judged.metrics[0].e_value)
     view = _view(judge=judged)

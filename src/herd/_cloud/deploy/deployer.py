@@ -13,7 +13,8 @@ compares them on what their instances report (`analysis.py`). A step that fails 
 deploy back by itself; the last step promotes the canary as red/black does.
 
 The controller owns processes and groups; this module decides, through the small `Fleet`
-surface the controller offers, and publishes routes and statuses through the registry.
+surface the controller offers. `plan.py` works out each deploy, and `registry_hold.py` publishes
+its routes and statuses through the registry and holds them there.
 """
 
 from __future__ import annotations
@@ -21,55 +22,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import dataclasses
 import functools
-import math
-import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 import aiohttp
-import msgspec
 import structlog
 
-from herd._client.driver import static_driver
-from herd._client.policy import CallPolicy
 from herd._cloud.app import App, DeploySpec, GroupSpec
 from herd._cloud.deploy import canary, canary_steps
 from herd._cloud.deploy.analysis import Counts, Sampler
-from herd._cloud.history.recorder import Recorder
-from herd._cloud.interface import (
-    DeployEvent,
-    DeployRefused,
-    DeployView,
-    JudgeView,
-    MetricJudged,
+from herd._cloud.deploy.plan import (
+    ABORTED,
+    FAILED,
+    PROMOTED,
+    RED_BLACK,
+    ROLLED_BACK,
+    RUNNING,
+    STRATEGIES,
+    WINDOW,
+    Deploy,
+    active,
+    plan,
 )
-from herd._model.errors import HerdError
+from herd._cloud.deploy.registry_hold import RECONCILE_S, RegistryHold
+from herd._cloud.history.recorder import Recorder
+from herd._cloud.interface import DeployEvent, DeployRefused, DeployView
 from herd._model.instance import Status
-from herd._model.interface import ServiceError
 from herd._model.route import Route, Split
-from herd._process.registry_api import RegistryApi
 from herd._process.registry_client import RegistryResolver
 from herd._wire.http_client import InstanceSession
 
 log = structlog.get_logger("herd.deploy")
 
-RED_BLACK = "red-black"
-CANARY = "canary"
-STRATEGIES = (RED_BLACK, CANARY)
-#: How often published routes and disabled groups are checked against the registry (a restarted
-#: registry, or a replaced instance of a disabled group that registered UP).
-RECONCILE_S = 0.5
 _POLL_S = 0.05
-#: The states a deploy is still working in, and those it ends in.
-RUNNING = ("starting", "analysing", "promoting")
-WINDOW = "window"
-PROMOTED, ROLLED_BACK, ABORTED, FAILED = "promoted", "rolled_back", "aborted", "failed"
-_REGISTRY_POLICY = CallPolicy(attempts=2, timeout=1.0, breaker=None)
-_WRITE_TRIES = 10
-_VERSION = re.compile(r"v\d{3}")
 
 
 class Fleet(Recorder, Protocol):
@@ -108,98 +95,37 @@ class Fleet(Recorder, Protocol):
         ...
 
 
-@dataclasses.dataclass(eq=False)
-class _Deploy:
-    service: str
-    version: str
-    strategy: str
-    old: GroupSpec
-    new: GroupSpec
-    count: int
-    """The new group's size once promoted."""
-    baseline: GroupSpec | None = None
-    state: str = "starting"
-    decision: str = ""
-    shares: dict[str, int] = dataclasses.field(default_factory=dict)
-    started_at: float = dataclasses.field(default_factory=time.time)
-    window_ends_at: float | None = None
-    canary_score: float | None = None
-    rollback_s: float | None = None
-    events: list[DeployEvent] = dataclasses.field(default_factory=list)
-    step: int | None = None
-    verdict: canary.Verdict | None = None
-    """The judge's latest look."""
-    task: asyncio.Task[None] | None = None
-    confirmed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-
-    def view(self) -> DeployView:
-        return DeployView(
-            service=self.service,
-            version=self.version,
-            strategy=self.strategy,
-            old_group=self.old.name,
-            new_group=self.new.name,
-            state=self.state,
-            decision=self.decision,
-            shares=dict(self.shares),
-            started_at=self.started_at,
-            window_ends_at=self.window_ends_at,
-            canary_score=self.canary_score,
-            rollback_s=self.rollback_s,
-            events=list(self.events),
-            step=self.step,
-            judge=_judged(self.verdict),
-        )
-
-
-def _judged(verdict: canary.Verdict | None) -> JudgeView | None:
-    if verdict is None:
-        return None
-    metrics = [
-        MetricJudged(m.name, m.classification, None if math.isinf(m.ratio) else m.ratio, m.e_high)
-        for m in verdict.metrics
-    ]
-    return JudgeView(verdict.score, verdict.decision, metrics)
-
-
 class Deployer:
     """Runs the deploys of one local cloud: at most one per service at a time."""
 
     def __init__(self, fleet: Fleet, spec: DeploySpec) -> None:
         self._fleet = fleet
         self.spec = spec
-        self._api = static_driver(RegistryApi, fleet.registry_address, policy=_REGISTRY_POLICY)
-        self._deploys: dict[str, _Deploy] = {}
-        self._routes: dict[str, Route] = {}
-        """What the registry should publish, by service."""
-        self._wanted: dict[str, Status] = {}
-        """Groups whose instances are held UP or OUT_OF_SERVICE, by group name."""
+        self._hold = RegistryHold(fleet.registry_address, lambda: fleet.resolver)
+        self._deploys: dict[str, Deploy] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._reconciling: asyncio.Task[None] | None = None
         self._closed = False
 
     def start(self) -> None:
         """Begin keeping the registry in line with the routes and statuses deploys set."""
-        self._reconciling = asyncio.create_task(self._reconcile(), context=contextvars.Context())
+        self._hold.start()
 
     async def close(self) -> None:
         """Stop every deploy where it is (the processes stop with the control plane)."""
         self._closed = True
-        tasks = [*self._tasks, *([self._reconciling] if self._reconciling else [])]
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._api.aclose()
+        await self._hold.close()
 
     async def forget(self, instance: str) -> None:
         """Drop an instance whose process ended from the registry at once, so callers stop
         picking it now rather than when its lease runs out (the lease still evicts it if this
         write is lost). Once the control plane stops, every instance goes with it: nothing to
         forget, and no registry driver left to do it with."""
-        if self._closed:
-            return
-        with contextlib.suppress(HerdError):
-            await self._api.deregister(instance)
+        if not self._closed:
+            await self._hold.forget(instance)
 
     # -- the API
 
@@ -214,13 +140,13 @@ class Deployer:
         if strategy not in STRATEGIES:
             raise DeployRefused(f"strategy is {' or '.join(STRATEGIES)}, not {strategy!r}")
         current = self._deploys.get(service)
-        if current is not None and (current.state in RUNNING or current.state == WINDOW):
+        if current is not None and current.undoable:
             raise DeployRefused(
                 f"{service} is being deployed ({current.version}, {current.state}): confirm,"
                 " abort or roll it back first"
             )
-        old = self._active(service)
-        deploy = self._plan(service, version, strategy, old, settings)
+        old = active(self._fleet.group_specs(), service)
+        deploy = plan(self._fleet.app, service, version, strategy, old, settings)
         self._deploys[service] = deploy
         self._event(deploy, "deploy", f"{strategy} of {deploy.new.name} beside {old.name}")
         work = self._red_black(deploy) if strategy == RED_BLACK else self._canary(deploy)
@@ -244,77 +170,14 @@ class Deployer:
         """Send the traffic back to the old group (re-enabled, not restarted)."""
         return await self._undo(service, ROLLED_BACK)
 
-    # -- planning
-
-    def _active(self, service: str) -> GroupSpec:
-        groups = [g for g in self._fleet.group_specs() if g.service == service and not g.detail]
-        if not groups:
-            raise DeployRefused(f"no server group of {service!r} runs: nothing to deploy beside")
-        if len(groups) > 1:
-            names = ", ".join(g.name for g in groups)
-            raise DeployRefused(f"{service} runs several groups ({names}): one must go first")
-        return groups[0]
-
-    def _plan(
-        self,
-        service: str,
-        version: str,
-        strategy: str,
-        old: GroupSpec,
-        settings: Mapping[str, str],
-    ) -> _Deploy:
-        if not _VERSION.fullmatch(version):
-            raise DeployRefused(f"a version looks like v002, not {version[:40]!r}")
-        if version == old.version:
-            raise DeployRefused(f"{old.name} already runs: a version is deployed once, whole")
-        declared = next(
-            (
-                v
-                for v in self._fleet.app.spec.versions
-                if (v.service, v.version) == (service, version)
-            ),
-            None,
-        )
-        env = {**old.env, **(declared.env if declared else {})}
-        module, args = old.module, old.args
-        count = (
-            old.instances if declared is None or declared.instances is None else declared.instances
-        )
-        if declared is not None:
-            module = declared.module or module
-            args = declared.args if declared.args is not None else args
-        for key, value in settings.items():
-            if key == "module":
-                module = value
-            elif key == "instances":
-                if not value.isdigit() or int(value) < 1:
-                    raise DeployRefused(f"instances must be a whole number >= 1, not {value!r}")
-                count = int(value)
-            elif key.isupper():
-                env[key] = value
-            else:
-                raise DeployRefused(
-                    f"--set {key}: say module=, instances= or an environment variable (UPPER_CASE)"
-                )
-        # A canary grows to its full count when promoted; red/black keeps the old autoscaling.
-        autoscale = old.autoscale if strategy == RED_BLACK else None
-        new = msgspec.structs.replace(
-            old, version=version, module=module, args=args, env=env, autoscale=autoscale
-        )
-        deploy = _Deploy(service, version, strategy, old, new, count)
-        deploy.shares = {old.name: 100}
-        if strategy == CANARY:
-            deploy.baseline = msgspec.structs.replace(old, detail="baseline", autoscale=None)
-        return deploy
-
     # -- strategies
 
-    async def _red_black(self, deploy: _Deploy) -> None:
+    async def _red_black(self, deploy: Deploy) -> None:
         await self._route(deploy, [(deploy.old.name, 100)])
         await self._create(deploy, deploy.new, deploy.count)
         await self._promote(deploy)
 
-    async def _canary(self, deploy: _Deploy) -> None:
+    async def _canary(self, deploy: Deploy) -> None:
         spec = self.spec
         assert deploy.baseline is not None
         old, new, baseline = deploy.old.name, deploy.new.name, deploy.baseline.name
@@ -366,7 +229,7 @@ class Deployer:
         await self._until_up(new, deploy.count)
         await self._promote(deploy)
 
-    def _analysed(self, deploy: _Deploy, share: int, verdict: canary.Verdict) -> None:
+    def _analysed(self, deploy: Deploy, share: int, verdict: canary.Verdict) -> None:
         previous = deploy.canary_score
         deploy.canary_score = verdict.score if previous is None else min(previous, verdict.score)
         self._event(
@@ -379,7 +242,7 @@ class Deployer:
             metrics={m.name: m.reason for m in verdict.metrics},
         )
 
-    async def _promote(self, deploy: _Deploy) -> None:
+    async def _promote(self, deploy: Deploy) -> None:
         """All new requests to the new group; the old one disabled for the rollback window."""
         new, old = deploy.new.name, deploy.old.name
         await self._route(deploy, [(new, 100), (old, 0)])
@@ -400,7 +263,7 @@ class Deployer:
 
     async def _undo(self, service: str, decision: str) -> DeployView:
         deploy = self._deploys.get(service)
-        if deploy is None or not (deploy.state in RUNNING or deploy.state == WINDOW):
+        if deploy is None or not deploy.undoable:
             what = "roll back" if decision == ROLLED_BACK else "abort"
             raise DeployRefused(
                 f"no deploy of {service} to {what}: the old group is gone once a deploy is"
@@ -412,7 +275,7 @@ class Deployer:
         await self._back(deploy, decision, cause=f"herd {decision.replace('_', ' ')}")
         return deploy.view()
 
-    async def _back(self, deploy: _Deploy, decision: str, *, cause: str) -> None:
+    async def _back(self, deploy: Deploy, decision: str, *, cause: str) -> None:
         """The old group serves everything again; the new (and the baseline) go.
 
         `rollback_s` runs from here until this control plane's own copy of the registry (which
@@ -436,12 +299,12 @@ class Deployer:
         # Once the new group's instances have drained, the service needs no route any more.
         self._spawn(self._drop_route_later(deploy))
 
-    async def _drop_route_later(self, deploy: _Deploy) -> None:
+    async def _drop_route_later(self, deploy: Deploy) -> None:
         await asyncio.sleep(RECONCILE_S * 4)
         if self._deploys.get(deploy.service) is deploy:
             await self._route(deploy, [])
 
-    async def _guarded(self, deploy: _Deploy, work: Coroutine[Any, Any, None]) -> None:
+    async def _guarded(self, deploy: Deploy, work: Coroutine[Any, Any, None]) -> None:
         try:
             await work
         except asyncio.CancelledError:
@@ -458,14 +321,14 @@ class Deployer:
 
     # -- steps
 
-    async def _create(self, deploy: _Deploy, spec: GroupSpec, count: int) -> None:
+    async def _create(self, deploy: Deploy, spec: GroupSpec, count: int) -> None:
         self._fleet.add_group(spec, count)
         self._event(deploy, "group_created", f"{spec.name}: {count} instances", group=spec.name)
         await self._until_up(spec.name, count)
         self._event(deploy, "group_up", f"{spec.name}: every instance UP", group=spec.name)
 
-    def _destroy(self, deploy: _Deploy, group: str, *, cause: str = "") -> None:
-        self._wanted.pop(group, None)
+    def _destroy(self, deploy: Deploy, group: str, *, cause: str = "") -> None:
+        self._hold.release(group)
         if any(g.name == group for g in self._fleet.group_specs()):
             self._fleet.remove_group(group)
             self._event(deploy, "group_destroyed", group, group=group, cause=cause)
@@ -485,10 +348,10 @@ class Deployer:
         assert resolver is not None
         return sum(1 for i in resolver.all() if i.group == group and i.status == Status.UP)
 
-    async def _until_seen(self, deploy: _Deploy) -> None:
+    async def _until_seen(self, deploy: Deploy) -> None:
         resolver = self._fleet.resolver
         assert resolver is not None
-        old, wanted = deploy.old.name, self._routes.get(deploy.service)
+        old, wanted = deploy.old.name, self._hold.route(deploy.service)
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             members = [i for i in resolver.all() if i.group == old]
@@ -498,86 +361,34 @@ class Deployer:
                 return
             await asyncio.sleep(0.005)
 
-    async def _route(self, deploy: _Deploy, shares: list[tuple[str, int]]) -> None:
+    async def _route(self, deploy: Deploy, shares: list[tuple[str, int]]) -> None:
         route = Route(deploy.service, [Split(group, share) for group, share in shares])
-        if shares:
-            self._routes[deploy.service] = route
-        else:
-            self._routes.pop(deploy.service, None)
         if shares:
             deploy.shares = dict(shares)
         else:
             serving = deploy.new if deploy.state == PROMOTED else deploy.old
             deploy.shares = {serving.name: 100}
-        await self._publish(route)
+        await self._hold.set_route(route)
         split = ", ".join(f"{group} {share} %" for group, share in shares)
         self._event(
             deploy, "route", split or "no route: every UP instance serves", shares=deploy.shares
         )
 
-    async def _publish(self, route: Route) -> None:
-        await self._write(lambda: self._api.set_route(route))
-
-    async def _write(self, call: Callable[[], Awaitable[bool]]) -> None:
-        """A registry write, tried again for a few seconds: a rollback must not stop at one
-        lost connection. What still fails is left to `_reconcile`, which holds the routes and
-        statuses deploys want until the registry has them."""
-        for attempt in range(_WRITE_TRIES):
-            try:
-                await call()
-                return
-            except ServiceError:
-                raise
-            except HerdError as exc:
-                if attempt == _WRITE_TRIES - 1:
-                    log.warning("registry write failed; reconciling later", error=str(exc))
-                    return
-                await asyncio.sleep(_POLL_S * 4)
-
     async def _set_status(
-        self, deploy: _Deploy, group: str, status: Status, *, cause: str = ""
+        self, deploy: Deploy, group: str, status: Status, *, cause: str = ""
     ) -> None:
-        self._wanted[group] = status
-        resolver = self._fleet.resolver
-        assert resolver is not None
-        members = [i for i in resolver.all() if i.group == group]
-        await asyncio.gather(*(self._status(i.id, status) for i in members))
+        members = await self._hold.set_status(group, status)
         kind = "group_enabled" if status == Status.UP else "group_disabled"
-        message = f"{group}: {len(members)} instances {status}"
-        self._event(deploy, kind, message, group=group, cause=cause, instances=len(members))
+        message = f"{group}: {members} instances {status}"
+        self._event(deploy, kind, message, group=group, cause=cause, instances=members)
         # The group's own state, beside the deploy's step: what `herd history --at` replays.
         self._fleet.record(kind.replace("_", "."), cause=cause or "deploy", group=group)
-
-    async def _status(self, instance: str, status: Status) -> None:
-        await self._write(lambda: self._api.set_status(instance, status))
-
-    async def _reconcile(self) -> None:
-        """Keep the registry as deploys left it: publish routes a restarted registry lost, and
-        hold the statuses of disabled (and re-enabled) groups, whose replaced instances
-        register UP."""
-        while True:
-            await asyncio.sleep(RECONCILE_S)
-            resolver = self._fleet.resolver
-            if resolver is None:
-                continue
-            try:
-                for service, route in list(self._routes.items()):
-                    if resolver.route(service) != route:
-                        await self._publish(route)
-                for instance in resolver.all():
-                    wanted = self._wanted.get(instance.group)
-                    if wanted is None or instance.status == wanted:
-                        continue
-                    if {instance.status, wanted} == {Status.UP, Status.OUT_OF_SERVICE}:
-                        await self._status(instance.id, wanted)
-            except HerdError as exc:
-                log.warning("could not reconcile the registry", error=str(exc))
 
     # -- bookkeeping
 
     def _event(
         self,
-        deploy: _Deploy,
+        deploy: Deploy,
         kind: str,
         message: str,
         *,
