@@ -14,7 +14,6 @@ poll's resolution.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +24,7 @@ import structlog
 from herd._cloud.cloud import Cloud
 from herd._cloud.interface import InstanceView
 from herd._model.instance import Status
+from herd._model.tasks import cancel_and_wait
 from herd._wire.http_client import InstanceSession
 
 log = structlog.get_logger("herd.watch")
@@ -50,10 +50,7 @@ class InstanceWatch:
 
     async def close(self) -> None:
         """Stop polling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def observe(self, view: InstanceView, dependencies: Mapping[str, Any]) -> None:
         """Record the breakers of `view` that changed since its last report. A breaker seen for

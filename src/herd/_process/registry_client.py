@@ -24,6 +24,7 @@ from herd._model.errors import ConfigurationError, HerdError
 from herd._model.instance import Instance, Status, clip
 from herd._model.interface import ServiceError
 from herd._model.route import Route
+from herd._model.tasks import cancel_and_wait
 from herd._process.config import REGISTRY, settings
 from herd._process.registry_api import RegistryApi, Snapshot
 
@@ -86,11 +87,8 @@ class RegistryResolver:
 
     async def close(self) -> None:
         """Stop watching."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._api.aclose()
 
     def _apply(self, snapshot: Snapshot) -> None:
@@ -248,10 +246,7 @@ class Registrar:
 
     async def stop(self) -> None:
         """Stop renewing and deregister, so callers stop choosing this instance."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         with contextlib.suppress(HerdError), _deadline.deadline(1.0):
             await self._api.deregister(self.instance.id)
         await self._api.aclose()

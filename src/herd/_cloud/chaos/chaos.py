@@ -47,6 +47,7 @@ from herd._cloud.interface import (
     UnknownGroup,
     UnknownInstance,
 )
+from herd._model.tasks import cancel_and_wait
 from herd._server.injection import FAULTS_PATH, Fault
 from herd._wire.http_client import InstanceSession
 
@@ -97,10 +98,7 @@ class Chaos:
 
     async def close(self) -> None:
         """Stop striking and timing outages (the cloud is stopping: nothing restarts)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         for outage in self._outages.values():
             if outage.timer is not None:
                 outage.timer.cancel()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import contextvars
 import json
 import time
@@ -29,6 +28,7 @@ from herd._cloud.front_door import FrontDoor
 from herd._cloud.interface import GroupView, InstanceView
 from herd._model.instance import Status
 from herd._model.outcome import is_server_failure
+from herd._model.tasks import cancel_and_wait
 from herd._wire.http_client import InstanceSession
 
 log = structlog.get_logger("herd.dashboard")
@@ -178,10 +178,7 @@ class Gatherer:
         self._closed = True
         if self._next is not None and not self._next.done():
             self._next.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._session is not None:
             await self._session.close()
 
