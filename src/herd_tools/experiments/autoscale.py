@@ -25,6 +25,7 @@ import typer
 from herd._cloud.app import App, AutoscaleSpec, load
 from herd._cloud.controller import Controller
 from herd._model.stats import percentile
+from herd_tools import figures
 from herd_tools.experiments.harness import (
     APP,
     JSON,
@@ -290,12 +291,7 @@ def _describe(policy: AutoscaleSpec) -> str:
 
 def plot(result: AutoscaleResult, path: Path) -> None:
     """Load, UP instances (all groups) and p99 over time, autoscaled beside fixed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    figure, axes = figures.subplots(3, 1, figsize=(9, 8), sharex=True)
     for one in result.runs:
         label = "autoscaled" if one.autoscale else "fixed counts"
         style = "-" if one.autoscale else "--"
@@ -311,9 +307,7 @@ def plot(result: AutoscaleResult, path: Path) -> None:
     axes[1].legend()
     axes[2].legend()
     figure.suptitle(f"flix, load {result.low:g} -> {result.peak:g} -> {result.low:g} req/s")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    figures.save(figure, path)
 
 
 def report(result: AutoscaleResult) -> None:

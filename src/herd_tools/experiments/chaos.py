@@ -40,6 +40,7 @@ from herd._cloud.controller import Controller
 from herd._cloud.interface import InstanceView
 from herd._model.stats import percentile
 from herd._server.injection import Fault
+from herd_tools import figures
 from herd_tools.experiments.harness import (
     APP,
     JSON,
@@ -313,12 +314,7 @@ async def experiment(
 
 def plot(result: ChaosResult, path: Path) -> None:
     """Success and p99 per scenario and phase, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (success, p99) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    figure, (success, p99) = figures.subplots(2, 1, figsize=(9, 6), sharex=True)
     names = [s.name for s in result.scenarios]
     width = 0.27
     for offset, phase in enumerate(PHASES):
@@ -337,9 +333,7 @@ def plot(result: ChaosResult, path: Path) -> None:
     figure.suptitle(
         f"herd experiment chaos: {result.rate:g} requests/s, {result.phase_s:g} s phases"
     )
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    figures.save(figure, path)
 
 
 def report(result: ChaosResult) -> None:

@@ -41,6 +41,7 @@ from herd._cloud.controller import Controller
 from herd._cloud.interface import DeployView, InstanceView
 from herd._model.route import Route
 from herd._wire.http_client import InstanceSession
+from herd_tools import figures
 from herd_tools.experiments.cohorts import (
     Cohorts,
     HopCohort,
@@ -431,13 +432,8 @@ _COLORS = {"v001": "tab:blue", "v002": "tab:green", "v003": "tab:red"}
 
 def plot(result: DeployResult, path: Path) -> None:
     """Traffic share per group of each deployed service over time, with failures marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     services = ["history", "edge"]
-    figure, axes = plt.subplots(len(services) + 1, 1, figsize=(10, 9), sharex=True)
+    figure, axes = figures.subplots(len(services) + 1, 1, figsize=(10, 9), sharex=True)
     times = [tick.t for tick in result.timeline]
     for axis, service in zip(axes, services, strict=False):
         groups = sorted(
@@ -468,9 +464,7 @@ def plot(result: DeployResult, path: Path) -> None:
             axis.axvline(scenario.start_s, color="k", lw=0.6, ls="--")
         axes[0].annotate(scenario.name, (scenario.start_s, 102), fontsize=7, annotation_clip=False)
     figure.suptitle(f"flix deploys under {result.rate:g} req/s: traffic share per group")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    figures.save(figure, path)
 
 
 def report(result: DeployResult) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from herd_tools import figures
 from herd_tools.output import Column, out, print_table
 
 if TYPE_CHECKING:
@@ -197,16 +198,11 @@ def _tick(outcome: Outcome) -> str:
 
 def plot(outcomes: Sequence[Outcome], settings: Settings, path: Path) -> None:
     """A PNG: edge latency and work amplification per configuration, one request and under load."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = [o.name for o in outcomes]
     xs = list(range(len(names)))
     width = 0.38
     colours = ("#4c72b0", "#dd8452")
-    fig, (lat, amp) = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, (lat, amp) = figures.subplots(1, 2, figsize=(11, 4.4))
     load_label = f"under load ({settings.rate:g}/s, {settings.duration:g} s)"
 
     single_lat = [o.single.edge_latency_s if o.single else 0.0 for o in outcomes]
@@ -243,7 +239,5 @@ def plot(outcomes: Sequence[Outcome], settings: Settings, path: Path) -> None:
     amp.legend(fontsize=8, loc="upper right")
 
     fig.suptitle("Retry storm: edge → middle → deep, one deep instance hanging")
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    figures.save(fig, path)

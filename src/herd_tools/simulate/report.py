@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from herd_tools import figures
 from herd_tools.simulate.model import Mode
 from herd_tools.simulate.scenarios import Settings, simulate
 
@@ -61,13 +62,8 @@ def sweep(
 
 def plot_run(record: dict[str, Any], path: Path) -> None:
     """A PNG of one run: success, p99 edge latency and amplification per configuration."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = list(record["configs"])
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    fig, axes = figures.subplots(1, 3, figsize=(11, 3.6))
     for ax, key, label in zip(
         axes,
         ("success_pct", "p99_ms", "amplification"),
@@ -83,25 +79,18 @@ def plot_run(record: dict[str, Any], path: Path) -> None:
         f" {record['seconds']:g} s virtual",
         fontsize=11,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    figures.save(fig, path)
 
 
 def plot_sweep(records: Sequence[dict[str, Any]], path: Path) -> None:
     """A PNG of the sweep: amplification, p99 edge latency and success against instance count
     (depth 3) and against tier depth, per configuration."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     by_count = sorted((r for r in records if r["depth"] == 3), key=lambda r: int(r["instances"]))
     by_depth = sorted(
         (r for r in records if r["instances"] == max(30, 6 * max(SWEEP_DEPTHS))),
         key=lambda r: int(r["depth"]),
     )
-    fig, axes = plt.subplots(2, 3, figsize=(12, 7))
+    fig, axes = figures.subplots(2, 3, figsize=(12, 7))
     keys = (
         ("amplification", "amplification (x)"),
         ("p99_ms", "p99 edge latency (ms)"),
@@ -128,9 +117,7 @@ def plot_sweep(records: Sequence[dict[str, Any]], path: Path) -> None:
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Retry storm on virtual time: zone a's deep instances hang", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    figures.save(fig, path)
 
 
 def main(
