@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
 import uvloop
@@ -82,53 +82,46 @@ def ps_command(as_json: bool = False) -> None:
     print_table("server groups", group_columns, group_rows)
     print_table(
         "instances",
-        [
-            Column("instance"),
-            Column("group", drop=3),
-            Column("zone", drop=1),
-            Column("status"),
-            Column("address", drop=2),
-            Column("pid", right=True, drop=5),
-            Column("uptime", right=True, drop=4),
-        ],
-        [
-            [
-                view.id,
-                view.group,
-                view.zone,
-                view.status,
-                view.address or "-",
-                str(view.pid or "-"),
-                f"{view.uptime_s:.0f}s" if view.pid else "-",
-            ]
-            for view in instances
-        ],
+        [Column("instance"), Column("group", drop=3), *_PROCESS_COLUMNS],
+        [[view.id, view.group, *_process_cells(view)] for view in instances],
     )
     if caches:
         print_table(
             "caches (memcached)",
-            [
-                Column("cache server"),
-                Column("zone", drop=1),
-                Column("status"),
-                Column("address", drop=2),
-                Column("pid", right=True, drop=5),
-                Column("uptime", right=True, drop=4),
-                Column("memory", right=True, drop=3),
-            ],
-            [
-                [
-                    view.id,
-                    view.zone,
-                    view.status,
-                    view.address,
-                    str(view.pid or "-"),
-                    f"{view.uptime_s:.0f}s" if view.pid else "-",
-                    f"{view.memory_mb} MB",
-                ]
-                for view in caches
-            ],
+            [Column("cache server"), *_PROCESS_COLUMNS, Column("memory", right=True, drop=3)],
+            [[view.id, *_process_cells(view), f"{view.memory_mb} MB"] for view in caches],
         )
+
+
+#: What `herd ps` shows of every process the cloud runs, an instance or a cache server.
+_PROCESS_COLUMNS = [
+    Column("zone", drop=1),
+    Column("status"),
+    Column("address", drop=2),
+    Column("pid", right=True, drop=5),
+    Column("uptime", right=True, drop=4),
+]
+
+
+class _Process(Protocol):
+    """An instance's or a cache server's view, as far as `herd ps` shows both alike."""
+
+    @property
+    def zone(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def uptime_s(self) -> float: ...
+
+
+def _process_cells(view: _Process) -> list[str]:
+    """The cells of `_PROCESS_COLUMNS`: a process in a back-off has no address, pid or uptime."""
+    uptime = f"{view.uptime_s:.0f}s" if view.pid else "-"
+    return [view.zone, view.status, view.address or "-", str(view.pid or "-"), uptime]
 
 
 def top_command(once: bool) -> None:
