@@ -43,6 +43,24 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def up_at(
+    address: str, service: str, *, zone: str, group: str, version: str, id_: str | None = None
+) -> Instance:
+    """An UP instance of `service` at `host:port` (its id the address unless given): one the
+    caller knows of without a registry."""
+    host, port = parse_address(address)
+    return Instance(
+        id=id_ or address,
+        service=service,
+        group=group,
+        version=version,
+        zone=zone,
+        host=host,
+        port=port,
+        status=Status.UP,
+    )
+
+
 class StaticResolver:
     """A fixed list of addresses, for tests, scripts and the edge of a system."""
 
@@ -58,18 +76,8 @@ class StaticResolver:
             if isinstance(address, Instance):
                 self._instances.append(address)
                 continue
-            host, port = parse_address(address)
             self._instances.append(
-                Instance(
-                    id=address,
-                    service=service,
-                    group=f"{service}-static",
-                    version="static",
-                    zone=zone,
-                    host=host,
-                    port=port,
-                    status=Status.UP,
-                )
+                up_at(address, service, zone=zone, group=f"{service}-static", version="static")
             )
 
     def instances(self, service: str) -> Sequence[Instance]:

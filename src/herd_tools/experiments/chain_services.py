@@ -24,7 +24,7 @@ import asyncio
 from collections.abc import Sequence
 
 import herd
-from herd._client.resolver import StaticResolver, parse_address
+from herd._client.resolver import StaticResolver, up_at
 from herd_tools.experiments.chain_interface import Stats, StormDeep, StormEdge, StormMiddle
 
 EDGE_DEADLINE_S = 3.0
@@ -40,17 +40,7 @@ OTHER_ZONE = "b"
 
 def instance(service: str, address: str, zone: str, id_: str | None = None) -> herd.Instance:
     """An UP instance of `service` at `address` in `zone`, in the group `{service}-v001`."""
-    host, port = parse_address(address)
-    return herd.Instance(
-        id=id_ or address,
-        service=service,
-        group=f"{service}-v001",
-        version="v001",
-        zone=zone,
-        host=host,
-        port=port,
-        status=herd.Status.UP,
-    )
+    return up_at(address, service, zone=zone, group=f"{service}-v001", version="v001", id_=id_)
 
 
 class _Counting:
