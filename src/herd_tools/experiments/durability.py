@@ -26,7 +26,6 @@ import os
 import random
 import secrets
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -37,7 +36,9 @@ import aiohttp
 import msgspec
 import typer
 
+import herd
 from herd._cloud.controller import Controller
+from herd._process.config import STORE_URL
 from herd_tools.experiments.harness import (
     APP,
     JSON,
@@ -107,6 +108,14 @@ class Durability(msgspec.Struct, frozen=True, kw_only=True):
                 f"{self.cache.whole_pct:g} % of pages whole, target {self.whole_target_pct:g} %"
             )
         return problems
+
+
+class _Stored(msgspec.Struct, frozen=True):
+    """What flix stores of a write (`examples.flix.writes.Written`: the fields read here)."""
+
+    visitor: int
+    video: int
+    at_ms: int
 
 
 class _Write(msgspec.Struct):
@@ -189,27 +198,31 @@ async def _passwords(controller: Controller) -> dict[int, str]:
     return passwords
 
 
-def _stored(writes_dir: Path, since_ms: int) -> dict[str, list[tuple[str, str, int, int]]]:
-    """key -> rows as (kind, key, visitor, video) stored since `since_ms`, from both services'
-    files (a run directory keeps the writes of earlier runs)."""
+def _engine(controller: Controller) -> str:
+    """Where flix's services keep their writes: the engine `herd up` gave them, else the
+    SQLite files in the app's ``FLIX_WRITES`` (`examples.flix.writes.where`)."""
+    given = controller.launcher.environment().get(STORE_URL)
+    return given or f"sqlite://{controller.app.expand(controller.app.spec.env['FLIX_WRITES'])}"
+
+
+async def _stored(engine: str, since_ms: int) -> dict[str, list[tuple[str, str, int, int]]]:
+    """key -> entries as (kind, key, visitor, video) stored since `since_ms`, from both
+    services' stores (a run directory keeps the writes of earlier runs)."""
     rows: dict[str, list[tuple[str, str, int, int]]] = {}
-    tables = (
-        ("play", "history", "plays", "played_at_ms"),
-        ("rate", "merch", "ratings", "rated_at_ms"),
-    )
-    for kind, service, table, at in tables:
-        path = writes_dir / f"{service}.db"
-        if not path.exists():
-            continue
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            query = f"SELECT key, visitor, video FROM {table} WHERE {at} >= ?"
-            for key, visitor, video in db.execute(query, (since_ms,)):
-                rows.setdefault(key, []).append((kind, key, visitor, video))
+    for kind, service, log in (("play", "history", "plays"), ("rate", "merch", "ratings")):
+        async with herd.store(service, where=engine, timeout_s=30.0) as store:
+            entries = store.log(log, _Stored)
+            for visitor in range(1, ACCOUNTS + 1):
+                for entry in await entries.last(visitor, 1_000_000):
+                    if entry.value.at_ms >= since_ms:
+                        found = (kind, entry.id, entry.value.visitor, entry.value.video)
+                        rows.setdefault(entry.id, []).append(found)
     return rows
 
 
-def _count(writes: list[_Write], writes_dir: Path, since_ms: int, killed: list[str]) -> Writes:
-    stored = _stored(writes_dir, since_ms)
+def _count(
+    writes: list[_Write], stored: dict[str, list[tuple[str, str, int, int]]], killed: list[str]
+) -> Writes:
     by_content: dict[tuple[str, int, int], int] = {}
     for found in stored.values():
         for kind, _, visitor, video in found:
@@ -259,8 +272,7 @@ async def _write_phase(
         killer.cancel()
         await asyncio.gather(killer, return_exceptions=True)
     say(f"{len(writes)} writes sent; reading every one back")
-    writes_dir = Path(controller.app.expand(controller.app.spec.env["FLIX_WRITES"]))
-    return _count(writes, writes_dir, since_ms, killed)
+    return _count(writes, await _stored(_engine(controller), since_ms), killed)
 
 
 async def _cache_phase(
