@@ -223,7 +223,15 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             launch = functools.partial(self.launcher.store_member, member, log)
             details = {"member": member.name, "zone": member.zone, "address": member.endpoint}
             self._stores.append(
-                Slot(name, log, launch, store=member, started_kind="store.started", details=details)
+                Slot(
+                    name,
+                    log,
+                    launch,
+                    zone=member.zone,
+                    store=member,
+                    started_kind="store.started",
+                    details=details,
+                )
             )
         if self._stores:
             await self.supervisor.fill(self._stores, "nats-server")

@@ -39,6 +39,7 @@ import typer
 import herd
 from herd._cloud.controller import Controller
 from herd._process.config import STORE_URL
+from herd_tools.experiments import durability_engine as engine
 from herd_tools.experiments.harness import (
     APP,
     JSON,
@@ -55,6 +56,13 @@ ACCOUNTS = 8
 VIDEOS = 1000
 VICTIM_SERVICES = ("history", "merch", "edge")
 WHOLE_PCT = 99.9
+#: How long a client sends a write again on the engine phases: a stream's leader election
+#: takes 5 to 7 s on Debian's nats-server 2.9, and a write due as it began may have a 2 s
+#: attempt under way when it ends (the front door's deadline, kept for pages' sake).
+ENGINE_GIVE_UP_S = 15.0
+#: The bucket whose stream's leader the leader-kill phase kills: history's plays by key, the
+#: first write of every play.
+LEADER_STREAM = "KV_history_plays-by-key"
 
 
 class Writes(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +102,10 @@ class Durability(msgspec.Struct, frozen=True, kw_only=True):
     cache: CachePhase
     whole_target_pct: float = WHOLE_PCT
     """This run's target for whole pages, in percent."""
+    phases: list[engine.Phase] = msgspec.field(default_factory=list)
+    """The phases on the engine (`zone_outage`, `leader_kill`): none without `[[stores]]`."""
+    success_target_pct: float = engine.SUCCESS_PCT
+    """This run's target for the writes acknowledged in each engine phase, in percent."""
 
     def missed(self) -> list[str]:
         """The targets missed, in words (none: nothing lost, nothing applied twice, and pages
@@ -107,6 +119,8 @@ class Durability(msgspec.Struct, frozen=True, kw_only=True):
             problems.append(
                 f"{self.cache.whole_pct:g} % of pages whole, target {self.whole_target_pct:g} %"
             )
+        for phase in self.phases:
+            problems += phase.missed(self.success_target_pct)
         return problems
 
 
@@ -125,13 +139,16 @@ class _Write(msgspec.Struct):
     key: str
     acknowledged: bool = False
     tries: int = 0
+    due: float = 0.0
+    acked_at: float = 0.0
 
 
-def _plan(index: int, key: str) -> _Write:
-    """Write `index`'s distinct (kind, visitor, video)."""
+def _plan(index: int, key: str, phase: int) -> _Write:
+    """Write `index`'s distinct (kind, visitor, video); each phase its own videos, so a phase
+    read back never counts another's writes as its own."""
     kind = "play" if index % 2 == 0 else "rate"
     visitor = 1 + (index // 2) % ACCOUNTS
-    video = 1 + (index // (2 * ACCOUNTS)) % VIDEOS
+    video = 1 + phase * VIDEOS + (index // (2 * ACCOUNTS)) % VIDEOS
     return _Write(kind, visitor, video, key)
 
 
@@ -164,6 +181,7 @@ async def _send(
                 await answer.read()
                 if answer.status == 200:
                     write.acknowledged = True
+                    write.acked_at = loop.time()
                     return
         except (aiohttp.ClientError, TimeoutError):
             pass
@@ -241,10 +259,44 @@ def _count(
     )
 
 
+async def _open_model(
+    http: aiohttp.ClientSession,
+    door: str,
+    cookies: dict[int, str],
+    *,
+    rate: float,
+    duration: float,
+    give_up_s: float,
+    phase: int,
+) -> list[_Write]:
+    """Writes due at `rate` per second for `duration` seconds whatever the answers (an open
+    model: a slow answer delays no later write), each sent until acknowledged or `give_up_s`
+    after it was due; every one once all have ended."""
+    loop = asyncio.get_running_loop()
+    writes: list[_Write] = []
+    sending: list[asyncio.Task[None]] = []
+    started = loop.time()
+    while (due := started + len(writes) / rate) < started + duration:
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        write = _plan(len(writes), secrets.token_urlsafe(16), phase)
+        write.due = due
+        writes.append(write)
+        cookie = cookies[write.visitor]
+        sending.append(asyncio.create_task(_send(http, door, cookie, write, due + give_up_s)))
+    await asyncio.gather(*sending)
+    return writes
+
+
+def _since_ms() -> int:
+    """A phase's start on the services' clock (this machine's), a second early."""
+    return int(time.time() * 1000) - 1000
+
+
 async def _write_phase(
     controller: Controller,
     http: aiohttp.ClientSession,
     door: str,
+    cookies: dict[int, str],
     *,
     rate: float,
     duration: float,
@@ -252,27 +304,87 @@ async def _write_phase(
     give_up_s: float,
     say: Say,
 ) -> Writes:
-    cookies = await _sign_in(http, door, await _passwords(controller))
-    loop = asyncio.get_running_loop()
     killed: list[str] = []
     killer = asyncio.create_task(_killer(controller, kill_every, killed, say))
-    writes: list[_Write] = []
-    sending: list[asyncio.Task[None]] = []
-    since_ms = int(time.time() * 1000) - 1000  # the services' clock is this machine's
-    started = loop.time()
+    since_ms = _since_ms()
     try:
-        while (due := started + len(writes) / rate) < started + duration:
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            write = _plan(len(writes), secrets.token_urlsafe(16))
-            writes.append(write)
-            cookie = cookies[write.visitor]
-            sending.append(asyncio.create_task(_send(http, door, cookie, write, due + give_up_s)))
-        await asyncio.gather(*sending)
+        writes = await _open_model(
+            http, door, cookies, rate=rate, duration=duration, give_up_s=give_up_s, phase=0
+        )
     finally:
         killer.cancel()
         await asyncio.gather(killer, return_exceptions=True)
     say(f"{len(writes)} writes sent; reading every one back")
     return _count(writes, await _stored(_engine(controller), since_ms), killed)
+
+
+async def _engine_phase(
+    controller: Controller,
+    http: aiohttp.ClientSession,
+    door: str,
+    cookies: dict[int, str],
+    name: str,
+    *,
+    rate: float,
+    seconds: float,
+    give_up_s: float,
+    say: Say,
+) -> engine.Phase:
+    """Writes for `seconds` while the engine loses zone b (its nats-server and its instances,
+    for half the phase) or the leader of history's plays bucket; every write read back."""
+    killed: list[str] = []
+
+    async def disrupt() -> float | None:
+        await asyncio.sleep(seconds / 5)
+        members = await controller.stores()
+        if name == engine.ZONE_OUTAGE:
+            victim = next(m for m in members if m.zone == "b")
+            outage_s = seconds / 2
+            # The zone's slots start nothing until the outage ends, its store member included.
+            stopped = await controller.chaos.zone_outage(victim.zone, outage_s)
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.extend([victim.id, *stopped])
+            say(f"zone b out for {outage_s:g} s: SIGKILL {', '.join(killed)}")
+            await asyncio.sleep(outage_s)
+        else:
+            servers = [m.address for m in members]
+            leader = await engine.stream_leader(servers, LEADER_STREAM)
+            victim = next(m for m in members if m.id == f"store-{leader}")
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(victim.id)
+            say(f"SIGKILL {victim.id}, the leader of {LEADER_STREAM}")
+        others = [m for m in members if m.id != victim.id]
+        return await engine.caught_up(victim, others)
+
+    since_ms = _since_ms()
+    disruption = asyncio.create_task(disrupt())
+    try:
+        writes = await _open_model(
+            http,
+            door,
+            cookies,
+            rate=rate,
+            duration=seconds,
+            give_up_s=give_up_s,
+            phase=1 + [engine.ZONE_OUTAGE, engine.LEADER_KILL].index(name),
+        )
+    finally:
+        catch_up_s = await disruption
+    say(f"{name}: {len(writes)} writes sent; reading every one back")
+    counted = _count(writes, await _stored(_engine(controller), since_ms), killed)
+    acknowledged = [w for w in writes if w.acknowledged]
+    return engine.Phase(
+        phase=name,
+        killed=killed,
+        sent=counted.sent,
+        acknowledged=counted.acknowledged,
+        lost=counted.lost,
+        duplicated=counted.duplicated,
+        success_pct=round(100 - counted.failed_pct, 3),
+        write_p99_ms=engine.p99_ms([w.acked_at - w.due for w in acknowledged]),
+        catch_up_s=catch_up_s,
+        retries=counted.retries,
+    )
 
 
 async def _cache_phase(
@@ -365,9 +477,13 @@ async def experiment(
     warmup_s: float = 5.0,
     give_up_s: float = 10.0,
     whole_pct: float = WHOLE_PCT,
+    engine_seconds: float = 30.0,
+    engine_give_up_s: float = ENGINE_GIVE_UP_S,
+    success_pct: float = engine.SUCCESS_PCT,
     say: Say = say,
 ) -> Durability:
-    """Run the app, write through its front door under kills, read back; then the cache."""
+    """Run the app, write through its front door under kills, read back; on the engine (an app
+    with `[[stores]]`), the same through a zone's outage and a leader's loss; then the cache."""
 
     async def body(controller: Controller) -> Durability:
         door = controller.front_door
@@ -376,11 +492,13 @@ async def experiment(
         url = door.url.rstrip("/")
         timeout = aiohttp.ClientTimeout(total=3.0)
         async with aiohttp.ClientSession(timeout=timeout) as http:
+            cookies = await _sign_in(http, url, await _passwords(controller))
             say(f"phase 1: {rate:g} writes/s for {duration:g} s, a kill every {kill_every:g} s")
             writes = await _write_phase(
                 controller,
                 http,
                 url,
+                cookies,
                 rate=rate,
                 duration=duration,
                 kill_every=kill_every,
@@ -388,6 +506,23 @@ async def experiment(
                 say=say,
             )
             await _settled(controller)
+            phases = []
+            on_engine = bool(await controller.stores())
+            for name in [engine.ZONE_OUTAGE, engine.LEADER_KILL] if on_engine else []:
+                say(f"{name}: {rate:g} writes/s for {engine_seconds:g} s on the engine")
+                phase = await _engine_phase(
+                    controller,
+                    http,
+                    url,
+                    cookies,
+                    name,
+                    rate=rate,
+                    seconds=engine_seconds,
+                    give_up_s=engine_give_up_s,
+                    say=say,
+                )
+                phases.append(phase)
+                await _settled(controller)
             say(
                 f"phase 2: {rate:g} pages/s, {warmup_s:g} s to warm up, then {cache_seconds:g} s"
                 " counted with memcached zone a killed halfway"
@@ -400,6 +535,8 @@ async def experiment(
             writes=writes,
             cache=cache,
             whole_target_pct=whole_pct,
+            phases=phases,
+            success_target_pct=success_pct,
         )
 
     return await on_cloud(app, body, say=say)
@@ -421,6 +558,30 @@ def report(result: Durability) -> None:
         ["  of them after the kill", str(cache.broken_after_kill)],
     ]
     print_table("durability", [Column("figure"), Column("value", right=True)], rows)
+    if result.phases:
+        print_table(
+            "on the engine",
+            [Column("phase"), *(Column(name, right=True) for name in _PHASE_FIGURES)],
+            [
+                [phase.phase, *(_figure(getattr(phase, name)) for name in _PHASE_FIGURES)]
+                for phase in result.phases
+            ],
+        )
+
+
+_PHASE_FIGURES = (
+    "sent",
+    "acknowledged",
+    "lost",
+    "duplicated",
+    "success_pct",
+    "write_p99_ms",
+    "catch_up_s",
+)
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 def command(
@@ -445,6 +606,17 @@ def command(
     whole: float = target_option(
         WHOLE_PCT, "--whole", "The target share of whole pages", "docs/data.md"
     ),
+    engine_seconds: float = typer.Option(
+        30.0,
+        metavar="SECONDS",
+        help="Seconds of writes in each phase on the engine (an app with [[stores]]).",
+    ),
+    success: float = target_option(
+        engine.SUCCESS_PCT,
+        "--success",
+        "The target share of writes acknowledged in each phase on the engine",
+        "docs/data.md",
+    ),
     json_path: Path | None = JSON,
 ) -> None:
     """Writes under kills, every one read back; a cache zone lost.
@@ -457,8 +629,10 @@ def command(
 
     Example: herd experiment durability --duration 30 --json durability.json
     """
-    if min(rate, duration, kill_every, cache_seconds) <= 0 or warmup < 0:
-        raise usage("--rate, --duration, --kill-every and --cache-seconds must be > 0")
+    if min(rate, duration, kill_every, cache_seconds, engine_seconds) <= 0 or warmup < 0:
+        raise usage(
+            "--rate, --duration, --kill-every, --cache-seconds and --engine-seconds must be > 0"
+        )
     result = run(
         experiment(
             app,
@@ -468,6 +642,8 @@ def command(
             cache_seconds=cache_seconds,
             warmup_s=warmup,
             whole_pct=whole,
+            engine_seconds=engine_seconds,
+            success_pct=success,
         )
     )
     report(result)

@@ -153,7 +153,8 @@ class Supervisor:
         and again. Nothing that goes wrong in one round ends the loop: a supervisor that died
         would leave the slot empty for good, and silently."""
         while True:
-            if slot.group is not None:
+            if slot.group is not None or slot.store is not None:
+                # A zone that is out starts nothing: its instances, and its store member.
                 await self._zone_open(slot.zone)
             began = time.monotonic()
             try:
