@@ -6,11 +6,19 @@ alternate between play (history) and rate (merch), each with a fresh idempotency
 distinct (kind, visitor, video), so a write applied twice shows as two rows. A client that gets
 no answer or a failure tries the same write again with the same key (as a real client would)
 until `give_up_s` after it was due. Every `kill_every` seconds a random history, merch or edge
-instance is SIGKILLed. Then each service's SQLite file is read:
+instance is SIGKILLed. Then each service's store is read back (`examples.flix.writes`: SQLite
+files, or the engine of an app with `[[stores]]`):
 
 - `acknowledged`: writes answered 200; `lost`: acknowledged but not stored (must be 0);
 - `duplicated`: extra rows of a write stored more than once (must be 0);
 - `failed_pct`: writes never acknowledged, percent of `sent`.
+
+On the engine (an app with `[[stores]]`, e.g. flix's app-nats.toml), two more phases of
+open-model writes for `engine_seconds` each, every write retried with its key for up to
+`ENGINE_GIVE_UP_S`, then read back (`durability_engine.Phase`): `zone_outage` (zone b's
+instances and nats-server SIGKILLed and held out for half the phase) and `leader_kill` (the
+leader of history's plays bucket SIGKILLed). Targets: nothing lost or duplicated, >= 99.9 % of
+writes acknowledged.
 
 Phase 2 (cache), once every group is back to its count: home pages at `rate` per second,
 `warmup_s` to fill the caches (not counted), then `cache_seconds` counted; halfway through
@@ -623,11 +631,13 @@ def command(
 
     Writes through flix's front door while instances die, then reads every write back. Reports sent,
     acknowledged, lost (acknowledged but not stored), duplicated (applied twice) and failed_pct;
-    then kills a memcached zone under read load and counts whole pages. Targets: nothing lost,
-    nothing duplicated, >= 99.9 % of pages whole (--whole); exits 0 only if all three were met, 1 if
-    not (docs/data.md).
+    on an app with [[stores]], the same through zone b's outage and a stream leader's SIGKILL
+    (--engine-seconds each); then kills a memcached zone under read load and counts whole pages.
+    Targets: nothing lost, nothing duplicated, >= 99.9 % of writes acknowledged in each engine
+    phase (--success), >= 99.9 % of pages whole (--whole); exits 0 only if all were met, 1 if not
+    (docs/data.md).
 
-    Example: herd experiment durability --duration 30 --json durability.json
+    Example: herd experiment durability --app examples/flix/app-nats.toml --json durability.json
     """
     if min(rate, duration, kill_every, cache_seconds, engine_seconds) <= 0 or warmup < 0:
         raise usage(
