@@ -10,7 +10,9 @@ ratings), applied once per idempotency key, and told to the other services as ev
   takes the stored write (its first time, unchanged). Then it is appended to the visitor's log
   under the same key as the entry's id, which stores it once however often it is sent. A
   write that died between the two is completed by its retry.
-- **Reads** of a visitor's recent plays and ratings come from the visitor's log.
+- **Reads**: every write of a visitor is in their log; their newest `NEWEST` are also one record
+  per visitor (denormalized, kept by compare-and-set), which a page reads with one `get`: on
+  JetStream, reading a log's newest entries passes over the whole log.
 - **Events**: once stored, the owner publishes it (`played`, `rated`) with the key as the
   event id, so a retried write publishes nothing twice (`examples.flix.events`).
 """
@@ -25,8 +27,8 @@ import msgspec
 
 import herd
 
-#: The most entries of one visitor's log a read takes (ratings: every video they rated).
-MOST = 1000
+#: A visitor's newest writes kept in one record.
+NEWEST = 100
 
 
 class Written(msgspec.Struct, frozen=True):
@@ -36,6 +38,13 @@ class Written(msgspec.Struct, frozen=True):
     video: int
     at_ms: int
     thumbs: int = 0
+
+
+class Keyed(msgspec.Struct, frozen=True):
+    """A write and its idempotency key, in a visitor's newest."""
+
+    key: str
+    write: Written
 
 
 def where() -> str:
@@ -59,6 +68,7 @@ class Writes:
     def __init__(self, store: herd.Store, what: str) -> None:
         self.by_key = store.records(f"{what}-by-key", Written)
         self.by_visitor = store.log(what, Written)
+        self.newest_by_visitor = store.records(f"{what}-newest", list[Keyed])
 
     async def record(self, key: str, write: Written) -> tuple[Written, bool]:
         """Store `write` once under `key`: (the write stored under it, whether this call
@@ -73,11 +83,29 @@ class Writes:
                 raise
             stored, applied = found.value, False
         await self.by_visitor.append(stored.visitor, stored, id=key)
+        await self._remember(key, stored)
         return stored, applied
 
-    async def recent(self, visitor: int, count: int = MOST) -> list[herd.Entry[Written]]:
-        """The visitor's newest `count` writes, newest first."""
-        return await self.by_visitor.last(visitor, count)
+    async def _remember(self, key: str, stored: Written) -> None:
+        """Put the write among its visitor's newest (again on a concurrent write's conflict;
+        a retry of the write finds it there)."""
+        while True:
+            found = await self.newest_by_visitor.get(stored.visitor)
+            have = found.value if found is not None else []
+            if any(kept.key == key for kept in have):
+                return
+            merged = sorted([*have, Keyed(key, stored)], key=lambda k: -k.write.at_ms)[:NEWEST]
+            revision = found.revision if found is not None else 0
+            try:
+                await self.newest_by_visitor.put(stored.visitor, merged, revision=revision)
+                return
+            except herd.Conflict:
+                continue
+
+    async def newest(self, visitor: int) -> list[Written]:
+        """The visitor's newest `NEWEST` writes, newest first: one read."""
+        found = await self.newest_by_visitor.get(visitor)
+        return [kept.write for kept in found.value] if found is not None else []
 
 
 def now_ms() -> int:

@@ -41,7 +41,7 @@ class HistoryService(History):
         limit = max(0, min(limit, MAX_LIMIT))
         if not 1 <= visitor <= MAX_ID or limit == 0:
             return []
-        played = [entry.value.video for entry in await self.plays.recent(visitor, limit)]
+        played = [write.video for write in (await self.plays.newest(visitor))[:limit]]
         seeded = [view.video for _, view in self.views.partition(visitor, limit)]
         newest_first = dict.fromkeys(played + seeded)
         return [VideoId(video) for video in list(newest_first)[:limit]]

@@ -80,8 +80,8 @@ class MerchService(Merch):
         """The visitor's latest rating of each video they rated."""
         if not 1 <= visitor <= MAX_ID:
             return {}
-        newest_first = await self.ratings.recent(visitor)
-        return {entry.value.video: entry.value.thumbs for entry in reversed(newest_first)}
+        newest_first = await self.ratings.newest(visitor)
+        return {write.video: write.thumbs for write in reversed(newest_first)}
 
     async def merchable(self, videos: list[VideoId]) -> list[MerchableVideo]:
         found = self.videos.get_many(videos)
