@@ -1,78 +1,113 @@
-"""Where flix's writes are kept: an SQLite file per owning service, shared by the group's
-instances, durable before a write is acknowledged, each write applied once per idempotency key.
+"""Where flix's writes are kept: each owning service's `herd.store` (history: plays; merch:
+ratings), applied once per idempotency key, and told to the other services as events.
 
-- **WAL mode, ``synchronous=FULL``**: every commit is written to the write-ahead log and
-  fsync'd before the service answers, so an acknowledged write survives the process being
-  killed (SIGKILL) and the machine losing power; readers never wait for the writer.
-- **Idempotency**: every write carries a client-generated key, the table's PRIMARY KEY (a UNIQUE
-  constraint), and is inserted with ``ON CONFLICT(key) DO NOTHING``: a retry (the client's, or
-  the driver's on another instance after one died mid-write) finds the first write and changes
-  nothing.
-- The files live in ``FLIX_WRITES`` (a directory; default ``writes/`` beside ``FLIX_DB``):
-  ``history.db`` and ``merch.db``. The seeded catalogue (``FLIX_DB``) stays read-only, and
-  reseeding it leaves the writes alone.
-
-Writes run in a worker thread, one at a time per process, so a commit's fsync or a wait for the
-file lock (``busy_timeout``) never stalls the event loop. Reads run on the loop, on a
-connection of their own: an indexed read of a WAL database takes microseconds and never waits
-for a writer, and a thread hop per read would cost more than the read under load.
+- **The engine** is `HERD_STORE_URL`'s: under `herd up` with `[[stores]]`, a NATS JetStream
+  cluster with a copy in each zone (a write is acknowledged once a quorum of zones has it);
+  without it, SQLite files in ``FLIX_WRITES`` (default ``writes/`` beside ``FLIX_DB``), shared
+  by the instances on this machine. The seeded catalogue (``FLIX_DB``) stays read-only.
+- **Idempotency**: a write is first recorded under its client-made key with a
+  compare-and-set on "absent" (`Records.put(..., revision=0)`); a retry finds it there and
+  takes the stored write (its first time, unchanged). Then it is appended to the visitor's log
+  under the same key as the entry's id, which stores it once however often it is sent. A
+  write that died between the two is completed by its retry.
+- **Reads**: every write of a visitor is in their log; their newest `NEWEST` are also one record
+  per visitor (denormalized, kept by compare-and-set), which a page reads with one `get`: on
+  JetStream, reading a log's newest entries passes over the whole log.
+- **Events**: once stored, the owner publishes it (`played`, `rated`) with the key as the
+  event id, so a retried write publishes nothing twice (`examples.flix.events`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sqlite3
-import threading
-from collections.abc import Sequence
+import time
 from pathlib import Path
-from typing import Any
+
+import msgspec
+
+import herd
+
+#: A visitor's newest writes kept in one record.
+NEWEST = 100
 
 
-class WriteStore:
-    """One service's durable, shared SQLite file."""
+class Written(msgspec.Struct, frozen=True):
+    """One write as stored: who, what, when (ms since the epoch), and a rating's thumbs."""
 
-    def __init__(self, path: str | os.PathLike[str], schema: Sequence[str]) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(path)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA busy_timeout = 10000")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
-        for statement in schema:
-            self._db.execute(statement)
-        self._reader = sqlite3.connect(path, isolation_level=None)
-        self._reader.execute("PRAGMA busy_timeout = 1000")
+    visitor: int
+    video: int
+    at_ms: int
+    thumbs: int = 0
 
-    @classmethod
-    def from_env(cls, service: str, schema: Sequence[str]) -> WriteStore:
-        """``$FLIX_WRITES/<service>.db`` (default: ``writes/`` beside ``FLIX_DB``)."""
-        where = os.environ.get("FLIX_WRITES")
-        if not where:
-            catalogue = os.environ.get("FLIX_DB")
-            if not catalogue:
-                raise SystemExit("set FLIX_WRITES (or FLIX_DB) for flix's writes")
-            where = str(Path(catalogue).parent / "writes")
-        return cls(Path(where) / f"{service}.db", schema)
 
-    def _run(self, sql: str, params: Sequence[Any]) -> tuple[int, list[tuple[Any, ...]]]:
-        with self._lock:
-            cursor = self._db.execute(sql, params)
-            return cursor.rowcount, cursor.fetchall()
+class Keyed(msgspec.Struct, frozen=True):
+    """A write and its idempotency key, in a visitor's newest."""
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement, committed (durably) when it returns; rows changed."""
-        return (await asyncio.to_thread(self._run, sql, params))[0]
+    key: str
+    write: Written
 
-    async def written(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """The rows of one query on the writer's connection: what a write just committed."""
-        return (await asyncio.to_thread(self._run, sql, params))[1]
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """The rows of one read, on the loop (see the module)."""
-        return self._reader.execute(sql, params).fetchall()
+def where() -> str:
+    """The engine of flix's writes and events: `HERD_STORE_URL`, else SQLite files in
+    ``FLIX_WRITES`` (default: ``writes/`` beside ``FLIX_DB``)."""
+    if url := os.environ.get("HERD_STORE_URL"):
+        return url
+    directory = os.environ.get("FLIX_WRITES")
+    if not directory:
+        catalogue = os.environ.get("FLIX_DB")
+        if not catalogue:
+            raise SystemExit("set HERD_STORE_URL, FLIX_WRITES or FLIX_DB for flix's writes")
+        directory = str(Path(catalogue).parent / "writes")
+    return f"sqlite://{directory}"
 
-    def close(self) -> None:
-        self._reader.close()
-        self._db.close()
+
+class Writes:
+    """One kind of write (`what`: plays, ratings) in its owner's store: by key, and per
+    visitor."""
+
+    def __init__(self, store: herd.Store, what: str) -> None:
+        self.by_key = store.records(f"{what}-by-key", Written)
+        self.by_visitor = store.log(what, Written)
+        self.newest_by_visitor = store.records(f"{what}-newest", list[Keyed])
+
+    async def record(self, key: str, write: Written) -> tuple[Written, bool]:
+        """Store `write` once under `key`: (the write stored under it, whether this call
+        stored it). The caller compares the stored write with its own (a key reused)."""
+        try:
+            await self.by_key.put(key, write, revision=0)
+            stored, applied = write, True
+        except herd.Conflict:
+            # Recorded before: by an earlier try of this write, or (a reused key) another.
+            found = await self.by_key.get(key)
+            if found is None:
+                raise
+            stored, applied = found.value, False
+        await self.by_visitor.append(stored.visitor, stored, id=key)
+        await self._remember(key, stored)
+        return stored, applied
+
+    async def _remember(self, key: str, stored: Written) -> None:
+        """Put the write among its visitor's newest (again on a concurrent write's conflict;
+        a retry of the write finds it there)."""
+        while True:
+            found = await self.newest_by_visitor.get(stored.visitor)
+            have = found.value if found is not None else []
+            if any(kept.key == key for kept in have):
+                return
+            merged = sorted([*have, Keyed(key, stored)], key=lambda k: -k.write.at_ms)[:NEWEST]
+            revision = found.revision if found is not None else 0
+            try:
+                await self.newest_by_visitor.put(stored.visitor, merged, revision=revision)
+                return
+            except herd.Conflict:
+                continue
+
+    async def newest(self, visitor: int) -> list[Written]:
+        """The visitor's newest `NEWEST` writes, newest first: one read."""
+        found = await self.newest_by_visitor.get(visitor)
+        return [kept.write for kept in found.value] if found is not None else []
+
+
+def now_ms() -> int:
+    """This moment, as writes record it."""
+    return int(time.time() * 1000)

@@ -12,7 +12,7 @@ import msgspec
 import uvloop
 
 from herd._cloud.controller import Controller
-from herd._cloud.interface import CacheView, CloudApi, GroupView, InstanceView
+from herd._cloud.interface import CacheView, CloudApi, GroupView, InstanceView, StoreView
 from herd._cloud.up import control, up
 from herd._process.logging import configure
 from herd_tools.output import Column, fails_cleanly, out, print_table, say
@@ -50,16 +50,17 @@ def ask(call: Callable[[CloudApi], Awaitable[T]]) -> T:
 
 
 def ps_command(as_json: bool = False) -> None:
-    """Print groups, instances and cache servers: as tables, or as JSON for scripts."""
+    """Print groups, instances, cache servers and store members: as tables, or as JSON for
+    scripts."""
 
     async def every(
         api: CloudApi,
-    ) -> tuple[list[GroupView], list[InstanceView], list[CacheView]]:
-        return await api.groups(), await api.ps(), await api.caches()
+    ) -> tuple[list[GroupView], list[InstanceView], list[CacheView], list[StoreView]]:
+        return await api.groups(), await api.ps(), await api.caches(), await api.stores()
 
-    groups, instances, caches = ask(every)
+    groups, instances, caches, stores = ask(every)
     if as_json:
-        figures = {"groups": groups, "instances": instances, "caches": caches}
+        figures = {"groups": groups, "instances": instances, "caches": caches, "stores": stores}
         print(msgspec.json.encode(figures).decode())
         return
     group_columns = [
@@ -90,6 +91,29 @@ def ps_command(as_json: bool = False) -> None:
             "caches (memcached)",
             [Column("cache server"), *_PROCESS_COLUMNS, Column("memory", right=True, drop=3)],
             [[view.id, *_process_cells(view), f"{view.memory_mb} MB"] for view in caches],
+        )
+    if stores:
+        print_table(
+            "stores (nats-server)",
+            [
+                Column("store member"),
+                Column("zone", drop=1),
+                Column("status"),
+                Column("address", drop=2),
+                Column("pid", right=True, drop=4),
+                Column("uptime", right=True, drop=3),
+            ],
+            [
+                [
+                    view.id,
+                    view.zone,
+                    view.status,
+                    view.address,
+                    str(view.pid or "-"),
+                    f"{view.uptime_s:.0f}s" if view.pid else "-",
+                ]
+                for view in stores
+            ],
         )
 
 

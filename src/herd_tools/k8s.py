@@ -8,6 +8,10 @@ The registry runs on etcd (a 3-member StatefulSet, or the cluster named by ``reg
 "etcd://..."``), two replicas behind one Service: both follow the same etcd, so a client moving
 from one to the other keeps its copy (same epoch, same versions).
 
+An app with ``[[stores]]`` gets the store engine beside etcd: NATS JetStream as a 3-member
+StatefulSet, one member per zone, and every pod ``HERD_STORE_URL`` naming its members (instead
+of SQLite files on a pod's own disk, which would split a service's data between its pods).
+
 Manifests are plain dicts written as JSON, which ``kubectl apply -f DIR`` reads like YAML.
 """
 
@@ -21,7 +25,18 @@ from typing import Any
 
 from herd._cloud.app import App, GroupSpec, load
 from herd._cloud.autoscale.policy import initial_count
-from herd._process.config import GROUP, HOST, INSTANCE, PORT, REGISTRY, VERSION, ZONE
+from herd._cloud.launch import stores
+from herd._process.config import (
+    GROUP,
+    HOST,
+    INSTANCE,
+    PORT,
+    REGISTRY,
+    STORE_URL,
+    VERSION,
+    ZONE,
+    StoreAddress,
+)
 from herd._registry.etcd_cluster import ETCD_SCHEME, etcd_endpoints
 
 Manifest = dict[str, Any]
@@ -33,6 +48,11 @@ ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 ETCD_MEMBERS = 3
 ETCD_IMAGE = "quay.io/coreos/etcd:v3.5.17"
+NATS_CLIENT_PORT = 4222
+NATS_CLUSTER_PORT = 6222
+NATS_MONITOR_PORT = 8222
+NATS_MEMBERS = 3
+NATS_IMAGE = "nats:2.10.24-alpine"
 #: `herd.run`'s drain: deregister, keep serving for the registry's grace, drain in-flight work
 #: for up to 30 s. The pod gets that and a margin before Kubernetes sends SIGKILL.
 DRAIN_S = 30.0
@@ -106,6 +126,7 @@ def group_manifests(app: App, group: GroupSpec, repository: str) -> list[Manifes
     env = {
         **{k: _expand(v) for k, v in app.spec.env.items()},
         **{k: _expand(v) for k, v in group.env.items()},
+        **store_environment(app, group.service),
         REGISTRY: f"{registry_name(app)}:{REGISTRY_PORT}",
         PORT: str(INSTANCE_PORT),
         GROUP: group.name,
@@ -276,6 +297,142 @@ def etcd_manifests(app: App) -> list[Manifest]:
     return [service, statefulset, budget]
 
 
+def nats_name(app: App) -> str:
+    """The store engine's StatefulSet and its headless Service."""
+    return f"{app.spec.name}-nats"
+
+
+def store_environment(app: App, service: str) -> dict[str, str]:
+    """`HERD_STORE_URL` for a pod of `service`: every member, its store's copies (none
+    without `[[stores]]`: the services keep their SQLite default)."""
+    if not app.spec.stores:
+        return {}
+    name = nats_name(app)
+    servers = tuple(f"{name}-{i}.{name}:{NATS_CLIENT_PORT}" for i in range(NATS_MEMBERS))
+    address = StoreAddress(servers=servers, replicas=stores.replicas(app, service))
+    return {STORE_URL: address.url}
+
+
+def nats_config(app: App) -> str:
+    """The members' configuration (nats-server's format; ``$VAR`` is read from the
+    environment): JetStream on, the cluster's routes, and a tag per member that JetStream must
+    spread each stream's copies over (`unique_tag`), as `herd up` tags its members by zone."""
+    name = nats_name(app)
+    routes = ", ".join(
+        f'"nats-route://{name}-{i}.{name}:{NATS_CLUSTER_PORT}"' for i in range(NATS_MEMBERS)
+    )
+    return "\n".join(
+        [
+            "server_name: $POD_NAME",
+            f"listen: 0.0.0.0:{NATS_CLIENT_PORT}",
+            f"http: 0.0.0.0:{NATS_MONITOR_PORT}",
+            "server_tags: [$SERVER_TAG]",
+            'jetstream { store_dir: "/data/jetstream", unique_tag: "az" }',
+            f'cluster {{ name: "{app.spec.name}", listen: 0.0.0.0:{NATS_CLUSTER_PORT},'
+            f" routes: [{routes}] }}",
+            "",
+        ]
+    )
+
+
+def nats_manifests(app: App) -> list[Manifest]:
+    """The store engine: three NATS JetStream members (a StatefulSet on persistent volumes, one
+    per zone), their configuration, headless Service and a PodDisruptionBudget that keeps a
+    quorum through voluntary disruptions."""
+    name = nats_name(app)
+    selector = _labels(app, component="nats")
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(name, selector),
+        "data": {"nats.conf": nats_config(app)},
+    }
+    ports = [
+        ("client", NATS_CLIENT_PORT),
+        ("cluster", NATS_CLUSTER_PORT),
+        ("monitor", NATS_MONITOR_PORT),
+    ]
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, selector),
+        "spec": {
+            "clusterIP": "None",
+            # Members must find each other before any of them is ready.
+            "publishNotReadyAddresses": True,
+            "selector": selector,
+            "ports": [{"name": port, "port": number} for port, number in ports],
+        },
+    }
+    # One member per zone, or none is scheduled: a stream's three copies are in three zones
+    # only if its members are. Then per node, as for every other pod.
+    spread = _spread(selector)
+    spread[0]["whenUnsatisfiable"] = "DoNotSchedule"
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(name, selector),
+        "spec": {
+            "serviceName": name,
+            "replicas": NATS_MEMBERS,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": selector},
+                "spec": {
+                    "topologySpreadConstraints": spread,
+                    "containers": [
+                        {
+                            "name": "nats",
+                            "image": NATS_IMAGE,
+                            "command": ["nats-server", "--config", "/etc/nats/nats.conf"],
+                            "env": [
+                                {"name": "POD_NAME", **_field("metadata.name")},
+                                # Each member its own failure domain: the zone spread above
+                                # puts each in its own zone.
+                                {"name": "SERVER_TAG", "value": "az:$(POD_NAME)"},
+                            ],
+                            "ports": [
+                                {"name": port, "containerPort": number} for port, number in ports
+                            ],
+                            # Ready once JetStream is current with the cluster. No liveness
+                            # probe: a member without a quorum waits for the others.
+                            "readinessProbe": {
+                                "httpGet": {"path": "/healthz", "port": "monitor"},
+                                "periodSeconds": 5,
+                                "failureThreshold": 2,
+                                "timeoutSeconds": 1,
+                            },
+                            "volumeMounts": [
+                                {"name": "data", "mountPath": "/data"},
+                                {"name": "config", "mountPath": "/etc/nats"},
+                            ],
+                            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+                        }
+                    ],
+                    "volumes": [{"name": "config", "configMap": {"name": name}}],
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "10Gi"}},
+                    },
+                }
+            ],
+        },
+    }
+    budget = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(name, selector),
+        "spec": {"minAvailable": NATS_MEMBERS // 2 + 1, "selector": {"matchLabels": selector}},
+    }
+    return [config, service, statefulset, budget]
+
+
 def registry_manifests(app: App, repository: str) -> list[Manifest]:
     """The registry: two replicas on etcd, a Service and a PodDisruptionBudget."""
     name = registry_name(app)
@@ -362,6 +519,8 @@ def render(
     if version is None:
         if not app.spec.registry.startswith(ETCD_SCHEME):
             manifests += etcd_manifests(app)
+        if app.spec.stores:
+            manifests += nats_manifests(app)
         manifests += registry_manifests(app, repository)
         manifests += front_door_manifests(app)
     for group in groups:

@@ -43,12 +43,13 @@ def write_app(
     *,
     instances: Mapping[str, int] | None = None,
     groups: Iterable[Mapping[str, Any]] = (),
+    file: str = "app.toml",
     **settings: Any,
 ) -> Path:
-    """Copy `examples/<example>/app.toml` into `directory` with free ports, `root` at this
+    """Copy `examples/<example>/<file>` into `directory` with free ports, `root` at this
     checkout and the run directory in `directory`; `instances` overrides counts per service,
     `groups` are added to the example's."""
-    document = tomllib.loads((ROOT / "examples" / example / "app.toml").read_text())
+    document = tomllib.loads((ROOT / "examples" / example / file).read_text())
     document.update(
         root=str(ROOT),
         run_dir=str(directory / "run"),

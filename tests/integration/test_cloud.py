@@ -145,8 +145,8 @@ async def test_ps_keeps_ids_and_addresses_whole_when_narrow_and_prints_json_for_
     printed = run_herd("ps", "--json", env=chain.env)
     assert printed.returncode == 0, printed.stdout + printed.stderr
     answer = json.loads(printed.stdout)
-    assert set(answer) == {"groups", "instances", "caches"}
-    assert answer["caches"] == []  # the chain app has no [[caches]]
+    assert set(answer) == {"groups", "instances", "caches", "stores"}
+    assert answer["caches"] == answer["stores"] == []  # the chain app has neither
     assert answer["groups"] == [msgspec.structs.asdict(group) for group in groups]
     fields = {"id", "group", "version", "zone", "status", "address", "pid", "uptime_s"}
     assert all(fields <= set(row) for row in answer["instances"]), answer["instances"]

@@ -1,7 +1,8 @@
 """A short `herd experiment durability`: writes through flix's front door while history,
-merch and edge instances are SIGKILLed, every acknowledged write read back from SQLite, none
-lost or applied twice; then a memcached zone killed under read load without a broken page (the
-full run and its figures are in benchmarks/RESULTS.md)."""
+merch and edge instances are SIGKILLed, every acknowledged write read back from its store, none
+lost or applied twice; then a memcached zone killed under read load without a broken page. On
+the engine (flix's app-nats.toml), also a zone's outage and a stream leader's loss (the full
+run and its figures are in docs/data.md and benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from tests.integration.cloud_helpers import cloud_env, run_herd, write_app
 from tests.integration.memcached import require_memcached
+from tests.integration.nats_cluster import require_nats_server
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -61,3 +63,53 @@ def test_no_acknowledged_write_is_lost_or_applied_twice(tmp_path: Path) -> None:
     # Every page answered and greeted its visitor; only history's optional row may be missing.
     assert set(cache["broken_by_reason"]) <= {"omitted_history"}, output
     assert cache["whole_pct"] >= WHOLE_PCT, output
+
+
+def test_on_the_engine_a_zone_outage_and_a_leader_kill_lose_no_acknowledged_write(
+    tmp_path: Path,
+) -> None:
+    require_memcached()
+    require_nats_server()
+    app = write_app(tmp_path, "flix", file="app-nats.toml")
+    figures = tmp_path / "durability.json"
+    done = run_herd(
+        "experiment",
+        "durability",
+        "--app",
+        str(app),
+        "--rate",
+        "40",
+        "--duration",
+        "2",
+        "--kill-every",
+        "1",
+        "--engine-seconds",
+        "10",
+        "--warmup",
+        "1",
+        "--cache-seconds",
+        "2",
+        "--whole",
+        "0",
+        "--json",
+        str(figures),
+        env=cloud_env(tmp_path / "home"),
+        timeout=140,
+    )
+    output = done.stdout[-3000:] + done.stderr[-3000:]
+    # Exit 0: in every phase nothing lost, nothing applied twice, >= 99.9 % acknowledged.
+    assert done.returncode == 0, output
+    result = json.loads(figures.read_text())
+    assert result["success_target_pct"] == 99.9
+    phases = {phase["phase"]: phase for phase in result["phases"]}
+    assert list(phases) == ["zone_outage", "leader_kill"], output
+    for phase in phases.values():
+        assert phase["sent"] == 400
+        assert phase["lost"] == 0 and phase["duplicated"] == 0, phase
+        assert phase["success_pct"] >= 99.9, phase
+        assert phase["write_p99_ms"] > 0 and phase["catch_up_s"] is not None, phase
+    # Zone b lost its nats-server and every instance; the leader kill, one nats-server.
+    outage = phases["zone_outage"]["killed"]
+    assert outage[0] == "store-nats-b" and all("-b" in victim for victim in outage), outage
+    assert len(outage) >= 4, outage
+    assert [v.startswith("store-nats-") for v in phases["leader_kill"]["killed"]] == [True]

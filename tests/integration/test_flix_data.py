@@ -9,17 +9,20 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+import herd
 from examples.flix.edge.interface import HISTORY_ROW
 from examples.flix.idempotency import new_key
+from examples.flix.merch.interface import ROWS_CACHE, Row
 from examples.flix.store import password_of
+from examples.flix.writes import Written
 from herd._cloud.interface import CacheView
+from herd._process.config import CACHES, caches_value
 from tests.helpers import eventually
 from tests.integration.cloud_helpers import Cloud, replaced, write_app
 from tests.integration.memcached import require_memcached
@@ -121,10 +124,12 @@ async def test_set_cookie_is_httponly_and_samesite(flix: Cloud) -> None:
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=" in cookie
 
 
-def _stored(flix: Cloud, service: str, table: str, key: str) -> list[tuple[Any, ...]]:
-    path = flix.app.parent / "run" / "writes" / f"{service}.db"
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return db.execute(f"SELECT * FROM {table} WHERE key = ?", (key,)).fetchall()
+async def _stored(flix: Cloud, service: str, log: str, key: str) -> list[herd.Entry[Written]]:
+    """The entries of `VISITOR`'s `log` in `service`'s store stored under `key`."""
+    where = f"sqlite://{flix.app.parent / 'run' / 'writes'}"  # no [[stores]]: SQLite
+    async with herd.store(service, where=where) as store:
+        entries = await store.log(log, Written).last(VISITOR, 1000)
+    return [entry for entry in entries if entry.id == key]
 
 
 async def test_writes_are_stored_once_and_show_on_the_next_page(flix: Cloud) -> None:
@@ -141,7 +146,7 @@ async def test_writes_are_stored_once_and_show_on_the_next_page(flix: Cloud) -> 
                 "POST", "/api/play", {"video": last}, **{"Idempotency-Key": key}
             )
             assert status == 200 and played["applied"] is applied, played
-        assert len(_stored(flix, "history", "plays", key)) == 1
+        assert len(await _stored(flix, "history", "plays", key)) == 1
         status, body = await browser.call("POST", "/api/play", {"video": second, "key": key})
         assert status == 409 and body["error"] == "conflict"
         status, body = await browser.call("POST", "/api/play", {"video": last, "key": "short"})
@@ -173,6 +178,38 @@ async def test_writes_are_stored_once_and_show_on_the_next_page(flix: Cloud) -> 
         status, html = await browser.call("GET", "/")
         assert status == 200 and "sign out" in html and 'value="play:' in html
         assert (await browser.home())["rows"][0]["videos"][0]["id"] == second
+
+
+async def test_a_rating_shows_in_the_merch_rows_in_memcached_within_a_second(
+    flix: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """merch consumes its own `rated` events (group "merch") and puts the rated visitor's rows,
+    ranked anew, in memcached: measured from the rating's acknowledgement to the rows there."""
+    servers: dict[str, dict[str, list[str]]] = {}
+    for view in json.loads(flix.cli("ps", "--json"))["caches"]:
+        servers.setdefault(view["cache"], {}).setdefault(view["zone"], []).append(view["address"])
+    monkeypatch.setenv(CACHES, caches_value(servers))
+    rows = herd.cache(ROWS_CACHE, list[Row], ttl_s=30)
+    visitor = 5
+    async with aiohttp.ClientSession() as http:
+        browser = Browser(flix, http)
+        await browser.sign_in(visitor)
+        page = await browser.home()
+        video = next(row for row in page["rows"] if row["kind"] == "merch")["videos"][-1]["id"]
+        status, rated = await browser.call(
+            "POST", "/api/rate", {"video": video, "thumbs": 1, "key": new_key()}
+        )
+        assert status == 200 and rated["applied"], rated
+        acknowledged = asyncio.get_running_loop().time()
+
+        async def liked() -> bool:
+            cached = await rows.get(visitor)
+            return cached is not None and any(video in row.liked for row in cached)
+
+        await eventually(liked, timeout=5.0, what="the rated visitor's rows in memcached")
+        took_s = asyncio.get_running_loop().time() - acknowledged
+    print(f"rating to merch rows in memcached: {took_s * 1000:.0f} ms")
+    assert took_s < 1.0
 
 
 async def test_a_memcached_zone_killed_under_read_load_keeps_pages_whole(flix: Cloud) -> None:

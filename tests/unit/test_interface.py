@@ -289,3 +289,11 @@ def test_a_service_error_field_cannot_be_named_message() -> None:
 
         class Clash(herd.ServiceError):
             message: str
+
+
+@pytest.mark.parametrize("reserved", ["astart", "aclose"])
+def test_an_interface_cannot_declare_a_method_every_implementation_has(reserved: str) -> None:
+    async def method(self: herd.Interface) -> None: ...
+
+    with pytest.raises(herd.ConfigurationError, match=f"{reserved}: the name is taken"):
+        type("Bad", (herd.Interface,), {reserved: method}, name="bad")

@@ -203,3 +203,58 @@ def test_the_command_writes_one_file_per_manifest(tmp_path: Path) -> None:
     assert result.code == 1
     assert "no group has version v009" in result.stderr
     assert result.stdout == ""
+
+
+def flix_on_nats(tmp_path: Path) -> App:
+    """flix's app file with its stores on the engine (`app-nats.toml`)."""
+    document = tomllib.loads((FLIX.parent / "app-nats.toml").read_text())
+    document["root"] = str(ROOT)
+    path = tmp_path / "app-nats.toml"
+    path.write_text(tomli_w.dumps(document))
+    return load(path)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_with_stores_the_engine_is_a_statefulset_one_member_per_zone(
+    tmp_path: Path, version: str
+) -> None:
+    manifests = render(flix_on_nats(tmp_path))
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, version, strict=True)
+    sets = of_kind(manifests, "StatefulSet")
+    assert set(sets) == {"flix-etcd", "flix-nats"}  # beside etcd's
+    nats = sets["flix-nats"]
+    assert nats["spec"]["replicas"] == 3 and nats["spec"]["serviceName"] == "flix-nats"
+    template = nats["spec"]["template"]
+    pod = template["spec"]
+    assert selects(nats["spec"]["selector"]["matchLabels"], template["metadata"]["labels"])
+    spread = pod["topologySpreadConstraints"]
+    zone_spread = next(c for c in spread if c["topologyKey"] == ZONE_LABEL)
+    assert zone_spread["whenUnsatisfiable"] == "DoNotSchedule" and zone_spread["maxSkew"] == 1
+    assert of_kind(manifests, "Service")["flix-nats"]["spec"]["clusterIP"] == "None"
+    assert of_kind(manifests, "PodDisruptionBudget")["flix-nats"]["spec"]["minAvailable"] == 2
+    config = of_kind(manifests, "ConfigMap")["flix-nats"]["data"]["nats.conf"]
+    assert 'unique_tag: "az"' in config and "nats-route://flix-nats-2.flix-nats:6222" in config
+    (container,) = pod["containers"]
+    assert {"name": "SERVER_TAG", "value": "az:$(POD_NAME)"} in container["env"]
+
+
+def test_with_stores_every_pod_gets_the_engine_and_no_sqlite_path(tmp_path: Path) -> None:
+    url = (
+        "nats://flix-nats-0.flix-nats:4222,flix-nats-1.flix-nats:4222,"
+        "flix-nats-2.flix-nats:4222?replicas=3"
+    )
+    for deployment in of_kind(render(flix_on_nats(tmp_path)), "Deployment").values():
+        if deployment["metadata"]["name"] == "flix-registry":
+            continue
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["HERD_STORE_URL"] == url, deployment["metadata"]["name"]
+        assert "FLIX_WRITES" not in env
+        assert not any(str(value).startswith("sqlite") for value in env.values())
+    # Without [[stores]]: no engine, and the services keep SQLite.
+    plain = render(flix(tmp_path))
+    assert "flix-nats" not in of_kind(plain, "StatefulSet")
+    for deployment in of_kind(plain, "Deployment").values():
+        env = deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])
+        assert "HERD_STORE_URL" not in {e["name"] for e in env}

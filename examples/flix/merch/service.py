@@ -1,16 +1,19 @@
 """merch's implementation: ``python -m examples.flix.merch.service``.
 
-Reads rows and facets from the seeded catalogue (``FLIX_DB``, read-only) and ratings from
-``$FLIX_WRITES/merch.db`` (WAL, ``synchronous=FULL``, shared by every merch instance; see
-`examples.flix.writes`). A rating drops the visitor's rows from memcached (`ROWS_CACHE`, every
-zone) once it is stored, so the next page ranks with it. ``HERD_PORT``: default 0 (any port).
+Reads rows and facets from the seeded catalogue (``FLIX_DB``, read-only) and the ratings it owns
+from its `herd.store` ("merch", on `HERD_STORE_URL` or SQLite files in ``FLIX_WRITES``; see
+`examples.flix.writes`). A rating, once stored, drops the visitor's rows from memcached
+(`ROWS_CACHE`, every zone), so the visitor's next page ranks with it, and is published as a
+`rated` event. merch's instances consume `rated` as one group ("merch"): the instance that gets
+it computes the visitor's rows anew and puts them in memcached, so a page that cached rows read
+just before the rating (which the drop cannot stop) is put right within the event's latency,
+not the cache's 30 s. ``HERD_PORT``: default 0 (any port).
 """
 
 from __future__ import annotations
 
-import time
-
 import herd
+from examples.flix.events import RATED, Rated
 from examples.flix.idempotency import KeyReused, check_ids, check_key
 from examples.flix.ids import MAX_ID, VideoId, VisitorId
 from examples.flix.merch.interface import (
@@ -22,13 +25,7 @@ from examples.flix.merch.interface import (
     Thumbs,
 )
 from examples.flix.store import EVERYONE, MERCH_ROWS, MERCH_VIDEOS, MerchRecord, Store
-from examples.flix.writes import WriteStore
-
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS ratings (key TEXT PRIMARY KEY, visitor INTEGER NOT NULL, "
-    "video INTEGER NOT NULL, thumbs INTEGER NOT NULL, rated_at_ms INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS ratings_by_visitor ON ratings (visitor, rated_at_ms)",
-)
+from examples.flix.writes import Writes, Written, now_ms, where
 
 
 def _facet(video: VideoId, record: MerchRecord) -> MerchableVideo:
@@ -42,12 +39,29 @@ class MerchService(Merch):
     ones out, the rest by popularity."""
 
     def __init__(
-        self, store: Store, writes: WriteStore, rows_cache: herd.Cache[list[Row]] | None = None
+        self,
+        store: Store,
+        own: herd.Store,
+        events: herd.Events,
+        rows_cache: herd.Cache[list[Row]] | None = None,
     ) -> None:
         self.rows_table = store.table(MERCH_ROWS)
         self.videos = store.table(MERCH_VIDEOS)
-        self.writes = writes
+        self.own = own
+        self.ratings = Writes(own, "ratings")
+        self.events = events
         self.rows_cache = rows_cache
+
+    async def astart(self) -> None:
+        if self.rows_cache is not None:
+            self.events.subscribe(RATED, Rated, self._refresh, group="merch")
+
+    async def _refresh(self, event: herd.Event[Rated]) -> None:
+        """Put the rated visitor's rows, ranked anew, in memcached (every zone)."""
+        assert self.rows_cache is not None
+        visitor = VisitorId(event.value.visitor)
+        with herd.deadline(5.0):
+            await self.rows_cache.set(visitor, await self.rows(visitor))
 
     async def rows(self, visitor: VisitorId) -> list[Row]:
         stored = self.rows_table.partition(visitor) or self.rows_table.partition(EVERYONE)
@@ -66,11 +80,8 @@ class MerchService(Merch):
         """The visitor's latest rating of each video they rated."""
         if not 1 <= visitor <= MAX_ID:
             return {}
-        rated = self.writes.query(
-            "SELECT video, thumbs FROM ratings WHERE visitor = ? ORDER BY rated_at_ms, rowid",
-            (visitor,),
-        )
-        return dict(rated)
+        newest_first = await self.ratings.newest(visitor)
+        return {write.video: write.thumbs for write in reversed(newest_first)}
 
     async def merchable(self, videos: list[VideoId]) -> list[MerchableVideo]:
         found = self.videos.get_many(videos)
@@ -79,27 +90,25 @@ class MerchService(Merch):
     async def rate(self, visitor: VisitorId, video: VideoId, thumbs: Thumbs, key: str) -> Rating:
         check_key(key)
         check_ids(visitor=visitor, video=video)
-        applied = await self.writes.execute(
-            "INSERT INTO ratings (key, visitor, video, thumbs, rated_at_ms) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-            (key, visitor, video, thumbs, int(time.time() * 1000)),
-        )
-        ((stored_visitor, stored_video, stored_thumbs, at),) = await self.writes.written(
-            "SELECT visitor, video, thumbs, rated_at_ms FROM ratings WHERE key = ?", (key,)
-        )
-        if (stored_visitor, stored_video, stored_thumbs) != (visitor, video, thumbs):
+        stored, applied = await self.ratings.record(key, Written(visitor, video, now_ms(), thumbs))
+        if (stored.visitor, stored.video, stored.thumbs) != (visitor, video, thumbs):
             raise KeyReused(f"key {key} already recorded another rating", key=key)
         if self.rows_cache is not None:
-            # Stored first, then dropped in every zone. A reader that read the rows just
-            # before the rating and caches them just after this leaves them stale for the
-            # cache's TTL at most (30 s).
             await self.rows_cache.delete(visitor)
-        return Rating(key, visitor, video, stored_thumbs, at, applied=applied == 1)
+        # Published by every try: the key as the event's id stores it once.
+        await self.events.publish(RATED, Rated(visitor, video, thumbs, stored.at_ms), id=key)
+        return Rating(key, visitor, video, stored.thumbs, stored.at_ms, applied=applied)
+
+    async def aclose(self) -> None:
+        await self.events.aclose()
+        await self.own.aclose()
 
 
 def main() -> None:
     rows_cache = herd.cache(ROWS_CACHE, list[Row], ttl_s=30)
-    herd.run(MerchService(Store.from_env(), WriteStore.from_env("merch", SCHEMA), rows_cache))
+    engine = where()
+    own, events = herd.store("merch", where=engine), herd.events(where=engine)
+    herd.run(MerchService(Store.from_env(), own, events, rows_cache))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,11 @@
     memory_mb = 64
     # port = 11300                  # zone i listens on port + i; default: free ports
 
+    [[stores]]                      # a service's store on NATS JetStream (herd.store; docs/data.md)
+    name = "history"                # the service that owns it
+    replicas = 3                    # copies, each in another zone; quorum-acknowledged writes
+    # store_port = 14222            # (top level) zone i's nats-server on store_port + 3i .. + 2
+
     [front_door.cohorts]            # a request's bucket and pin (docs/deploy.md)
     visitor_query = "visitor"       # where the visitor id is, hashed into a bucket 0-99
     pin_header = "x-flix-pin"       # `x-flix-pin: v002` pins the request to v002 at every hop
@@ -59,6 +64,7 @@ import msgspec
 from herd._model.errors import ConfigurationError
 from herd._model.identity import FRONT_DOOR, RESERVED
 from herd._registry.etcd_cluster import ETCD, etcd_endpoints
+from herd._store.store import NAME as STORE_NAME
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
@@ -253,6 +259,14 @@ class CacheSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Zone i's server listens on `port + i`; 0: a free port per zone, chosen at `herd up`."""
 
 
+class StoreSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A service's store on the app's NATS JetStream cluster (one nats-server per zone), with
+    `replicas` copies of its data, each in another zone. Without any, stores stay in SQLite."""
+
+    name: str
+    replicas: int = 3
+
+
 class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A whole system, as `herd up` runs it."""
 
@@ -264,6 +278,10 @@ class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     setup: list[list[str]] = msgspec.field(default_factory=list)
     front_door: FrontDoorSpec | None = None
     caches: list[CacheSpec] = msgspec.field(default_factory=list)
+    stores: list[StoreSpec] = msgspec.field(default_factory=list)
+    store_port: int = 0
+    """Zone i's nats-server listens on `store_port + 3i` (clients), the next port (the other
+    members) and the one after (monitoring); 0: free ports, chosen at `herd up`."""
     registry_port: int = 8500
     control_port: int = 8400
     run_dir: str | None = None
@@ -354,6 +372,7 @@ def _check(spec: AppSpec, source: Path) -> None:
             raise ConfigurationError(
                 f"{source}: cache {cache.name}: port is 0 (free ports) or 1024 and up"
             )
+    _check_stores(spec, source)
     services = {g.service for g in spec.groups}
     for version in spec.versions:
         if version.service not in services or not re.match(r"^v\d{3}$", version.version):
@@ -373,3 +392,20 @@ def _check(spec: AppSpec, source: Path) -> None:
         raise ConfigurationError(
             f"{source}: the front door's service {spec.front_door.service!r} has no group"
         )
+
+
+def _check_stores(spec: AppSpec, source: Path) -> None:
+    names = [store.name for store in spec.stores]
+    for store in spec.stores:
+        if not STORE_NAME.match(store.name) or names.count(store.name) > 1:
+            raise ConfigurationError(
+                f"{source}: store {store.name!r}: a distinct name of lowercase letters, digits,"
+                " - (32 at most)"
+            )
+        if not 1 <= store.replicas <= min(len(spec.zones), 5):
+            raise ConfigurationError(
+                f"{source}: store {store.name}: replicas is 1 to the number of zones"
+                f" ({len(spec.zones)}), one copy per zone, 5 at most"
+            )
+    if not (spec.store_port == 0 or 1024 <= spec.store_port <= 65535 - 3 * len(spec.zones)):
+        raise ConfigurationError(f"{source}: store_port is 0 (free ports) or 1024 and up")

@@ -35,9 +35,10 @@ from herd._cloud.interface import (
     GroupView,
     InstanceView,
     InvalidCount,
+    StoreView,
     UnknownGroup,
 )
-from herd._cloud.launch import caches
+from herd._cloud.launch import caches, stores
 from herd._cloud.launch.launcher import Launcher
 from herd._cloud.state import remove_state, write_state
 from herd._cloud.supervise.backoff import Backoff
@@ -63,7 +64,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.token = secrets.token_urlsafe(24)
         self._say = say or (lambda _: None)
         self._cache_servers = caches.plan(app)
-        self.launcher = Launcher(app, self._cache_servers)
+        self._store_members = stores.plan(app)
+        self.launcher = Launcher(app, self._cache_servers, self._store_members)
         self.history = History(app.run_dir / "history.sqlite")
         self.record = self.history.record
         """Where the control plane and its parts record (and log) every change they make."""
@@ -90,6 +92,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         """The members of the local etcd cluster (`registry = "etcd"`), started first."""
         self._caches: list[Slot] = []
         """One memcached per cache and zone, started before the instances that use them."""
+        self._stores: list[Slot] = []
+        """One nats-server per zone when the app has `[[stores]]`, started before the setup
+        commands and instances that use them."""
         self.resolver: RegistryResolver | None = None
         self.front_door: FrontDoor | None = None
         self.deployer: Deployer | None = None
@@ -137,6 +142,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         control = self.launcher.identity(CONTROL, CONTROL, CONTROL)
         # The control plane's own drivers (the registry watch), scrapes and dashboard use it.
         tls.set_client_context(tls.client_context(control))
+        await self._start_stores()
         for command in spec.setup:
             self._say(f"setup: {' '.join(command)}")
             await self.launcher.setup(command)
@@ -208,6 +214,30 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         for server in self._cache_servers:
             self._say(f"cache {server.name} zone {server.zone}: memcached on {server.address}")
 
+    async def _start_stores(self) -> None:
+        """Start the store cluster's members, each in a slot of its own, all at once: a member
+        is healthy only once JetStream has a quorum of them."""
+        for member in self._store_members:
+            name = stores.slot_name(member)
+            log = self._log_dir / f"{name}.log"
+            launch = functools.partial(self.launcher.store_member, member, log)
+            details = {"member": member.name, "zone": member.zone, "address": member.endpoint}
+            self._stores.append(
+                Slot(
+                    name,
+                    log,
+                    launch,
+                    zone=member.zone,
+                    store=member,
+                    started_kind="store.started",
+                    details=details,
+                )
+            )
+        if self._stores:
+            await self.supervisor.fill(self._stores, "nats-server")
+            endpoints = ", ".join(m.endpoint for m in self._store_members)
+            self._say(f"stores: NATS JetStream, a member per zone on {endpoints}")
+
     async def _start_registry(self) -> None:
         log = self._log_dir / "registry.log"
         self._registry = Slot(
@@ -247,14 +277,16 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         await self.watch.close()
         slots = self.server_groups.instance_slots()
         registry = [self._registry] if self._registry else []
-        await self.supervisor.unsupervise([*slots, *registry, *self._etcd, *self._caches])
+        await self.supervisor.unsupervise(
+            [*slots, *registry, *self._etcd, *self._caches, *self._stores]
+        )
         if self.front_door is not None:
             await self.front_door.close()
         await self.supervisor.stop(slots, cause="shutdown")
         if self.resolver is not None:
             await self.resolver.close()
         await self.supervisor.stop(registry)
-        await self.supervisor.stop([*self._etcd, *self._caches])
+        await self.supervisor.stop([*self._etcd, *self._caches, *self._stores])
         if self._server is not None:
             # Open dashboard streams end first: the server's close waits for its handlers.
             await self.dashboard.close()
@@ -273,6 +305,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
 
     async def caches(self) -> list[CacheView]:
         return self.views.caches(self._caches)
+
+    async def stores(self) -> list[StoreView]:
+        return self.views.stores(self._stores)
 
     async def scale(self, group: str, count: int) -> GroupView:
         if group not in self.server_groups.specs:

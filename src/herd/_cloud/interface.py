@@ -128,6 +128,23 @@ class CacheView(msgspec.Struct, frozen=True):
     log: str
 
 
+class StoreView(msgspec.Struct, frozen=True):
+    """One nats-server of the app's store cluster (one per zone), as `herd ps` shows it.
+
+    `status` is UP while it runs and said it was healthy, DOWN between an exit and its restart,
+    CRASHLOOP while its restarts back off; `monitor` is its monitoring address (``/jsz``).
+    """
+
+    id: str
+    zone: str
+    status: str
+    address: str
+    monitor: str
+    pid: int
+    uptime_s: float
+    log: str
+
+
 class UnknownGroup(ServiceError):
     """No server group has that name."""
 
@@ -204,6 +221,9 @@ class CloudApi(Interface, name="cloud"):
 
     @method(idempotent=True)
     async def caches(self) -> list[CacheView]: ...
+
+    @method(idempotent=True)
+    async def stores(self) -> list[StoreView]: ...
 
     @method(admin=True)
     async def scale(self, group: str, count: int) -> GroupView: ...

@@ -1,13 +1,13 @@
-"""What `herd ps` shows: instances, groups and cache servers as their slots and the registry say
-they are."""
+"""What `herd ps` shows: instances, groups, cache servers and store members as their slots and
+the registry say they are."""
 
 from __future__ import annotations
 
 import time
 
 from herd._cloud.autoscale.loop import Autoscaling
-from herd._cloud.interface import CacheView, GroupView, InstanceView
-from herd._cloud.launch import caches
+from herd._cloud.interface import CacheView, GroupView, InstanceView, StoreView
+from herd._cloud.launch import caches, stores
 from herd._cloud.supervise.groups import ServerGroups
 from herd._cloud.supervise.slot import Slot
 from herd._model.instance import Status
@@ -102,17 +102,30 @@ class Views:
         views = []
         for slot in slots:
             assert slot.cache is not None
-            process = slot.process
-            alive = slot.filled
-            status = Status.UP if alive else CRASHLOOP if slot.backoff.looping else Status.DOWN
-            started = process.started_at if process is not None and alive else time.time()
+            status, pid, uptime_s = _server(slot)
             views.append(
-                caches.view(
-                    slot.cache,
-                    status=status,
-                    pid=process.pid if process is not None and alive else None,
-                    uptime_s=time.time() - started,
-                    log=slot.log,
-                )
+                caches.view(slot.cache, status=status, pid=pid, uptime_s=uptime_s, log=slot.log)
             )
         return views
+
+    @staticmethod
+    def stores(slots: list[Slot]) -> list[StoreView]:
+        """The store cluster's members of `slots`."""
+        views = []
+        for slot in slots:
+            assert slot.store is not None
+            status, pid, uptime_s = _server(slot)
+            views.append(
+                stores.view(slot.store, status=status, pid=pid, uptime_s=uptime_s, log=slot.log)
+            )
+        return views
+
+
+def _server(slot: Slot) -> tuple[str, int | None, float]:
+    """A server slot's (no instance's) status, pid and uptime."""
+    process = slot.process
+    alive = slot.filled
+    status = Status.UP if alive else CRASHLOOP if slot.backoff.looping else Status.DOWN
+    if process is None or not alive:
+        return status, None, 0.0
+    return status, process.pid, time.time() - process.started_at

@@ -191,6 +191,10 @@ class Interface:
     __herd_name__: ClassVar[str]
     __herd_interface__: ClassVar[type[Interface]]
 
+    async def astart(self) -> None:
+        """Start what an implementation runs beside its methods (an event subscription);
+        `herd.run` calls it once the server listens, before the instance is announced."""
+
     async def aclose(self) -> None:
         """Release what this object holds: a driver closes its connections and its share of the
         registry watch; an implementation may override it to close the drivers it owns
@@ -227,7 +231,7 @@ class Interface:
             )
 
 
-_RESERVED = frozenset({"aclose"})
+_RESERVED = frozenset({"astart", "aclose"})
 _methods_cache: dict[type[Interface], dict[str, MethodSpec]] = {}
 
 

@@ -50,6 +50,7 @@ async def serve_until_signalled(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    await server.impl.astart()
     if on_ready is not None:
         await on_ready(server)
     ready = {"service": server.service, "address": server.address, "pid": os.getpid()}

@@ -6,11 +6,19 @@ alternate between play (history) and rate (merch), each with a fresh idempotency
 distinct (kind, visitor, video), so a write applied twice shows as two rows. A client that gets
 no answer or a failure tries the same write again with the same key (as a real client would)
 until `give_up_s` after it was due. Every `kill_every` seconds a random history, merch or edge
-instance is SIGKILLed. Then each service's SQLite file is read:
+instance is SIGKILLed. Then each service's store is read back (`examples.flix.writes`: SQLite
+files, or the engine of an app with `[[stores]]`):
 
 - `acknowledged`: writes answered 200; `lost`: acknowledged but not stored (must be 0);
 - `duplicated`: extra rows of a write stored more than once (must be 0);
 - `failed_pct`: writes never acknowledged, percent of `sent`.
+
+On the engine (an app with `[[stores]]`, e.g. flix's app-nats.toml), two more phases of
+open-model writes for `engine_seconds` each, every write retried with its key for up to
+`ENGINE_GIVE_UP_S`, then read back (`durability_engine.Phase`): `zone_outage` (zone b's
+instances and nats-server SIGKILLed and held out for half the phase) and `leader_kill` (the
+leader of history's plays bucket SIGKILLed). Targets: nothing lost or duplicated, >= 99.9 % of
+writes acknowledged.
 
 Phase 2 (cache), once every group is back to its count: home pages at `rate` per second,
 `warmup_s` to fill the caches (not counted), then `cache_seconds` counted; halfway through
@@ -26,7 +34,6 @@ import os
 import random
 import secrets
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -37,7 +44,10 @@ import aiohttp
 import msgspec
 import typer
 
+import herd
 from herd._cloud.controller import Controller
+from herd._process.config import STORE_URL
+from herd_tools.experiments import durability_engine as engine
 from herd_tools.experiments.harness import (
     APP,
     JSON,
@@ -54,6 +64,13 @@ ACCOUNTS = 8
 VIDEOS = 1000
 VICTIM_SERVICES = ("history", "merch", "edge")
 WHOLE_PCT = 99.9
+#: How long a client sends a write again on the engine phases: a stream's leader election
+#: takes 5 to 7 s on Debian's nats-server 2.9, and a write due as it began may have a 2 s
+#: attempt under way when it ends (the front door's deadline, kept for pages' sake).
+ENGINE_GIVE_UP_S = 15.0
+#: The bucket whose stream's leader the leader-kill phase kills: history's plays by key, the
+#: first write of every play.
+LEADER_STREAM = "KV_history_plays-by-key"
 
 
 class Writes(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +110,10 @@ class Durability(msgspec.Struct, frozen=True, kw_only=True):
     cache: CachePhase
     whole_target_pct: float = WHOLE_PCT
     """This run's target for whole pages, in percent."""
+    phases: list[engine.Phase] = msgspec.field(default_factory=list)
+    """The phases on the engine (`zone_outage`, `leader_kill`): none without `[[stores]]`."""
+    success_target_pct: float = engine.SUCCESS_PCT
+    """This run's target for the writes acknowledged in each engine phase, in percent."""
 
     def missed(self) -> list[str]:
         """The targets missed, in words (none: nothing lost, nothing applied twice, and pages
@@ -106,7 +127,17 @@ class Durability(msgspec.Struct, frozen=True, kw_only=True):
             problems.append(
                 f"{self.cache.whole_pct:g} % of pages whole, target {self.whole_target_pct:g} %"
             )
+        for phase in self.phases:
+            problems += phase.missed(self.success_target_pct)
         return problems
+
+
+class _Stored(msgspec.Struct, frozen=True):
+    """What flix stores of a write (`examples.flix.writes.Written`: the fields read here)."""
+
+    visitor: int
+    video: int
+    at_ms: int
 
 
 class _Write(msgspec.Struct):
@@ -116,13 +147,16 @@ class _Write(msgspec.Struct):
     key: str
     acknowledged: bool = False
     tries: int = 0
+    due: float = 0.0
+    acked_at: float = 0.0
 
 
-def _plan(index: int, key: str) -> _Write:
-    """Write `index`'s distinct (kind, visitor, video)."""
+def _plan(index: int, key: str, phase: int) -> _Write:
+    """Write `index`'s distinct (kind, visitor, video); each phase its own videos, so a phase
+    read back never counts another's writes as its own."""
     kind = "play" if index % 2 == 0 else "rate"
     visitor = 1 + (index // 2) % ACCOUNTS
-    video = 1 + (index // (2 * ACCOUNTS)) % VIDEOS
+    video = 1 + phase * VIDEOS + (index // (2 * ACCOUNTS)) % VIDEOS
     return _Write(kind, visitor, video, key)
 
 
@@ -155,6 +189,7 @@ async def _send(
                 await answer.read()
                 if answer.status == 200:
                     write.acknowledged = True
+                    write.acked_at = loop.time()
                     return
         except (aiohttp.ClientError, TimeoutError):
             pass
@@ -189,27 +224,31 @@ async def _passwords(controller: Controller) -> dict[int, str]:
     return passwords
 
 
-def _stored(writes_dir: Path, since_ms: int) -> dict[str, list[tuple[str, str, int, int]]]:
-    """key -> rows as (kind, key, visitor, video) stored since `since_ms`, from both services'
-    files (a run directory keeps the writes of earlier runs)."""
+def _engine(controller: Controller) -> str:
+    """Where flix's services keep their writes: the engine `herd up` gave them, else the
+    SQLite files in the app's ``FLIX_WRITES`` (`examples.flix.writes.where`)."""
+    given = controller.launcher.environment().get(STORE_URL)
+    return given or f"sqlite://{controller.app.expand(controller.app.spec.env['FLIX_WRITES'])}"
+
+
+async def _stored(engine: str, since_ms: int) -> dict[str, list[tuple[str, str, int, int]]]:
+    """key -> entries as (kind, key, visitor, video) stored since `since_ms`, from both
+    services' stores (a run directory keeps the writes of earlier runs)."""
     rows: dict[str, list[tuple[str, str, int, int]]] = {}
-    tables = (
-        ("play", "history", "plays", "played_at_ms"),
-        ("rate", "merch", "ratings", "rated_at_ms"),
-    )
-    for kind, service, table, at in tables:
-        path = writes_dir / f"{service}.db"
-        if not path.exists():
-            continue
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            query = f"SELECT key, visitor, video FROM {table} WHERE {at} >= ?"
-            for key, visitor, video in db.execute(query, (since_ms,)):
-                rows.setdefault(key, []).append((kind, key, visitor, video))
+    for kind, service, log in (("play", "history", "plays"), ("rate", "merch", "ratings")):
+        async with herd.store(service, where=engine, timeout_s=30.0) as store:
+            entries = store.log(log, _Stored)
+            for visitor in range(1, ACCOUNTS + 1):
+                for entry in await entries.last(visitor, 1_000_000):
+                    if entry.value.at_ms >= since_ms:
+                        found = (kind, entry.id, entry.value.visitor, entry.value.video)
+                        rows.setdefault(entry.id, []).append(found)
     return rows
 
 
-def _count(writes: list[_Write], writes_dir: Path, since_ms: int, killed: list[str]) -> Writes:
-    stored = _stored(writes_dir, since_ms)
+def _count(
+    writes: list[_Write], stored: dict[str, list[tuple[str, str, int, int]]], killed: list[str]
+) -> Writes:
     by_content: dict[tuple[str, int, int], int] = {}
     for found in stored.values():
         for kind, _, visitor, video in found:
@@ -228,10 +267,44 @@ def _count(writes: list[_Write], writes_dir: Path, since_ms: int, killed: list[s
     )
 
 
+async def _open_model(
+    http: aiohttp.ClientSession,
+    door: str,
+    cookies: dict[int, str],
+    *,
+    rate: float,
+    duration: float,
+    give_up_s: float,
+    phase: int,
+) -> list[_Write]:
+    """Writes due at `rate` per second for `duration` seconds whatever the answers (an open
+    model: a slow answer delays no later write), each sent until acknowledged or `give_up_s`
+    after it was due; every one once all have ended."""
+    loop = asyncio.get_running_loop()
+    writes: list[_Write] = []
+    sending: list[asyncio.Task[None]] = []
+    started = loop.time()
+    while (due := started + len(writes) / rate) < started + duration:
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        write = _plan(len(writes), secrets.token_urlsafe(16), phase)
+        write.due = due
+        writes.append(write)
+        cookie = cookies[write.visitor]
+        sending.append(asyncio.create_task(_send(http, door, cookie, write, due + give_up_s)))
+    await asyncio.gather(*sending)
+    return writes
+
+
+def _since_ms() -> int:
+    """A phase's start on the services' clock (this machine's), a second early."""
+    return int(time.time() * 1000) - 1000
+
+
 async def _write_phase(
     controller: Controller,
     http: aiohttp.ClientSession,
     door: str,
+    cookies: dict[int, str],
     *,
     rate: float,
     duration: float,
@@ -239,28 +312,87 @@ async def _write_phase(
     give_up_s: float,
     say: Say,
 ) -> Writes:
-    cookies = await _sign_in(http, door, await _passwords(controller))
-    loop = asyncio.get_running_loop()
     killed: list[str] = []
     killer = asyncio.create_task(_killer(controller, kill_every, killed, say))
-    writes: list[_Write] = []
-    sending: list[asyncio.Task[None]] = []
-    since_ms = int(time.time() * 1000) - 1000  # the services' clock is this machine's
-    started = loop.time()
+    since_ms = _since_ms()
     try:
-        while (due := started + len(writes) / rate) < started + duration:
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            write = _plan(len(writes), secrets.token_urlsafe(16))
-            writes.append(write)
-            cookie = cookies[write.visitor]
-            sending.append(asyncio.create_task(_send(http, door, cookie, write, due + give_up_s)))
-        await asyncio.gather(*sending)
+        writes = await _open_model(
+            http, door, cookies, rate=rate, duration=duration, give_up_s=give_up_s, phase=0
+        )
     finally:
         killer.cancel()
         await asyncio.gather(killer, return_exceptions=True)
     say(f"{len(writes)} writes sent; reading every one back")
-    writes_dir = Path(controller.app.expand(controller.app.spec.env["FLIX_WRITES"]))
-    return _count(writes, writes_dir, since_ms, killed)
+    return _count(writes, await _stored(_engine(controller), since_ms), killed)
+
+
+async def _engine_phase(
+    controller: Controller,
+    http: aiohttp.ClientSession,
+    door: str,
+    cookies: dict[int, str],
+    name: str,
+    *,
+    rate: float,
+    seconds: float,
+    give_up_s: float,
+    say: Say,
+) -> engine.Phase:
+    """Writes for `seconds` while the engine loses zone b (its nats-server and its instances,
+    for half the phase) or the leader of history's plays bucket; every write read back."""
+    killed: list[str] = []
+
+    async def disrupt() -> float | None:
+        await asyncio.sleep(seconds / 5)
+        members = await controller.stores()
+        if name == engine.ZONE_OUTAGE:
+            victim = next(m for m in members if m.zone == "b")
+            outage_s = seconds / 2
+            # The zone's slots start nothing until the outage ends, its store member included.
+            stopped = await controller.chaos.zone_outage(victim.zone, outage_s)
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.extend([victim.id, *stopped])
+            say(f"zone b out for {outage_s:g} s: SIGKILL {', '.join(killed)}")
+            await asyncio.sleep(outage_s)
+        else:
+            servers = [m.address for m in members]
+            leader = await engine.stream_leader(servers, LEADER_STREAM)
+            victim = next(m for m in members if m.id == f"store-{leader}")
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(victim.id)
+            say(f"SIGKILL {victim.id}, the leader of {LEADER_STREAM}")
+        others = [m for m in members if m.id != victim.id]
+        return await engine.caught_up(victim, others)
+
+    since_ms = _since_ms()
+    disruption = asyncio.create_task(disrupt())
+    try:
+        writes = await _open_model(
+            http,
+            door,
+            cookies,
+            rate=rate,
+            duration=seconds,
+            give_up_s=give_up_s,
+            phase=1 + [engine.ZONE_OUTAGE, engine.LEADER_KILL].index(name),
+        )
+    finally:
+        catch_up_s = await disruption
+    say(f"{name}: {len(writes)} writes sent; reading every one back")
+    counted = _count(writes, await _stored(_engine(controller), since_ms), killed)
+    acknowledged = [w for w in writes if w.acknowledged]
+    return engine.Phase(
+        phase=name,
+        killed=killed,
+        sent=counted.sent,
+        acknowledged=counted.acknowledged,
+        lost=counted.lost,
+        duplicated=counted.duplicated,
+        success_pct=round(100 - counted.failed_pct, 3),
+        write_p99_ms=engine.p99_ms([w.acked_at - w.due for w in acknowledged]),
+        catch_up_s=catch_up_s,
+        retries=counted.retries,
+    )
 
 
 async def _cache_phase(
@@ -353,9 +485,13 @@ async def experiment(
     warmup_s: float = 5.0,
     give_up_s: float = 10.0,
     whole_pct: float = WHOLE_PCT,
+    engine_seconds: float = 30.0,
+    engine_give_up_s: float = ENGINE_GIVE_UP_S,
+    success_pct: float = engine.SUCCESS_PCT,
     say: Say = say,
 ) -> Durability:
-    """Run the app, write through its front door under kills, read back; then the cache."""
+    """Run the app, write through its front door under kills, read back; on the engine (an app
+    with `[[stores]]`), the same through a zone's outage and a leader's loss; then the cache."""
 
     async def body(controller: Controller) -> Durability:
         door = controller.front_door
@@ -364,11 +500,13 @@ async def experiment(
         url = door.url.rstrip("/")
         timeout = aiohttp.ClientTimeout(total=3.0)
         async with aiohttp.ClientSession(timeout=timeout) as http:
+            cookies = await _sign_in(http, url, await _passwords(controller))
             say(f"phase 1: {rate:g} writes/s for {duration:g} s, a kill every {kill_every:g} s")
             writes = await _write_phase(
                 controller,
                 http,
                 url,
+                cookies,
                 rate=rate,
                 duration=duration,
                 kill_every=kill_every,
@@ -376,6 +514,23 @@ async def experiment(
                 say=say,
             )
             await _settled(controller)
+            phases = []
+            on_engine = bool(await controller.stores())
+            for name in [engine.ZONE_OUTAGE, engine.LEADER_KILL] if on_engine else []:
+                say(f"{name}: {rate:g} writes/s for {engine_seconds:g} s on the engine")
+                phase = await _engine_phase(
+                    controller,
+                    http,
+                    url,
+                    cookies,
+                    name,
+                    rate=rate,
+                    seconds=engine_seconds,
+                    give_up_s=engine_give_up_s,
+                    say=say,
+                )
+                phases.append(phase)
+                await _settled(controller)
             say(
                 f"phase 2: {rate:g} pages/s, {warmup_s:g} s to warm up, then {cache_seconds:g} s"
                 " counted with memcached zone a killed halfway"
@@ -388,6 +543,8 @@ async def experiment(
             writes=writes,
             cache=cache,
             whole_target_pct=whole_pct,
+            phases=phases,
+            success_target_pct=success_pct,
         )
 
     return await on_cloud(app, body, say=say)
@@ -409,6 +566,30 @@ def report(result: Durability) -> None:
         ["  of them after the kill", str(cache.broken_after_kill)],
     ]
     print_table("durability", [Column("figure"), Column("value", right=True)], rows)
+    if result.phases:
+        print_table(
+            "on the engine",
+            [Column("phase"), *(Column(name, right=True) for name in _PHASE_FIGURES)],
+            [
+                [phase.phase, *(_figure(getattr(phase, name)) for name in _PHASE_FIGURES)]
+                for phase in result.phases
+            ],
+        )
+
+
+_PHASE_FIGURES = (
+    "sent",
+    "acknowledged",
+    "lost",
+    "duplicated",
+    "success_pct",
+    "write_p99_ms",
+    "catch_up_s",
+)
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 def command(
@@ -433,20 +614,35 @@ def command(
     whole: float = target_option(
         WHOLE_PCT, "--whole", "The target share of whole pages", "docs/data.md"
     ),
+    engine_seconds: float = typer.Option(
+        30.0,
+        metavar="SECONDS",
+        help="Seconds of writes in each phase on the engine (an app with [[stores]]).",
+    ),
+    success: float = target_option(
+        engine.SUCCESS_PCT,
+        "--success",
+        "The target share of writes acknowledged in each phase on the engine",
+        "docs/data.md",
+    ),
     json_path: Path | None = JSON,
 ) -> None:
     """Writes under kills, every one read back; a cache zone lost.
 
     Writes through flix's front door while instances die, then reads every write back. Reports sent,
     acknowledged, lost (acknowledged but not stored), duplicated (applied twice) and failed_pct;
-    then kills a memcached zone under read load and counts whole pages. Targets: nothing lost,
-    nothing duplicated, >= 99.9 % of pages whole (--whole); exits 0 only if all three were met, 1 if
-    not (docs/data.md).
+    on an app with [[stores]], the same through zone b's outage and a stream leader's SIGKILL
+    (--engine-seconds each); then kills a memcached zone under read load and counts whole pages.
+    Targets: nothing lost, nothing duplicated, >= 99.9 % of writes acknowledged in each engine
+    phase (--success), >= 99.9 % of pages whole (--whole); exits 0 only if all were met, 1 if not
+    (docs/data.md).
 
-    Example: herd experiment durability --duration 30 --json durability.json
+    Example: herd experiment durability --app examples/flix/app-nats.toml --json durability.json
     """
-    if min(rate, duration, kill_every, cache_seconds) <= 0 or warmup < 0:
-        raise usage("--rate, --duration, --kill-every and --cache-seconds must be > 0")
+    if min(rate, duration, kill_every, cache_seconds, engine_seconds) <= 0 or warmup < 0:
+        raise usage(
+            "--rate, --duration, --kill-every, --cache-seconds and --engine-seconds must be > 0"
+        )
     result = run(
         experiment(
             app,
@@ -456,6 +652,8 @@ def command(
             cache_seconds=cache_seconds,
             warmup_s=warmup,
             whole_pct=whole,
+            engine_seconds=engine_seconds,
+            success_pct=success,
         )
     )
     report(result)

@@ -47,7 +47,8 @@ class CacheServer:
         ]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port free on loopback now (the kernel's choice)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -59,7 +60,7 @@ def plan(app: App) -> list[CacheServer]:
         CacheServer(
             cache.name,
             zone,
-            cache.port + index if cache.port else _free_port(),
+            cache.port + index if cache.port else free_port(),
             cache.memory_mb,
         )
         for cache in app.spec.caches

@@ -1,4 +1,5 @@
-"""The process of each kind of slot (the registry, an etcd member, a cache server, an instance),
+"""The process of each kind of slot (the registry, an etcd member, a cache server, a store
+member, an instance),
 each with one child environment and, for the registry and instances, an identity of its own."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from herd._cloud.app import App, GroupSpec
-from herd._cloud.launch import caches
+from herd._cloud.launch import caches, stores
 from herd._cloud.launch.ca import CertificateAuthority
 from herd._cloud.launch.process import Process
 from herd._model.identity import FRONT_DOOR, REGISTRY, Identity
@@ -26,6 +27,7 @@ from herd._registry.etcd_cluster import (
     etcd_endpoints,
     local_members,
 )
+from herd._store.nats_server import Member
 
 #: Settings of the shell that started `herd up`, which no child inherits: each process gets
 #: its own identity, and its own allow rules.
@@ -35,9 +37,15 @@ _NOT_INHERITED = (TLS_DIR, ALLOW)
 class Launcher:
     """Makes the processes of one app's local cloud (not started: a slot starts them)."""
 
-    def __init__(self, app: App, cache_servers: Sequence[caches.CacheServer]) -> None:
+    def __init__(
+        self,
+        app: App,
+        cache_servers: Sequence[caches.CacheServer],
+        store_members: Sequence[Member] = (),
+    ) -> None:
         self.app = app
         self._cache_servers = cache_servers
+        self._store_members = list(store_members)
         self._authority = CertificateAuthority(app.spec.name)
         self._sequence = itertools.count(1)
         self._etcd_token = ""
@@ -64,11 +72,12 @@ class Launcher:
 
     def environment(self) -> dict[str, str]:
         """What every herd process of the app gets beside its own settings: the app's `env`,
-        its root on `PYTHONPATH`, and where the caches are."""
+        its root on `PYTHONPATH`, and where the caches and the stores are."""
         env = {k: self.app.expand(v) for k, v in self.app.spec.env.items()}
         path = os.environ.get("PYTHONPATH", "")
         env["PYTHONPATH"] = f"{self.app.root}{os.pathsep}{path}" if path else str(self.app.root)
         env.update(caches.environment(list(self._cache_servers)))
+        env.update(stores.environment(self.app, self._store_members))
         return env
 
     async def setup(self, command: Sequence[str]) -> None:
@@ -128,11 +137,18 @@ class Launcher:
         """One memcached server (`herd._cloud.launch.memcached`)."""
         return self._process(server.id, server.command(), {}, log)
 
+    def store_member(self, member: Member, log: Path) -> Process:
+        """One nats-server of the store cluster (`herd._store.nats_server`)."""
+        command = stores.command(self.app, self._store_members, member)
+        return self._process(stores.slot_name(member), command, {}, log)
+
     def instance(self, group: GroupSpec, zone: str, log: Path) -> Process:
         """A new instance of `group` in `zone`, with a new id and identity."""
         instance = f"{group.name}-{zone}{next(self._sequence)}"
         env = {
             **self.environment(),
+            # Its own store's copies, where the app file names them.
+            **stores.environment(self.app, self._store_members, group.service),
             **{k: self.app.expand(v) for k, v in group.env.items()},
             **child_env(
                 registry=self.registry_address,

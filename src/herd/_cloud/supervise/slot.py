@@ -23,6 +23,7 @@ from herd._cloud.history.recorder import Recorder
 from herd._cloud.launch.caches import CacheServer
 from herd._cloud.launch.process import Process
 from herd._cloud.supervise.backoff import Backoff
+from herd._store.nats_server import Member
 
 log = structlog.get_logger("herd.cloud")
 
@@ -50,6 +51,10 @@ class Slot:
     backoff: Backoff = dataclasses.field(default_factory=Backoff)
     cache: CacheServer | None = None
     """The memcached server the slot runs, for a cache's slot."""
+    store: Member | None = None
+    """The nats-server the slot runs, for a member of the store cluster."""
+    details: dict[str, str] = dataclasses.field(default_factory=dict)
+    """What the history records beside the pid with `started_kind`."""
     replace: bool = False
     """Killed on purpose (`herd kill`): start the next one at once; no crash to count."""
     cause: str = ""
@@ -148,7 +153,8 @@ class Supervisor:
         and again. Nothing that goes wrong in one round ends the loop: a supervisor that died
         would leave the slot empty for good, and silently."""
         while True:
-            if slot.group is not None:
+            if slot.group is not None or slot.store is not None:
+                # A zone that is out starts nothing: its instances, and its store member.
                 await self._zone_open(slot.zone)
             began = time.monotonic()
             try:
@@ -216,7 +222,7 @@ class Supervisor:
         assert process is not None
         slot.cause = ""
         if slot.started_kind:
-            self._recorder.record(slot.started_kind, pid=process.pid)
+            self._recorder.record(slot.started_kind, pid=process.pid, **slot.details)
         elif slot.group is not None:
             self._live.add(process.name)
             self._recorder.record(
