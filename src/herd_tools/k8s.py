@@ -277,24 +277,32 @@ def etcd_manifests(app: App) -> list[Manifest]:
                     ],
                 },
             },
-            "volumeClaimTemplates": [
-                {
-                    "metadata": {"name": "data"},
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": "1Gi"}},
-                    },
-                }
-            ],
+            "volumeClaimTemplates": [_data_claim("1Gi")],
         },
     }
-    budget = {
+    budget = _quorum_budget(name, selector, ETCD_MEMBERS)
+    return [service, statefulset, budget]
+
+
+def _data_claim(storage: str) -> dict[str, Any]:
+    """A cluster member's own disk: its data outlives the pod, and a replacement finds it."""
+    return {
+        "metadata": {"name": "data"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": storage}},
+        },
+    }
+
+
+def _quorum_budget(name: str, selector: dict[str, str], members: int) -> dict[str, Any]:
+    """Evictions may never take a quorum-based cluster below its majority."""
+    return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _meta(name, selector),
-        "spec": {"minAvailable": ETCD_MEMBERS // 2 + 1, "selector": {"matchLabels": selector}},
+        "spec": {"minAvailable": members // 2 + 1, "selector": {"matchLabels": selector}},
     }
-    return [service, statefulset, budget]
 
 
 def nats_name(app: App) -> str:
@@ -413,23 +421,10 @@ def nats_manifests(app: App) -> list[Manifest]:
                     "volumes": [{"name": "config", "configMap": {"name": name}}],
                 },
             },
-            "volumeClaimTemplates": [
-                {
-                    "metadata": {"name": "data"},
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": "10Gi"}},
-                    },
-                }
-            ],
+            "volumeClaimTemplates": [_data_claim("10Gi")],
         },
     }
-    budget = {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": _meta(name, selector),
-        "spec": {"minAvailable": NATS_MEMBERS // 2 + 1, "selector": {"matchLabels": selector}},
-    }
+    budget = _quorum_budget(name, selector, NATS_MEMBERS)
     return [config, service, statefulset, budget]
 
 
