@@ -10,6 +10,7 @@ import functools
 import inspect
 import io
 import os
+import random
 import signal
 import socket
 import sys
@@ -31,10 +32,28 @@ T = TypeVar("T")
 
 
 def free_port() -> int:
-    """A loopback TCP port nobody listens on right now (connecting to it is refused)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback TCP port nobody holds right now, chosen below the kernel's ephemeral range.
+
+    A port the kernel handed out for `bind(0)` is one it may hand out again: a test that passes
+    it to `herd up` lost it once to a memcached or an instance of the same cloud binding port 0
+    first. Below the range only a fixed bind can take it."""
+    low, _high = _ephemeral_range()
+    while True:
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return 32768, 60999
+    return int(low), int(high)
 
 
 def clean_environment(**extra: str) -> dict[str, str]:

@@ -195,3 +195,10 @@ async def test_requests_above_the_in_flight_limit_are_refused_as_overloaded() ->
         finally:
             impl.release.set()
             await ops.aclose()
+
+
+async def test_a_taken_port_is_a_configuration_error_naming_it(running: Running) -> None:
+    port = running.server.address.rsplit(":", 1)[1]
+    second = herd.Server(OpsService(), port=int(port))
+    with pytest.raises(herd.ConfigurationError, match=f"127.0.0.1:{port} is taken"):
+        await second.start()

@@ -11,9 +11,11 @@ The connection cap counts every connection the port holds, whichever protocol.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 from typing import cast
 
+from herd._model.errors import ConfigurationError
 from herd._wire import http_server
 from herd._wire.frames import PREFACE
 from herd._wire.http_server import GuardedServer, HttpServer
@@ -138,9 +140,17 @@ class Listener:
         """Bind and start serving; returns the bound port."""
         self.max_connections = http_server.MAX_CONNECTIONS
         self._web = self._http.server(self.max_connections)
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: _Sniffer(self), self._host, self.port, reuse_address=True, ssl=self._tls
-        )
+        try:
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: _Sniffer(self), self._host, self.port, reuse_address=True, ssl=self._tls
+            )
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            # Free when checked, taken by the time we bind: a user's mistake, not a crash.
+            raise ConfigurationError(
+                f"{self._host}:{self.port} is taken by another process: choose another port"
+            ) from None
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
