@@ -333,7 +333,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         slot = self.server_groups.running(instance)
         view = self.views.instance(slot)
         assert view is not None
-        self.server_groups.kill(slot, cause=cause)
+        slot.kill(cause=cause)
         return view
 
     def terminate_store(self, zone: str, *, cause: str) -> str | None:
@@ -343,7 +343,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             process = slot.process
             if slot.zone == zone and process is not None and process.alive:
                 self.record("store.terminated", cause=cause, pid=process.pid, **slot.details)
-                self.server_groups.kill(slot, cause=cause)
+                slot.kill(cause=cause)
                 return slot.name
         return None
 
