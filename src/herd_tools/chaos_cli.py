@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from herd_tools import options
+
 chaos_app = typer.Typer(
     help="Break the running local cloud on purpose: Chaos Monkey, failure injection, zone "
     "outages (docs/chaos.md). Every action needs the control token and is recorded."
@@ -31,8 +33,8 @@ def monkey(
     mean: str = typer.Option(
         "60s", "--mean", metavar="DURATION", help="Mean time between kills (exponential)."
     ),
-    min_healthy: int = typer.Option(
-        1, "--min-healthy", min=0, metavar="N", help="Never leave fewer instances UP than N."
+    min_healthy: int = options.count(
+        1, "Never leave fewer instances UP than N.", "--min-healthy", min=0
     ),
     leashed: bool = typer.Option(
         False, "--leashed", help="Record whom it would kill, and kill nobody."
@@ -75,22 +77,10 @@ def inject(
         ..., metavar="SERVICE[.METHOD]", help="The service, or one method of it."
     ),
     latency: str = typer.Option("0ms", "--latency", metavar="DURATION", help="Added latency."),
-    error_rate: float = typer.Option(
-        0.0,
-        "--error-rate",
-        min=0.0,
-        max=1.0,
-        metavar="SHARE",
-        help="Share of affected requests that fail, 0 to 1.",
+    error_rate: float = options.share(
+        0.0, "Share of affected requests that fail, 0 to 1.", "--error-rate"
     ),
-    percent: float = typer.Option(
-        100.0,
-        "--percent",
-        min=0.0,
-        max=100.0,
-        metavar="PERCENT",
-        help="Percent of requests affected.",
-    ),
+    percent: float = options.percent(100.0, "Percent of requests affected.", "--percent"),
     lasts: str = typer.Option("60s", "--for", metavar="DURATION", help="How long it lasts."),
     instance: Annotated[
         list[str] | None,
@@ -127,8 +117,9 @@ def zone_outage(
 ) -> None:
     """Take a zone out (Chaos Gorilla).
 
-    SIGKILL every instance in ZONE and start none there until the outage ends; the other
-    zones carry the load, then the zone is repopulated.
+    SIGKILL every instance in ZONE, and its store member (an app with [[stores]]), and start
+    none there until the outage ends; the other zones carry the load, then the zone is
+    repopulated and its store member comes back on its ports and data.
 
     Example: herd chaos zone-outage b --for 60s
     """

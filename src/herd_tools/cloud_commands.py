@@ -95,29 +95,13 @@ def ps_command(as_json: bool = False) -> None:
     if stores:
         print_table(
             "stores (nats-server)",
-            [
-                Column("store member"),
-                Column("zone", drop=1),
-                Column("status"),
-                Column("address", drop=2),
-                Column("pid", right=True, drop=4),
-                Column("uptime", right=True, drop=3),
-            ],
-            [
-                [
-                    view.id,
-                    view.zone,
-                    view.status,
-                    view.address,
-                    str(view.pid or "-"),
-                    f"{view.uptime_s:.0f}s" if view.pid else "-",
-                ]
-                for view in stores
-            ],
+            [Column("store member"), *_PROCESS_COLUMNS],
+            [[view.id, *_process_cells(view)] for view in stores],
         )
 
 
-#: What `herd ps` shows of every process the cloud runs, an instance or a cache server.
+#: What `herd ps` shows of every process the cloud runs: an instance, a cache server or a store
+#: member.
 _PROCESS_COLUMNS = [
     Column("zone", drop=1),
     Column("status"),
@@ -128,7 +112,8 @@ _PROCESS_COLUMNS = [
 
 
 class _Process(Protocol):
-    """An instance's or a cache server's view, as far as `herd ps` shows both alike."""
+    """An instance's, a cache server's or a store member's view, as far as `herd ps` shows
+    them alike."""
 
     @property
     def zone(self) -> str: ...

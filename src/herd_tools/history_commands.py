@@ -12,6 +12,7 @@ from herd._cloud.history.store import (
     Diff,
     Event,
     GroupState,
+    HistoryQuery,
     InstanceState,
     InvalidTime,
     parse_time,
@@ -66,11 +67,8 @@ def history_command(
     elif span is not None:
         answer = ask(lambda api: api.history_diff(*span))
     else:
-        answer = ask(
-            lambda api: api.history_events(
-                since=first, until=last, group=group, kind=kind, limit=limit
-            )
-        )
+        query = HistoryQuery(since=first, until=last, group=group, kind=kind, limit=limit)
+        answer = ask(lambda api: api.history_events(query))
     if as_json:
         print(msgspec.json.encode(answer).decode())
     elif isinstance(answer, CloudState):

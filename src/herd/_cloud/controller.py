@@ -24,6 +24,7 @@ from herd._cloud.chaos.api import ChaosApi
 from herd._cloud.chaos.chaos import Chaos
 from herd._cloud.dashboard.deploys import deploys_panel
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
+from herd._cloud.dashboard.servers import servers_panel
 from herd._cloud.deploy.deployer import Deployer
 from herd._cloud.front_door import FrontDoor
 from herd._cloud.history.routes import HistoryRoutes
@@ -104,10 +105,17 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.dashboard.gatherer.add_panel(self.chaos_panel)
         self.dashboard.gatherer.add_panel(self.history_panel)
         self.dashboard.gatherer.add_panel(self.deploys_panel)
+        if self._cache_servers or self._store_members:
+            self.dashboard.gatherer.add_panel(self.servers_panel)
 
     async def deploys_panel(self) -> Mapping[str, Any]:
         """The dashboard's panel: every deploy's route, step, judge and decision."""
         return deploys_panel(self.deployer.views() if self.deployer is not None else [])
+
+    async def servers_panel(self) -> Mapping[str, Any]:
+        """The dashboard's panel: every cache server and store member, as `herd ps` shows
+        them."""
+        return servers_panel(await self.caches(), await self.stores())
 
     @property
     def autoscaled(self) -> Sequence[tuple[float, str, Decision]]:
@@ -325,8 +333,19 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         slot = self.server_groups.running(instance)
         view = self.views.instance(slot)
         assert view is not None
-        self.server_groups.kill(slot, cause=cause)
+        slot.kill(cause=cause)
         return view
+
+    def terminate_store(self, zone: str, *, cause: str) -> str | None:
+        """SIGKILL the store member of `zone` if one runs (its slot starts another once the
+        zone is open), recording `cause`; the member's id, or None."""
+        for slot in self._stores:
+            process = slot.process
+            if slot.zone == zone and process is not None and process.alive:
+                self.record("store.terminated", cause=cause, pid=process.pid, **slot.details)
+                slot.kill(cause=cause)
+                return slot.name
+        return None
 
     async def down(self) -> bool:
         self.stopped.set()

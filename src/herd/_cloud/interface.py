@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from herd._cloud.history.store import CloudState, Diff, Event
+from herd._cloud.history.store import CloudState, Diff, Event, HistoryQuery
 from herd._model.interface import Interface, ServiceError, method
 from herd._server.injection import Fault
 
@@ -235,16 +235,8 @@ class CloudApi(Interface, name="cloud"):
     async def down(self) -> bool: ...
 
     @method(idempotent=True)
-    async def history_events(
-        self,
-        since: float | None = None,
-        until: float | None = None,
-        group: str | None = None,
-        kind: str | None = None,
-        limit: int | None = None,
-    ) -> list[Event]:
-        """The recorded events with `since <= at < until` (wall-clock seconds), of `group`
-        and `kind` (a kind or its prefix), oldest first; the last `limit` of them."""
+    async def history_events(self, query: HistoryQuery) -> list[Event]:
+        """The recorded events `query` asks for, oldest first."""
 
     @method(idempotent=True)
     async def history_at(self, at: float) -> CloudState:

@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import dataclasses
 import shutil
+import signal
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -62,6 +63,14 @@ class Slot:
     tried: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     """Set once the first process is ready or has failed to start."""
     task: asyncio.Task[None] | None = None
+
+    def kill(self, *, cause: str) -> None:
+        """SIGKILL the running process: the slot starts another at once (once its zone is
+        open), with no crash counted; `cause` is what the history says of its end."""
+        assert self.process is not None
+        self.replace = True
+        self.cause = cause
+        self.process.signal(signal.SIGKILL)
 
     @property
     def filled(self) -> bool:
