@@ -1,0 +1,104 @@
+"""`herd up --network isolated`: a network namespace per zone, cleaned up after a crash too.
+
+These need Linux, root and iproute2/nftables (CI here runs as root); elsewhere they skip.
+Every test removes what it made, also when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from herd._cloud.network import isolated
+from herd._cloud.network.plan import cloud_id
+from tests.helpers import eventually
+from tests.integration.cloud_helpers import Cloud, ps_rows, write_app
+
+pytestmark = [
+    pytest.mark.timeout(150),
+    pytest.mark.skipif(
+        sys.platform != "linux"
+        or os.geteuid() != 0
+        or not all(shutil.which(tool) for tool in isolated.TOOLS),
+        reason="network namespaces need Linux, root, ip, tc and nft",
+    ),
+]
+
+FLIX = {"identity": 1, "movie": 2, "merch": 1, "history": 1, "edge": 3}
+
+
+@pytest.fixture
+def namespaces_before() -> Iterator[list[str]]:
+    """`ip netns list` before the test; after it, whatever the test's clouds left is removed."""
+    before = sorted(isolated.namespaces())
+    yield before
+    for name in set(isolated.namespaces()) - set(before):
+        if name.startswith("herd-"):
+            isolated.run(["ip", "netns", "del", name], check=False)
+
+
+def _network_of(app: Path) -> str:
+    return cloud_id(app.parent / "run")
+
+
+async def test_isolated_zones_have_their_own_addresses_and_a_crash_is_cleaned_up(
+    tmp_path: Path, namespaces_before: list[str]
+) -> None:
+    app = write_app(tmp_path, "flix", instances=FLIX, network="isolated")
+    cloud = Cloud(app)
+    try:
+        _, instances = await cloud.wait_up(timeout=90)
+        network = _network_of(app)
+        made = sorted(set(isolated.namespaces()) - set(namespaces_before))
+        assert made == sorted(
+            [f"herd-{network}-core", *(f"herd-{network}-zone-{z}" for z in "abc")]
+        )
+        # Every zone its own address; every instance of a zone on it.
+        by_zone: dict[str, set[str]] = {}
+        for instance in instances:
+            by_zone.setdefault(instance.zone, set()).add(instance.address.rsplit(":", 1)[0])
+        addresses = {zone: hosts.pop() for zone, hosts in by_zone.items() if len(hosts) == 1}
+        assert len(addresses) == 3 and len(set(addresses.values())) == 3, by_zone
+        assert all(a.startswith("10.213.") for a in addresses.values())
+        rows = ps_rows(cloud.cli("ps"))
+        assert rows[instances[0].id][4] == instances[0].address  # `herd ps` shows it
+        # Nothing leaves the machine: a zone has its /24 and no default route.
+        routes = isolated.run(["ip", "-n", f"herd-{network}-zone-a", "route", "show"])
+        assert "default" not in routes and routes.count("\n") == 1, routes
+        # The front door still answers from this (the root) namespace.
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{cloud.front_door}/api/home?visitor=7") as page,
+        ):
+            assert page.status == 200 and (await page.json())["omitted"] == []
+        # A crash of the control plane leaves the namespaces; `herd down` removes them.
+        cloud.process.kill()
+        cloud.process.wait(5)
+        assert isolated.leftovers(network)
+        said = cloud.cli("down")
+        assert "removed what a killed one left" in said, said
+        assert sorted(isolated.namespaces()) == namespaces_before
+        assert not isolated.run(["ip", "-o", "link", "show", f"hd{network}h"], check=False)
+    finally:
+        cloud.close()
+
+
+async def test_a_new_network_removes_what_a_crashed_one_of_the_same_cloud_left(
+    tmp_path: Path, namespaces_before: list[str]
+) -> None:
+    first = isolated.create(tmp_path, ["a", "b"])
+    # (no removal: as if the control plane had been killed)
+    second = isolated.create(tmp_path, ["a", "b"])
+    try:
+        assert second.id == first.id
+        assert sorted(isolated.leftovers(second.id)) == sorted(second.namespaces)
+    finally:
+        isolated.remove(second.id)
+    assert sorted(isolated.namespaces()) == namespaces_before
+    await eventually(lambda: not isolated.leftovers(second.id), timeout=2, what="all removed")
