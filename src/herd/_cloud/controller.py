@@ -22,6 +22,7 @@ from herd._cloud.autoscale.loop import Autoscaling
 from herd._cloud.autoscale.policy import Decision, initial_count
 from herd._cloud.chaos.api import ChaosApi
 from herd._cloud.chaos.chaos import Chaos
+from herd._cloud.chaos.net import NetChaos
 from herd._cloud.dashboard.deploys import deploys_panel
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
 from herd._cloud.deploy.deployer import Deployer
@@ -72,6 +73,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.record = self.history.record
         """Where the control plane and its parts record (and log) every change they make."""
         self.chaos = Chaos(self)
+        self.net_chaos = NetChaos(self)
         self.watch = InstanceWatch(self)
         self.supervisor = Supervisor(
             self.history, zone_open=self.chaos.zone_open, tls_dir=self.launcher.tls_dir
@@ -200,6 +202,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.network = await isolated.create_async(self.app.run_dir, self.app.spec.zones)
         isolated.mark(self.network.id)
         self._cache_servers = self.launcher.isolate(self.network)
+        await self.net_chaos.start(self.network)
         zones = {zone: self.network.address(zone) for zone in self.network.zones}
         self.record(
             "network.created",
@@ -297,6 +300,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         # First: it would otherwise start instances while the others stop.
         await self.autoscaling.close()
         await self.chaos.close()
+        await self.net_chaos.close()
         await self.watch.close()
         slots = self.server_groups.instance_slots()
         registry = [self._registry] if self._registry else []
