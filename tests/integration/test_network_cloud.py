@@ -7,10 +7,7 @@ Every test removes what it made, also when it fails.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,28 +19,17 @@ from herd._cloud.network import isolated
 from herd._cloud.network.plan import cloud_id
 from tests.helpers import eventually
 from tests.integration.cloud_helpers import Cloud, ps_rows, write_app
+from tests.integration.network_helpers import NEEDS_NAMESPACES, namespaces_kept
 
-pytestmark = [
-    pytest.mark.timeout(150),
-    pytest.mark.skipif(
-        sys.platform != "linux"
-        or os.geteuid() != 0
-        or not all(shutil.which(tool) for tool in isolated.TOOLS),
-        reason="network namespaces need Linux, root, ip, tc and nft",
-    ),
-]
+pytestmark = [pytest.mark.timeout(150), NEEDS_NAMESPACES]
 
 FLIX = {"identity": 1, "movie": 2, "merch": 1, "history": 1, "edge": 3}
 
 
 @pytest.fixture
 def namespaces_before() -> Iterator[list[str]]:
-    """`ip netns list` before the test; after it, whatever the test's clouds left is removed."""
-    before = sorted(isolated.namespaces())
-    yield before
-    for name in set(isolated.namespaces()) - set(before):
-        if name.startswith("herd-"):
-            isolated.run(["ip", "netns", "del", name], check=False)
+    with namespaces_kept() as before:
+        yield before
 
 
 def _network_of(app: Path) -> str:
