@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from herd._cloud.app import load, with_network
+from herd._cloud.network import isolated
 from herd._cloud.network.faults import NetFault, Placed, nft_script, tc_commands
 from herd._cloud.network.plan import NetworkPlan, cloud_id
+from herd._model.errors import ConfigurationError
+from tests.helpers import ROOT
 
 PLAN = NetworkPlan("abc123", ("a", "b", "c"), subnet=7)
 
@@ -97,3 +101,19 @@ def test_a_fault_describes_itself() -> None:
     fault = NetFault(zone="b", peer="a", partition=True, one_way=True, loss_pct=5)
     assert fault.describe() == "b -> a: partition one way, 5% loss"
     assert NetFault(zone="c", latency_ms=200, jitter_ms=10).describe() == "c -> all: +200±10ms"
+
+
+def test_isolation_says_what_it_needs_and_the_default_stays_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = load(ROOT / "examples" / "flix" / "app.toml")
+    assert app.spec.network == "loopback"
+    assert with_network(app, "isolated").spec.network == "isolated"
+    with pytest.raises(ConfigurationError, match="loopback or isolated"):
+        with_network(app, "bridged")
+    monkeypatch.setattr(isolated.os, "geteuid", lambda: 1000)
+    with pytest.raises(ConfigurationError, match="needs root"):
+        isolated.require()
+    monkeypatch.setattr(isolated.sys, "platform", "darwin")
+    with pytest.raises(ConfigurationError, match="needs Linux"):
+        isolated.require()
