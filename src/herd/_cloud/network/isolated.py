@@ -178,9 +178,8 @@ def remove_orphans() -> list[str]:
             pid = int(marker.read_text())
         except (OSError, ValueError):
             pid = 0
-        if pid > 0 and Path(f"/proc/{pid}").exists():
-            continue
-        if os.geteuid() == 0:
-            removed += remove(marker.name)
+        if (pid > 0 and Path(f"/proc/{pid}").exists()) or os.geteuid() != 0:
+            continue  # still running, or not ours to remove: kept for one who may
+        removed += remove(marker.name)
         unmark(marker.name)
     return removed
