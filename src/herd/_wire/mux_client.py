@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, cast
 
+from herd._wire.connect import tcp_connect
 from herd._wire.frames import (
     CANCEL,
     DRAIN,
@@ -27,7 +28,6 @@ from herd._wire.frames import (
     control_frame,
     decode_reply,
 )
-from herd._wire.connect import tcp_connect
 from herd._wire.protocol import ConnectFailed, ConnectionLost
 from herd._wire.tls import HANDSHAKE_S, PROCESS, Tls, client_context_for
 

@@ -30,6 +30,7 @@ from herd._cloud.app import load, with_network
 from herd._cloud.controller import Controller
 from herd._cloud.interface import ChaosRefused
 from herd._cloud.network.faults import REGISTRY, NetFault
+from herd_tools.experiments import harness
 from herd_tools.experiments.chaos import (
     EDGE_DEADLINE_MS,
     PHASES,
@@ -39,16 +40,6 @@ from herd_tools.experiments.chaos import (
     _phase,
     _Sample,
     _settled,
-)
-from herd_tools.experiments.harness import (
-    APP,
-    JSON,
-    RATE,
-    Say,
-    conclude,
-    on_cloud,
-    run,
-    target_option,
 )
 from herd_tools.output import Column, out, print_table, say, usage
 
@@ -118,7 +109,7 @@ def _hit_until(samples: list[_Sample], start: float, end: float, slow_s: float) 
 
 
 async def _scenario(
-    controller: Controller, name: str, url: str, rate: float, phase_s: float, say: Say
+    controller: Controller, name: str, url: str, rate: float, phase_s: float, say: harness.Say
 ) -> NetScenario:
     await _settled(controller)
     faults = await _faults(controller, name, phase_s)
@@ -166,7 +157,7 @@ async def experiment(
     phase_s: float,
     scenarios: list[str],
     goal_pct: float = GOAL_PCT,
-    say: Say = say,
+    say: harness.Say = say,
 ) -> NetworkResult:
     """Run the app on its own network and every scenario in turn under load."""
 
@@ -191,7 +182,7 @@ async def experiment(
                 skipped[name] = str(exc)
         return NetworkResult(rate, phase_s, results, skipped, goal_pct)
 
-    return await on_cloud(with_network(load(app), "isolated"), body, say=say)
+    return await harness.on_cloud(with_network(load(app), "isolated"), body, say=say)
 
 
 def report(result: NetworkResult) -> None:
@@ -224,8 +215,8 @@ def report(result: NetworkResult) -> None:
 
 
 def command(
-    app: Path = APP,
-    rate: float = RATE,
+    app: Path = harness.APP,
+    rate: float = harness.RATE,
     phase_seconds: float = typer.Option(
         20.0, "--phase-seconds", metavar="SECONDS", help="Seconds of each phase."
     ),
@@ -233,10 +224,10 @@ def command(
         list[str] | None,
         typer.Option("--scenario", metavar="NAME", help=f"Only these (repeat): {SCENARIOS}."),
     ] = None,
-    goal: float = target_option(
+    goal: float = harness.target_option(
         GOAL_PCT, "--goal", "The success target of every phase", "docs/network.md"
     ),
-    json_path: Path | None = JSON,
+    json_path: Path | None = harness.JSON,
 ) -> None:
     """Network faults under load through flix on its own network (Linux, root).
 
@@ -252,6 +243,8 @@ def command(
         raise usage(f"unknown scenarios {unknown}", f"choose from {', '.join(SCENARIOS)}")
     if not (phase_seconds > 0 and rate > 0):
         raise usage("--rate and --phase-seconds must be > 0")
-    result = run(experiment(app, rate=rate, phase_s=phase_seconds, scenarios=chosen, goal_pct=goal))
+    result = harness.run(
+        experiment(app, rate=rate, phase_s=phase_seconds, scenarios=chosen, goal_pct=goal)
+    )
     report(result)
-    conclude(result, result.problems(), json_path=json_path)
+    harness.conclude(result, result.problems(), json_path=json_path)
