@@ -20,8 +20,9 @@ import dataclasses
 import msgspec
 
 REGISTRY = "registry"
-#: The rate of a class that does not limit bandwidth.
-_UNLIMITED = "10gbit"
+#: A class that does not limit bandwidth: at such a rate htb works its burst out as 0 bytes
+#: (and then throttles everything), so the burst is given.
+_UNLIMITED = ["rate", "10gbit", "burst", "1mb", "cburst", "1mb"]
 
 
 class NetFault(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -129,18 +130,21 @@ def tc_commands(
     default delay and the latency and bandwidth of `faults`, from nothing (the root qdisc
     removed first)."""
     dev = ["dev", link]
+    shaped = [p for p in faults if p.fault.latency_ms or p.fault.rate_kbit]
+    delayed = netem and default_delay_ms > 0
+    if not (shaped or delayed):
+        return []  # the link's own queue: nothing in its way
     commands = [
         ["tc", "qdisc", "add", *dev, "root", "handle", "1:", "htb", "default", "1"],
-        ["tc", "class", "add", *dev, "parent", "1:", "classid", "1:1", "htb", "rate", _UNLIMITED],
+        ["tc", "class", "add", *dev, "parent", "1:", "classid", "1:1", "htb", *_UNLIMITED],
     ]
-    if netem and default_delay_ms > 0:
+    if delayed:
         commands.append(_netem(link, "1:1", "10:", default_delay_ms, 0.0))
-    shaped = [p for p in faults if p.fault.latency_ms or p.fault.rate_kbit]
     for index, placed in enumerate(shaped, start=2):
         fault, classid = placed.fault, f"1:{index}"
-        rate = f"{fault.rate_kbit:g}kbit" if fault.rate_kbit else _UNLIMITED
+        rate = ["rate", f"{fault.rate_kbit:g}kbit"] if fault.rate_kbit else _UNLIMITED
         commands.append(
-            ["tc", "class", "add", *dev, "parent", "1:", "classid", classid, "htb", "rate", rate]
+            ["tc", "class", "add", *dev, "parent", "1:", "classid", classid, "htb", *rate]
         )
         delay = fault.latency_ms + (default_delay_ms if netem else 0.0)
         if netem and delay:
