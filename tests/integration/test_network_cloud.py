@@ -15,7 +15,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from herd._cloud.interface import ChaosRefused
 from herd._cloud.network import isolated
+from herd._cloud.network.faults import NetFault
 from herd._cloud.network.plan import cloud_id
 from tests.helpers import eventually
 from tests.integration.cloud_helpers import Cloud, ps_rows, write_app
@@ -110,10 +112,9 @@ async def _partition_between_zones_cuts_only_that_pair(cloud: Cloud, network: st
         assert not await asyncio.to_thread(_connects, zone["a"], caches["b"])  # both ways
         assert await asyncio.to_thread(_connects, zone["c"], caches["a"])
         assert await asyncio.to_thread(_connects, zone["b"], caches["c"])
-        refused = cloud.cli("chaos", "net", "--zone", "b", "--to", "z", "--loss", "5", check=False)
-        assert "the peer is another zone" in refused, refused
-        cloud.cli("chaos", "halt")
-        assert (await api.chaos_status()).network == []
+        with pytest.raises(ChaosRefused, match="the peer is another zone"):
+            await api.chaos_net(NetFault(zone="b", peer="z", loss_pct=5))
+        assert (await api.chaos_halt()).network == []
         assert await asyncio.to_thread(_connects, zone["b"], caches["a"])
         events = await api.history_events(None, None, None, "chaos", 20)
         kinds = [e.kind for e in events if e.kind.startswith("chaos.net")]
