@@ -130,8 +130,59 @@ def zone_outage(
 
 
 @chaos_app.command()
+def net(
+    zone: str = typer.Option("", "--zone", metavar="ZONE", help="The zone the fault is on."),
+    instance: str = typer.Option(
+        "", "--instance", metavar="ID", help="Or one instance (its server port) instead."
+    ),
+    to: str = typer.Option(
+        "", "--to", metavar="ZONE|registry", help="Only toward this peer; default: everything."
+    ),
+    partition: bool = typer.Option(False, "--partition", help="Drop every packet both ways."),
+    one_way: bool = typer.Option(
+        False, "--one-way", help="With --partition: drop only what it sends (answers are lost)."
+    ),
+    latency: str = typer.Option("0ms", "--latency", metavar="DURATION", help="Added delay."),
+    jitter: str = typer.Option("0ms", "--jitter", metavar="DURATION", help="± on the delay."),
+    loss: float = typer.Option(
+        0.0, "--loss", min=0.0, max=100.0, metavar="PERCENT", help="Packets lost, each way."
+    ),
+    bandwidth: float = typer.Option(
+        0.0, "--bandwidth", min=0.0, metavar="KBIT_S", help="Limit what it sends, kbit/s."
+    ),
+    lasts: str = typer.Option("60s", "--for", metavar="DURATION", help="How long it lasts."),
+    as_json: bool = _JSON,
+) -> None:
+    """Break the network between zones, the registry and instances (`--network isolated`).
+
+    Partitions (both ways or one way), loss, latency with jitter and bandwidth, with nftables
+    and tc in the zone's network namespace; recorded in the history, ended by `herd chaos
+    halt` or after --for (docs/network.md).
+
+    Example: herd chaos net --zone b --to a --partition --for 30s
+    """
+    from herd._cloud.network.faults import NetFault
+    from herd_tools.chaos_commands import chaos_command, duration
+
+    fault = NetFault(
+        zone=zone,
+        instance=instance,
+        peer=to,
+        partition=partition,
+        one_way=one_way,
+        latency_ms=duration(latency, "--latency") * 1000,
+        jitter_ms=duration(jitter, "--jitter") * 1000,
+        loss_pct=loss,
+        rate_kbit=bandwidth,
+        duration_s=duration(lasts, "--for"),
+    )
+    chaos_command(lambda api: api.chaos_net(fault), as_json)
+
+
+@chaos_app.command()
 def halt(as_json: bool = _JSON) -> None:
-    """Stop everything chaos does, at once: the monkey, every injection, every zone outage."""
+    """Stop everything chaos does, at once: the monkey, every injection, every zone outage,
+    every network fault."""
     from herd_tools.chaos_commands import chaos_command
 
     chaos_command(lambda api: api.chaos_halt(), as_json)

@@ -76,3 +76,9 @@ def chaos_command(call: Callable[[CloudApi], Awaitable[ChaosView]], as_json: boo
         [Column("zone"), Column("left", right=True), Column("stopped")],
         [[o.zone, f"{o.left_s:.0f}s", " ".join(o.stopped)] for o in view.outages],
     )
+    if view.network:
+        print_table(
+            "network faults",
+            [Column("fault"), Column("left", right=True)],
+            [[n.fault.describe(), f"{n.left_s:.0f}s"] for n in view.network],
+        )

@@ -143,6 +143,13 @@ def up(
     app_file: str = typer.Argument(
         ..., metavar="APP", help="The app description (TOML), or its folder."
     ),
+    network: str | None = typer.Option(
+        None,
+        "--network",
+        metavar="loopback|isolated",
+        help="loopback (default): every process on 127.0.0.1; isolated: a network namespace"
+        " per zone joined by a bridge (Linux, root; docs/network.md).",
+    ),
 ) -> None:
     """Run an app on the local cloud until Ctrl-C or `herd down`.
 
@@ -151,11 +158,11 @@ def up(
     the control API that `herd ps / scale / kill / down` use. Refuses when a local cloud is
     already running.
 
-    Example: herd up examples/flix/app.toml
+    Example: herd up examples/flix/app.toml --network isolated
     """
     from herd_tools.cloud_commands import up_command
 
-    up_command(app_file)
+    up_command(app_file, network)
 
 
 @app.command()

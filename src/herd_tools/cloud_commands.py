@@ -13,15 +13,16 @@ import uvloop
 
 from herd._cloud.controller import Controller
 from herd._cloud.interface import CacheView, CloudApi, GroupView, InstanceView, StoreView
-from herd._cloud.up import control, up
+from herd._cloud.network.isolated import remove_orphans as orphans_removed
+from herd._cloud.up import control, running, up
 from herd._process.logging import configure
 from herd_tools.output import Column, fails_cleanly, out, print_table, say
 
 T = TypeVar("T")
 
 
-def up_command(path: str) -> None:
-    """Run the app until Ctrl-C or `herd down`."""
+def up_command(path: str, network: str | None = None) -> None:
+    """Run the app until Ctrl-C or `herd down`, on `network` when given."""
     configure()
 
     async def announce(controller: Controller) -> None:
@@ -32,7 +33,7 @@ def up_command(path: str) -> None:
         say("  try: herd ps · herd scale GROUP N · herd down")
 
     with fails_cleanly():
-        uvloop.run(up(path, say=say, on_ready=announce))
+        uvloop.run(up(path, say=say, on_ready=announce, network=network))
 
 
 def ask(call: Callable[[CloudApi], Awaitable[T]]) -> T:
@@ -154,6 +155,12 @@ def kill_command(instance: str) -> None:
 
 
 def down_command() -> None:
-    """Stop the running local cloud."""
+    """Stop the running local cloud; with none running, remove the networks that a killed
+    control plane left behind (`--network isolated`)."""
+    if running() is None:
+        removed = orphans_removed()
+        if removed:
+            say(f"no local cloud is running; removed what a killed one left: {', '.join(removed)}")
+            return
     ask(lambda api: api.down())
     say("stopping the local cloud")

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -293,6 +294,9 @@ class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Not etcd's usual 2379: a system etcd (Debian's etcd-server starts one) may hold it."""
     versions: list[VersionSpec] = msgspec.field(default_factory=list)
     deploy: DeploySpec = msgspec.field(default_factory=DeploySpec)
+    network: Literal["loopback", "isolated"] = "loopback"
+    """"loopback": every process on 127.0.0.1; "isolated": a network namespace per zone
+    (Linux, root: docs/network.md). `herd up --network` overrides it."""
 
 
 class App:
@@ -328,6 +332,15 @@ def load(path: str | Path) -> App:
         raise ConfigurationError(f"{source}: not valid TOML: {exc}") from None
     _check(spec, source)
     return App(spec, source)
+
+
+def with_network(app: App, network: str) -> App:
+    """`app` on `network` ("loopback" or "isolated"), checked again."""
+    if network not in ("loopback", "isolated"):
+        raise ConfigurationError(f"--network is loopback or isolated, not {network!r}")
+    spec = msgspec.structs.replace(app.spec, network=network)
+    _check(spec, app.source)
+    return App(spec, app.source)
 
 
 def _check(spec: AppSpec, source: Path) -> None:
@@ -373,6 +386,11 @@ def _check(spec: AppSpec, source: Path) -> None:
                 f"{source}: cache {cache.name}: port is 0 (free ports) or 1024 and up"
             )
     _check_stores(spec, source)
+    if spec.network == "isolated" and (spec.stores or spec.registry == ETCD):
+        raise ConfigurationError(
+            f'{source}: network = "isolated" runs no [[stores]] and no local etcd yet:'
+            " use the loopback network for them (docs/network.md)"
+        )
     services = {g.service for g in spec.groups}
     for version in spec.versions:
         if version.service not in services or not re.match(r"^v\d{3}$", version.version):

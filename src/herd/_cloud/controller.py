@@ -22,6 +22,7 @@ from herd._cloud.autoscale.loop import Autoscaling
 from herd._cloud.autoscale.policy import Decision, initial_count
 from herd._cloud.chaos.api import ChaosApi
 from herd._cloud.chaos.chaos import Chaos
+from herd._cloud.chaos.net import NetChaos
 from herd._cloud.dashboard.deploys import deploys_panel
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
 from herd._cloud.dashboard.servers import servers_panel
@@ -41,6 +42,8 @@ from herd._cloud.interface import (
 )
 from herd._cloud.launch import caches, stores
 from herd._cloud.launch.launcher import Launcher
+from herd._cloud.network import isolated
+from herd._cloud.network.plan import NetworkPlan
 from herd._cloud.state import remove_state, write_state
 from herd._cloud.supervise.backoff import Backoff
 from herd._cloud.supervise.groups import ServerGroups
@@ -71,6 +74,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.record = self.history.record
         """Where the control plane and its parts record (and log) every change they make."""
         self.chaos = Chaos(self)
+        self.net_chaos = NetChaos(self)
         self.watch = InstanceWatch(self)
         self.supervisor = Supervisor(
             self.history, zone_open=self.chaos.zone_open, tls_dir=self.launcher.tls_dir
@@ -96,6 +100,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self._stores: list[Slot] = []
         """One nats-server per zone when the app has `[[stores]]`, started before the setup
         commands and instances that use them."""
+        self.network: NetworkPlan | None = None
+        """The isolated network (`--network isolated`) once made; None on loopback."""
         self.resolver: RegistryResolver | None = None
         self.front_door: FrontDoor | None = None
         self.deployer: Deployer | None = None
@@ -146,6 +152,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         """Set up, start the registry, every group, the front door and the control API."""
         spec = self.app.spec
         self.app.run_dir.mkdir(parents=True, exist_ok=True)
+        if spec.network == "isolated":
+            await self._isolate()
         await self.launcher.new_authority()
         control = self.launcher.identity(CONTROL, CONTROL, CONTROL)
         # The control plane's own drivers (the registry watch), scrapes and dashboard use it.
@@ -196,6 +204,24 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         await self.chaos.start()
         self.watch.start()
         self.autoscaling.start()
+
+    async def _isolate(self) -> None:
+        """Make the isolated network; every process from now on runs in it."""
+        self.network = await isolated.create_async(self.app.run_dir, self.app.spec.zones)
+        isolated.mark(self.network.id)
+        self._cache_servers = self.launcher.isolate(self.network)
+        await self.net_chaos.start(self.network)
+        zones = {zone: self.network.address(zone) for zone in self.network.zones}
+        self.record(
+            "network.created",
+            cloud=self.network.id,
+            namespaces=self.network.namespaces,
+            registry=self.network.core_address,
+            control=self.network.host_address,
+            **{f"zone_{zone}": address for zone, address in zones.items()},
+        )
+        shown = ", ".join(f"{zone} {address}" for zone, address in zones.items())
+        self._say(f"network isolated: a namespace per zone ({shown}), {self.network.network}")
 
     async def _start_etcd(self) -> None:
         """Start the local etcd cluster, every member in a slot of its own, on a fresh data
@@ -282,6 +308,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         # First: it would otherwise start instances while the others stop.
         await self.autoscaling.close()
         await self.chaos.close()
+        await self.net_chaos.close()
         await self.watch.close()
         slots = self.server_groups.instance_slots()
         registry = [self._registry] if self._registry else []
@@ -299,6 +326,10 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             # Open dashboard streams end first: the server's close waits for its handlers.
             await self.dashboard.close()
             await self._server.close()
+        if self.network is not None:
+            removed = await asyncio.to_thread(isolated.remove, self.network.id)
+            isolated.unmark(self.network.id)
+            self.record("network.removed", cloud=self.network.id, removed=removed)
         self.record("cloud.stopped", cause="shutdown")
         self.history.close()
         remove_state()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from herd._cloud.history.store import CloudState, Diff, Event, HistoryQuery
+from herd._cloud.network.faults import NetFault
 from herd._model.interface import Interface, ServiceError, method
 from herd._server.injection import Fault
 
@@ -192,6 +193,13 @@ class OutageView(msgspec.Struct, frozen=True):
     stopped: list[str]
 
 
+class NetFaultView(msgspec.Struct, frozen=True):
+    """A network fault in force (`herd chaos net`) and the seconds it has left."""
+
+    fault: NetFault
+    left_s: float
+
+
 class ChaosView(msgspec.Struct, frozen=True):
     """Everything chaos does now."""
 
@@ -199,6 +207,8 @@ class ChaosView(msgspec.Struct, frozen=True):
     monkey: list[MonkeyView]
     injections: list[InjectionView]
     outages: list[OutageView]
+    network: list[NetFaultView] = []
+    """The network faults in force (a cloud on `--network isolated`)."""
 
 
 class ChaosRefused(ServiceError):
@@ -270,8 +280,14 @@ class CloudApi(Interface, name="cloud"):
         """Stop every instance in `zone` (SIGKILL) and start none there for `duration_s`."""
 
     @method(admin=True)
+    async def chaos_net(self, fault: NetFault) -> ChaosView:
+        """Put a network fault in force: partition, loss, latency or bandwidth, on a zone or
+        one instance, toward a zone, the registry or everything (`--network isolated`)."""
+
+    @method(admin=True)
     async def chaos_halt(self) -> ChaosView:
-        """Stop everything chaos does, at once: monkey, injections, zone outages."""
+        """Stop everything chaos does, at once: monkey, injections, zone outages, network
+        faults."""
 
     @method(admin=True)
     async def deploy(
