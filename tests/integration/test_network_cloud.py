@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from herd._cloud.history.store import HistoryQuery
 from herd._cloud.interface import ChaosRefused
 from herd._cloud.network import isolated
 from herd._cloud.network.faults import NetFault
@@ -116,7 +117,7 @@ async def _partition_between_zones_cuts_only_that_pair(cloud: Cloud, network: st
             await api.chaos_net(NetFault(zone="b", peer="z", loss_pct=5))
         assert (await api.chaos_halt()).network == []
         assert await asyncio.to_thread(_connects, zone["b"], caches["a"])
-        events = await api.history_events(None, None, None, "chaos", 20)
+        events = await api.history_events(HistoryQuery(kind="chaos", limit=20))
         kinds = [e.kind for e in events if e.kind.startswith("chaos.net")]
         assert kinds == ["chaos.net", "chaos.net-ended"], kinds
 
