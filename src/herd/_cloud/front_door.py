@@ -38,6 +38,8 @@ from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
 from herd._model.outcome import Blame, blame_of_status
 from herd._model.stats import cumulative_buckets
 from herd._server.metrics import LATENCY_BUCKETS
+from herd._trace import spans as _spans
+from herd._trace.context import TRACEPARENT, TRACERESPONSE, TRACESTATE
 from herd._wire.http_client import HttpAnswer, HttpTransport
 from herd._wire.http_server import GuardedServer, read_body
 from herd._wire.protocol import (
@@ -55,6 +57,8 @@ from herd._wire.protocol import (
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}
 )
+#: Not forwarded as sent: the front door's own span is the parent of what it forwards.
+_NOT_FORWARDED = _HOP_BY_HOP | {TRACEPARENT, TRACESTATE}
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _IDEMPOTENCY_KEY = "Idempotency-Key"
 #: Paths of a herd server that are not for the outside: RPCs and operations endpoints.
@@ -146,7 +150,11 @@ class FrontDoor:
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
-        response = await self._answer(request)
+        with _spans.front_door(request.method, request.path, request.headers) as span:
+            response = await self._answer(request)
+            _spans.answered(span, response.status)
+        if (traced := _spans.response_header(span)) is not None:
+            response.headers[TRACERESPONSE] = traced
         self._served += 1
         self._failed += response.status >= 500
         self._latency[bisect.bisect_left(LATENCY_BUCKETS, time.monotonic() - started)] += 1
@@ -166,7 +174,7 @@ class FrontDoor:
         headers = {
             name: value
             for name, value in request.headers.items()
-            if name.lower() not in _HOP_BY_HOP and not name.lower().startswith(HEADER_PREFIX)
+            if name.lower() not in _NOT_FORWARDED and not name.lower().startswith(HEADER_PREFIX)
         }
         # A write that carries an idempotency key is applied once however often it is sent:
         # it may be retried on another instance like a read (but is never hedged).
@@ -208,6 +216,7 @@ class FrontDoor:
             H_ATTEMPT: str(attempt.number),
             H_ROUTE: _routing.current().header,
         }
+        _spans.sending(sent, remaining)
         try:
             async with _deadline.Expiry(deadline):
                 answer = await self._transports.get(instance).forward(
