@@ -236,6 +236,27 @@ def down() -> None:
 
 
 @app.command()
+def trace(
+    trace_id: str | None = typer.Argument(
+        None,
+        metavar="[TRACE_ID]",
+        help="A kept trace's id (32 hex digits, from the front door's traceresponse header).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON, for scripts."),
+) -> None:
+    """Show one request's trace across services as a waterfall, or the recent kept traces.
+
+    The control plane keeps the traces of failed and slow requests through the front door, and
+    a small share of the rest.
+
+    Example: herd trace 4bf92f3577b34da6a3ce929d0e0e4736 --json
+    """
+    from herd_tools.trace_commands import trace_command
+
+    trace_command(trace_id, as_json=as_json)
+
+
+@app.command()
 def history(
     since: str | None = typer.Option(None, "--since", metavar="T", help=f"From T: {_TIME_HELP}."),
     until: str | None = typer.Option(None, "--until", metavar="T", help="Before T."),

@@ -32,6 +32,7 @@ from herd._client.pool import TransportPool
 from herd._client.resolver import Resolver
 from herd._cloud.app import CohortSpec
 from herd._cloud.deploy.cohorts import Cohorts
+from herd._cloud.traces.store import TraceStore
 from herd._model import deadline as _deadline
 from herd._model import routing as _routing
 from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
@@ -90,8 +91,10 @@ class FrontDoor:
         max_body: int = 1 << 20,
         cohorts: CohortSpec | None = None,
         tls: ssl.SSLContext | None = None,
+        kept: TraceStore | None = None,
     ) -> None:
         self.service = service
+        self._kept = kept
         self._cohorts = Cohorts(cohorts or CohortSpec())
         self._resolver = resolver
         self._host = host
@@ -150,11 +153,23 @@ class FrontDoor:
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
+        wall = time.time()
         with _spans.front_door(request.method, request.path, request.headers) as span:
             response = await self._answer(request)
             _spans.answered(span, response.status)
-        if (traced := _spans.response_header(span)) is not None:
-            response.headers[TRACERESPONSE] = traced
+        if span is not None:
+            response.headers[TRACERESPONSE] = _spans.response_header(span)
+            if self._kept is not None:
+                now = time.monotonic()
+                self._kept.finished(
+                    _spans.trace_id(span),
+                    f"{request.method} {request.path[:64]}",
+                    response.status,
+                    wall,
+                    now - started,
+                    now,
+                    asked=_spans.asked(request.headers),
+                )
         self._served += 1
         self._failed += response.status >= 500
         self._latency[bisect.bisect_left(LATENCY_BUCKETS, time.monotonic() - started)] += 1

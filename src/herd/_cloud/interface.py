@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from herd._cloud.history.store import CloudState, Diff, Event
+from herd._cloud.traces.store import TraceSummary, TraceView
 from herd._model.interface import Interface, ServiceError, method
 from herd._server.injection import Fault
 
@@ -145,6 +146,10 @@ class StoreView(msgspec.Struct, frozen=True):
     log: str
 
 
+class UnknownTrace(ServiceError):
+    """No kept trace has that id."""
+
+
 class UnknownGroup(ServiceError):
     """No server group has that name."""
 
@@ -233,6 +238,14 @@ class CloudApi(Interface, name="cloud"):
 
     @method(admin=True)
     async def down(self) -> bool: ...
+
+    @method(idempotent=True)
+    async def traces(self, limit: int = 50) -> list[TraceSummary]:
+        """The latest kept traces (failed, slow, sampled), newest first."""
+
+    @method(idempotent=True)
+    async def trace(self, trace_id: str) -> TraceView:
+        """One kept trace with its spans; `UnknownTrace` if it was not kept."""
 
     @method(idempotent=True)
     async def history_events(

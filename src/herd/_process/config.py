@@ -15,7 +15,7 @@
 | `HERD_ALLOW` | none (any caller) | services that may call this instance, comma-separated |
 | `HERD_CACHES` | none | memcached servers: `name@zone=host:port,...` (for `herd.cache`) |
 | `HERD_STORE_URL` | `sqlite://$HERD_HOME/stores` | the engine of `herd.store` (below) |
-| `HERD_TRACE_SHARE` | `0.01` | share of untraced requests that start a trace (docs/tracing.md) |
+| `HERD_TRACE_SHARE` | see docs/tracing.md | share of untraced requests that start a trace |
 
 `HERD_STORE_URL` is `sqlite://DIR` (SQLite, one file per store in DIR: one machine) or
 `nats://host:port,...[?replicas=N]` (a NATS JetStream cluster; N copies of every bucket and
@@ -91,8 +91,9 @@ class Settings:
     """cache name -> zone -> memcached `host:port`s (`HERD_CACHES`)."""
     store: StoreAddress | None = None
     """Where stores and events live (`HERD_STORE_URL`); None: SQLite files under `home`."""
-    trace_share: float = 0.01
-    """The share of requests without a trace context that start a recorded trace."""
+    trace_share: float | None = None
+    """The share of requests without a trace context that start a recorded trace (None:
+    tracing's default)."""
 
 
 def settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -120,9 +121,9 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def _share(raw: str | None) -> float:
+def _share(raw: str | None) -> float | None:
     if not raw:
-        return 0.01
+        return None
     try:
         share = float(raw)
     except ValueError:

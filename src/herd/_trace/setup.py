@@ -23,6 +23,8 @@ log = structlog.get_logger("herd.trace")
 
 #: Any of these set means the user has an OpenTelemetry collector to export to.
 _EXPORTER_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+#: The share of new traces started away from the front door when a collector takes them.
+EXPORTED_SHARE = 0.01
 
 
 def install(provider: TracerProvider, *, share: float) -> None:
@@ -39,7 +41,7 @@ def uninstall() -> None:
 def process_provider(
     attributes: Mapping[str, str],
     *,
-    share: float,
+    share: float | None,
     environ: Mapping[str, str] | None = None,
     extra: SpanProcessor | None = None,
 ) -> TracerProvider:
@@ -50,15 +52,22 @@ def process_provider(
     with `OTEL_TRACES_SAMPLER` replaces herd's (and herd then starts a trace on every request
     without one, leaving the choice to it); an `OTEL_EXPORTER_OTLP_*ENDPOINT` exports every
     recorded span there too (needs `herd[otlp]`).
+
+    `share` (None: the default) is the share of requests without a trace that start one here.
+    By default that is `EXPORTED_SHARE` with a collector and none without: the local control
+    plane collects only the traces that pass its front door, which records all of them.
     """
     env = os.environ if environ is None else environ
     own_sampler = bool(env.get("OTEL_TRACES_SAMPLER"))
+    exported = any(env.get(name) for name in _EXPORTER_VARIABLES)
+    if share is None:
+        share = EXPORTED_SHARE if exported else 0.0
     provider = TracerProvider(
         resource=Resource.create(dict(attributes)),
         sampler=None if own_sampler else HerdSampler(),
     )
     provider.add_span_processor(extra or PROCESS_SPANS)
-    if any(env.get(name) for name in _EXPORTER_VARIABLES):
+    if exported:
         exporter = _otlp_exporter()
         if exporter is not None:
             provider.add_span_processor(BatchSpanProcessor(exporter))

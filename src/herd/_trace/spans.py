@@ -315,8 +315,17 @@ def fallback(error: BaseException) -> Scope | _NoSpan:
     return Scope(tracer.start_span(f"{service}.{method} fallback", attributes=attributes))
 
 
-def response_header(span: Span | None) -> str | None:
+def response_header(span: Span) -> str:
     """The `traceresponse` value for a span the front door recorded."""
-    if span is None:
-        return None
     return _context.format_traceparent(span.get_span_context())
+
+
+def asked(headers: Mapping[str, str]) -> bool:
+    """Whether a caller from outside sent a sampled trace context: it records the trace."""
+    context = _context.parse(headers) if _context.TRACEPARENT in headers else None
+    return context is not None and context.trace_flags.sampled
+
+
+def trace_id(span: Span) -> str:
+    """The span's trace id, as 32 hex digits."""
+    return f"{span.get_span_context().trace_id:032x}"
