@@ -17,6 +17,9 @@ def test_failed_slow_and_asked_requests_are_kept_and_a_share_of_the_rest() -> No
     assert store.finished(_id(3), "GET /", 200, 0.0, 0.001, 0.0, asked=True) == "asked"
     assert store.finished(_id(4), "GET /", 200, 0.0, 0.001, 0.0) is None
     assert store.finished(_id(5), "GET /", 200, 0.0, 0.001, 0.0) == "sampled"
+    # Listed once their spans were collected.
+    assert store.recent() == []
+    assert len(store.due(10.0)) == 4
     assert [t.trace_id for t in store.recent()] == [_id(5), _id(3), _id(2), _id(1)]
 
 

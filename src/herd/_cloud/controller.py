@@ -111,6 +111,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
         self.dashboard.gatherer.add_panel(self.chaos_panel)
         self.dashboard.gatherer.add_panel(self.history_panel)
         self.dashboard.gatherer.add_panel(self.deploys_panel)
+        self.dashboard.gatherer.add_panel(self.traces_panel)
 
     async def deploys_panel(self) -> Mapping[str, Any]:
         """The dashboard's panel: every deploy's route, step, judge and decision."""

@@ -240,19 +240,23 @@ class Server:
         rpc = incoming.rpc
         if rpc is None and incoming.path == FAULTS_PATH:
             return await self._faults(incoming)
+        if rpc is None and (operations := self._operations(incoming)) is not None:
+            return operations
+        name = rpc[1] if rpc is not None else f"{incoming.method} {incoming.path[:64]}"
+        with _spans.serve(self.service, name, incoming.headers) as span:
+            reply = await self._target_and_pipeline(incoming)
+            _spans.answered(span, reply.status)
+        return reply
+
+    async def _target_and_pipeline(self, incoming: Incoming) -> Reply:
+        rpc = incoming.rpc
         if rpc is None:
-            operations = self._operations(incoming)
-            if operations is not None:
-                return operations
             target: Target | Reply = self._web_target(incoming)
         else:
             target = self._rpc_target(incoming, *rpc)
         if isinstance(target, Reply):
             return target
-        with _spans.serve(self.service, target.name, incoming.headers) as span:
-            reply = await self._pipeline(target, incoming)
-            _spans.answered(span, reply.status)
-        return reply
+        return await self._pipeline(target, incoming)
 
     def _rpc_target(self, incoming: Incoming, service: str, method: str) -> Target | Reply:
         target = self._rpcs.get(method) if service == self.service else None

@@ -153,9 +153,9 @@ class TraceStore:
                 kept.spans[view.span_id] = view
 
     def recent(self, limit: int = 50) -> list[TraceSummary]:
-        """The latest kept traces, newest first."""
-        latest = list(self._kept.values())[-limit:]
-        return [kept.summary for kept in reversed(latest)]
+        """The latest kept traces whose spans were collected, newest first."""
+        collected = [kept for kept in self._kept.values() if kept.due == float("inf")]
+        return [kept.summary for kept in reversed(collected[-limit:])]
 
     def get(self, trace_id: str) -> TraceView | None:
         """A kept trace with its spans, or None if it is not (or no longer) kept."""
