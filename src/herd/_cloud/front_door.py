@@ -11,7 +11,6 @@ operations endpoints), strips every `x-herd-*` header a client sends, and caps b
 
 from __future__ import annotations
 
-import bisect
 import ssl
 import time
 from collections.abc import Mapping
@@ -37,8 +36,7 @@ from herd._model import deadline as _deadline
 from herd._model import routing as _routing
 from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
 from herd._model.outcome import Blame, blame_of_status
-from herd._model.stats import cumulative_buckets
-from herd._server.metrics import LATENCY_BUCKETS
+from herd._model.stats import Sketch
 from herd._trace import spans as _spans
 from herd._trace.context import TRACEPARENT, TRACERESPONSE, TRACESTATE
 from herd._wire.http_client import HttpAnswer, HttpTransport
@@ -120,7 +118,7 @@ class FrontDoor:
         self._runner: web.ServerRunner | None = None
         self._served = 0
         self._failed = 0
-        self._latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency = Sketch()
 
     @property
     def url(self) -> str:
@@ -145,10 +143,10 @@ class FrontDoor:
 
     def totals(self) -> dict[str, float]:
         """What users saw, cumulative since start: requests, those answered 5xx, and latency
-        as Prometheus-style buckets (`le=<bound>`), for the dashboard."""
+        as the counts of a `Sketch`'s buckets (`q=<index>`), for the dashboard."""
         totals = {"web": float(self._served), "web_failed": float(self._failed)}
-        for label, count in cumulative_buckets(LATENCY_BUCKETS, self._latency):
-            totals[f"le={label}"] = count
+        for index, count in self._latency.counts.items():
+            totals[f"q={index}"] = float(count)
         return totals
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -172,7 +170,7 @@ class FrontDoor:
                 )
         self._served += 1
         self._failed += response.status >= 500
-        self._latency[bisect.bisect_left(LATENCY_BUCKETS, time.monotonic() - started)] += 1
+        self._latency.add(time.monotonic() - started)
         return response
 
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
