@@ -271,12 +271,21 @@ def history(
         None, "--kind", metavar="KIND", help="Only KIND (or its prefix: `instance`, `chaos`)."
     ),
     limit: int = typer.Option(200, "--limit", metavar="N", min=1, help="At most the last N."),
+    served_by: str | None = typer.Option(
+        None,
+        "--served",
+        metavar="SERVICE",
+        help="Which instances and versions served SERVICE's requests (with --since/--until).",
+    ),
+    address: str | None = typer.Option(
+        None, "--address", metavar="HOST:PORT", help="Every instance that ever had this address."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON, for scripts."),
 ) -> None:
     """Show the cloud's history (Edda): what changed, when and why.
 
     Launches, terminations and their cause, scaling, deploys, chaos, injections, breakers,
-    registry restarts.
+    registry restarts; and the request flow, from the kept traces.
 
     Example: herd history --since 10m --kind chaos
     """
@@ -291,6 +300,8 @@ def history(
         kind=kind,
         limit=limit,
         as_json=as_json,
+        served_by=served_by,
+        address=address,
     )
 
 

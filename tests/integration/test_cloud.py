@@ -376,6 +376,10 @@ async def test_a_flix_page_is_one_trace_across_services_that_herd_trace_prints(
         assert span["parent"] in by_id or span["parent"] == "00f067aa0ba902b7"
     served = [s for s in found if s["kind"] == "client" and s["attributes"].get("herd.version")]
     assert served and all(s["attributes"]["herd.zone"] in "abc" for s in served)
+    # The history knows which instance had the address the edge's attempt went to.
+    address = served[0]["attributes"]["server.address"]
+    had = json.loads(flix.cli("history", "--address", address, "--json"))
+    assert served[0]["attributes"]["herd.instance"] in [h["instance"] for h in had]
     # A malformed trace context from outside starts a new trace; never an error.
     status, traced = await asyncio.to_thread(fetch_traced, f"{flix.front_door}/", "00-bad")
     assert status == 200 and traced.startswith("00-") and asked[3:35] not in traced

@@ -46,6 +46,7 @@ from herd._cloud.supervise.groups import ServerGroups
 from herd._cloud.supervise.slot import Slot, Supervisor
 from herd._cloud.traces.api import TracesApi
 from herd._cloud.traces.collector import TraceCollector
+from herd._cloud.traces.flow import Flow
 from herd._cloud.traces.store import TraceStore
 from herd._cloud.views import Views
 from herd._cloud.watch import InstanceWatch
@@ -103,7 +104,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
         self.resolver: RegistryResolver | None = None
         self.front_door: FrontDoor | None = None
         self.traces_kept = TraceStore()
-        self._collector = TraceCollector(self.traces_kept, self._addresses, PROCESS_SPANS)
+        self._collector = TraceCollector(
+            self.traces_kept, self._addresses, PROCESS_SPANS, Flow(self.history)
+        )
         self.deployer: Deployer | None = None
         self._server: Server | None = None
         self.stopped = asyncio.Event()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from herd._cloud.history.store import CloudState, Diff, Event
+from herd._cloud.traces.flow import AddressView, ServedView
 from herd._cloud.traces.store import TraceSummary, TraceView
 from herd._model.interface import Interface, ServiceError, method
 from herd._server.injection import Fault
@@ -246,6 +247,16 @@ class CloudApi(Interface, name="cloud"):
     @method(idempotent=True)
     async def trace(self, trace_id: str) -> TraceView:
         """One kept trace with its spans; `UnknownTrace` if it was not kept."""
+
+    @method(idempotent=True)
+    async def history_served(
+        self, service: str, since: float | None = None, until: float | None = None
+    ) -> list[ServedView]:
+        """Which instances and versions served `service`'s requests between the times."""
+
+    @method(idempotent=True)
+    async def history_address(self, address: str) -> list[AddressView]:
+        """Every instance that ever had `address`."""
 
     @method(idempotent=True)
     async def history_events(

@@ -10,7 +10,9 @@ from typing import Any
 import msgspec
 
 from herd._cloud.dashboard.routes import asset
+from herd._cloud.history.store import History
 from herd._cloud.interface import UnknownTrace
+from herd._cloud.traces.flow import AddressView, ServedView, at_address, served
 from herd._cloud.traces.store import TraceStore, TraceSummary, TraceView
 from herd._model.outcome import ErrorKind
 from herd._model.web import WebRequest, WebResponse, route
@@ -23,6 +25,7 @@ class TracesApi:
     """The control API's trace methods and pages, mixed into the control plane."""
 
     traces_kept: TraceStore
+    history: History
 
     async def traces(self, limit: int = 50) -> list[TraceSummary]:
         return self.traces_kept.recent(limit)
@@ -32,6 +35,14 @@ class TracesApi:
         if found is None:
             raise UnknownTrace(f"no kept trace {trace_id[:40]!r}: it was not kept, or is gone")
         return found
+
+    async def history_served(
+        self, service: str, since: float | None = None, until: float | None = None
+    ) -> list[ServedView]:
+        return served(self.history, service, since, until)
+
+    async def history_address(self, address: str) -> list[AddressView]:
+        return at_address(self.history, address)
 
     async def traces_panel(self) -> Mapping[str, Any]:
         """The dashboard's panel: the latest kept requests, each a link to its waterfall."""

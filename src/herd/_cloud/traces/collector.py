@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from herd._cloud.traces.flow import Flow
 from herd._cloud.traces.store import TraceStore
 from herd._model.tasks import cancel_and_wait
 from herd._trace.recent import TRACES_PATH, RecentSpans
@@ -35,10 +36,12 @@ class TraceCollector:
         store: TraceStore,
         addresses: Callable[[], Awaitable[Sequence[str]]],
         local: RecentSpans,
+        flow: Flow,
         *,
         interval_s: float = 0.5,
     ) -> None:
         self._store = store
+        self._flow = flow
         self._addresses = addresses
         self._local = local
         self._interval_s = interval_s
@@ -68,6 +71,7 @@ class TraceCollector:
 
     async def collect(self, now: float) -> None:
         """One round: the spans of every trace due now, from here and every instance."""
+        self._flow.flush(now)
         due = self._store.due(now)
         if not due:
             return
@@ -80,7 +84,7 @@ class TraceCollector:
             *(self._ask(self._session, address, path) for address in await self._addresses())
         )
         for spans in answers:
-            self._store.add_spans(spans)
+            self._flow.saw(self._store.add_spans(spans))
 
     @staticmethod
     async def _ask(session: InstanceSession, address: str, path: str) -> list[dict[str, Any]]:

@@ -41,6 +41,9 @@ class SpanView(msgspec.Struct, frozen=True):
     duration_ms: float
     failed: bool
     attributes: dict[str, Any]
+    group: str = ""
+    version: str = ""
+    zone: str = ""
 
 
 class TraceSummary(msgspec.Struct, frozen=True):
@@ -144,13 +147,17 @@ class TraceStore:
             self._kept[trace_id].due = float("inf")
         return ready
 
-    def add_spans(self, spans: list[dict[str, Any]]) -> None:
-        """Spans collected of kept traces (others are ignored)."""
+    def add_spans(self, spans: list[dict[str, Any]]) -> list[SpanView]:
+        """Spans collected of kept traces (others are ignored); the ones added."""
+        added: list[SpanView] = []
         for span in spans:
             kept = self._kept.get(str(span.get("trace_id")))
             if kept is not None:
                 view = msgspec.convert(span, SpanView)
+                if view.span_id not in kept.spans:
+                    added.append(view)
                 kept.spans[view.span_id] = view
+        return added
 
     def recent(self, limit: int = 50) -> list[TraceSummary]:
         """The latest kept traces whose spans were collected, newest first."""
