@@ -18,7 +18,15 @@ from typing import Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    NonRecordingSpan,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+)
 from opentelemetry.util.types import Attributes
 
 from herd._model.errors import HerdError, RemoteError
@@ -184,21 +192,17 @@ def error_kind(error: BaseException) -> str:
     return ErrorKind.INTERNAL.value
 
 
-def _recorded_parent() -> bool | None:
-    """True under a recorded span, False under a trace that is not, None outside any trace."""
-    context = _current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    return context.trace_flags.sampled
-
-
 def call(service: str, method: str) -> Scope | _NoSpan:
     """A driver call: a child of the current span, or a new trace for the head share."""
     tracer = _tracing.tracer
     if tracer is None:
         return NO_SPAN
-    recorded = _recorded_parent()
-    if recorded is False or (recorded is None and _random() >= _tracing.share):
+    # Outside any trace the current span is the API's one invalid span: no context to read.
+    parent = _current_span()
+    if parent is INVALID_SPAN:
+        if _tracing.share == 0.0 or _random() >= _tracing.share:
+            return NO_SPAN
+    elif not parent.get_span_context().trace_flags.sampled:
         return NO_SPAN
     attributes = {"rpc.system": "herd", "rpc.service": service, "rpc.method": method}
     return Scope(tracer.start_span(f"{service}.{method}", attributes=attributes))
@@ -230,6 +234,8 @@ def sending(metadata: dict[str, str], budget_s: float) -> None:
     if _tracing.tracer is None:
         return
     span = _current_span()
+    if span is INVALID_SPAN:
+        return
     context = span.get_span_context()
     if not context.is_valid:
         return
@@ -246,7 +252,7 @@ def serve(service: str, target: str, metadata: Mapping[str, str]) -> Scope | _Ca
         return NO_SPAN
     parent = _context.parse(metadata) if _context.TRACEPARENT in metadata else None
     if parent is None:
-        if _random() >= _tracing.share:
+        if _tracing.share == 0.0 or _random() >= _tracing.share:
             return NO_SPAN
         under = otel_context.Context()
     elif not parent.trace_flags.sampled:
