@@ -48,19 +48,22 @@ def trace_command(trace_id: str | None, *, as_json: bool, limit: int = 50) -> No
     _print_waterfall(found)
 
 
-def _depths(spans: list[SpanView]) -> dict[str, int]:
-    ids = {span.span_id: span for span in spans}
-    depths: dict[str, int] = {}
+def tree_order(spans: list[SpanView]) -> list[tuple[int, SpanView]]:
+    """The spans depth first, each under its parent, siblings by start: (depth, span)."""
+    ids = {span.span_id for span in spans}
+    children: dict[str | None, list[SpanView]] = {}
+    for span in sorted(spans, key=lambda span: span.start):
+        parent = span.parent if span.parent in ids else None
+        children.setdefault(parent, []).append(span)
+    ordered: list[tuple[int, SpanView]] = []
 
-    def depth(span: SpanView) -> int:
-        if span.span_id not in depths:
-            parent = ids.get(span.parent) if span.parent else None
-            depths[span.span_id] = 0 if parent is None else depth(parent) + 1
-        return depths[span.span_id]
+    def visit(parent: str | None, depth: int) -> None:
+        for span in children.get(parent, []):
+            ordered.append((depth, span))
+            visit(span.span_id, depth + 1)
 
-    for span in spans:
-        depth(span)
-    return depths
+    visit(None, 0)
+    return ordered
 
 
 def _print_waterfall(found: TraceView) -> None:
@@ -72,16 +75,15 @@ def _print_waterfall(found: TraceView) -> None:
         return
     begin = min(span.start for span in spans)
     total = max(span.start + span.duration_ms / 1000.0 for span in spans) - begin or 1e-9
-    depths = _depths(spans)
     rows = []
-    for span in spans:
+    for depth, span in tree_order(spans):
         offset = int((span.start - begin) / total * _BAR)
         width = max(1, int(span.duration_ms / 1000.0 / total * _BAR))
         bar = " " * offset + ("!" if span.failed else "=") * min(width, _BAR - offset)
         where = str(span.attributes.get("herd.instance", ""))
         rows.append(
             [
-                "  " * depths[span.span_id] + span.name,
+                "  " * depth + span.name,
                 span.service,
                 f"{span.duration_ms:.1f}",
                 bar.ljust(_BAR),

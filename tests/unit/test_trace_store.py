@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from herd._cloud.traces.store import TraceStore
+from herd._cloud.traces.store import SpanView, TraceStore
+from herd_tools.trace_commands import tree_order
 
 
 def _id(n: int) -> str:
@@ -57,3 +58,13 @@ def test_spans_are_collected_once_after_settling_and_the_store_is_bounded() -> N
     store.add_spans([span, {**span, "trace_id": _id(9)}])
     found = store.get(_id(1))
     assert found is not None and [s.service for s in found.spans] == ["edge"]
+
+
+def test_the_waterfall_lists_each_span_under_its_parent() -> None:
+    def span(span_id: str, parent: str | None, start: float) -> SpanView:
+        return SpanView(_id(1), span_id, parent, "s", "i", span_id, "server", start, 1.0, False, {})
+
+    spans = [span("root", None, 0.0), span("b", "root", 0.1), span("a1", "a", 0.3)]
+    spans += [span("a", "root", 0.05), span("orphan", "gone", 0.2)]
+    order = [(depth, s.span_id) for depth, s in tree_order(spans)]
+    assert order == [(0, "root"), (1, "a"), (2, "a1"), (1, "b"), (0, "orphan")]

@@ -12,18 +12,24 @@ function h(tag, attrs, ...children) {
   return element;
 }
 
-function depths(spans) {
-  const byId = new Map(spans.map((span) => [span.span_id, span]));
-  const found = new Map();
-  const depth = (span) => {
-    if (!found.has(span.span_id)) {
-      const parent = span.parent ? byId.get(span.parent) : undefined;
-      found.set(span.span_id, parent ? depth(parent) + 1 : 0);
+// Depth first, each span under its parent, siblings by start: [[depth, span], ...].
+function treeOrder(spans) {
+  const ids = new Set(spans.map((span) => span.span_id));
+  const children = new Map();
+  for (const span of [...spans].sort((a, b) => a.start - b.start)) {
+    const parent = ids.has(span.parent) ? span.parent : null;
+    if (!children.has(parent)) children.set(parent, []);
+    children.get(parent).push(span);
+  }
+  const ordered = [];
+  const visit = (parent, depth) => {
+    for (const span of children.get(parent) || []) {
+      ordered.push([depth, span]);
+      visit(span.span_id, depth + 1);
     }
-    return found.get(span.span_id);
   };
-  spans.forEach(depth);
-  return found;
+  visit(null, 0);
+  return ordered;
 }
 
 function render(trace) {
@@ -33,8 +39,7 @@ function render(trace) {
   const begin = Math.min(...spans.map((span) => span.start));
   const end = Math.max(...spans.map((span) => span.start + span.duration_ms / 1000));
   const total = Math.max(end - begin, 1e-9);
-  const level = depths(spans);
-  const rows = spans.map((span) => {
+  const rows = treeOrder(spans).map(([depth, span]) => {
     const a = span.attributes;
     const where = [a["herd.instance"], a["herd.zone"] && `zone ${a["herd.zone"]}`, a["herd.version"]]
       .filter(Boolean).join(" · ");
@@ -42,7 +47,7 @@ function render(trace) {
     const width = Math.max((span.duration_ms / 1000 / total) * 100, 0.3);
     const outcome = a["herd.outcome"] || "";
     return h("tr", { "data-span": span.span_id, "data-service": span.service, "data-outcome": outcome },
-      h("td", { class: "name", style: `padding-left: ${level.get(span.span_id) * 14}px` }, span.name),
+      h("td", { class: "name", style: `padding-left: ${depth * 14}px` }, span.name),
       h("td", { class: "service" }, span.service),
       h("td", { class: "bar" },
         h("div", { class: `bar ${span.failed ? "failed" : outcome === "cancelled" ? "cancelled" : ""}`,
