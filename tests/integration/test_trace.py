@@ -9,10 +9,13 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import herd
+from herd._trace import setup as trace_setup
+from herd._trace.recent import PROCESS_SPANS, TRACES_PATH
+from herd._trace.sampling import HerdSampler
 from tests.helpers import eventually, free_port, recorded_spans
 
 pytestmark = pytest.mark.timeout(60)
@@ -182,3 +185,28 @@ async def test_a_malformed_traceparent_starts_a_new_trace(exported: InMemorySpan
     assert traces[2] == 0x4BF92F3577B34DA6A3CE929D0E0E4736
     assert [span.parent is None for span in spans] == [True, True, False]
     assert len(set(traces)) == 3
+
+
+async def test_an_instances_spans_are_the_control_planes_to_read() -> None:
+    # As `herd.run` sets up a process: its spans kept for the control plane.
+    provider = TracerProvider(sampler=HerdSampler())
+    provider.add_span_processor(PROCESS_SPANS)
+    trace_setup.install(provider, share=0.0)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    sampled = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    impl = EdgeService(MiddleService(BackService()))
+    try:
+        async with (
+            herd.serve(impl, admin_token="secret") as server,
+            aiohttp.ClientSession() as session,
+        ):
+            async with session.get(f"http://{server.address}/", headers=sampled) as answer:
+                assert answer.status == 200
+            url = f"http://{server.address}{TRACES_PATH}{trace_id}"
+            async with session.get(url) as refused:
+                assert refused.status == 403
+            async with session.get(url, headers={"x-herd-token": "secret"}) as answer:
+                spans = (await answer.json())["spans"]
+    finally:
+        trace_setup.uninstall()
+    assert [(s["name"], s["parent"]) for s in spans] == [("edge GET /", "00f067aa0ba902b7")]

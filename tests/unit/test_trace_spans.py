@@ -116,3 +116,17 @@ def test_kept_spans_are_bounded_oldest_trace_first() -> None:
     assert [s["name"] for s in kept.spans(ids)] == ["two", "three", "four"]
     assert parse_ids(f"{ids[1]:032x},nonsense,{'z' * 32}") == [ids[1]]
     assert trace.get_current_span().get_span_context().is_valid is False
+
+
+def test_no_collector_no_new_traces_away_from_the_front_door() -> None:
+    try:
+        trace_setup.process_provider({"service.name": "svc"}, share=None, environ={})
+        assert spans._tracing.share == 0.0
+        collector = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+        trace_setup.process_provider({"service.name": "svc"}, share=None, environ=collector)
+        assert spans._tracing.share == trace_setup.EXPORTED_SHARE
+        own = {"OTEL_TRACES_SAMPLER": "always_on"}
+        trace_setup.process_provider({"service.name": "svc"}, share=None, environ=own)
+        assert spans._tracing.share == 1.0
+    finally:
+        trace_setup.uninstall()
