@@ -128,5 +128,8 @@ def test_no_collector_no_new_traces_away_from_the_front_door() -> None:
         own = {"OTEL_TRACES_SAMPLER": "always_on"}
         trace_setup.process_provider({"service.name": "svc"}, share=None, environ=own)
         assert spans._tracing.share == 1.0
+        off = {"OTEL_SDK_DISABLED": "true"}
+        assert trace_setup.process_provider({"service.name": "svc"}, share=1.0, environ=off) is None
+        assert spans._tracing.tracer is None
     finally:
         trace_setup.uninstall()

@@ -44,7 +44,7 @@ def process_provider(
     share: float | None,
     environ: Mapping[str, str] | None = None,
     extra: SpanProcessor | None = None,
-) -> TracerProvider:
+) -> TracerProvider | None:
     """The tracer provider of a herd process, installed for herd's hooks and as the global one
     (so that the application's own spans nest under herd's).
 
@@ -56,8 +56,14 @@ def process_provider(
     `share` (None: the default) is the share of requests without a trace that start one here.
     By default that is `EXPORTED_SHARE` with a collector and none without: the local control
     plane collects only the traces that pass its front door, which records all of them.
+
+    With `OTEL_SDK_DISABLED=true` (OpenTelemetry's own switch) nothing is set up and nothing is
+    recorded: None.
     """
     env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        uninstall()
+        return None
     own_sampler = bool(env.get("OTEL_TRACES_SAMPLER"))
     exported = any(env.get(name) for name in _EXPORTER_VARIABLES)
     if share is None:
