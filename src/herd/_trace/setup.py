@@ -77,7 +77,10 @@ def process_provider(
         exporter = _otlp_exporter()
         if exporter is not None:
             provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        # Once per process (the SDK refuses a second): a control plane started again in the
+        # same process (tests, experiments) keeps recording through herd's own hooks.
+        trace.set_tracer_provider(provider)
     install(provider, share=1.0 if own_sampler else share)
     return provider
 
