@@ -239,7 +239,7 @@ def down() -> None:
 def trace(
     trace_id: str | None = typer.Argument(
         None,
-        metavar="[TRACE_ID]",
+        metavar="TRACE_ID",
         help="A kept trace's id (32 hex digits, from the front door's traceresponse header).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON, for scripts."),
