@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[cli,dev,bench,etcd,store]'
+	@$(BIN)/python -m pip install --quiet -e '.[cli,dev,bench,etcd,store,otlp]'
 	@touch $(STAMP)
 
 # System packages: headless Chromium and its driver for the browser tests (tests/browser);

@@ -236,6 +236,27 @@ def down() -> None:
 
 
 @app.command()
+def trace(
+    trace_id: str | None = typer.Argument(
+        None,
+        metavar="TRACE_ID",
+        help="A kept trace's id (32 hex digits, from the front door's traceresponse header).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON, for scripts."),
+) -> None:
+    """Show one request's trace across services as a waterfall, or the recent kept traces.
+
+    The control plane keeps the traces of failed and slow requests through the front door, and
+    a small share of the rest.
+
+    Example: herd trace 4bf92f3577b34da6a3ce929d0e0e4736 --json
+    """
+    from herd_tools.trace_commands import trace_command
+
+    trace_command(trace_id, as_json=as_json)
+
+
+@app.command()
 def history(
     since: str | None = typer.Option(None, "--since", metavar="T", help=f"From T: {_TIME_HELP}."),
     until: str | None = typer.Option(None, "--until", metavar="T", help="Before T."),
@@ -250,12 +271,21 @@ def history(
         None, "--kind", metavar="KIND", help="Only KIND (or its prefix: `instance`, `chaos`)."
     ),
     limit: int = options.count(200, "At most the last N.", "--limit", min=1),
+    served_by: str | None = typer.Option(
+        None,
+        "--served",
+        metavar="SERVICE",
+        help="Which instances and versions served SERVICE's requests (with --since/--until).",
+    ),
+    address: str | None = typer.Option(
+        None, "--address", metavar="HOST:PORT", help="Every instance that ever had this address."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON, for scripts."),
 ) -> None:
     """Show the cloud's history (Edda): what changed, when and why.
 
     Launches, terminations and their cause, scaling, deploys, chaos, injections, breakers,
-    registry restarts.
+    registry restarts; and the request flow, from the kept traces.
 
     Example: herd history --since 10m --kind chaos
     """
@@ -270,6 +300,8 @@ def history(
         kind=kind,
         limit=limit,
         as_json=as_json,
+        served_by=served_by,
+        address=address,
     )
 
 

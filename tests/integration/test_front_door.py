@@ -109,5 +109,5 @@ async def test_the_front_door_counts_what_users_saw() -> None:
             await door.close()
     assert totals["web"] == 3
     assert totals["web_failed"] == 0
-    assert totals["le=+Inf"] == 3
-    assert totals["le=0.0005"] <= totals["le=5.0"] <= totals["le=+Inf"]
+    # Latency as a sketch's bucket counts: every request in one.
+    assert sum(count for name, count in totals.items() if name.startswith("q=")) == 3

@@ -26,6 +26,7 @@ from herd._model.errors import ConfigurationError, DeadlineExceeded, HerdError, 
 from herd._model.instance import Instance
 from herd._model.outcome import Blame, blame
 from herd._model.stats import percentile
+from herd._trace import spans as _spans
 
 T = TypeVar("T")
 
@@ -49,14 +50,16 @@ class FailedAnswer(Exception):
 
 class Attempt:
     """One attempt at one instance. `failed` may be set by the sender when the verdict on the
-    instance is not what the outcome alone says (an attempt that hung until its deadline)."""
+    instance is not what the outcome alone says (an attempt that hung until its deadline).
+    `hedge` marks the second attempt of a race."""
 
-    __slots__ = ("failed", "instance", "number")
+    __slots__ = ("failed", "hedge", "instance", "number")
 
     def __init__(self, instance: Instance, number: int) -> None:
         self.instance = instance
         self.number = number
         self.failed: bool | None = None
+        self.hedge = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,9 +257,15 @@ class AttemptLoop:
             self._count("retries_denied")
             return None
         self._count("hedges")
-        return tries.add(second)
+        attempt = tries.add(second)
+        attempt.hedge = True
+        return attempt
 
     async def _one(self, send: Callable[[Attempt], Awaitable[T]], attempt: Attempt) -> T:
+        with _spans.attempt(attempt):
+            return await self._judged(send, attempt)
+
+    async def _judged(self, send: Callable[[Attempt], Awaitable[T]], attempt: Attempt) -> T:
         instance = attempt.instance
         self.balancer.started(instance.id)
         started = _clock.monotonic()

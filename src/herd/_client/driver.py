@@ -40,6 +40,7 @@ from herd._model.errors import (
 from herd._model.instance import Instance
 from herd._model.interface import Interface, MethodSpec, error_from_wire, interface_of, methods
 from herd._model.outcome import Blame, ErrorKind, Retryable, blame, blame_of_kind
+from herd._trace import spans as _spans
 from herd._wire.http_client import HttpTransport
 from herd._wire.mux_client import MuxTransport
 from herd._wire.protocol import (
@@ -167,7 +168,11 @@ class Caller:
             await self.resolver.close()
 
     async def call(self, spec: MethodSpec, args: msgspec.Struct) -> Any:
-        """Run the call path for one method call."""
+        """Run the call path for one method call, in a span when the trace is recorded."""
+        with _spans.call(spec.service, spec.name):
+            return await self._call(spec, args)
+
+    async def _call(self, spec: MethodSpec, args: msgspec.Struct) -> Any:
         if self._closed:
             raise RuntimeError(f"the driver of {self.service} is closed")
         if not self._resolving:
@@ -255,6 +260,7 @@ class Caller:
         route = _routing.current().header
         if route:
             headers[H_ROUTE] = route
+        _spans.sending(headers, budget)
         transport = self._transports.get(instance)
         started = _clock.monotonic()
         expiry = _deadline.Expiry(started + budget)

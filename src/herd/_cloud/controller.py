@@ -48,6 +48,10 @@ from herd._cloud.state import remove_state, write_state
 from herd._cloud.supervise.backoff import Backoff
 from herd._cloud.supervise.groups import ServerGroups
 from herd._cloud.supervise.slot import Slot, Supervisor
+from herd._cloud.traces.api import TracesApi
+from herd._cloud.traces.collector import TraceCollector
+from herd._cloud.traces.flow import Flow
+from herd._cloud.traces.store import TraceStore
 from herd._cloud.views import Views
 from herd._cloud.watch import InstanceWatch
 from herd._model.identity import CONTROL, FRONT_DOOR
@@ -55,12 +59,14 @@ from herd._model.instance import Status
 from herd._process.registry_client import RegistryResolver
 from herd._registry.etcd_cluster import ETCD, local_members
 from herd._server.server import Server
+from herd._trace import setup as trace_setup
+from herd._trace.recent import PROCESS_SPANS
 from herd._wire import tls
 
 Say = Callable[[str], None]
 
 
-class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
+class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
     """Runs one app on this machine, and serves its API and dashboard."""
 
     def __init__(self, app: App, *, say: Say | None = None) -> None:
@@ -104,6 +110,10 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         """The isolated network (`--network isolated`) once made; None on loopback."""
         self.resolver: RegistryResolver | None = None
         self.front_door: FrontDoor | None = None
+        self.traces_kept = TraceStore()
+        self._collector = TraceCollector(
+            self.traces_kept, self._addresses, PROCESS_SPANS, Flow(self.history)
+        )
         self.deployer: Deployer | None = None
         self._server: Server | None = None
         self.stopped = asyncio.Event()
@@ -113,6 +123,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.dashboard.gatherer.add_panel(self.deploys_panel)
         if self._cache_servers or self._store_members:
             self.dashboard.gatherer.add_panel(self.servers_panel)
+        self.dashboard.gatherer.add_panel(self.traces_panel)
 
     async def deploys_panel(self) -> Mapping[str, Any]:
         """The dashboard's panel: every deploy's route, step, judge and decision."""
@@ -297,8 +308,12 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             timeout_s=door.timeout_s,
             cohorts=door.cohorts,
             tls=tls.client_context(self.launcher.identity(FRONT_DOOR, FRONT_DOOR, FRONT_DOOR)),
+            kept=self.traces_kept,
         )
+        # The front door's spans start the traces the control plane keeps by its tail rule.
+        trace_setup.process_provider({"service.name": FRONT_DOOR}, share=None)
         await self.front_door.start()
+        self._collector.start()
         self._say(f"front door {self.front_door.url} → {door.service}")
 
     async def stop(self) -> None:
@@ -317,6 +332,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         )
         if self.front_door is not None:
             await self.front_door.close()
+            await self._collector.stop()
+            trace_setup.uninstall()
         await self.supervisor.stop(slots, cause="shutdown")
         if self.resolver is not None:
             await self.resolver.close()
@@ -333,6 +350,10 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.record("cloud.stopped", cause="shutdown")
         self.history.close()
         remove_state()
+
+    async def _addresses(self) -> list[str]:
+        """Where every running instance answers (for the spans of kept traces)."""
+        return [view.address for view in await self.ps() if view.address]
 
     # -- the API: `herd ps`, `herd scale`, `herd kill`, `herd down`
 

@@ -11,7 +11,6 @@ operations endpoints), strips every `x-herd-*` header a client sends, and caps b
 
 from __future__ import annotations
 
-import bisect
 import ssl
 import time
 from collections.abc import Mapping
@@ -32,12 +31,14 @@ from herd._client.pool import TransportPool
 from herd._client.resolver import Resolver
 from herd._cloud.app import CohortSpec
 from herd._cloud.deploy.cohorts import Cohorts
+from herd._cloud.traces.store import TraceStore
 from herd._model import deadline as _deadline
 from herd._model import routing as _routing
 from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
 from herd._model.outcome import Blame, blame_of_status
-from herd._model.stats import cumulative_buckets
-from herd._server.metrics import LATENCY_BUCKETS
+from herd._model.stats import Sketch
+from herd._trace import spans as _spans
+from herd._trace.context import TRACEPARENT, TRACERESPONSE, TRACESTATE
 from herd._wire.http_client import HttpAnswer, HttpTransport
 from herd._wire.http_server import GuardedServer, read_body
 from herd._wire.protocol import (
@@ -55,6 +56,8 @@ from herd._wire.protocol import (
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}
 )
+#: Not forwarded as sent: the front door's own span is the parent of what it forwards.
+_NOT_FORWARDED = _HOP_BY_HOP | {TRACEPARENT, TRACESTATE}
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _IDEMPOTENCY_KEY = "Idempotency-Key"
 #: Paths of a herd server that are not for the outside: RPCs and operations endpoints.
@@ -86,8 +89,10 @@ class FrontDoor:
         max_body: int = 1 << 20,
         cohorts: CohortSpec | None = None,
         tls: ssl.SSLContext | None = None,
+        kept: TraceStore | None = None,
     ) -> None:
         self.service = service
+        self._kept = kept
         self._cohorts = Cohorts(cohorts or CohortSpec())
         self._resolver = resolver
         self._host = host
@@ -113,7 +118,7 @@ class FrontDoor:
         self._runner: web.ServerRunner | None = None
         self._served = 0
         self._failed = 0
-        self._latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency = Sketch()
 
     @property
     def url(self) -> str:
@@ -138,18 +143,34 @@ class FrontDoor:
 
     def totals(self) -> dict[str, float]:
         """What users saw, cumulative since start: requests, those answered 5xx, and latency
-        as Prometheus-style buckets (`le=<bound>`), for the dashboard."""
+        as the counts of a `Sketch`'s buckets (`q=<index>`), for the dashboard."""
         totals = {"web": float(self._served), "web_failed": float(self._failed)}
-        for label, count in cumulative_buckets(LATENCY_BUCKETS, self._latency):
-            totals[f"le={label}"] = count
+        for index, count in self._latency.counts.items():
+            totals[f"q={index}"] = float(count)
         return totals
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
-        response = await self._answer(request)
+        wall = time.time()
+        with _spans.front_door(request.method, request.path, request.headers) as span:
+            response = await self._answer(request)
+            _spans.answered(span, response.status)
+        if span is not None:
+            response.headers[TRACERESPONSE] = _spans.response_header(span)
+            if self._kept is not None:
+                now = time.monotonic()
+                self._kept.finished(
+                    _spans.trace_id(span),
+                    f"{request.method} {request.path[:64]}",
+                    response.status,
+                    wall,
+                    now - started,
+                    now,
+                    asked=_spans.asked(request.headers),
+                )
         self._served += 1
         self._failed += response.status >= 500
-        self._latency[bisect.bisect_left(LATENCY_BUCKETS, time.monotonic() - started)] += 1
+        self._latency.add(time.monotonic() - started)
         return response
 
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -166,7 +187,7 @@ class FrontDoor:
         headers = {
             name: value
             for name, value in request.headers.items()
-            if name.lower() not in _HOP_BY_HOP and not name.lower().startswith(HEADER_PREFIX)
+            if name.lower() not in _NOT_FORWARDED and not name.lower().startswith(HEADER_PREFIX)
         }
         # A write that carries an idempotency key is applied once however often it is sent:
         # it may be retried on another instance like a read (but is never hedged).
@@ -208,6 +229,7 @@ class FrontDoor:
             H_ATTEMPT: str(attempt.number),
             H_ROUTE: _routing.current().header,
         }
+        _spans.sending(sent, remaining)
         try:
             async with _deadline.Expiry(deadline):
                 answer = await self._transports.get(instance).forward(

@@ -8,6 +8,8 @@ import msgspec
 
 from herd._cloud.history.store import CloudState, Diff, Event, HistoryQuery
 from herd._cloud.network.faults import NetFault
+from herd._cloud.traces.flow import AddressView, ServedView
+from herd._cloud.traces.store import TraceSummary, TraceView
 from herd._model.interface import Interface, ServiceError, method
 from herd._server.injection import Fault
 
@@ -146,6 +148,10 @@ class StoreView(msgspec.Struct, frozen=True):
     log: str
 
 
+class UnknownTrace(ServiceError):
+    """No kept trace has that id."""
+
+
 class UnknownGroup(ServiceError):
     """No server group has that name."""
 
@@ -243,6 +249,24 @@ class CloudApi(Interface, name="cloud"):
 
     @method(admin=True)
     async def down(self) -> bool: ...
+
+    @method(idempotent=True)
+    async def traces(self, limit: int = 50) -> list[TraceSummary]:
+        """The latest kept traces (failed, slow, sampled), newest first."""
+
+    @method(idempotent=True)
+    async def trace(self, trace_id: str) -> TraceView:
+        """One kept trace with its spans; `UnknownTrace` if it was not kept."""
+
+    @method(idempotent=True)
+    async def history_served(
+        self, service: str, since: float | None = None, until: float | None = None
+    ) -> list[ServedView]:
+        """Which instances and versions served `service`'s requests between the times."""
+
+    @method(idempotent=True)
+    async def history_address(self, address: str) -> list[AddressView]:
+        """Every instance that ever had `address`."""
 
     @method(idempotent=True)
     async def history_events(self, query: HistoryQuery) -> list[Event]:

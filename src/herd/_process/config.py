@@ -15,6 +15,7 @@
 | `HERD_ALLOW` | none (any caller) | services that may call this instance, comma-separated |
 | `HERD_CACHES` | none | memcached servers: `name@zone=host:port,...` (for `herd.cache`) |
 | `HERD_STORE_URL` | `sqlite://$HERD_HOME/stores` | the engine of `herd.store` (below) |
+| `HERD_TRACE_SHARE` | see docs/tracing.md | share of untraced requests that start a trace |
 
 `HERD_STORE_URL` is `sqlite://DIR` (SQLite, one file per store in DIR: one machine) or
 `nats://host:port,...[?replicas=N]` (a NATS JetStream cluster; N copies of every bucket and
@@ -49,6 +50,7 @@ TLS_DIR = "HERD_TLS_DIR"
 ALLOW = "HERD_ALLOW"
 CACHES = "HERD_CACHES"
 STORE_URL = "HERD_STORE_URL"
+TRACE_SHARE = "HERD_TRACE_SHARE"
 
 #: A cache's servers: zone -> `host:port`s.
 CacheZones = dict[str, list[str]]
@@ -89,6 +91,9 @@ class Settings:
     """cache name -> zone -> memcached `host:port`s (`HERD_CACHES`)."""
     store: StoreAddress | None = None
     """Where stores and events live (`HERD_STORE_URL`); None: SQLite files under `home`."""
+    trace_share: float | None = None
+    """The share of requests without a trace context that start a recorded trace (None:
+    tracing's default)."""
 
 
 def settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -112,7 +117,20 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
         allow=_allow(env.get(ALLOW)),
         caches=parse_caches(env.get(CACHES, "")),
         store=parse_store_url(url) if (url := env.get(STORE_URL)) else None,
+        trace_share=_share(env.get(TRACE_SHARE)),
     )
+
+
+def _share(raw: str | None) -> float | None:
+    if not raw:
+        return None
+    try:
+        share = float(raw)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise ConfigurationError(f"{TRACE_SHARE}={raw!r}: a share from 0 to 1 (e.g. 0.01)")
+    return share
 
 
 def parse_caches(value: str) -> dict[str, CacheZones]:

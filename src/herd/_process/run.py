@@ -27,6 +27,7 @@ from herd._process.config import settings
 from herd._process.logging import configure as configure_logging
 from herd._process.registry_client import Registrar, instance_from_env
 from herd._server.server import Server
+from herd._trace.setup import process_provider
 
 READY_PREFIX = "HERD_READY "
 
@@ -110,6 +111,20 @@ def serve(impl: Interface, **options: Any) -> Server:
     return Server(impl, **options)
 
 
+def trace_process(service: str) -> None:
+    """Record this process's spans, named after its instance (`HERD_*`), for the control plane
+    and any `OTEL_*` exporter."""
+    me = instance_from_env(service, "", 0)
+    attributes = {
+        "service.name": service,
+        "service.instance.id": me.id,
+        "service.version": me.version,
+        "herd.zone": me.zone,
+        "herd.group": me.group,
+    }
+    process_provider(attributes, share=settings().trace_share)
+
+
 def run(impl: Interface, *, drain_timeout: float = 30.0, **server_options: Any) -> None:
     """Serve `impl` in this process until SIGTERM or SIGINT, then drain and exit.
 
@@ -127,7 +142,9 @@ def run(impl: Interface, *, drain_timeout: float = 30.0, **server_options: Any) 
     server_options.setdefault("allow", env.allow)
 
     async def main() -> None:
-        await serve_registered(serve(impl, **server_options), drain_timeout=drain_timeout)
+        server = serve(impl, **server_options)
+        trace_process(server.service)
+        await serve_registered(server, drain_timeout=drain_timeout)
 
     try:
         uvloop.run(main())

@@ -40,6 +40,8 @@ from herd._server.injection import FAULTS_PATH, FIT_KEY, InjectedFailure, Inject
 from herd._server.metrics import ServerMetrics
 from herd._server.shedding import RetryPressure
 from herd._server.targets import Refusal, Rpc, Target, Web, header_int, json_error, route_of
+from herd._trace import spans as _spans
+from herd._trace.recent import PROCESS_SPANS, TRACES_PATH, parse_ids
 from herd._wire.listener import Listener
 from herd._wire.protocol import (
     CONTENT_TYPE,
@@ -238,10 +240,17 @@ class Server:
         rpc = incoming.rpc
         if rpc is None and incoming.path == FAULTS_PATH:
             return await self._faults(incoming)
+        if rpc is None and (operations := self._operations(incoming)) is not None:
+            return operations
+        name = rpc[1] if rpc is not None else f"{incoming.method} {incoming.path[:64]}"
+        with _spans.serve(self.service, name, incoming.headers) as span:
+            reply = await self._target_and_pipeline(incoming)
+            _spans.answered(span, reply.status)
+        return reply
+
+    async def _target_and_pipeline(self, incoming: Incoming) -> Reply:
+        rpc = incoming.rpc
         if rpc is None:
-            operations = self._operations(incoming)
-            if operations is not None:
-                return operations
             target: Target | Reply = self._web_target(incoming)
         else:
             target = self._rpc_target(incoming, *rpc)
@@ -299,6 +308,12 @@ class Server:
         if path == "/herd/dependencies":
             seen = dict(self._dependencies()) if self._dependencies is not None else {}
             return Reply(200, json.dumps(seen).encode(), "application/json")
+        if path.startswith(TRACES_PATH):
+            # Spans name paths and instances: the control plane's to read, like its faults.
+            if not self._admin_allowed(incoming.headers, incoming.peer):
+                return json_error(ErrorKind.FORBIDDEN, f"{TRACES_PATH} needs the admin token")
+            held = PROCESS_SPANS.spans(parse_ids(path.removeprefix(TRACES_PATH)))
+            return Reply(200, json.dumps({"spans": held}).encode(), "application/json")
         return None
 
     async def _faults(self, incoming: Incoming) -> Reply:

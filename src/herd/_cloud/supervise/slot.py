@@ -215,7 +215,12 @@ class Supervisor:
                 self.ended(slot, process.returncode)
                 return
             if slot.group is not None:
-                self._recorder.record("instance.up", group=slot.group.name, instance=process.name)
+                self._recorder.record(
+                    "instance.up",
+                    group=slot.group.name,
+                    instance=process.name,
+                    address=process.address,
+                )
             code = await process.wait()
             log.info("exited", instance=process.name, code=code)
             self.ended(slot, code)
