@@ -262,6 +262,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             port=door.port,
             timeout_s=door.timeout_s,
             cohorts=door.cohorts,
+            criticality=door.criticality,
             tls=tls.client_context(self.launcher.identity(FRONT_DOOR, FRONT_DOOR, FRONT_DOOR)),
         )
         await self.front_door.start()

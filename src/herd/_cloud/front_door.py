@@ -30,7 +30,8 @@ from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
 from herd._client.pool import TransportPool
 from herd._client.resolver import Resolver
-from herd._cloud.app import CohortSpec
+from herd._cloud.app import CohortSpec, CriticalitySpec
+from herd._cloud.criticality_rules import CriticalityRules
 from herd._cloud.deploy.cohorts import Cohorts
 from herd._model import deadline as _deadline
 from herd._model import routing as _routing
@@ -85,10 +86,12 @@ class FrontDoor:
         connect_timeout: float = 0.25,
         max_body: int = 1 << 20,
         cohorts: CohortSpec | None = None,
+        criticality: CriticalitySpec | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.service = service
         self._cohorts = Cohorts(cohorts or CohortSpec())
+        self._criticality = CriticalityRules(criticality or CriticalitySpec())
         self._resolver = resolver
         self._host = host
         self.port = port
@@ -177,8 +180,10 @@ class FrontDoor:
 
         try:
             hedge = request.method in _SAFE_METHODS
-            # The request's cohort: the attempt loop picks the group by it, and it travels on.
-            with _routing.routing(**self._cohorts.entries(request)):
+            # The request's cohort (the attempt loop picks the group by it) and criticality
+            # (overloaded servers shed the least critical first): both travel on to every hop.
+            entries = {**self._cohorts.entries(request), **self._criticality.entries(request)}
+            with _routing.routing(**entries):
                 answer = await self._loop.run(send, deadline, self._attempts, hedge=hedge)
         except DeadlineExceeded as exc:
             return _plain(504, f"{self.service} did not answer in time: {exc}")
