@@ -210,7 +210,7 @@ class Caller:
                 # The caller's own fault and declared answers say nothing of the dependency.
                 if judged in (Blame.INSTANCE, Blame.SERVICE):
                     breaker.record_failure()
-                else:
+                elif judged is not Blame.LOAD:
                     breaker.record_success()
             raise self._tag(exc, spec) from None
         except asyncio.CancelledError:

@@ -35,7 +35,7 @@ from herd._cloud.criticality_rules import CriticalityRules
 from herd._cloud.deploy.cohorts import Cohorts
 from herd._model import deadline as _deadline
 from herd._model import routing as _routing
-from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
+from herd._model.errors import DeadlineExceeded, HerdError, Overloaded, Unavailable
 from herd._model.outcome import Blame, blame_of_status
 from herd._model.stats import cumulative_buckets
 from herd._server.metrics import LATENCY_BUCKETS
@@ -229,7 +229,9 @@ class FrontDoor:
             raise DeadlineExceeded(f"{instance.id} did not answer in time") from exc
         status = answer.status
         # 503 is a refusal (overloaded, draining): the instance did not run the request.
-        if status == 503 or (status == 502 and safe):
+        if status == 503:
+            raise Retry(Overloaded(f"{instance.id} answered {status}"))
+        if status == 502 and safe:
             raise Retry(Unavailable(f"{instance.id} answered {status}"))
         if blame_of_status(status) is Blame.INSTANCE:
             raise FailedAnswer(answer)
