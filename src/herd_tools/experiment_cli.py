@@ -13,6 +13,7 @@ from herd_tools.experiments import (
     durability,
     gray_failure,
     judge,
+    overload,
     retry_storm,
 )
 
@@ -32,3 +33,4 @@ experiment_app.command("gray-failure")(gray_failure.command)
 experiment_app.command("durability")(durability.command)
 experiment_app.command("autoscale")(autoscale.command)
 experiment_app.command("judge")(judge.command)
+experiment_app.command("overload")(overload.command)

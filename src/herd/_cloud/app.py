@@ -69,6 +69,7 @@ from herd._model import criticality
 from herd._model.errors import ConfigurationError
 from herd._model.identity import FRONT_DOOR, RESERVED
 from herd._registry.etcd_cluster import ETCD, etcd_endpoints
+from herd._server.admission import Mode
 from herd._store.store import NAME as STORE_NAME
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -232,6 +233,9 @@ class FrontDoorSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     timeout_s: float = 2.0
     cohorts: CohortSpec = msgspec.field(default_factory=CohortSpec)
     criticality: CriticalitySpec = msgspec.field(default_factory=CriticalitySpec)
+    limit: str = "adaptive_priority"
+    """What the front door forwards at once (docs/overload.md): as an instance's `HERD_LIMIT`."""
+    max_inflight: int = 1024
 
 
 class VersionSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -430,6 +434,10 @@ def _check(spec: AppSpec, source: Path) -> None:
         )
     if spec.front_door is not None and (problem := spec.front_door.criticality.problem()):
         raise ConfigurationError(f"{source}: {problem}")
+    if spec.front_door is not None:
+        Mode.parse(spec.front_door.limit)
+        if spec.front_door.max_inflight < 1:
+            raise ConfigurationError(f"{source}: front_door.max_inflight must be >= 1")
 
 
 def _check_stores(spec: AppSpec, source: Path) -> None:

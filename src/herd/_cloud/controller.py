@@ -263,6 +263,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             timeout_s=door.timeout_s,
             cohorts=door.cohorts,
             criticality=door.criticality,
+            limit=door.limit,
+            max_inflight=door.max_inflight,
             tls=tls.client_context(self.launcher.identity(FRONT_DOOR, FRONT_DOOR, FRONT_DOOR)),
         )
         await self.front_door.start()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -33,11 +33,13 @@ from herd._client.resolver import Resolver
 from herd._cloud.app import CohortSpec, CriticalitySpec
 from herd._cloud.criticality_rules import CriticalityRules
 from herd._cloud.deploy.cohorts import Cohorts
+from herd._model import criticality
 from herd._model import deadline as _deadline
 from herd._model import routing as _routing
 from herd._model.errors import DeadlineExceeded, HerdError, Overloaded, Unavailable
 from herd._model.outcome import Blame, blame_of_status
 from herd._model.stats import cumulative_buckets
+from herd._server.admission import Admission, Mode
 from herd._server.metrics import LATENCY_BUCKETS
 from herd._wire.http_client import HttpAnswer, HttpTransport
 from herd._wire.http_server import GuardedServer, read_body
@@ -87,11 +89,14 @@ class FrontDoor:
         max_body: int = 1 << 20,
         cohorts: CohortSpec | None = None,
         criticality: CriticalitySpec | None = None,
+        limit: Mode | str = Mode.ADAPTIVE_PRIORITY,
+        max_inflight: int = 1024,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.service = service
         self._cohorts = Cohorts(cohorts or CohortSpec())
         self._criticality = CriticalityRules(criticality or CriticalitySpec())
+        self.admission = Admission(Mode.parse(limit), ceiling=max_inflight, service=service)
         self._resolver = resolver
         self._host = host
         self.port = port
@@ -182,9 +187,10 @@ class FrontDoor:
             hedge = request.method in _SAFE_METHODS
             # The request's cohort (the attempt loop picks the group by it) and criticality
             # (overloaded servers shed the least critical first): both travel on to every hop.
-            entries = {**self._cohorts.entries(request), **self._criticality.entries(request)}
+            level = self._criticality.level(request)
+            entries = {**self._cohorts.entries(request), criticality.KEY: level}
             with _routing.routing(**entries):
-                answer = await self._loop.run(send, deadline, self._attempts, hedge=hedge)
+                answer = await self._admitted(send, deadline, hedge, int(level))
         except DeadlineExceeded as exc:
             return _plain(504, f"{self.service} did not answer in time: {exc}")
         except HerdError as exc:
@@ -194,6 +200,24 @@ class FrontDoor:
             if key.lower() not in _HOP_BY_HOP:
                 response.headers.add(key, value)
         return response
+
+    async def _admitted(
+        self,
+        send: Callable[[Attempt], Awaitable[HttpAnswer]],
+        deadline: float,
+        hedge: bool,
+        level: int,
+    ) -> HttpAnswer:
+        """The attempt loop inside the front door's own admission: Zuul sheds at the edge too,
+        least critical first, so that a spike costs the instances nothing it would refuse."""
+        admission = self.admission
+        if not admission.try_enter():
+            await admission.enter(level, deadline)
+        started = time.monotonic()
+        try:
+            return await self._loop.run(send, deadline, self._attempts, hedge=hedge)
+        finally:
+            admission.leave(time.monotonic() - started, admission.inflight)
 
     async def _forward(
         self,
