@@ -37,6 +37,7 @@ from herd._model.facet import Facet, fill
 from herd._model.identity import Identity, caller
 from herd._model.instance import Instance, Status
 from herd._model.interface import Interface, ServiceError, method
+from herd._model.limit import LimitPolicy
 from herd._model.routing import RoutingContext, criticality, current_criticality, routing
 from herd._model.routing import current as routing_context
 from herd._model.web import WebRequest, WebResponse, route
@@ -76,6 +77,7 @@ __all__ = [
     "Instance",
     "Interface",
     "InvalidKey",
+    "LimitPolicy",
     "Log",
     "Overloaded",
     "Rejected",

@@ -47,9 +47,10 @@ async def test_a_refusal_is_retried_elsewhere_and_counts_against_no_instance() -
     async with (
         herd.serve(full, max_inflight=1, limit="fixed") as busy,
         herd.serve(OpsService()) as idle,
+        herd.driver(Ops, address=busy.address, policy=policy) as holder,
         herd.driver(Ops, address=[busy.address, idle.address], policy=policy) as ops,
     ):
-        holding = asyncio.create_task(ops.hold(0))
+        holding = asyncio.create_task(holder.hold(0))
         await asyncio.wait_for(full.all_held.wait(), 5.0)
         # Together, so that the busy instance (one outstanding) is chosen as often as the other.
         sums = await asyncio.gather(*(ops.add(number, 1) for number in range(40)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import herd
+from herd._client.breaker import Bulkhead
 from herd._model.clock import ManualClock
 from herd._model.limit import Gradient2, LimitPolicy, Windowed
 
@@ -71,3 +72,24 @@ def test_settings_that_cannot_work_are_refused() -> None:
     for bad in ({"min_limit": 30}, {"smoothing": 0.0}, {"tolerance": 0.5}, {"min_samples": 0}):
         with pytest.raises(herd.ConfigurationError):
             LimitPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_a_clients_adaptive_bulkhead_sends_less_to_a_dependency_that_slows() -> None:
+    clock = ManualClock()
+    bulkhead = Bulkhead(16, POLICY, clock)
+    assert bulkhead.limit == 16  # the fixed cap stays the ceiling of the initial 20
+    for latency in [0.010] * 30 + [0.100] * 60:
+        assert bulkhead.try_acquire()
+        for _ in range(bulkhead.limit - 1):  # keep the limit in use, or it would not move
+            bulkhead.try_acquire()
+        clock.advance(0.1)
+        for _ in range(bulkhead.in_use):
+            bulkhead.release(latency)
+    assert bulkhead.limit < 10
+    for _ in range(bulkhead.limit):
+        assert bulkhead.try_acquire()
+    assert not bulkhead.try_acquire()
+    unlimited = Bulkhead(16)
+    unlimited.try_acquire()
+    unlimited.release(10.0)
+    assert unlimited.limit == 16

@@ -16,6 +16,7 @@ pure logic, shared by the server (per instance) and the driver (per dependency).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from herd._model.clock import MONOTONIC, Clock
@@ -40,6 +41,16 @@ class LimitPolicy:
     min_samples: int = 10
     min_window_s: float = 0.05
     max_window_s: float = 1.0
+
+    def under(self, ceiling: int) -> LimitPolicy:
+        """These settings with the fixed cap `ceiling` as the most the limit may be (a limit
+        above what may ever be in flight would read every window as an idle service's)."""
+        return dataclasses.replace(
+            self,
+            initial=min(self.initial, ceiling),
+            min_limit=min(self.min_limit, ceiling),
+            max_limit=min(self.max_limit, ceiling),
+        )
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_limit <= self.initial <= self.max_limit:

@@ -100,13 +100,7 @@ class Admission(Collector):
         self._service = service
         self.ceiling = ceiling
         adaptive = mode in (Mode.ADAPTIVE, Mode.ADAPTIVE_PRIORITY)
-        if policy is None:
-            policy = LimitPolicy(
-                initial=min(_DEFAULTS.initial, ceiling),
-                min_limit=min(_DEFAULTS.min_limit, ceiling),
-                max_limit=ceiling,
-            )
-        self._limiter = Windowed(policy, clock) if adaptive else None
+        self._limiter = Windowed((policy or _DEFAULTS).under(ceiling), clock) if adaptive else None
         self._prioritised = mode is Mode.ADAPTIVE_PRIORITY
         self.max_queued = max_queued if adaptive else 0
         self._limit = self._current_limit()
