@@ -173,7 +173,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self._say(f"{running} of {len(slots)} instances started in zones {', '.join(spec.zones)}")
         if spec.front_door is not None:
             await self._start_front_door()
-        self._server = Server(self, port=spec.control_port, admin_token=self.token)
+        # The fixed cap alone: the dashboard's streams and the long control calls (a deploy)
+        # hold their places by design, which an adaptive limit would read as queueing.
+        self._server = Server(self, port=spec.control_port, admin_token=self.token, limit="fixed")
         await self._server.start()
         self._say(f"dashboard {self.dashboard_url}")
         write_state(

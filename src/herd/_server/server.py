@@ -1,18 +1,18 @@
 """The server core: one request pipeline for RPCs and web routes.
 
 Every request passes the same guards in the same order, written once: the target must exist; the
-caller must be one the allow rules name (its identity proven by the connection); the
-deadline header must parse and not have passed; admin methods need the control plane's identity
-or the token; the server must
-not be draining or over its in-flight limit (an explicit `overloaded` answer, which clients retry
-elsewhere); only then is the body read (inside the in-flight count) and decoded, and the handler
-run under the caller's remaining deadline, cancelled when it passes, and with the caller's
-routing context and identity in force (so the handler's own calls carry the context on, and
-`herd.caller()` says who asked); injected faults (`injection`: the control plane's, or the
-request's own `fit` entry) add latency or fail it just before the handler. Failures map to one
-set of error kinds; RPCs answer them as msgpack, web routes as JSON. A streamed web answer
-(server-sent events) stays in the pipeline until it ends: in flight, and cut off at the same
-deadline.
+caller must be one the allow rules name (its identity proven by the connection); the deadline
+header must parse and not have passed; admin methods need the control plane's identity or the
+token; the server must not be draining; then `admission` gives it a place within the in-flight
+limit (adaptive under the fixed cap), or a wait in a short queue that serves the most critical
+first, or an explicit `overloaded` answer, which clients retry elsewhere; only then is the body
+read (inside the in-flight count) and decoded, and the handler run under the caller's remaining
+deadline, cancelled when it passes, and with the caller's routing context and identity in force
+(so the handler's own calls carry the context on, and `herd.caller()` says who asked); injected
+faults (`injection`: the control plane's, or the request's own `fit` entry) add latency or fail
+it just before the handler. Failures map to one set of error kinds; RPCs answer them as msgpack,
+web routes as JSON. A streamed web answer (server-sent events) stays in the pipeline until it
+ends: in flight, and cut off at the same deadline.
 """
 
 from __future__ import annotations
