@@ -3,8 +3,9 @@
 For each configuration of the instances' limits (`HERD_LIMIT`: `none`, `fixed`, `adaptive`,
 `adaptive_priority`), flix starts on the local cloud and:
 
-1. warms up (unmeasured), then measures its capacity: closed-loop clients sending user pages
-   back to back; the successful pages per second are `capacity_rps`;
+1. warms up (unmeasured); on the first configuration, measures its capacity: closed-loop
+   clients sending user pages back to back; the successful pages per second are
+   `capacity_rps`, the same for every configuration so that all see the same load;
 2. runs open-model load through the front door: `base` (half the capacity), `spike` (three
    times it), `after` (half again). Half the requests are user pages (critical, by the app
    file's default) and half prefetches (`x-flix-prefetch: 1`: best-effort, by its rule).
@@ -186,7 +187,14 @@ Timeline = list[tuple[float, float, float]]
 
 
 async def _config(
-    app: App, name: str, *, phase_s: float, spike_s: float, capacity_s: float, say: Say
+    app: App,
+    name: str,
+    *,
+    phase_s: float,
+    spike_s: float,
+    capacity_s: float,
+    capacity: float | None,
+    say: Say,
 ) -> tuple[ConfigFigures, Timeline]:
     # The instances' limits and the front door's, alike.
     door = app.spec.front_door
@@ -202,11 +210,15 @@ async def _config(
         url = f"{controller.front_door.url}api/home?visitor={{1..10000}}"
         warmup = [(_WARMUP_RATE, min(WARMUP_S, phase_s))]
         await _measure({"url": url, "mode": "open", "segments": warmup})
-        capacity = float(await _measure({"url": url, "mode": "capacity", "seconds": capacity_s}))
-        if capacity <= 0:
+        measured = capacity
+        if measured is None:
+            measured = float(
+                await _measure({"url": url, "mode": "capacity", "seconds": capacity_s})
+            )
+        if measured <= 0:
             raise RuntimeError(f"{name}: flix served nothing while its capacity was measured")
-        base, spike = BASE_X * capacity, SPIKE_X * capacity
-        say(f"{name}: capacity {capacity:.0f}/s; {base:.0f}/s, {spike:.0f}/s, {base:.0f}/s")
+        base, spike = BASE_X * measured, SPIKE_X * measured
+        say(f"{name}: capacity {measured:.0f}/s; {base:.0f}/s, {spike:.0f}/s, {base:.0f}/s")
         segments = [(base, phase_s), (spike, spike_s), (base, phase_s)]
         samples: list[Sample] = await _measure({"url": url, "mode": "open", "segments": segments})
         bounds = [0.0, phase_s, phase_s + spike_s, 2 * phase_s + spike_s]
@@ -219,7 +231,7 @@ async def _config(
             for i, phase in enumerate(PHASES)
         ]
         figures_ = ConfigFigures(
-            name, round(capacity, 1), recovery_s(samples, phase_s, spike_s), phases
+            name, round(measured, 1), recovery_s(samples, phase_s, spike_s), phases
         )
         return figures_, timeline(samples, bounds[-1])
 
@@ -236,13 +248,22 @@ async def experiment(
     say: Say = say,
     **targets: float,
 ) -> OverloadResult:
-    """Each configuration in turn, on a cloud of its own."""
+    """Each configuration in turn, on a cloud of its own, at the same rates: those of the
+    capacity measured on the first (a second measurement would differ by the machine's noise
+    more than by the configuration, which a closed loop never overloads)."""
     loaded = load(app)
-    measured, timelines = [], {}
+    measured: list[ConfigFigures] = []
+    timelines = {}
     for name in configs:
         say(f"{name}: flix with HERD_LIMIT={name}")
         figures_, points = await _config(
-            loaded, name, phase_s=phase_s, spike_s=spike_s, capacity_s=capacity_s, say=say
+            loaded,
+            name,
+            phase_s=phase_s,
+            spike_s=spike_s,
+            capacity_s=capacity_s,
+            capacity=measured[0].capacity_rps if measured else None,
+            say=say,
         )
         measured.append(figures_)
         timelines[name] = points
