@@ -149,12 +149,12 @@ class Admission(Collector):
             async with asyncio.timeout(max(0.0, ends - self._expected() - _clock.monotonic())):
                 await future
         except TimeoutError:
-            if not future.done() or future.cancelled():
+            if future.done() and not future.cancelled():
+                self._give_back(future)  # its place came as its time ran out: hand it on
+            else:
                 self._forget(waiter)
-                self._count_shed(criticality)
-                raise Shed("waited until too little of its deadline was left to run it") from None
-            self._give_back(future)
-            raise
+            self._count_shed(criticality)
+            raise Shed("waited until too little of its deadline was left to run it") from None
         except Shed:
             self._count_shed(criticality)
             raise
@@ -210,7 +210,8 @@ class Admission(Collector):
 
     def leave(self, rtt: float | None, inflight: int) -> None:
         """A request that entered ended after `rtt` seconds of running (None: no sample, e.g. a
-        stream) with `inflight` running when it started; wake who may run now."""
+        stream), with about `inflight` running beside it (the most of a window counts); wake
+        who may run now."""
         self.inflight -= 1
         limiter = self._limiter
         if limiter is not None and rtt is not None:
