@@ -44,8 +44,6 @@ def test_a_load_ramp_grows_the_edge_and_it_shrinks_after(tmp_path: Path) -> None
         # 10/s (with each instance's ~2 % idle overhead) fit in the minimum of 2.
         "--target-cpu",
         "8",
-        "--min",
-        "2",
         "--scale-in-after",
         "3",
         "--scale-in-every",

@@ -390,16 +390,16 @@ def command(
         400.0, metavar="PER_SECOND", help="Requests per second at the ramp's top."
     ),
     duration: float = typer.Option(180.0, metavar="SECONDS", help="Seconds the whole ramp takes."),
-    min_instances: int = typer.Option(1, "--min", metavar="N", help="Fewest instances per group."),
+    min_instances: int = typer.Option(2, "--min", metavar="N", help="Fewest instances per group."),
     max_instances: int = typer.Option(6, "--max", metavar="N", help="Most instances per group."),
     target_cpu: float = typer.Option(
         5.0, metavar="PERCENT", help="Percent of one core per instance the autoscaler aims at."
     ),
     scale_in_after: float = typer.Option(
-        10.0, metavar="SECONDS", help="Seconds of low load before a group sheds an instance."
+        30.0, metavar="SECONDS", help="Seconds of low load before a group sheds an instance."
     ),
     scale_in_every: float = typer.Option(
-        2.0, metavar="SECONDS", help="Seconds between two scale-ins of a group."
+        5.0, metavar="SECONDS", help="Seconds between two scale-ins of a group."
     ),
     baseline: bool = typer.Option(
         True, help="Also run the ramp at the app's fixed counts, for comparison."
