@@ -7,6 +7,7 @@ separate processes, at 1 and 32 calls in flight:
     python benchmarks/overhead.py --quick          # ~1 minute
     python benchmarks/overhead.py --only herd,aiohttp --json /tmp/overhead.json
     python benchmarks/overhead.py --rounds 7 --only herd,herd_secure   # the cost of identity
+    python benchmarks/overhead.py --rounds 7 --only herd,herd_fixed    # the adaptive limit's
 
 Each round starts, for every variant in turn (the order rotates between rounds, so drift on a
 noisy machine spreads over all variants), a server process and a client process. The client warms
@@ -161,12 +162,19 @@ def _herd_traced_all() -> Variant:
     return _herd_driver(None, trace_share=1.0, traced=True)
 
 
+@variant("herd_fixed")
+def _herd_fixed() -> Variant:
+    """herd with the fixed in-flight cap alone (`limit="fixed"`): `herd` beside it is what the
+    adaptive limit and its queue cost when nothing is overloaded (docs/overload.md)."""
+    return _herd_driver(None, limit="fixed")
+
+
 def _herd_driver(
-    transport: Any, trace_share: float | None = None, *, traced: bool = False
+    transport: Any, trace_share: float | None = None, *, traced: bool = False, **server_options: Any
 ) -> Variant:
-    """herd.serve, and a driver with a static address over `transport` (None: the default);
-    `traced`, both processes trace as an instance of the local cloud does, a new trace for
-    `trace_share` of the calls (None: the default)."""
+    """herd.serve (with `server_options`), and a driver with a static address over `transport`
+    (None: the default); `traced`, both processes trace as an instance of the local cloud
+    does, a new trace for `trace_share` of the calls (None: the default)."""
     import herd
     from herd._client.driver import static_driver
 
@@ -180,7 +188,7 @@ def _herd_driver(
 
     async def serve(port: int, ready: Ready) -> None:
         trace("server")
-        async with herd.serve(service(), host=HOST, port=port) as server:
+        async with herd.serve(service(), host=HOST, port=port, **server_options) as server:
             ready(server.port)
             await _forever()
 

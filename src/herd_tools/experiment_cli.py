@@ -14,6 +14,7 @@ from herd_tools.experiments import (
     gray_failure,
     judge,
     network,
+    overload,
     retry_storm,
 )
 
@@ -34,3 +35,4 @@ experiment_app.command("durability")(durability.command)
 experiment_app.command("autoscale")(autoscale.command)
 experiment_app.command("judge")(judge.command)
 experiment_app.command("network")(network.command)
+experiment_app.command("overload")(overload.command)

@@ -165,7 +165,8 @@ class Balancer:
         """End an attempt begun with `started()`, and update the instance's health.
 
         `ok` is whether the instance answered properly; a failure that is the instance's fault
-        (refused connection, timeout, server error, overload) counts towards ejection.
+        (refused connection, timeout, server error; never an overload refusal) counts towards
+        ejection.
         `group_size` is how many instances the instance's server group has now: at most
         `max_ejected_pct` percent of them may be ejected at once. The group itself is the one of
         the Instance that `pick()` last returned for this id. An id the balancer has never seen, or

@@ -118,7 +118,7 @@ class Caller:
         self.policy = policy
         self.zone = zone
         self.breaker = CircuitBreaker(policy.breaker) if policy.breaker is not None else None
-        self.bulkhead = Bulkhead(policy.max_concurrent)
+        self.bulkhead = Bulkhead(policy.max_concurrent, policy.limit)
         self.budget = RetryBudget(policy.budget)
         self.balancer = Balancer(zone, policy.ejection, rng=rng)
         self._owner = metrics
@@ -152,6 +152,7 @@ class Caller:
             "bulkhead": {
                 "in_use": self.bulkhead.in_use,
                 "max_concurrent": self.bulkhead.max_concurrent,
+                "limit": self.bulkhead.limit,
             },
             "instances": len(self.resolver.instances(self.service)),
         }
@@ -191,7 +192,7 @@ class Caller:
         if not self.bulkhead.try_acquire():
             self.metrics.count("rejected")
             raise self._tag(
-                Rejected(f"{spec.service}: {self.bulkhead.max_concurrent} calls in flight"), spec
+                Rejected(f"{spec.service}: {self.bulkhead.limit} calls in flight"), spec
             )
         body = encode(args)
 
@@ -215,7 +216,7 @@ class Caller:
                 # The caller's own fault and declared answers say nothing of the dependency.
                 if judged in (Blame.INSTANCE, Blame.SERVICE):
                     breaker.record_failure()
-                else:
+                elif judged is not Blame.LOAD:
                     breaker.record_success()
             raise self._tag(exc, spec) from None
         except asyncio.CancelledError:
@@ -234,8 +235,9 @@ class Caller:
             self.metrics.success += 1
             return result
         finally:
-            self.bulkhead.release()
-            self.metrics.latency(_clock.monotonic() - now)
+            took = _clock.monotonic() - now
+            self.bulkhead.release(took)
+            self.metrics.latency(took)
 
     def _tag(self, error: HerdError, spec: MethodSpec) -> HerdError:
         error.service = spec.service

@@ -200,7 +200,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
         self._say(f"{running} of {len(slots)} instances started in zones {', '.join(spec.zones)}")
         if spec.front_door is not None:
             await self._start_front_door()
-        self._server = Server(self, port=spec.control_port, admin_token=self.token)
+        # The fixed cap alone: the dashboard's streams and the long control calls (a deploy)
+        # hold their places by design, which an adaptive limit would read as queueing.
+        self._server = Server(self, port=spec.control_port, admin_token=self.token, limit="fixed")
         await self._server.start()
         self._say(f"dashboard {self.dashboard_url}")
         write_state(
@@ -307,6 +309,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
             port=door.port,
             timeout_s=door.timeout_s,
             cohorts=door.cohorts,
+            criticality=door.criticality,
+            limit=door.limit,
+            max_inflight=door.max_inflight,
             tls=tls.client_context(self.launcher.identity(FRONT_DOOR, FRONT_DOOR, FRONT_DOOR)),
             kept=self.traces_kept,
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -29,14 +29,17 @@ from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
 from herd._client.pool import TransportPool
 from herd._client.resolver import Resolver
-from herd._cloud.app import CohortSpec
+from herd._cloud.app import CohortSpec, CriticalitySpec
+from herd._cloud.criticality_rules import CriticalityRules
 from herd._cloud.deploy.cohorts import Cohorts
 from herd._cloud.traces.store import TraceStore
+from herd._model import criticality
 from herd._model import deadline as _deadline
 from herd._model import routing as _routing
-from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
+from herd._model.errors import DeadlineExceeded, HerdError, Overloaded, Unavailable
 from herd._model.outcome import Blame, blame_of_status
 from herd._model.stats import Sketch
+from herd._server.admission import Admission, Mode
 from herd._trace import spans as _spans
 from herd._trace.context import TRACEPARENT, TRACERESPONSE, TRACESTATE
 from herd._wire.http_client import HttpAnswer, HttpTransport
@@ -88,12 +91,17 @@ class FrontDoor:
         connect_timeout: float = 0.25,
         max_body: int = 1 << 20,
         cohorts: CohortSpec | None = None,
+        criticality: CriticalitySpec | None = None,
+        limit: Mode | str = Mode.ADAPTIVE_PRIORITY,
+        max_inflight: int = 1024,
         tls: ssl.SSLContext | None = None,
         kept: TraceStore | None = None,
     ) -> None:
         self.service = service
         self._kept = kept
         self._cohorts = Cohorts(cohorts or CohortSpec())
+        self._criticality = CriticalityRules(criticality or CriticalitySpec())
+        self.admission = Admission(Mode.parse(limit), ceiling=max_inflight, service=service)
         self._resolver = resolver
         self._host = host
         self.port = port
@@ -198,9 +206,12 @@ class FrontDoor:
 
         try:
             hedge = request.method in _SAFE_METHODS
-            # The request's cohort: the attempt loop picks the group by it, and it travels on.
-            with _routing.routing(**self._cohorts.entries(request)):
-                answer = await self._loop.run(send, deadline, self._attempts, hedge=hedge)
+            # The request's cohort (the attempt loop picks the group by it) and criticality
+            # (overloaded servers shed the least critical first): both travel on to every hop.
+            level = self._criticality.level(request)
+            entries = {**self._cohorts.entries(request), criticality.KEY: level}
+            with _routing.routing(**entries):
+                answer = await self._admitted(send, deadline, hedge, int(level))
         except DeadlineExceeded as exc:
             return _plain(504, f"{self.service} did not answer in time: {exc}")
         except HerdError as exc:
@@ -210,6 +221,24 @@ class FrontDoor:
             if key.lower() not in _HOP_BY_HOP:
                 response.headers.add(key, value)
         return response
+
+    async def _admitted(
+        self,
+        send: Callable[[Attempt], Awaitable[HttpAnswer]],
+        deadline: float,
+        hedge: bool,
+        level: int,
+    ) -> HttpAnswer:
+        """The attempt loop inside the front door's own admission: Zuul sheds at the edge too,
+        least critical first, so that a spike costs the instances nothing it would refuse."""
+        admission = self.admission
+        if not admission.try_enter():
+            await admission.enter(level, deadline)
+        started = time.monotonic()
+        try:
+            return await self._loop.run(send, deadline, self._attempts, hedge=hedge)
+        finally:
+            admission.leave(time.monotonic() - started, admission.inflight)
 
     async def _forward(
         self,
@@ -246,7 +275,9 @@ class FrontDoor:
             raise DeadlineExceeded(f"{instance.id} did not answer in time") from exc
         status = answer.status
         # 503 is a refusal (overloaded, draining): the instance did not run the request.
-        if status == 503 or (status == 502 and safe):
+        if status == 503:
+            raise Retry(Overloaded(f"{instance.id} answered {status}"))
+        if status == 502 and safe:
             raise Retry(Unavailable(f"{instance.id} answered {status}"))
         if blame_of_status(status) is Blame.INSTANCE:
             raise FailedAnswer(answer)

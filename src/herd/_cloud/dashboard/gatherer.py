@@ -98,6 +98,11 @@ def _served(exposition: str) -> dict[str, float]:
                 if web:
                     totals["web"] += sample.value
                     totals["web_failed"] += sample.value if failed else 0.0
+        elif family.name == "herd_server_limit":
+            # A gauge: what the instance runs at once now (docs/overload.md).
+            totals["limit"] = sum(sample.value for sample in family.samples)
+        elif family.name == "herd_server_shed":
+            totals["shed"] += sum(s.value for s in family.samples if s.name.endswith("_total"))
         elif family.name == "herd_server_latency_seconds":
             for sample in family.samples:
                 if sample.name.endswith("_bucket") and " " in sample.labels.get("method", ""):
@@ -270,6 +275,10 @@ class Gatherer:
                         **msgspec.structs.asdict(view),
                         "rps": round(requests / window.span(INTERVAL_S), 1),
                         "error_pct": round(100 * failed / recent, 1) if recent else 0.0,
+                        "limit": window.current(view.id, "limit"),
+                        "shed_rps": round(
+                            window.delta(view.id, "shed", INTERVAL_S) / window.span(INTERVAL_S), 1
+                        ),
                     }
                 )
             shown.append({**msgspec.structs.asdict(group), "instances": members})
@@ -447,6 +456,10 @@ class _Window:
             return 0.0
         before = self._then(seconds)[1].get(key, 0.0)
         return current if current < before else current - before
+
+    def current(self, instance: str, name: str) -> float | None:
+        """The latest value of the gauge `instance|name` (None: the instance has none)."""
+        return self._now[1].get(f"{instance}|{name}")
 
     def changes(self, instance: str, prefix: str, seconds: float) -> dict[str, float]:
         """`delta` of every counter of `instance` whose name starts with `prefix`."""

@@ -231,7 +231,10 @@ function renderGroups(snapshot) {
               h("span", { class: "dot" }),
               h("span", { class: "id" }, instance.id),
               h("span", { class: "meta" },
-                instance.pid ? `${uptime(instance.uptime_s)} · ${instance.rps.toFixed(1)}/s` : instance.status),
+                instance.pid ? `${uptime(instance.uptime_s)} · ${instance.rps.toFixed(1)}/s` +
+                  (instance.limit == null ? "" : ` · limit ${instance.limit}`) +
+                  (instance.shed_rps ? ` · shed ${instance.shed_rps.toFixed(1)}/s` : "")
+                  : instance.status),
               token && instance.pid
                 ? h("button", { type: "button", title: "SIGKILL (it is replaced)",
                   onclick: () => act("kill", { instance: instance.id }) }, "kill")
