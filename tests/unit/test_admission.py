@@ -129,3 +129,16 @@ async def test_a_waiter_whose_caller_hung_up_holds_no_place() -> None:
     admission.leave(None, 1)
     assert admission.inflight == 0
     assert admission.try_enter()
+
+
+async def test_a_waiter_cancelled_but_not_yet_run_is_skipped_when_places_free() -> None:
+    admission = Admission(Mode.ADAPTIVE_PRIORITY, ceiling=1, max_queued=8)
+    assert admission.try_enter()
+    gone, waiting = await _queue(admission, [CRITICAL, DEGRADED])
+    gone.cancel()  # cancels the future it waits on now; the task itself runs later
+    admission.leave(None, 1)  # before `gone` has run: its place goes to the next
+    await waiting
+    assert (admission.inflight, admission.queued) == (1, 0)
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert (admission.inflight, admission.queued) == (1, 0)

@@ -189,7 +189,8 @@ class Admission(Collector):
             # Make room: the least critical, oldest waiter goes.
             evicted = self._queues[lowest].popleft()
             self.queued -= 1
-            evicted.future.set_exception(Shed("shed for a more critical request"))
+            if not evicted.future.done():
+                evicted.future.set_exception(Shed("shed for a more critical request"))
             return None
         return f"{self.queued} requests queued, the most this instance holds"
 
@@ -227,6 +228,10 @@ class Admission(Collector):
             level = max(key for key, queue in self._queues.items() if queue)
             waiter = self._queues[level].pop()
             self.queued -= 1
+            if waiter.future.done():
+                # Its task was cancelled (a timeout, a caller that hung up), which cancels the
+                # future at once, but has not run yet to leave the queue.
+                continue
             if waiter.ends - now < expected:
                 waiter.future.set_exception(Shed("too little of its deadline was left to run it"))
                 continue
