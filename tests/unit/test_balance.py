@@ -333,3 +333,11 @@ def test_zone_affinity_yields_to_a_local_instance_piling_up_requests() -> None:
     assert balancer.pick([local, remote]) is remote
     balancer.finished("local", True, 1)
     assert balancer.pick([local, remote]) is local
+
+
+def test_a_forgotten_ejected_instance_frees_its_groups_room() -> None:
+    balancer, _ = make()
+    gone, other = inst("i1"), inst("i2")
+    eject(balancer, gone, group_size=2)
+    balancer.forget(gone.id)
+    eject(balancer, other, group_size=2)

@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import functools
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
@@ -153,6 +154,8 @@ class AttemptLoop:
         self.hedge = hedge
         self._recent = _Recent(hedge.percentile if hedge is not None else 0.95)
         self._known: Sequence[Instance] = ()
+        # Instances per group, for the balancer's cap on ejections: counted once per change.
+        self._sizes: Counter[str] = Counter()
         self._routes = resolver if isinstance(resolver, RouteSource) else None
         self._chooser = GroupChooser()
 
@@ -168,6 +171,7 @@ class AttemptLoop:
             if instance.id not in present:
                 self.balancer.forget(instance.id)
         self._known = candidates
+        self._sizes = Counter(i.group for i in candidates)
 
     async def run(
         self,
@@ -260,6 +264,7 @@ class AttemptLoop:
         instance = attempt.instance
         self.balancer.started(instance.id)
         started = _clock.monotonic()
+        timed = True
         try:
             answer = await send(attempt)
         except Retry as retry:
@@ -269,26 +274,28 @@ class AttemptLoop:
         except FailedAnswer as failed:
             attempt.failed = True
             answer = cast(T, failed.answer)
+        except asyncio.CancelledError:
+            # A cancelled attempt (the caller gave up) is no verdict on the instance, nor a
+            # measure of its speed, unless the sender blamed it (its share ran out).
+            timed = attempt.failed is not None
+            raise
         except Exception as exc:
             if attempt.failed is None:
                 attempt.failed = blame(exc) is Blame.INSTANCE
             raise
         finally:
-            # A cancelled attempt (the caller gave up) is no verdict on the instance unless the
-            # sender says so.
-            self._judge(attempt)
+            took = _clock.monotonic() - started
+            self._judge(attempt, took if timed else None)
         if self.hedge is not None and not attempt.failed:
-            self._recent.add(_clock.monotonic() - started)
+            self._recent.add(took)
         return answer
 
-    def _judge(self, attempt: Attempt) -> None:
+    def _judge(self, attempt: Attempt, took: float | None) -> None:
         instance = attempt.instance
         if not attempt.failed:
-            self.balancer.finished(instance.id, True, 0)
+            self.balancer.finished(instance.id, True, 0, took)
             return
-        group = instance.group
-        members = self.resolver.instances(self.service)
-        self.balancer.finished(instance.id, False, sum(i.group == group for i in members))
+        self.balancer.finished(instance.id, False, self._sizes.get(instance.group, 1), took)
 
 
 class _Tries:
