@@ -181,3 +181,34 @@ async def test_a_hedge_that_answers_after_the_first_failed_leaves_the_caller_unc
     await asyncio.sleep(0.05)
     current = asyncio.current_task()
     assert current is not None and current.cancelling() == 0
+
+
+async def test_a_client_that_has_seen_no_answer_yet_still_hedges() -> None:
+    """Why the retry storm's p99 sat at the 1 s attempt cap: the learned delay needs
+    `min_samples` answers, a hung instance never answers, and a fresh client (or one whose
+    first picks were the hung instance) had no delay, so no hedge, for its first calls."""
+    for cold_delay, hedged in ((None, False), (0.02, True)):
+        loop, metrics = make_loop(HedgePolicy(cold_delay=cold_delay))
+        first_pick_slow(loop)
+        send = Stalling()
+        try:
+            async with asyncio.timeout(0.3):
+                answer = await loop.run(send, time.monotonic() + 2.0, 2, hedge=True)
+        except TimeoutError:
+            answer = None
+        assert (answer == "fast") is hedged
+        assert metrics.hedges == int(hedged)
+
+
+async def test_before_a_delay_is_learned_an_instance_that_answered_is_not_hedged() -> None:
+    """The caller of a hop that is itself hedging sees it slow while its hedge runs: hedging it
+    again at the cold delay would multiply the hedges."""
+    loop, metrics = make_loop(HedgePolicy(cold_delay=0.02))
+    first_pick_slow(loop)
+    loop.balancer.pick(INSTANCES)
+    loop.balancer.started("slow")
+    loop.balancer.finished("slow", True, 2, 0.00001)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await loop.run(Stalling(), time.monotonic() + 2.0, 2, hedge=True)
+    assert metrics.hedges == 0

@@ -68,14 +68,21 @@ class HedgePolicy:
 
     The hedge goes out after `delay` seconds without an answer, or, by default, after the
     recent `percentile` of this dependency's answered attempts (once `min_samples` have been
-    seen; never sooner than `min_delay`). It is spent from the retry budget like a retry, and it
-    counts as one of the call's attempts; the first answer wins and the other is cancelled.
+    seen; never sooner than `min_delay`). Until then, a first attempt at an instance that has
+    never answered this client is hedged after `cold_delay` (None: no hedge before
+    `min_samples` answers): a hung instance never answers, so it never teaches a delay, and a
+    client that starts while one hangs would otherwise wait for every attempt's cap until
+    enough others had answered. An instance that has answered is not hedged before the delay is
+    learned, so that a caller above a hop that is itself hedging (slow while its hedge runs) does
+    not hedge it again. A hedge is spent from the retry budget like a retry, and it counts as
+    one of the call's attempts; the first answer wins and the other is cancelled.
     """
 
     delay: float | None = None
     percentile: float = 0.95
     min_samples: int = 32
     min_delay: float = 0.002
+    cold_delay: float | None = 0.05
 
     def __post_init__(self) -> None:
         if self.delay is not None and self.delay <= 0:
@@ -84,6 +91,8 @@ class HedgePolicy:
             raise ConfigurationError(f"percentile must be within (0, 1), got {self.percentile}")
         if self.min_samples < 1 or self.min_delay < 0:
             raise ConfigurationError("min_samples must be >= 1 and min_delay >= 0")
+        if self.cold_delay is not None and self.cold_delay <= 0:
+            raise ConfigurationError(f"cold_delay must be > 0, got {self.cold_delay}")
 
 
 class _Recent:
@@ -143,6 +152,7 @@ class AttemptLoop:
         min_useful: float,
         metrics: DependencyMetrics | None = None,
         hedge: HedgePolicy | None = None,
+        departed: Callable[[str], None] | None = None,
     ) -> None:
         self.service = service
         self.resolver = resolver
@@ -157,6 +167,8 @@ class AttemptLoop:
         # Instances per group, for the balancer's cap on ejections: counted once per change.
         self._sizes: Counter[str] = Counter()
         self._routes = resolver if isinstance(resolver, RouteSource) else None
+        # Told the id of each instance that left, to drop what the owner holds for it.
+        self._departed = departed
         self._chooser = GroupChooser()
 
     def _count(self, outcome: str) -> None:
@@ -164,12 +176,15 @@ class AttemptLoop:
             self._metrics.count(outcome)
 
     def _forget_departed(self, candidates: Sequence[Instance]) -> None:
-        """Drop balancer state of instances that left (the resolver hands out a new list on
-        every change), so churn from chaos and autoscaling does not accumulate."""
+        """Drop balancer state (and, through `departed`, the owner's transports) of instances
+        that left (the resolver hands out a new list on every change), so churn from chaos and
+        autoscaling does not accumulate."""
         present = {i.id for i in candidates}
         for instance in self._known:
             if instance.id not in present:
                 self.balancer.forget(instance.id)
+                if self._departed is not None:
+                    self._departed(instance.id)
         self._known = candidates
         self._sizes = Counter(i.group for i in candidates)
 
@@ -224,7 +239,7 @@ class AttemptLoop:
                 last = DeadlineExceeded(f"{self.service}: deadline passed before attempt {number}")
                 break
             attempt = tries.add(instance)
-            delay = self._hedge_delay() if hedge and number < attempts else None
+            delay = self._hedge_delay(instance) if hedge and number < attempts else None
             try:
                 if delay is None or len(candidates) < 2:
                     return await self._one(send, attempt)
@@ -235,14 +250,16 @@ class AttemptLoop:
         assert last is not None
         raise last
 
-    def _hedge_delay(self) -> float | None:
+    def _hedge_delay(self, first: Instance) -> float | None:
         policy = self.hedge
         if policy is None:
             return None
         if policy.delay is not None:
             return policy.delay
         recent = self._recent.value(policy.min_samples)
-        return None if recent is None else max(policy.min_delay, recent)
+        if recent is not None:
+            return max(policy.min_delay, recent)
+        return None if self.balancer.answered(first.id) else policy.cold_delay
 
     def _hedge(
         self, candidates: Sequence[Instance], tries: _Tries, deadline: float

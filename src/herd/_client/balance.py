@@ -42,9 +42,19 @@ _DRAWS = 8
 class _Load:
     """What the balancer knows about one instance."""
 
-    __slots__ = ("ejected_until", "ejections", "ewma", "failures", "group", "outstanding", "stamp")
+    __slots__ = (
+        "answered",
+        "ejected_until",
+        "ejections",
+        "ewma",
+        "failures",
+        "group",
+        "outstanding",
+        "stamp",
+    )
 
     def __init__(self, group: str) -> None:
+        self.answered = False
         self.outstanding = 0
         self.failures = 0
         self.ejections = 0
@@ -176,6 +186,7 @@ class Balancer:
         if ok:
             state.failures = 0
             if latency is not None:
+                state.answered = True
                 state.observe(latency, self._clock.now())
             return
         now = self._clock.now()
@@ -192,6 +203,11 @@ class Balancer:
         """What a pick weighs `instance_id` at now: its latency estimate times its load."""
         state = self._health.get(instance_id)
         return (state or _Load("")).cost(self._clock.now())
+
+    def answered(self, instance_id: str) -> bool:
+        """Whether `instance_id` has ever answered an attempt of this client properly."""
+        state = self._health.get(instance_id)
+        return state is not None and state.answered
 
     def is_ejected(self, instance_id: str) -> bool:
         """Whether `instance_id` is currently ejected as an outlier."""

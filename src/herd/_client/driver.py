@@ -122,6 +122,9 @@ class Caller:
         self.balancer = Balancer(zone, policy.ejection, rng=rng)
         self._owner = metrics
         self.metrics: DependencyMetrics = metrics.of(service)
+        self._transports: TransportPool[Transport] = TransportPool(
+            lambda instance: transport(instance, policy.connect_timeout)
+        )
         self.loop = AttemptLoop(
             service,
             resolver,
@@ -131,11 +134,9 @@ class Caller:
             min_useful=policy.min_useful,
             metrics=self.metrics,
             hedge=policy.hedge,
+            departed=self._transports.drop,
         )
         self._owns_resolver = owns_resolver
-        self._transports: TransportPool[Transport] = TransportPool(
-            lambda instance: transport(instance, policy.connect_timeout)
-        )
         self._resolving = False
         self._closed = False
         self._extra_headers = {H_TOKEN: token} if token else {}
