@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from herd._model.instance import Instance
 
-__all__ = ["Aperture", "Zones"]
+__all__ = ["Aperture", "Tiers", "Zones"]
 
 #: The narrowest window, in instances per zone: Finagle's default minimum aperture.
 MIN_WIDTH = 12
@@ -36,16 +36,22 @@ ROTATE_S = 1.0
 _INDEXES = 8
 
 
+#: Rings (one per zone) in the balancer's order of preference: local, other, avoided zones.
+Tiers = tuple[list[list[Instance]], list[list[Instance]], list[list[Instance]]]
+
+
 class Zones:
     """One candidate list's instances by zone, in the list's order."""
 
-    __slots__ = ("by_zone", "instances")
+    __slots__ = ("by_zone", "instances", "tiers")
 
     def __init__(self, instances: Sequence[Instance]) -> None:
         self.instances = instances
         self.by_zone: dict[str, list[Instance]] = {}
         for instance in instances:
             self.by_zone.setdefault(instance.zone, []).append(instance)
+        self.tiers: Tiers | None = None
+        """The tiers of a first attempt (no zone avoided), kept by the balancer that owns this."""
 
 
 class Aperture:
@@ -82,11 +88,13 @@ class Aperture:
 
     def draw(self, ring: list[Instance], now: float) -> Instance:
         """A uniform draw from this client's window over `ring`."""
+        # `int(random() * n)` rather than `randrange(n)`: a third of the cost, and as uniform for
+        # rings far smaller than 2**53.
         size = len(ring)
         if size <= self.width:
-            return ring[self._rng.randrange(size)]
+            return ring[int(self._rng.random() * size)]
         start = int(self._offset * size + now / ROTATE_S)
-        return ring[(start + self._rng.randrange(self.width)) % size]
+        return ring[(start + int(self._rng.random() * self.width)) % size]
 
     def window(self, ring: list[Instance], now: float) -> list[Instance]:
         """Every instance of this client's window over `ring`, for an exact look."""

@@ -16,7 +16,7 @@ import math
 import random
 from collections.abc import Collection, Sequence
 
-from herd._client.aperture import Aperture
+from herd._client.aperture import Aperture, Tiers, Zones
 from herd._client.ejection import EjectionPolicy, Ejections
 from herd._model.clock import MONOTONIC, Clock
 from herd._model.instance import Instance
@@ -132,16 +132,13 @@ class Balancer:
         now = self._clock.now()
         aperture = self._aperture
         aperture.follow_load(self._inflight, now)
-        local_zone = self._local_zone
-        # Tier 0: the local zone, unless avoided. 1: the other allowed zones. 2: avoided zones.
-        tiers: tuple[list[list[Instance]], ...] = ([], [], [])
-        for zone, ring in aperture.zones(candidates).by_zone.items():
-            if zone in avoid_zones:
-                tiers[2].append(ring)
-            elif zone == local_zone:
-                tiers[0].append(ring)
-            else:
-                tiers[1].append(ring)
+        zones = aperture.zones(candidates)
+        if avoid_zones:
+            tiers = self._tiers(zones, avoid_zones)
+        elif zones.tiers is not None:
+            tiers = zones.tiers
+        else:
+            tiers = zones.tiers = self._tiers(zones, ())
         local = self._choose(tiers[0], tried, now)
         remote = self._choose(tiers[1], tried, now)
         if local is not None and remote is not None:
@@ -231,6 +228,18 @@ class Balancer:
             state.group = instance.group
         return instance
 
+    def _tiers(self, zones: Zones, avoid_zones: Collection[str]) -> Tiers:
+        """Tier 0: the local zone, unless avoided. 1: the other allowed zones. 2: avoided ones."""
+        tiers: Tiers = ([], [], [])
+        for zone, ring in zones.by_zone.items():
+            if zone in avoid_zones:
+                tiers[2].append(ring)
+            elif zone == self._local_zone:
+                tiers[0].append(ring)
+            else:
+                tiers[1].append(ring)
+        return tiers
+
     def _choose(
         self, rings: list[list[Instance]], tried: Collection[str], now: float
     ) -> Instance | None:
@@ -240,9 +249,19 @@ class Balancer:
             return None
         aperture = self._aperture
         health = self._health
+        if len(rings) == 1 and 1 < len(rings[0]) <= aperture.width:
+            # A zone within the window (every small group): two distinct draws at once.
+            ring = rings[0]
+            size = len(ring)
+            random = self._rng.random
+            first = int(random() * size)
+            second = int(random() * (size - 1))
+            a, b = ring[first], ring[second + 1 if second >= first else second]
+            if self._usable(a, tried, now) and self._usable(b, tried, now):
+                return self._cheaper(a, b, now)
         found: list[Instance] = []
         for _ in range(_DRAWS):
-            ring = rings[0] if len(rings) == 1 else rings[self._rng.randrange(len(rings))]
+            ring = rings[0] if len(rings) == 1 else rings[int(self._rng.random() * len(rings))]
             instance = aperture.draw(ring, now)
             if instance.id in tried or (found and instance is found[0]):
                 continue
@@ -276,6 +295,12 @@ class Balancer:
                 if found:
                     return self._two_of(found, now)
         return None
+
+    def _usable(self, instance: Instance, tried: Collection[str], now: float) -> bool:
+        if instance.id in tried:
+            return False
+        state = self._health.get(instance.id)
+        return state is None or state.ejected_until <= now
 
     def _ejected(self, instance: Instance, now: float) -> bool:
         state = self._health.get(instance.id)
