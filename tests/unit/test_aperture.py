@@ -206,3 +206,25 @@ def test_a_hung_local_zone_is_left_after_a_window_of_ejections() -> None:
             balancer.finished(chosen.id, True, len(group), 0.002)
     # Five failures eject each instance of the window: about 5 x 12 calls, not 5 x 1,000.
     assert hung_hits <= 5 * WINDOW + 20
+
+
+def test_a_new_instance_costs_what_a_typical_one_does_until_it_answers() -> None:
+    clock = ManualClock()
+    balancer = Balancer(None, NEVER_EJECT, clock, random.Random(7))
+    old = [inst(n) for n in range(3)]
+    for _ in range(100):
+        chosen = balancer.pick(old)
+        assert chosen is not None
+        balancer.started(chosen.id)
+        clock.advance(0.001)
+        balancer.finished(chosen.id, True, 4, 0.010)
+    newcomer = inst(3)
+    group = [*old, newcomer]
+    taken = 0
+    # 20 calls in flight at once: a newcomer that looked free would take most of them.
+    for _ in range(20):
+        chosen = balancer.pick(group)
+        assert chosen is not None
+        balancer.started(chosen.id)
+        taken += chosen is newcomer
+    assert taken <= 8

@@ -3,8 +3,10 @@ latency times outstanding requests, within an aperture, with outlier ejection.
 
 The cost of an instance is Linkerd's and Finagle's peak EWMA: a moving average of its answers'
 latency that jumps to any slower answer at once and comes down over `DECAY_S`, times one plus
-its requests outstanding. A failure that is the instance's fault counts as a slow answer (ten
-times its estimate, at most `FAILURE_PENALTY_CAP_S`), so an instance answering fast errors looks
+its requests outstanding; an instance that has not answered yet is taken to be typical (the
+client's average answer), so a replacement does not draw a burst of calls while it is cold. A
+failure that is the instance's fault counts as a slow answer (ten times its estimate, at most
+`FAILURE_PENALTY_CAP_S`), so an instance answering fast errors looks
 expensive, not fast (linkerd2-proxy#4537), well before consecutive-failure ejection takes it out.
 A pick draws two instances at random from the client's aperture (`aperture.py`) and takes the
 cheaper: O(1) whatever the group's size.
@@ -37,6 +39,8 @@ FAILURE_PENALTY_CAP_S = 1.0
 _FLOOR_S = 1e-4
 #: Random draws from a window before an exact look at it.
 _DRAWS = 8
+#: The weight of each answer in the client's typical latency, a new instance's prior.
+_TYPICAL_WEIGHT = 0.05
 
 
 class _Load:
@@ -63,10 +67,13 @@ class _Load:
         self.ewma = 0.0
         self.stamp = 0.0
 
-    def cost(self, now: float) -> float:
-        """Peak-EWMA latency, decayed since the last answer, times the requests in flight + 1."""
+    def cost(self, now: float, prior: float) -> float:
+        """Peak-EWMA latency, decayed since the last answer, times the requests in flight + 1;
+        `prior` stands for the latency of an instance that has not answered yet."""
         estimate = self.ewma
-        if estimate > _FLOOR_S:
+        if self.stamp == 0.0:
+            estimate = prior
+        elif estimate > _FLOOR_S:
             estimate *= math.exp((self.stamp - now) / DECAY_S)
         return max(estimate, _FLOOR_S) * (self.outstanding + 1)
 
@@ -91,7 +98,16 @@ class Balancer:
     cases (also on cancellation, with ok=False only if the failure was the instance's fault).
     """
 
-    __slots__ = ("_aperture", "_clock", "_ejections", "_health", "_inflight", "_local_zone", "_rng")
+    __slots__ = (
+        "_aperture",
+        "_clock",
+        "_ejections",
+        "_health",
+        "_inflight",
+        "_local_zone",
+        "_rng",
+        "_typical",
+    )
 
     def __init__(
         self,
@@ -107,6 +123,9 @@ class Balancer:
         self._ejections = Ejections(policy)
         self._aperture = Aperture(self._rng)
         self._inflight = 0
+        # The typical answer's latency over every instance: what a new instance is taken to
+        # cost until it answers (a replacement does not draw a burst of calls at once, cold).
+        self._typical = 0.0
 
     def pick(
         self,
@@ -185,9 +204,11 @@ class Balancer:
             if latency is not None:
                 state.answered = True
                 state.observe(latency, self._clock.now())
+                self._typical += (latency - self._typical) * _TYPICAL_WEIGHT
             return
         now = self._clock.now()
-        penalty = min(FAILURE_PENALTY * max(state.ewma, _FLOOR_S), FAILURE_PENALTY_CAP_S)
+        known = max(state.ewma, self._typical, _FLOOR_S)
+        penalty = min(FAILURE_PENALTY * known, FAILURE_PENALTY_CAP_S)
         state.observe(max(penalty, latency or 0.0), now)
         self._ejections.failed(state, group_size, now)
 
@@ -199,7 +220,7 @@ class Balancer:
     def cost(self, instance_id: str) -> float:
         """What a pick weighs `instance_id` at now: its latency estimate times its load."""
         state = self._health.get(instance_id)
-        return (state or _Load("")).cost(self._clock.now())
+        return (state or _Load("")).cost(self._clock.now(), self._typical)
 
     def answered(self, instance_id: str) -> bool:
         """Whether `instance_id` has ever answered an attempt of this client properly."""
@@ -321,7 +342,8 @@ class Balancer:
     def _cheaper(self, a: Instance, b: Instance, now: float) -> Instance:
         health = self._health
         state_a, state_b = health.get(a.id), health.get(b.id)
-        cost_a = state_a.cost(now) if state_a is not None else _FLOOR_S
-        cost_b = state_b.cost(now) if state_b is not None else _FLOOR_S
+        typical = self._typical
+        cost_a = state_a.cost(now, typical) if state_a is not None else max(typical, _FLOOR_S)
+        cost_b = state_b.cost(now, typical) if state_b is not None else max(typical, _FLOOR_S)
         # `a` is itself a uniform draw, so taking it on a tie breaks ties at random.
         return b if cost_b < cost_a else a
