@@ -337,26 +337,20 @@ class _Tries:
         return Attempt(instance, len(self.ids))
 
 
-class _Answered(Exception):
-    """An attempt of a race answered: raised into the race's task group, which cancels the
-    other attempt."""
-
-    def __init__(self, answer: object) -> None:
-        super().__init__("answered")
-        self.answer = answer
-
-
 class _Race(Generic[T]):
-    """A first attempt raced by a hedge at another instance if it is slow to answer (trio's
-    happy eyeballs: staggered attempts in one task group, the loser cancelled by the group).
+    """A first attempt raced by a hedge at another instance if it is slow to answer (Finagle's
+    backup requests, trio's happy eyeballs: staggered attempts, the loser cancelled).
 
-    The first attempt runs in the caller's task, so a call that answers in time (nearly all)
-    pays only an alarm on the shared wheel and an empty task group; the hedge runs in a task of
-    the group. The first answer wins. If the first fails after the hedge went out, the hedge is
-    its retry: its answer, or its failure, is the outcome.
+    The first attempt runs in the caller's task and the trigger is an alarm on the shared wheel,
+    so a call that answers in time (nearly all) pays an alarm and nothing else: no task, no task
+    group. The hedge runs in a task of its own. The first answer wins: a hedge that answers
+    cancels the caller's task, as a task group cancels its body, and the race takes the
+    cancellation back; a first attempt that answers cancels the hedge. If the first fails after
+    the hedge went out, the hedge is its retry: its answer, or its failure, is the outcome. The
+    hedge never outlives the race: whatever ends it, the hedge has ended (and been judged) first.
     """
 
-    __slots__ = ("_attempts", "_first", "_hedge", "_pick", "_send")
+    __slots__ = ("_attempts", "_first", "_first_over", "_hedge", "_pick", "_send", "_task", "_won")
 
     def __init__(
         self,
@@ -370,60 +364,92 @@ class _Race(Generic[T]):
         self._first = first
         self._pick = pick
         """The hedge's attempt, or None when none may go."""
-        self._hedge: asyncio.Task[Exception] | None = None
+        self._hedge: asyncio.Task[Exception | None] | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._won: tuple[T] | None = None
+        """The hedge's answer, once it has answered first."""
+        self._first_over = False
 
     async def run(self, delay: float) -> T:
         """The winner's answer, or the error that ends the race."""
-        task = asyncio.current_task()
+        task = self._task = asyncio.current_task()
         assert task is not None
         cancelling = task.cancelling()
-        try:
-            async with asyncio.TaskGroup() as group:
-                return await self._first_attempt(group, delay)
-        except BaseExceptionGroup as errors:
-            ended = errors
-        answered, failed = ended.split(_Answered)
-        if answered is None:
-            assert failed is not None
-            # What the body or the hedge raised, as raised (the task group only wrapped it).
-            raise failed.exceptions[0]
-        if task.cancelling() > cancelling:
-            # The caller was cancelled too, as the hedge answered: the cancellation wins.
-            raise asyncio.CancelledError
-        return cast(T, cast(_Answered, answered.exceptions[0]).answer)
-
-    async def _first_attempt(self, group: asyncio.TaskGroup, delay: float) -> T:
         context = contextvars.copy_context()
-        alarm = Alarm(_clock.monotonic() + delay, lambda: self._ring(group, context))
+        alarm = Alarm(_clock.monotonic() + delay, lambda: self._ring(context))
         alarm.start()
         try:
             answer = await self._attempts._one(self._send, self._first)
         except Retry:
+            self._first_over = True
+            alarm.cancel()
             if self._hedge is None:
                 raise
-        else:
-            if self._hedge is not None:
-                # Into the group, which cancels the hedge that lost.
-                raise _Answered(answer)
-            return answer
-        finally:
+            # The first failed after the hedge went out: the hedge is its retry.
+            failure = await _outcome(self._hedge)
+            if self._won is not None:
+                return self._won[0]
+            if failure is not None:
+                raise failure from None
+            raise
+        except asyncio.CancelledError:
             alarm.cancel()
-        # The first failed after the hedge went out: the hedge is its retry, and its answer
-        # wins the group, or its failure is the outcome.
-        raise await self._hedge
+            if self._won is None:
+                await self._stop_hedge()
+                raise
+            # The hedge answered and cancelled the first attempt; the caller itself may have
+            # been cancelled too, and then the cancellation wins.
+            if task.uncancel() > cancelling:
+                raise
+            return self._won[0]
+        except BaseException:
+            self._first_over = True
+            alarm.cancel()
+            await self._stop_hedge()
+            raise
+        self._first_over = True
+        alarm.cancel()
+        await self._stop_hedge()
+        return answer
 
-    def _ring(self, group: asyncio.TaskGroup, context: contextvars.Context) -> None:
+    def _ring(self, context: contextvars.Context) -> None:
         attempt = self._pick()
         if attempt is not None:
-            self._hedge = group.create_task(self._hedged(attempt), context=context)
+            loop = asyncio.get_running_loop()
+            self._hedge = loop.create_task(self._hedged(attempt), context=context)
 
-    async def _hedged(self, attempt: Attempt) -> Exception:
-        """The hedge: its answer is raised into the group (which cancels the first attempt);
-        its failure is returned, the outcome only if the first fails too."""
+    async def _hedged(self, attempt: Attempt) -> Exception | None:
+        """The hedge: its answer cancels the first attempt; its failure is returned, the
+        outcome only if the first fails too."""
         try:
             answer = await self._attempts._one(self._send, attempt)
         except Exception as exc:
             return exc
         # The first did not answer within the hedge delay and another instance did.
         self._first.failed = True
-        raise _Answered(answer)
+        self._won = (answer,)
+        assert self._task is not None
+        if not self._first_over:
+            self._task.cancel()
+        return None
+
+    async def _stop_hedge(self) -> None:
+        """Cancel the hedge if it is still running, and wait for it to end."""
+        hedge = self._hedge
+        if hedge is None or hedge.done():
+            return
+        hedge.cancel()
+        await _outcome(hedge)
+
+
+async def _outcome(hedge: asyncio.Task[Exception | None]) -> Exception | None:
+    """The hedge's failure (None: it answered, or was cancelled), waited for even if the caller
+    is cancelled meanwhile: the hedge is cancelled then too and its end waited for, so that it
+    never outlives the race."""
+    try:
+        await asyncio.wait([hedge])
+    except asyncio.CancelledError:
+        hedge.cancel()
+        await asyncio.wait([hedge])
+        raise
+    return None if hedge.cancelled() else hedge.result()
