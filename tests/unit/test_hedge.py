@@ -214,3 +214,36 @@ async def test_before_a_delay_is_learned_an_instance_that_answered_is_not_hedged
         async with asyncio.timeout(0.2):
             await loop.run(Stalling(), time.monotonic() + 2.0, 2, hedge=True)
     assert metrics.hedges == 0
+
+
+async def test_a_caller_cancelled_as_the_hedge_answers_stays_cancelled() -> None:
+    loop, _ = make_loop(HedgePolicy(delay=0.01))
+    first_pick_slow(loop)
+    caller: asyncio.Task[str] | None = None
+
+    async def send(attempt: Attempt) -> str:
+        if attempt.instance.id == "slow":
+            await asyncio.Event().wait()
+        # The caller is cancelled from outside in the very iteration the hedge answers.
+        assert caller is not None
+        caller.cancel()
+        return "fast"
+
+    caller = asyncio.create_task(loop.run(send, time.monotonic() + 2.0, 2, hedge=True))
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    # Nothing of the race is left running.
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_first_answer_ends_the_race_with_no_task_left() -> None:
+    loop, metrics = make_loop(HedgePolicy(delay=0.01))
+    first_pick_slow(loop)
+
+    async def send(attempt: Attempt) -> str:
+        await asyncio.sleep(0.05 if attempt.instance.id == "slow" else 0.5)
+        return attempt.instance.id
+
+    assert await loop.run(send, time.monotonic() + 2.0, 2, hedge=True) == "slow"
+    assert metrics.hedges == 1
+    assert asyncio.all_tasks() == {asyncio.current_task()}
