@@ -9,18 +9,20 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[cli,dev,bench,etcd,store]'
+	@$(BIN)/python -m pip install --quiet -e '.[cli,dev,bench,etcd,store,otlp]'
 	@touch $(STAMP)
 
 # System packages: headless Chromium and its driver for the browser tests (tests/browser);
 # etcd (etcd-server) for the registry on etcd (`registry = "etcd"`) and its tests; memcached for
 # the apps' caches (`[[caches]]`, herd.Cache) and their tests; nats-server for herd.Store and
-# herd.Events on NATS JetStream (`HERD_STORE_URL=nats://...`) and their tests.
+# herd.Events on NATS JetStream (`HERD_STORE_URL=nats://...`) and their tests; nftables and
+# iproute2 (ip, tc) for `herd up --network isolated` and `herd chaos net` (docs/network.md).
 # Installed with apt-get when missing and we may (root); otherwise stop with the command to run.
-APT_PACKAGES := chromium chromium-driver etcd-server memcached nats-server
+APT_PACKAGES := chromium chromium-driver etcd-server memcached nats-server nftables iproute2
 system:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/etcd ] \
-		&& [ -x /usr/bin/memcached ] && [ -x /usr/sbin/nats-server ]; then exit 0; fi; \
+		&& [ -x /usr/bin/memcached ] && [ -x /usr/sbin/nats-server ] \
+		&& [ -x /usr/sbin/nft ] && [ -x /usr/sbin/tc ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES); \
 	else \

@@ -8,6 +8,7 @@ separate processes, at 1 and 32 calls in flight:
     python benchmarks/overhead.py --only herd,aiohttp --json /tmp/overhead.json
     python benchmarks/overhead.py --rounds 7 --only herd,herd_secure   # the cost of identity
     python benchmarks/overhead.py --only herd,herd_full --baseline ../main/src   # A/B in one run
+    python benchmarks/overhead.py --rounds 7 --only herd,herd_fixed    # the adaptive limit's
 
 Each round starts, for every variant in turn (the order rotates between rounds, so drift on a
 noisy machine spreads over all variants), a server process and a client process. The client warms
@@ -150,15 +151,45 @@ def _herd_http() -> Variant:
     return _herd_driver(http_transport)
 
 
-def _herd_driver(transport: Any) -> Variant:
-    """herd.serve, and a driver with a static address over `transport` (None: the default)."""
+@variant("herd_traced")
+def _herd_traced() -> Variant:
+    """herd with tracing set up as `herd.run` does, default sampling (no collector)."""
+    return _herd_driver(None, trace_share=None, traced=True)
+
+
+@variant("herd_traced_all")
+def _herd_traced_all() -> Variant:
+    """herd with tracing set up as `herd.run` does, every call recorded (100 % sampling)."""
+    return _herd_driver(None, trace_share=1.0, traced=True)
+
+
+@variant("herd_fixed")
+def _herd_fixed() -> Variant:
+    """herd with the fixed in-flight cap alone (`limit="fixed"`): `herd` beside it is what the
+    adaptive limit and its queue cost when nothing is overloaded (docs/overload.md)."""
+    return _herd_driver(None, limit="fixed")
+
+
+def _herd_driver(
+    transport: Any, trace_share: float | None = None, *, traced: bool = False, **server_options: Any
+) -> Variant:
+    """herd.serve (with `server_options`), and a driver with a static address over `transport`
+    (None: the default); `traced`, both processes trace as an instance of the local cloud
+    does, a new trace for `trace_share` of the calls (None: the default)."""
     import herd
     from herd._client.driver import static_driver
 
     bench_interface, service = _bench_interface()
 
+    def trace(side: str) -> None:
+        if traced:
+            from herd._trace.setup import process_provider
+
+            process_provider({"service.name": f"bench-{side}"}, share=trace_share)
+
     async def serve(port: int, ready: Ready) -> None:
-        async with herd.serve(service(), host=HOST, port=port) as server:
+        trace("server")
+        async with herd.serve(service(), host=HOST, port=port, **server_options) as server:
             ready(server.port)
             await _forever()
 
@@ -167,6 +198,7 @@ def _herd_driver(transport: Any) -> Variant:
         # A generous deadline for calls made without one: a stall of the (shared, noisy) machine
         # must not fail the run. The per-call work is the same whatever the timeout.
         policy = herd.CallPolicy(timeout=10.0)
+        trace("client")
         options = {} if transport is None else {"transport": transport}
         bench = static_driver(bench_interface, f"{HOST}:{port}", policy=policy, **options)
         try:

@@ -22,8 +22,13 @@ from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from herd._cloud.launch.process import Process
+from herd._trace import setup as trace_setup
+from herd._trace.sampling import HerdSampler
 
 ROOT = Path(__file__).resolve().parent.parent
 MSGPACK = "application/x-msgpack"
@@ -282,3 +287,17 @@ def herd_cli(*args: str) -> Ran:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = run(list(args))
     return Ran(code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def recorded_spans() -> Iterator[InMemorySpanExporter]:
+    """herd's hooks record every span (a new trace for every untraced request) into the SDK's
+    in-memory exporter, until the block ends."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=HerdSampler())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace_setup.install(provider, share=1.0)
+    try:
+        yield exporter
+    finally:
+        trace_setup.uninstall()

@@ -5,11 +5,12 @@ ratings), applied once per idempotency key, and told to the other services as ev
   cluster with a copy in each zone (a write is acknowledged once a quorum of zones has it);
   without it, SQLite files in ``FLIX_WRITES`` (default ``writes/`` beside ``FLIX_DB``), shared
   by the instances on this machine. The seeded catalogue (``FLIX_DB``) stays read-only.
-- **Idempotency**: a write is first recorded under its client-made key with a
-  compare-and-set on "absent" (`Records.put(..., revision=0)`); a retry finds it there and
-  takes the stored write (its first time, unchanged). Then it is appended to the visitor's log
-  under the same key as the entry's id, which stores it once however often it is sent. A
-  write that died between the two is completed by its retry.
+- **Idempotency**: a write is appended to its visitor's log with its client-made key as the
+  entry's id, which the log stores once for good (one quorum write: the entry is the record).
+  A retry finds the entry there and takes the stored write (its first time, unchanged); a key
+  is the visitor's own, as an account's are at a payment API: reused by another write of the
+  same visitor, it is refused (`KeyReused`), by another visitor, it is that visitor's write.
+  A write that died after its append is completed by its retry.
 - **Reads**: every write of a visitor is in their log; their newest `NEWEST` are also one record
   per visitor (denormalized, kept by compare-and-set), which a page reads with one `get`: on
   JetStream, reading a log's newest entries passes over the whole log.
@@ -66,7 +67,6 @@ class Writes:
     visitor."""
 
     def __init__(self, store: herd.Store, what: str) -> None:
-        self.by_key = store.records(f"{what}-by-key", Written)
         self.by_visitor = store.log(what, Written)
         self.newest_by_visitor = store.records(f"{what}-newest", list[Keyed])
 
@@ -74,15 +74,15 @@ class Writes:
         """Store `write` once under `key`: (the write stored under it, whether this call
         stored it). The caller compares the stored write with its own (a key reused)."""
         try:
-            await self.by_key.put(key, write, revision=0)
-            stored, applied = write, True
+            appended = await self.by_visitor.append(write.visitor, write, id=key)
+            stored, applied = write, appended.applied
         except herd.Conflict:
-            # Recorded before: by an earlier try of this write, or (a reused key) another.
-            found = await self.by_key.get(key)
+            # Stored before under this key: by an earlier try of this write (another `at_ms`),
+            # or (a reused key) another write of this visitor.
+            found = await self.by_visitor.entry(write.visitor, key)
             if found is None:
                 raise
             stored, applied = found.value, False
-        await self.by_visitor.append(stored.visitor, stored, id=key)
         await self._remember(key, stored)
         return stored, applied
 

@@ -19,6 +19,7 @@ from herd._client.metrics import CLIENT_METRICS as client_metrics
 from herd._client.metrics import ClientMetrics
 from herd._client.policy import CallPolicy
 from herd._client.resolver import Resolver, StaticResolver
+from herd._model.criticality import Criticality
 from herd._model.deadline import deadline, remaining
 from herd._model.errors import (
     BadRequest,
@@ -36,7 +37,8 @@ from herd._model.facet import Facet, fill
 from herd._model.identity import Identity, caller
 from herd._model.instance import Instance, Status
 from herd._model.interface import Interface, ServiceError, method
-from herd._model.routing import RoutingContext, routing
+from herd._model.limit import LimitPolicy
+from herd._model.routing import RoutingContext, criticality, current_criticality, routing
 from herd._model.routing import current as routing_context
 from herd._model.web import WebRequest, WebResponse, route
 from herd._process.caches import cache
@@ -60,6 +62,7 @@ __all__ = [
     "CircuitOpen",
     "ClientMetrics",
     "ConfigurationError",
+    "Criticality",
     "Conflict",
     "DeadlineExceeded",
     "EjectionPolicy",
@@ -74,6 +77,7 @@ __all__ = [
     "Instance",
     "Interface",
     "InvalidKey",
+    "LimitPolicy",
     "Log",
     "Overloaded",
     "Rejected",
@@ -99,6 +103,8 @@ __all__ = [
     "cache_metrics",
     "caller",
     "client_metrics",
+    "criticality",
+    "current_criticality",
     "deadline",
     "driver",
     "events",

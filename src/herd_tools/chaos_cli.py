@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from herd_tools import options
+
 chaos_app = typer.Typer(
     help="Break the running local cloud on purpose: Chaos Monkey, failure injection, zone "
     "outages (docs/chaos.md). Every action needs the control token and is recorded."
@@ -31,8 +33,8 @@ def monkey(
     mean: str = typer.Option(
         "60s", "--mean", metavar="DURATION", help="Mean time between kills (exponential)."
     ),
-    min_healthy: int = typer.Option(
-        1, "--min-healthy", min=0, metavar="N", help="Never leave fewer instances UP than N."
+    min_healthy: int = options.count(
+        1, "Never leave fewer instances UP than N.", "--min-healthy", min=0
     ),
     leashed: bool = typer.Option(
         False, "--leashed", help="Record whom it would kill, and kill nobody."
@@ -75,22 +77,10 @@ def inject(
         ..., metavar="SERVICE[.METHOD]", help="The service, or one method of it."
     ),
     latency: str = typer.Option("0ms", "--latency", metavar="DURATION", help="Added latency."),
-    error_rate: float = typer.Option(
-        0.0,
-        "--error-rate",
-        min=0.0,
-        max=1.0,
-        metavar="SHARE",
-        help="Share of affected requests that fail, 0 to 1.",
+    error_rate: float = options.share(
+        0.0, "Share of affected requests that fail, 0 to 1.", "--error-rate"
     ),
-    percent: float = typer.Option(
-        100.0,
-        "--percent",
-        min=0.0,
-        max=100.0,
-        metavar="PERCENT",
-        help="Percent of requests affected.",
-    ),
+    percent: float = options.percent(100.0, "Percent of requests affected.", "--percent"),
     lasts: str = typer.Option("60s", "--for", metavar="DURATION", help="How long it lasts."),
     instance: Annotated[
         list[str] | None,
@@ -127,8 +117,9 @@ def zone_outage(
 ) -> None:
     """Take a zone out (Chaos Gorilla).
 
-    SIGKILL every instance in ZONE and start none there until the outage ends; the other
-    zones carry the load, then the zone is repopulated.
+    SIGKILL every instance in ZONE, and its store member (an app with [[stores]]), and start
+    none there until the outage ends; the other zones carry the load, then the zone is
+    repopulated and its store member comes back on its ports and data.
 
     Example: herd chaos zone-outage b --for 60s
     """
@@ -139,8 +130,59 @@ def zone_outage(
 
 
 @chaos_app.command()
+def net(
+    zone: str = typer.Option("", "--zone", metavar="ZONE", help="The zone the fault is on."),
+    instance: str = typer.Option(
+        "", "--instance", metavar="ID", help="Or one instance (its server port) instead."
+    ),
+    to: str = typer.Option(
+        "", "--to", metavar="ZONE|registry", help="Only toward this peer; default: everything."
+    ),
+    partition: bool = typer.Option(False, "--partition", help="Drop every packet both ways."),
+    one_way: bool = typer.Option(
+        False, "--one-way", help="With --partition: drop only what it sends (answers are lost)."
+    ),
+    latency: str = typer.Option("0ms", "--latency", metavar="DURATION", help="Added delay."),
+    jitter: str = typer.Option("0ms", "--jitter", metavar="DURATION", help="± on the delay."),
+    loss: float = typer.Option(
+        0.0, "--loss", min=0.0, max=100.0, metavar="PERCENT", help="Packets lost, each way."
+    ),
+    bandwidth: float = typer.Option(
+        0.0, "--bandwidth", min=0.0, metavar="KBIT_S", help="Limit what it sends, kbit/s."
+    ),
+    lasts: str = typer.Option("60s", "--for", metavar="DURATION", help="How long it lasts."),
+    as_json: bool = _JSON,
+) -> None:
+    """Break the network between zones, the registry and instances (`--network isolated`).
+
+    Partitions (both ways or one way), loss, latency with jitter and bandwidth, with nftables
+    and tc in the zone's network namespace; recorded in the history, ended by `herd chaos
+    halt` or after --for (docs/network.md).
+
+    Example: herd chaos net --zone b --to a --partition --for 30s
+    """
+    from herd._cloud.network.faults import NetFault
+    from herd_tools.chaos_commands import chaos_command, duration
+
+    fault = NetFault(
+        zone=zone,
+        instance=instance,
+        peer=to,
+        partition=partition,
+        one_way=one_way,
+        latency_ms=duration(latency, "--latency") * 1000,
+        jitter_ms=duration(jitter, "--jitter") * 1000,
+        loss_pct=loss,
+        rate_kbit=bandwidth,
+        duration_s=duration(lasts, "--for"),
+    )
+    chaos_command(lambda api: api.chaos_net(fault), as_json)
+
+
+@chaos_app.command()
 def halt(as_json: bool = _JSON) -> None:
-    """Stop everything chaos does, at once: the monkey, every injection, every zone outage."""
+    """Stop everything chaos does, at once: the monkey, every injection, every zone outage,
+    every network fault."""
     from herd_tools.chaos_commands import chaos_command
 
     chaos_command(lambda api: api.chaos_halt(), as_json)

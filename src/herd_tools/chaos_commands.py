@@ -10,7 +10,7 @@ import msgspec
 from herd._cloud.history.store import InvalidTime, parse_duration
 from herd._cloud.interface import ChaosView, CloudApi
 from herd_tools.cloud_commands import ask
-from herd_tools.output import Column, print_table, usage
+from herd_tools.output import Column, numbers, print_table, usage
 
 
 def duration(text: str, option: str) -> float:
@@ -55,8 +55,7 @@ def chaos_command(call: Callable[[CloudApi], Awaitable[ChaosView]], as_json: boo
         [
             Column("instance"),
             Column("method", drop=2),
-            Column("latency", right=True),
-            Column("error rate", right=True),
+            *numbers("latency", "error rate"),
             Column("percent", right=True, drop=1),
             Column("left", right=True, drop=3),
         ],
@@ -77,3 +76,9 @@ def chaos_command(call: Callable[[CloudApi], Awaitable[ChaosView]], as_json: boo
         [Column("zone"), Column("left", right=True), Column("stopped")],
         [[o.zone, f"{o.left_s:.0f}s", " ".join(o.stopped)] for o in view.outages],
     )
+    if view.network:
+        print_table(
+            "network faults",
+            [Column("fault"), Column("left", right=True)],
+            [[n.fault.describe(), f"{n.left_s:.0f}s"] for n in view.network],
+        )

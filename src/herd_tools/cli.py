@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from herd._model.errors import HerdError
+from herd_tools import options
 from herd_tools.chaos_cli import chaos_app
 from herd_tools.deploy_cli import deploy_app, rollback
 from herd_tools.experiment_cli import experiment_app
@@ -36,12 +37,10 @@ _TIME_HELP = "ISO time (2026-11-30T08:15), seconds since the epoch, or how long 
 
 @app.command()
 def demo(
-    duration: float | None = typer.Option(
-        None,
-        metavar="SECONDS",
-        help="Load the front door for this many seconds, report, and exit.",
+    duration: float | None = options.seconds(
+        None, "Load the front door for this many seconds, report, and exit."
     ),
-    load: float = typer.Option(50.0, metavar="PER_SECOND", help="Requests per second."),
+    load: float = options.per_second(50.0, "Requests per second."),
     app_file: str | None = typer.Option(
         None,
         "--app",
@@ -79,9 +78,7 @@ def registry(
     host: str = typer.Option(
         "127.0.0.1", metavar="ADDRESS", help="Address to bind; loopback unless told otherwise."
     ),
-    lease: float = typer.Option(
-        3.0, metavar="SECONDS", help="Seconds without a renewal before an instance is evicted."
-    ),
+    lease: float = options.seconds(3.0, "Seconds without a renewal before an instance is evicted."),
     etcd: str = typer.Option(
         "",
         "--etcd",
@@ -108,18 +105,14 @@ def load(
     url: str = typer.Argument(
         ..., metavar="URL", help="Address to GET, e.g. http://127.0.0.1:8080/api/home"
     ),
-    rate: float = typer.Option(
-        ..., metavar="PER_SECOND", help="Requests per second, sent on a fixed schedule."
-    ),
-    duration: float = typer.Option(..., metavar="SECONDS", help="Seconds to keep sending."),
+    rate: float = options.per_second(..., "Requests per second, sent on a fixed schedule."),
+    duration: float = options.seconds(..., "Seconds to keep sending."),
     json_file: str | None = typer.Option(
         None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE."
     ),
-    timeout: float = typer.Option(5.0, metavar="SECONDS", help="Seconds each request may take."),
-    concurrency_cap: int = typer.Option(
-        10_000,
-        metavar="N",
-        help="Most requests outstanding; beyond it a due request fails (client_overloaded).",
+    timeout: float = options.seconds(5.0, "Seconds each request may take."),
+    concurrency_cap: int = options.count(
+        10_000, "Most requests outstanding; beyond it a due request fails (client_overloaded)."
     ),
 ) -> None:
     """Send GET requests to URL at a fixed rate (open model); report latency and failures.
@@ -150,6 +143,13 @@ def up(
     app_file: str = typer.Argument(
         ..., metavar="APP", help="The app description (TOML), or its folder."
     ),
+    network: str | None = typer.Option(
+        None,
+        "--network",
+        metavar="loopback|isolated",
+        help="loopback (default): every process on 127.0.0.1; isolated: a network namespace"
+        " per zone joined by a bridge (Linux, root; docs/network.md).",
+    ),
 ) -> None:
     """Run an app on the local cloud until Ctrl-C or `herd down`.
 
@@ -158,11 +158,11 @@ def up(
     the control API that `herd ps / scale / kill / down` use. Refuses when a local cloud is
     already running.
 
-    Example: herd up examples/flix/app.toml
+    Example: herd up examples/flix/app.toml --network isolated
     """
     from herd_tools.cloud_commands import up_command
 
-    up_command(app_file)
+    up_command(app_file, network)
 
 
 @app.command()
@@ -236,6 +236,27 @@ def down() -> None:
 
 
 @app.command()
+def trace(
+    trace_id: str | None = typer.Argument(
+        None,
+        metavar="TRACE_ID",
+        help="A kept trace's id (32 hex digits, from the front door's traceresponse header).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON, for scripts."),
+) -> None:
+    """Show one request's trace across services as a waterfall, or the recent kept traces.
+
+    The control plane keeps the traces of failed and slow requests through the front door, and
+    a small share of the rest.
+
+    Example: herd trace 4bf92f3577b34da6a3ce929d0e0e4736 --json
+    """
+    from herd_tools.trace_commands import trace_command
+
+    trace_command(trace_id, as_json=as_json)
+
+
+@app.command()
 def history(
     since: str | None = typer.Option(None, "--since", metavar="T", help=f"From T: {_TIME_HELP}."),
     until: str | None = typer.Option(None, "--until", metavar="T", help="Before T."),
@@ -249,13 +270,22 @@ def history(
     kind: str | None = typer.Option(
         None, "--kind", metavar="KIND", help="Only KIND (or its prefix: `instance`, `chaos`)."
     ),
-    limit: int = typer.Option(200, "--limit", metavar="N", min=1, help="At most the last N."),
+    limit: int = options.count(200, "At most the last N.", "--limit", min=1),
+    served_by: str | None = typer.Option(
+        None,
+        "--served",
+        metavar="SERVICE",
+        help="Which instances and versions served SERVICE's requests (with --since/--until).",
+    ),
+    address: str | None = typer.Option(
+        None, "--address", metavar="HOST:PORT", help="Every instance that ever had this address."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON, for scripts."),
 ) -> None:
     """Show the cloud's history (Edda): what changed, when and why.
 
     Launches, terminations and their cause, scaling, deploys, chaos, injections, breakers,
-    registry restarts.
+    registry restarts; and the request flow, from the kept traces.
 
     Example: herd history --since 10m --kind chaos
     """
@@ -270,6 +300,8 @@ def history(
         kind=kind,
         limit=limit,
         as_json=as_json,
+        served_by=served_by,
+        address=address,
     )
 
 
@@ -308,26 +340,20 @@ def new(
 
 @app.command()
 def simulate(
-    instances: int = typer.Option(
-        5, min=5, metavar="N", help="Simulated instances, over zones a, b, c."
-    ),
-    seconds: float = typer.Option(
-        8.0, min=1.0, metavar="SECONDS", help="Seconds of load, in virtual time."
-    ),
+    instances: int = options.count(5, "Simulated instances, over zones a, b, c.", min=5),
+    seconds: float = options.seconds(8.0, "Seconds of load, in virtual time.", min=1.0),
     scenario: str = typer.Option(
         "retry-storm",
         metavar="NAME",
         help="retry-storm, baseline, kill, hung, slow-zone or zone-lost.",
     ),
-    rate: float | None = typer.Option(
-        None,
-        metavar="PER_SECOND",
-        help="User requests per second (default: 20 at 5 instances, instances / 4 beyond).",
+    rate: float | None = options.per_second(
+        None, "User requests per second (default: 20 at 5 instances, instances / 4 beyond)."
     ),
     depth: int = typer.Option(
         3, min=3, max=8, metavar="TIERS", help="Tiers in the retry-storm chain."
     ),
-    seed: int = typer.Option(1, metavar="N", help="Seed of every random draw."),
+    seed: int = options.count(1, "Seed of every random draw."),
     per_instance: bool = typer.Option(
         False, "--per-instance", help="One herd client per calling instance, not per zone."
     ),

@@ -13,15 +13,16 @@ import uvloop
 
 from herd._cloud.controller import Controller
 from herd._cloud.interface import CacheView, CloudApi, GroupView, InstanceView, StoreView
-from herd._cloud.up import control, up
+from herd._cloud.network.isolated import remove_orphans as orphans_removed
+from herd._cloud.up import control, running, up
 from herd._process.logging import configure
 from herd_tools.output import Column, fails_cleanly, out, print_table, say
 
 T = TypeVar("T")
 
 
-def up_command(path: str) -> None:
-    """Run the app until Ctrl-C or `herd down`."""
+def up_command(path: str, network: str | None = None) -> None:
+    """Run the app until Ctrl-C or `herd down`, on `network` when given."""
     configure()
 
     async def announce(controller: Controller) -> None:
@@ -32,7 +33,7 @@ def up_command(path: str) -> None:
         say("  try: herd ps · herd scale GROUP N · herd down")
 
     with fails_cleanly():
-        uvloop.run(up(path, say=say, on_ready=announce))
+        uvloop.run(up(path, say=say, on_ready=announce, network=network))
 
 
 def ask(call: Callable[[CloudApi], Awaitable[T]]) -> T:
@@ -95,29 +96,13 @@ def ps_command(as_json: bool = False) -> None:
     if stores:
         print_table(
             "stores (nats-server)",
-            [
-                Column("store member"),
-                Column("zone", drop=1),
-                Column("status"),
-                Column("address", drop=2),
-                Column("pid", right=True, drop=4),
-                Column("uptime", right=True, drop=3),
-            ],
-            [
-                [
-                    view.id,
-                    view.zone,
-                    view.status,
-                    view.address,
-                    str(view.pid or "-"),
-                    f"{view.uptime_s:.0f}s" if view.pid else "-",
-                ]
-                for view in stores
-            ],
+            [Column("store member"), *_PROCESS_COLUMNS],
+            [[view.id, *_process_cells(view)] for view in stores],
         )
 
 
-#: What `herd ps` shows of every process the cloud runs, an instance or a cache server.
+#: What `herd ps` shows of every process the cloud runs: an instance, a cache server or a store
+#: member.
 _PROCESS_COLUMNS = [
     Column("zone", drop=1),
     Column("status"),
@@ -128,7 +113,8 @@ _PROCESS_COLUMNS = [
 
 
 class _Process(Protocol):
-    """An instance's or a cache server's view, as far as `herd ps` shows both alike."""
+    """An instance's, a cache server's or a store member's view, as far as `herd ps` shows
+    them alike."""
 
     @property
     def zone(self) -> str: ...
@@ -169,6 +155,12 @@ def kill_command(instance: str) -> None:
 
 
 def down_command() -> None:
-    """Stop the running local cloud."""
+    """Stop the running local cloud; with none running, remove the networks that a killed
+    control plane left behind (`--network isolated`)."""
+    if running() is None:
+        removed = orphans_removed()
+        if removed:
+            say(f"no local cloud is running; removed what a killed one left: {', '.join(removed)}")
+            return
     ask(lambda api: api.down())
     say("stopping the local cloud")

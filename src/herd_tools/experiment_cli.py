@@ -13,6 +13,8 @@ from herd_tools.experiments import (
     durability,
     gray_failure,
     judge,
+    network,
+    overload,
     retry_storm,
 )
 
@@ -32,3 +34,5 @@ experiment_app.command("gray-failure")(gray_failure.command)
 experiment_app.command("durability")(durability.command)
 experiment_app.command("autoscale")(autoscale.command)
 experiment_app.command("judge")(judge.command)
+experiment_app.command("network")(network.command)
+experiment_app.command("overload")(overload.command)

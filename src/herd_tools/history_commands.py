@@ -12,6 +12,7 @@ from herd._cloud.history.store import (
     Diff,
     Event,
     GroupState,
+    HistoryQuery,
     InstanceState,
     InvalidTime,
     parse_time,
@@ -48,10 +49,15 @@ def history_command(
     kind: str | None,
     limit: int,
     as_json: bool,
+    served_by: str | None = None,
+    address: str | None = None,
 ) -> None:
-    """Print events, a state or a diff: as a table, or as JSON."""
+    """Print events, a state, a diff, or the request flow: as a table, or as JSON."""
     first = _time(since, "--since")
     last = _time(until, "--until")
+    if served_by is not None or address is not None:
+        _flow(served_by, address, first, last, as_json)
+        return
     when = _time(at, "--at")
     span: tuple[float, float] | None = None
     if diff:
@@ -66,11 +72,8 @@ def history_command(
     elif span is not None:
         answer = ask(lambda api: api.history_diff(*span))
     else:
-        answer = ask(
-            lambda api: api.history_events(
-                since=first, until=last, group=group, kind=kind, limit=limit
-            )
-        )
+        query = HistoryQuery(since=first, until=last, group=group, kind=kind, limit=limit)
+        answer = ask(lambda api: api.history_events(query))
     if as_json:
         print(msgspec.json.encode(answer).decode())
     elif isinstance(answer, CloudState):
@@ -141,3 +144,43 @@ def _print_diff(diff: Diff) -> None:
         ],
     )
     _print_events(diff.events, "events between")
+
+
+def _flow(
+    service: str | None,
+    address: str | None,
+    since: float | None,
+    until: float | None,
+    as_json: bool,
+) -> None:
+    """Who served a service's requests, or who ever had an address."""
+    if service is not None:
+        served = ask(lambda api: api.history_served(service, since, until))
+        if as_json:
+            print(msgspec.json.encode(served).decode())
+            return
+        print_table(
+            f"instances that served {service}",
+            [
+                Column("instance"),
+                Column("version"),
+                Column("zone", drop=2),
+                Column("requests", right=True, drop=1),
+                Column("first", drop=3),
+                Column("last", drop=3),
+            ],
+            [
+                [v.instance, v.version, v.zone, str(v.requests), _when(v.first), _when(v.last)]
+                for v in served
+            ],
+        )
+    if address is not None:
+        had = ask(lambda api: api.history_address(address))
+        if as_json:
+            print(msgspec.json.encode(had).decode())
+            return
+        print_table(
+            f"instances that had {address}",
+            [Column("instance"), Column("group", drop=1), Column("up at")],
+            [[v.instance, v.group, _when(v.at)] for v in had],
+        )

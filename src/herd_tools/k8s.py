@@ -230,6 +230,37 @@ def etcd_manifests(app: App) -> list[Manifest]:
         "--initial-cluster-state=new",
         f"--initial-cluster-token={name}",
     ]
+    ports = [("client", ETCD_CLIENT_PORT), ("peer", ETCD_PEER_PORT)]
+    container = {
+        "name": "etcd",
+        "image": ETCD_IMAGE,
+        "command": command,
+        "env": [{"name": "POD_NAME", **_field("metadata.name")}],
+        "ports": [{"name": port, "containerPort": number} for port, number in ports],
+        # Ready while part of a quorum. No liveness probe: a member that lost its quorum is
+        # waiting for the others, and killing it helps no one.
+        "readinessProbe": _health("client", period_s=5, failures=2),
+        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/etcd"}],
+    }
+    return _quorum_cluster(
+        name, selector, ports, ETCD_MEMBERS, _spread(selector), container, storage="1Gi"
+    )
+
+
+def _quorum_cluster(
+    name: str,
+    selector: dict[str, str],
+    ports: list[tuple[str, int]],
+    members: int,
+    spread: list[dict[str, Any]],
+    container: dict[str, Any],
+    *,
+    storage: str,
+    volumes: list[dict[str, Any]] | None = None,
+) -> list[Manifest]:
+    """A quorum-based cluster: `members` pods of `container` (a StatefulSet, each on its own
+    disk of `storage`), their headless Service and a PodDisruptionBudget that keeps a quorum
+    through voluntary disruptions."""
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -239,49 +270,26 @@ def etcd_manifests(app: App) -> list[Manifest]:
             # Members must find each other before any of them is ready.
             "publishNotReadyAddresses": True,
             "selector": selector,
-            "ports": [
-                {"name": "client", "port": ETCD_CLIENT_PORT},
-                {"name": "peer", "port": ETCD_PEER_PORT},
-            ],
+            "ports": [{"name": port, "port": number} for port, number in ports],
         },
     }
+    pod: dict[str, Any] = {"topologySpreadConstraints": spread, "containers": [container]}
+    if volumes:
+        pod["volumes"] = volumes
     statefulset = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": _meta(name, selector),
         "spec": {
             "serviceName": name,
-            "replicas": ETCD_MEMBERS,
+            "replicas": members,
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector},
-            "template": {
-                "metadata": {"labels": selector},
-                "spec": {
-                    "topologySpreadConstraints": _spread(selector),
-                    "containers": [
-                        {
-                            "name": "etcd",
-                            "image": ETCD_IMAGE,
-                            "command": command,
-                            "env": [{"name": "POD_NAME", **_field("metadata.name")}],
-                            "ports": [
-                                {"name": "client", "containerPort": ETCD_CLIENT_PORT},
-                                {"name": "peer", "containerPort": ETCD_PEER_PORT},
-                            ],
-                            # Ready while part of a quorum. No liveness probe: a member that
-                            # lost its quorum is waiting for the others, and killing it helps
-                            # no one.
-                            "readinessProbe": _health("client", period_s=5, failures=2),
-                            "volumeMounts": [{"name": "data", "mountPath": "/var/lib/etcd"}],
-                        }
-                    ],
-                },
-            },
-            "volumeClaimTemplates": [_data_claim("1Gi")],
+            "template": {"metadata": {"labels": selector}, "spec": pod},
+            "volumeClaimTemplates": [_data_claim(storage)],
         },
     }
-    budget = _quorum_budget(name, selector, ETCD_MEMBERS)
-    return [service, statefulset, budget]
+    return [service, statefulset, _quorum_budget(name, selector, members)]
 
 
 def _data_claim(storage: str) -> dict[str, Any]:
@@ -360,72 +368,40 @@ def nats_manifests(app: App) -> list[Manifest]:
         ("cluster", NATS_CLUSTER_PORT),
         ("monitor", NATS_MONITOR_PORT),
     ]
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(name, selector),
-        "spec": {
-            "clusterIP": "None",
-            # Members must find each other before any of them is ready.
-            "publishNotReadyAddresses": True,
-            "selector": selector,
-            "ports": [{"name": port, "port": number} for port, number in ports],
-        },
-    }
     # One member per zone, or none is scheduled: a stream's three copies are in three zones
     # only if its members are. Then per node, as for every other pod.
     spread = _spread(selector)
     spread[0]["whenUnsatisfiable"] = "DoNotSchedule"
-    statefulset = {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": _meta(name, selector),
-        "spec": {
-            "serviceName": name,
-            "replicas": NATS_MEMBERS,
-            "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": selector},
-            "template": {
-                "metadata": {"labels": selector},
-                "spec": {
-                    "topologySpreadConstraints": spread,
-                    "containers": [
-                        {
-                            "name": "nats",
-                            "image": NATS_IMAGE,
-                            "command": ["nats-server", "--config", "/etc/nats/nats.conf"],
-                            "env": [
-                                {"name": "POD_NAME", **_field("metadata.name")},
-                                # Each member its own failure domain: the zone spread above
-                                # puts each in its own zone.
-                                {"name": "SERVER_TAG", "value": "az:$(POD_NAME)"},
-                            ],
-                            "ports": [
-                                {"name": port, "containerPort": number} for port, number in ports
-                            ],
-                            # Ready once JetStream is current with the cluster. No liveness
-                            # probe: a member without a quorum waits for the others.
-                            "readinessProbe": {
-                                "httpGet": {"path": "/healthz", "port": "monitor"},
-                                "periodSeconds": 5,
-                                "failureThreshold": 2,
-                                "timeoutSeconds": 1,
-                            },
-                            "volumeMounts": [
-                                {"name": "data", "mountPath": "/data"},
-                                {"name": "config", "mountPath": "/etc/nats"},
-                            ],
-                            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
-                        }
-                    ],
-                    "volumes": [{"name": "config", "configMap": {"name": name}}],
-                },
-            },
-            "volumeClaimTemplates": [_data_claim("10Gi")],
+    container = {
+        "name": "nats",
+        "image": NATS_IMAGE,
+        "command": ["nats-server", "--config", "/etc/nats/nats.conf"],
+        "env": [
+            {"name": "POD_NAME", **_field("metadata.name")},
+            # Each member its own failure domain: the zone spread above puts each in its own
+            # zone.
+            {"name": "SERVER_TAG", "value": "az:$(POD_NAME)"},
+        ],
+        "ports": [{"name": port, "containerPort": number} for port, number in ports],
+        # Ready once JetStream is current with the cluster. No liveness probe: a member
+        # without a quorum waits for the others.
+        "readinessProbe": {
+            "httpGet": {"path": "/healthz", "port": "monitor"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+            "timeoutSeconds": 1,
         },
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/data"},
+            {"name": "config", "mountPath": "/etc/nats"},
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
     }
-    budget = _quorum_budget(name, selector, NATS_MEMBERS)
-    return [config, service, statefulset, budget]
+    volumes = [{"name": "config", "configMap": {"name": name}}]
+    cluster = _quorum_cluster(
+        name, selector, ports, NATS_MEMBERS, spread, container, storage="10Gi", volumes=volumes
+    )
+    return [config, *cluster]
 
 
 def registry_manifests(app: App, repository: str) -> list[Manifest]:

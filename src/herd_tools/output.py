@@ -117,6 +117,11 @@ class Column:
     right: bool = False
 
 
+def numbers(*headers: str, drop: int = 0) -> list[Column]:
+    """Columns of figures: right-aligned, so that digits line up, each going at `drop`."""
+    return [Column(header, drop=drop, right=True) for header in headers]
+
+
 def _width() -> int | None:
     """The width to fit, or None in a pipe (a pipe takes every column)."""
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:

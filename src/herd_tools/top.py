@@ -137,7 +137,8 @@ def render(snapshot: dict[str, Any]) -> RenderableType:
     for panel in snapshot.get("panels", []):
         table = Table(*panel["columns"], title=panel["title"], title_justify="left")
         for row in panel["rows"]:
-            table.add_row(*(str(cell) for cell in row))
+            # A link cell (the dashboard's) shows its text.
+            table.add_row(*(str(c["text"] if isinstance(c, dict) else c) for c in row))
         parts.append(table)
     return Group(*parts)
 

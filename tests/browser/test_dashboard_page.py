@@ -39,8 +39,14 @@ if (why := missing()) is not None:
 
 
 def failing_chain(directory: Path) -> Path:
-    """The chain app with every deep instance failing its echo (an internal error)."""
-    path = write_app(directory, "chain", instances={"deep": 2, "middle": 2, "edge": 1})
+    """The chain app with every deep instance failing its echo (an internal error), behind a
+    front door."""
+    path = write_app(
+        directory,
+        "chain",
+        instances={"deep": 2, "middle": 2, "edge": 1},
+        front_door={"service": "edge"},
+    )
     document = tomllib.loads(path.read_text())
     for group in document["groups"]:
         if group["service"] == "deep":
@@ -103,7 +109,7 @@ async def test_page_shows_every_group_and_instance_without_console_errors(
         what="every instance on the page with its status",
     )
     assert set(shown(page, "group")) == {i.group for i in instances}
-    assert set(shown(page, "node")) == {"deep", "middle", "edge"}
+    assert set(shown(page, "node")) == {"front door", "deep", "middle", "edge"}
     # The token came in the fragment, which is gone from the address once read.
     assert "token" not in page.current_url
     assert console_errors(page) == []
@@ -217,3 +223,39 @@ def test_herd_top_shows_the_same_figures(cloud: Cloud) -> None:
     output = cloud.cli("top", "--once")
     for expected in ("deep-v001", "middle-v001", "edge-v001", "middle → deep", "zone a"):
         assert expected in output, output
+
+
+async def test_a_kept_request_links_from_the_panel_to_its_waterfall(
+    cloud: Cloud, page: Any
+) -> None:
+    # A sampled trace context from outside asks the control plane to keep the trace.
+    asked = "00-" + "ab" * 16 + "-00f067aa0ba902b7-01"
+    request = urllib.request.Request(f"{cloud.front_door}/nowhere", headers={"traceparent": asked})
+    with pytest.raises(urllib.error.HTTPError) as answered:
+        await asyncio.to_thread(urllib.request.urlopen, request, timeout=10)
+    assert answered.value.headers["traceresponse"].startswith(asked[:36])
+    link = f"/trace?id={'ab' * 16}"
+    found = await eventually(
+        lambda: page.execute_script(
+            "return [...document.querySelectorAll('[data-panel=traces] a')]"
+            ".map((a) => a.getAttribute('href'));"
+        ),
+        lambda links: link in links,
+        timeout=REFLECT_S + 2.0,
+        what="the kept request in the traces panel",
+    )
+    assert link in found
+    state = cloud.state()
+    assert state is not None
+    page.get(f"http://{state['control']}{link}")
+    try:
+        rows = await eventually(
+            lambda: shown(page, "span", "service"),
+            lambda rows: {"herd-front-door", "edge"} <= set(rows.values()),
+            timeout=REFLECT_S,
+            what="the waterfall's spans of the front door and the edge",
+        )
+        assert len(rows) >= 3
+        assert console_errors(page) == []
+    finally:
+        page.get(f"http://{state['control']}/#token={state['token']}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import random
 import re
 import time
 import urllib.error
@@ -335,6 +336,53 @@ def test_flix_home_page_through_the_front_door(flix: Cloud, data: store.Store) -
         for row in home["rows"]:
             assert f"<h2>{html.escape(row['title'])}</h2>" in body
             assert all(html.escape(v["title"]) in body for v in row["videos"])
+
+
+def fetch_traced(url: str, traceparent: str) -> tuple[int, str]:
+    """GET `url` with a `traceparent`; the status and the `traceresponse` header."""
+    request = urllib.request.Request(url, headers={"traceparent": traceparent})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.status, answer.headers.get("traceresponse", "")
+
+
+async def test_a_flix_page_is_one_trace_across_services_that_herd_trace_prints(
+    flix: Cloud, data: store.Store
+) -> None:
+    # A visitor no other test asked for: the edge's look-aside caches do not answer for them.
+    visitor = with_history(data, 5)[4]
+    asked = f"00-{random.getrandbits(128):032x}-00f067aa0ba902b7-01"
+    url = f"{flix.front_door}/?visitor={visitor}"
+    status, traced = await asyncio.to_thread(fetch_traced, url, asked)
+    assert status == 200
+    version, trace_id, _, flags = traced.split("-")
+    assert (version, trace_id, flags) == ("00", asked[3:35], "01")
+
+    def spans() -> list[dict[str, Any]]:
+        output = flix.cli("trace", trace_id, "--json", check=False)
+        if not output.startswith("{"):
+            return []
+        return list(json.loads(output)["spans"])
+
+    found = await eventually(
+        lambda: asyncio.to_thread(spans),
+        lambda spans: len({s["service"] for s in spans}) >= 4,
+        what="the page's spans from 4 services",
+        interval=0.3,
+    )
+    by_id = {s["span_id"]: s for s in found}
+    for span in found:
+        assert {"service", "name", "parent", "start", "duration_ms"} <= set(span)
+        # One tree: every parent but the outside caller's is a span of the trace.
+        assert span["parent"] in by_id or span["parent"] == "00f067aa0ba902b7"
+    served = [s for s in found if s["kind"] == "client" and s["attributes"].get("herd.version")]
+    assert served and all(s["attributes"]["herd.zone"] in "abc" for s in served)
+    # The history knows which instance had the address the edge's attempt went to.
+    address = served[0]["attributes"]["server.address"]
+    had = json.loads(flix.cli("history", "--address", address, "--json"))
+    assert served[0]["attributes"]["herd.instance"] in [h["instance"] for h in had]
+    # A malformed trace context from outside starts a new trace; never an error.
+    status, traced = await asyncio.to_thread(fetch_traced, f"{flix.front_door}/", "00-bad")
+    assert status == 200 and traced.startswith("00-") and asked[3:35] not in traced
 
 
 async def test_flix_page_renders_without_history_when_history_is_gone(

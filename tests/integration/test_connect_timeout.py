@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 
 import pytest
 
 import herd
+from herd._wire import tls
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -74,4 +76,20 @@ async def test_a_hanging_connect_gives_up_after_the_connect_timeout(black_hole: 
     assert isinstance(error, herd.Unavailable), repr(error)
     assert "connect" in str(error)
     # The connect timeout (0.25 s) ended it, not the deadline (5 s).
+    assert 0.2 <= elapsed < 1.0
+
+
+async def test_under_tls_a_hanging_connect_costs_the_connect_timeout_not_the_handshakes(
+    black_hole: int,
+) -> None:
+    # A partitioned host never answers the SYN: the TLS handshake's allowance (1 s) is for
+    # hosts that answered, and must not be added to the wait (docs/network.md).
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    previous = tls.set_client_context(context)
+    try:
+        error, elapsed = await call_with_deadline(black_hole, 5.0)
+    finally:
+        tls.set_client_context(previous)
+    assert isinstance(error, herd.Unavailable), repr(error)
     assert 0.2 <= elapsed < 1.0

@@ -110,6 +110,6 @@ def test_on_the_engine_a_zone_outage_and_a_leader_kill_lose_no_acknowledged_writ
         assert phase["write_p99_ms"] > 0 and phase["catch_up_s"] is not None, phase
     # Zone b lost its nats-server and every instance; the leader kill, one nats-server.
     outage = phases["zone_outage"]["killed"]
-    assert outage[0] == "store-nats-b" and all("-b" in victim for victim in outage), outage
+    assert "store-nats-b" in outage and all("-b" in victim for victim in outage), outage
     assert len(outage) >= 4, outage
     assert [v.startswith("store-nats-") for v in phases["leader_kill"]["killed"]] == [True]

@@ -107,7 +107,7 @@ async def test_kills_scaling_and_restarts_are_recorded_and_queried_exactly(
         # The dashboard shows the latest events, and what chaos does, as panels (and deploys:
         # none here).
         panels = {p["id"]: p for p in snapshot(cloud)["panels"]}
-        assert set(panels) == {"chaos", "history", "deploys"}
+        assert set(panels) == {"chaos", "history", "deploys", "traces"}
         assert panels["deploys"]["rows"] == []
         # The leashed monkey strikes every 0.3 s on average: its events lead the panel.
         assert any(row[1] == "chaos.kill" for row in panels["history"]["rows"])

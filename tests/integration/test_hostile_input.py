@@ -721,7 +721,7 @@ def test_http_level_garbage_is_refused_by_the_server_and_kills_nothing(cloud: Cl
 
 
 @settings(
-    max_examples=2000,
+    max_examples=600,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -153,7 +153,8 @@ async def test_metrics_show_requests_in_flight(running: Running) -> None:
 
 async def test_requests_above_the_in_flight_limit_are_refused_as_overloaded() -> None:
     impl = OpsService(holders=2)
-    async with herd.serve(impl, max_inflight=2) as server, aiohttp.ClientSession() as session:
+    fixed = herd.serve(impl, max_inflight=2, limit="fixed")
+    async with fixed as server, aiohttp.ClientSession() as session:
         ops = herd.driver(Ops, address=server.address, policy=ONE_ATTEMPT)
         try:
 

@@ -52,6 +52,30 @@ async def test_routing_context_reaches_the_second_hop() -> None:
     assert plain == [{}, {}]
 
 
+class PrefetchingService(OuterService):
+    """Relays its own calls as a prefetch: lower than its caller's criticality."""
+
+    async def relay(self) -> list[dict[str, str]]:
+        with herd.criticality("best_effort"):
+            return await super().relay()
+
+
+async def test_criticality_is_lowered_by_a_handler_for_the_hops_below_it() -> None:
+    async with (
+        herd.serve(InnerService()) as inner_server,
+        herd.driver(Inner, address=inner_server.address) as inner,
+        herd.serve(OuterService(inner)) as plain_server,
+        herd.serve(PrefetchingService(inner)) as lowering_server,
+        herd.driver(Outer, address=plain_server.address) as plain,
+        herd.driver(Outer, address=lowering_server.address) as lowering,
+    ):
+        with herd.criticality("critical"):
+            relayed = await plain.relay()
+            lowered = await lowering.relay()
+    assert [hop["criticality"] for hop in relayed] == ["90", "90"]
+    assert [hop["criticality"] for hop in lowered] == ["10", "10"]
+
+
 async def test_a_malformed_routing_header_is_a_bad_request() -> None:
     async with herd.serve(InnerService()) as server, aiohttp.ClientSession() as session:
         url = f"http://{server.address}{rpc_path('inner', 'seen')}"

@@ -122,6 +122,10 @@ async def test_an_append_sent_again_is_stored_once(store: herd.Store) -> None:
     with pytest.raises(herd.Conflict):
         await log.append(7, Play(video=2), id="key-1")
     assert [entry.value for entry in await log.last(7)] == [Play(video=1)]
+    # What the refused append found under its id, and nothing under an id never used.
+    assert await log.entry(7, "key-1") == herd.Entry("7", "key-1", Play(video=1), first.seq)
+    assert await log.entry(7, "key-2") is None
+    assert await log.entry(8, "key-1") is None
 
 
 async def test_an_append_sent_again_after_the_streams_memory_is_stored_once(

@@ -54,6 +54,15 @@ def _history(cloud: Cloud, **params: str) -> Any:
         return json.load(answer)
 
 
+def _servers(cloud: Cloud) -> dict[str, list[str]]:
+    """The dashboard's servers panel: server id -> its row."""
+    state = cloud.state()
+    assert state is not None
+    with urllib.request.urlopen(f"http://{state['control']}/api/snapshot", timeout=10) as answer:
+        panels = {panel["id"]: panel for panel in json.load(answer)["panels"]}
+    return {row[0]: row for row in panels["servers"]["rows"]}
+
+
 def _store_url(pid: int) -> str:
     """The `HERD_STORE_URL` a running process was given."""
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -68,6 +77,11 @@ async def test_herd_up_runs_a_member_per_zone_and_hands_children_the_url(cloud: 
     ]
     assert "stores (nats-server)" in cloud.cli("ps")
     servers = tuple(m["address"] for m in members)
+    # The dashboard shows them beside the instances, as `herd ps` does.
+    shown = _servers(cloud)
+    assert [shown[m["id"]][1:5] for m in members] == [
+        ["store (nats-server)", m["zone"], "UP", m["address"]] for m in members
+    ]
 
     async with cloud.api() as api:
         instances = {view.group: view for view in await api.ps()}
@@ -127,6 +141,42 @@ async def test_a_killed_member_comes_back_on_its_ports_and_data_and_is_recorded(
         after["b"]["pid"],
     ], started
     assert all(e["detail"]["address"] == before["b"]["address"] for e in zone_b), zone_b
+
+
+async def test_a_zone_outage_takes_the_zones_member_down_until_it_ends(cloud: Cloud) -> None:
+    def members() -> dict[str, Any]:
+        return {m["zone"]: m for m in json.loads(cloud.cli("ps", "--json"))["stores"]}
+
+    before = await eventually(
+        members, lambda m: m["b"]["status"] == "UP", timeout=60, what="zone b's member UP"
+    )
+    out = json.loads(cloud.cli("chaos", "zone-outage", "b", "--for", "6s", "--json"))
+    assert "store-nats-b" in out["outages"][0]["stopped"], out
+    # Held out: no member of zone b runs until the outage ends (the others stay UP).
+    during = await eventually(
+        members, lambda m: m["b"]["pid"] == 0, timeout=4, what="zone b's member down"
+    )
+    assert during["b"]["status"] != "UP", during
+    await eventually(
+        lambda: _servers(cloud)["store-nats-b"][3] != "UP", timeout=4, what="the page shows it"
+    )
+    assert during["a"]["status"] == during["c"]["status"] == "UP", during
+    after = await eventually(
+        members,
+        lambda m: m["b"]["status"] == "UP" and m["b"]["pid"] != before["b"]["pid"],
+        timeout=60,
+        what="zone b's member back after the outage",
+    )
+    assert after["b"]["address"] == before["b"]["address"]
+
+    stopped = _history(cloud, kind="store.terminated")[-1]
+    assert (stopped["cause"], stopped["detail"]["zone"]) == ("zone-outage", "b"), stopped
+    assert stopped["detail"]["pid"] == before["b"]["pid"], stopped
+    restored = _history(cloud, kind="chaos.zone-restored")[-1]
+    (back,) = [
+        e for e in _history(cloud, kind="store.started") if e["detail"]["pid"] == after["b"]["pid"]
+    ]
+    assert restored["seq"] < back["seq"], "the member came back only once the zone was open"
 
 
 def _instance_pid(cloud: Cloud) -> int:

@@ -14,8 +14,9 @@ from aiohttp import web
 from rich.console import Console
 
 from herd._cloud.dashboard import gatherer as gathering
-from herd._cloud.dashboard.gatherer import Gatherer, _bucket_percentile, _served, _Window
+from herd._cloud.dashboard.gatherer import Gatherer, _served, _Window
 from herd._cloud.interface import GroupView, InstanceView
+from herd._server.admission import Admission, Mode
 from herd._server.metrics import ServerMetrics
 from herd_tools.top import render, sparkline
 
@@ -43,10 +44,13 @@ def test_served_counts_failures_of_the_instance_not_of_the_caller() -> None:
     assert totals["le=+Inf"] == 100
 
 
-def test_bucket_percentile_is_the_bound_of_the_bucket_holding_it() -> None:
-    assert _bucket_percentile({0.01: 50, 0.1: 99, float("inf"): 100}, 0.5) == 10.0
-    assert _bucket_percentile({0.01: 50, 0.1: 99, float("inf"): 100}, 0.99) == 100.0
-    assert _bucket_percentile({}, 0.99) == 0.0
+def test_served_reads_the_limit_and_what_was_shed() -> None:
+    admission = Admission(Mode.FIXED, ceiling=7, service="edge")
+    admission.shed = {10: 3, 90: 1}
+    text = ServerMetrics("edge", collectors=[admission]).exposition().decode()
+    totals = _served(text)
+    assert totals["limit"] == 7
+    assert totals["shed"] == 4
 
 
 def test_window_turns_counters_into_differences_and_survives_restarts() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from herd._cloud.history.store import (
     History,
+    HistoryQuery,
     InstanceState,
     InvalidTime,
     parse_duration,
@@ -67,27 +68,30 @@ def test_events_are_returned_in_order_with_what_was_recorded(history: History) -
 
 
 def test_since_until_group_and_kind_filter_exactly(history: History) -> None:
-    assert [e.kind for e in history.events(since=1010, until=1030)] == [
+    assert [e.kind for e in history.events(HistoryQuery(since=1010, until=1030))] == [
         "instance.up",
         "instance.up",
         "chaos.kill",
         "instance.terminated",
         "instance.launched",
     ]
-    assert [e.instance for e in history.events(kind="instance.launched")] == [
+    assert [e.instance for e in history.events(HistoryQuery(kind="instance.launched"))] == [
         "deep-v001-a1",
         "deep-v001-b2",
         "deep-v001-a3",
     ]
     # A kind's prefix matches all of its kinds; a look-alike prefix does not.
-    assert len(history.events(kind="instance")) == 6
-    assert history.events(kind="inst") == []
-    assert history.events(group="nope") == []
-    assert [e.kind for e in history.events(group="deep-v001", since=1030)] == [
+    assert len(history.events(HistoryQuery(kind="instance"))) == 6
+    assert history.events(HistoryQuery(kind="inst")) == []
+    assert history.events(HistoryQuery(group="nope")) == []
+    assert [e.kind for e in history.events(HistoryQuery(group="deep-v001", since=1030))] == [
         "group.scaled",
         "group.disabled",
     ]
-    assert [e.kind for e in history.events(limit=2)] == ["group.scaled", "group.disabled"]
+    assert [e.kind for e in history.events(HistoryQuery(limit=2))] == [
+        "group.scaled",
+        "group.disabled",
+    ]
 
 
 def test_at_replays_the_state_of_the_cloud_as_of_a_time(history: History) -> None:

@@ -14,6 +14,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 LAYERS: dict[str, int] = {
     "herd._model": 1,
     "herd._wire": 2,
+    "herd._trace": 2,
     "herd._cache": 3,
     "herd._client": 3,
     "herd._server": 3,

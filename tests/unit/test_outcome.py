@@ -55,13 +55,14 @@ def test_blame_of_errors_and_statuses() -> None:
     assert blame(herd.Forbidden("svc", "m", "no", "forbidden")) is Blame.CALLER
     assert blame(herd.RemoteError("svc", "m", "x", "too_large")) is Blame.CALLER
     assert blame(Missing("gone", key=1)) is Blame.ANSWER
-    assert blame(herd.Overloaded("busy")) is Blame.INSTANCE
+    # Refused for want of capacity: nobody's failure (the limits answer load, not ejection).
+    assert blame(herd.Overloaded("busy")) is Blame.LOAD
     assert blame(herd.RemoteError("svc", "m", "x", "dependency")) is Blame.SERVICE
     assert blame_of_status(200) is None
     assert blame_of_status(404) is Blame.CALLER
     assert blame_of_status(502) is Blame.SERVICE
     assert blame_of_status(500) is Blame.INSTANCE
-    assert blame_of_status(503) is Blame.INSTANCE
+    assert blame_of_status(503) is Blame.LOAD
 
 
 async def test_fallback_counts_in_the_metrics_of_the_dependency_that_failed() -> None:

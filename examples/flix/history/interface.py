@@ -40,4 +40,4 @@ class History(herd.Interface, name="history"):
     async def play(self, visitor: VisitorId, video: VideoId, key: str) -> Play:
         """Record that `visitor` played `video`, durably, once per idempotency `key` (16-64 of
         A-Z a-z 0-9 _ -): a retry with the same key changes nothing. Raises
-        `KeyReused` for a key used by a different viewing, `BadKey`."""
+        `KeyReused` for a key this visitor used for a different viewing, `BadKey`."""

@@ -27,6 +27,7 @@ from herd._model.errors import ConfigurationError, DeadlineExceeded, HerdError, 
 from herd._model.instance import Instance
 from herd._model.outcome import Blame, blame
 from herd._model.stats import percentile
+from herd._trace import spans as _spans
 
 T = TypeVar("T")
 
@@ -50,14 +51,17 @@ class FailedAnswer(Exception):
 
 class Attempt:
     """One attempt at one instance. `failed` may be set by the sender when the verdict on the
-    instance is not what the outcome alone says (an attempt that hung until its deadline)."""
+    instance is not what the outcome alone says (an attempt that hung until its deadline).
+    `hedge` marks the second attempt of a race; `shed`, an instance that refused it for load."""
 
-    __slots__ = ("failed", "instance", "number")
+    __slots__ = ("failed", "hedge", "instance", "number", "shed")
 
     def __init__(self, instance: Instance, number: int) -> None:
         self.instance = instance
         self.number = number
         self.failed: bool | None = None
+        self.hedge = False
+        self.shed = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,9 +279,15 @@ class AttemptLoop:
             self._count("retries_denied")
             return None
         self._count("hedges")
-        return tries.add(second)
+        attempt = tries.add(second)
+        attempt.hedge = True
+        return attempt
 
     async def _one(self, send: Callable[[Attempt], Awaitable[T]], attempt: Attempt) -> T:
+        with _spans.attempt(attempt):
+            return await self._judged(send, attempt)
+
+    async def _judged(self, send: Callable[[Attempt], Awaitable[T]], attempt: Attempt) -> T:
         instance = attempt.instance
         self.balancer.started(instance.id)
         started = _clock.monotonic()
@@ -285,8 +295,7 @@ class AttemptLoop:
         try:
             answer = await send(attempt)
         except Retry as retry:
-            if attempt.failed is None:
-                attempt.failed = blame(retry.error) is Blame.INSTANCE
+            self._blame(attempt, retry.error)
             raise
         except FailedAnswer as failed:
             attempt.failed = True
@@ -297,8 +306,7 @@ class AttemptLoop:
             timed = attempt.failed is not None
             raise
         except Exception as exc:
-            if attempt.failed is None:
-                attempt.failed = blame(exc) is Blame.INSTANCE
+            self._blame(attempt, exc)
             raise
         finally:
             took = _clock.monotonic() - started
@@ -307,10 +315,17 @@ class AttemptLoop:
             self._recent.add(took)
         return answer
 
+    @staticmethod
+    def _blame(attempt: Attempt, error: BaseException) -> None:
+        whose = blame(error)
+        attempt.shed = whose is Blame.LOAD
+        if attempt.failed is None:
+            attempt.failed = whose is Blame.INSTANCE
+
     def _judge(self, attempt: Attempt, took: float | None) -> None:
         instance = attempt.instance
         if not attempt.failed:
-            self.balancer.finished(instance.id, True, 0, took)
+            self.balancer.finished(instance.id, True, 0, took, shed=attempt.shed)
             return
         self.balancer.finished(instance.id, False, self._sizes.get(instance.group, 1), took)
 

@@ -180,18 +180,27 @@ class Balancer:
         self._inflight += 1
 
     def finished(
-        self, instance_id: str, ok: bool, group_size: int, latency: float | None = None
+        self,
+        instance_id: str,
+        ok: bool,
+        group_size: int,
+        latency: float | None = None,
+        *,
+        shed: bool = False,
     ) -> None:
         """End an attempt begun with `started()`, and update the instance's health.
 
         `ok` is whether the instance answered properly; a failure that is the instance's fault
-        (refused connection, timeout, server error, overload) counts towards ejection and as a
-        slow answer in its cost. `latency` is how long the attempt took (None: it was cancelled
-        with no verdict, which says nothing of the instance's speed). `group_size` is how many
-        instances the instance's server group has now: at most `max_ejected_pct` percent of them
-        may be ejected at once. The group itself is the one of the Instance that `pick()` last
-        returned for this id. An id the balancer has never seen, or has `forget()`-ten since (a
-        late answer from a removed instance), is ignored.
+        (refused connection, timeout, server error) counts towards ejection and as a slow answer
+        in its cost. `shed` marks an overload refusal: not the instance's failure, so it never
+        ejects, but it costs like a slow answer (a fast refusal must not look healthy: linkerd2-
+        proxy#4537), so picks go elsewhere while the instance sheds. `latency` is how long the
+        attempt took (None: it was cancelled with no verdict, which says nothing of the
+        instance's speed). `group_size` is how many instances the instance's server group has
+        now: at most `max_ejected_pct` percent of them may be ejected at once. The group itself
+        is the one of the Instance that `pick()` last returned for this id. An id the balancer
+        has never seen, or has `forget()`-ten since (a late answer from a removed instance), is
+        ignored.
         """
         state = self._health.get(instance_id)
         if state is None:
@@ -199,7 +208,7 @@ class Balancer:
         if state.outstanding > 0:
             state.outstanding -= 1
             self._inflight -= 1
-        if ok:
+        if ok and not shed:
             state.failures = 0
             if latency is not None:
                 state.answered = True
@@ -210,7 +219,8 @@ class Balancer:
         known = max(state.ewma, self._typical, _FLOOR_S)
         penalty = min(FAILURE_PENALTY * known, FAILURE_PENALTY_CAP_S)
         state.observe(max(penalty, latency or 0.0), now)
-        self._ejections.failed(state, group_size, now)
+        if not shed:
+            self._ejections.failed(state, group_size, now)
 
     def outstanding(self, instance_id: str) -> int:
         """How many attempts to `instance_id` are in flight."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from herd._model.clock import MONOTONIC, Clock
 from herd._model.errors import ConfigurationError
+from herd._model.limit import LimitPolicy, Windowed
 
 __all__ = [
     "BreakerPolicy",
@@ -231,24 +232,40 @@ class CircuitBreaker:
 
 
 class Bulkhead:
-    """A concurrency limit for one dependency: at most `max_concurrent` calls in flight.
+    """A concurrency limit for one dependency: at most `max_concurrent` calls in flight, or,
+    with a `limit` policy, an adaptive limit under it (Gradient2, learnt from the calls'
+    latency, so that a caller stops sending before the dependency has to refuse).
 
     A full bulkhead rejects at once rather than queueing, so a slow dependency cannot tie up the
     caller's capacity; the driver goes to the fallback instead.
     """
 
-    __slots__ = ("_in_use", "_max_concurrent")
+    __slots__ = ("_adaptive", "_in_use", "_limit", "_max_concurrent")
 
-    def __init__(self, max_concurrent: int) -> None:
+    def __init__(
+        self, max_concurrent: int, limit: LimitPolicy | None = None, clock: Clock = MONOTONIC
+    ) -> None:
         if max_concurrent < 1:
             raise ConfigurationError(f"max_concurrent must be >= 1, got {max_concurrent}")
         self._max_concurrent = max_concurrent
+        self._adaptive = Windowed(limit.under(max_concurrent), clock) if limit else None
+        self._limit = self._current()
         self._in_use = 0
+
+    def _current(self) -> int:
+        if self._adaptive is None:
+            return self._max_concurrent
+        return min(self._adaptive.limit, self._max_concurrent)
 
     @property
     def max_concurrent(self) -> int:
-        """The limit."""
+        """The fixed limit (the adaptive one's ceiling)."""
         return self._max_concurrent
+
+    @property
+    def limit(self) -> int:
+        """How many calls may be in flight now."""
+        return self._limit
 
     @property
     def in_use(self) -> int:
@@ -257,14 +274,18 @@ class Bulkhead:
 
     def try_acquire(self) -> bool:
         """Take a permit if one is free; the caller must `release()` it when the call ends."""
-        if self._in_use >= self._max_concurrent:
+        if self._in_use >= self._limit:
             return False
         self._in_use += 1
         return True
 
-    def release(self) -> None:
-        """Give back a permit taken by a successful `try_acquire()`."""
+    def release(self, seconds: float | None = None) -> None:
+        """Give back a permit taken by a successful `try_acquire()`, after a call of `seconds`
+        (a sample of the adaptive limit's; None: none)."""
         if self._in_use == 0:
             # Releasing more than was acquired would silently raise the limit; fail loudly.
             raise RuntimeError("Bulkhead.release() without a matching try_acquire()")
         self._in_use -= 1
+        if self._adaptive is not None and seconds is not None:
+            self._adaptive.sample(seconds, self._in_use + 1)
+            self._limit = self._current()

@@ -41,6 +41,7 @@ from herd._model.errors import (
 from herd._model.instance import Instance
 from herd._model.interface import Interface, MethodSpec, error_from_wire, interface_of, methods
 from herd._model.outcome import Blame, ErrorKind, Retryable, blame, blame_of_kind
+from herd._trace import spans as _spans
 from herd._wire.http_client import HttpTransport
 from herd._wire.mux_client import MuxTransport
 from herd._wire.protocol import (
@@ -118,7 +119,7 @@ class Caller:
         self.policy = policy
         self.zone = zone
         self.breaker = CircuitBreaker(policy.breaker) if policy.breaker is not None else None
-        self.bulkhead = Bulkhead(policy.max_concurrent)
+        self.bulkhead = Bulkhead(policy.max_concurrent, policy.limit)
         self.budget = RetryBudget(policy.budget)
         self.balancer = Balancer(zone, policy.ejection, rng=rng)
         self._owner = metrics
@@ -153,6 +154,7 @@ class Caller:
             "bulkhead": {
                 "in_use": self.bulkhead.in_use,
                 "max_concurrent": self.bulkhead.max_concurrent,
+                "limit": self.bulkhead.limit,
             },
             "instances": len(self.resolver.instances(self.service)),
         }
@@ -169,7 +171,11 @@ class Caller:
             await self.resolver.close()
 
     async def call(self, spec: MethodSpec, args: msgspec.Struct) -> Any:
-        """Run the call path for one method call."""
+        """Run the call path for one method call, in a span when the trace is recorded."""
+        with _spans.call(spec.service, spec.name):
+            return await self._call(spec, args)
+
+    async def _call(self, spec: MethodSpec, args: msgspec.Struct) -> Any:
         if self._closed:
             raise RuntimeError(f"the driver of {self.service} is closed")
         if not self._resolving:
@@ -188,7 +194,7 @@ class Caller:
         if not self.bulkhead.try_acquire():
             self.metrics.count("rejected")
             raise self._tag(
-                Rejected(f"{spec.service}: {self.bulkhead.max_concurrent} calls in flight"), spec
+                Rejected(f"{spec.service}: {self.bulkhead.limit} calls in flight"), spec
             )
         body = encode(args)
         # A partial rather than a closure: each attempt awaits `_attempt` itself, one coroutine
@@ -211,7 +217,7 @@ class Caller:
                 # The caller's own fault and declared answers say nothing of the dependency.
                 if judged in (Blame.INSTANCE, Blame.SERVICE):
                     breaker.record_failure()
-                else:
+                elif judged is not Blame.LOAD:
                     breaker.record_success()
             raise self._tag(exc, spec) from None
         except asyncio.CancelledError:
@@ -230,8 +236,9 @@ class Caller:
             self.metrics.success += 1
             return result
         finally:
-            self.bulkhead.release()
-            self.metrics.latency(_clock.monotonic() - now)
+            took = _clock.monotonic() - now
+            self.bulkhead.release(took)
+            self.metrics.latency(took)
 
     def _tag(self, error: HerdError, spec: MethodSpec) -> HerdError:
         error.service = spec.service
@@ -257,6 +264,7 @@ class Caller:
         route = _routing.current().header
         if route:
             headers[H_ROUTE] = route
+        _spans.sending(headers, budget)
         transport = self._transports.get(instance)
         expiry = _deadline.Expiry(started + budget)
         try:

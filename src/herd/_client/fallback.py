@@ -9,6 +9,7 @@ from typing import TypeVar, cast
 from herd._client.metrics import metrics_of
 from herd._model.errors import HerdError
 from herd._model.outcome import is_caller_fault
+from herd._trace import spans as _spans
 
 T = TypeVar("T")
 
@@ -31,18 +32,19 @@ async def fallback(
         if is_caller_fault(exc):
             raise
         counts = metrics_of(exc)
-        if not callable(otherwise):
-            if counts is not None:
-                counts.count("fallback_success")
-            return otherwise
-        try:
-            value = otherwise(exc)
-            if inspect.isawaitable(value):
-                value = await value
-        except Exception:
-            if counts is not None:
-                counts.count("fallback_failure")
-            raise
+        with _spans.fallback(exc):
+            if not callable(otherwise):
+                if counts is not None:
+                    counts.count("fallback_success")
+                return otherwise
+            try:
+                value = otherwise(exc)
+                if inspect.isawaitable(value):
+                    value = await value
+            except Exception:
+                if counts is not None:
+                    counts.count("fallback_failure")
+                raise
         if counts is not None:
             counts.count("fallback_success")
         return cast(T, value)

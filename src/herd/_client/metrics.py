@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from herd._model.stats import cumulative_buckets, percentile
+from herd._model.stats import Sketch, cumulative_buckets, percentile
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 OUTCOMES = (
@@ -36,7 +36,7 @@ _RECENT = 1024
 class DependencyMetrics:
     """What one client saw of one dependency (a service it calls)."""
 
-    __slots__ = (*OUTCOMES, "_bucket_counts", "_latency_sum", "_recent", "_next")
+    __slots__ = (*OUTCOMES, "_bucket_counts", "_latency_sum", "_next", "_recent", "_sketch")
 
     def __init__(self) -> None:
         for name in OUTCOMES:
@@ -47,6 +47,7 @@ class DependencyMetrics:
         self._latency_sum = 0.0
         self._recent = [0.0] * _RECENT
         self._next = 0
+        self._sketch = Sketch()
 
     def count(self, outcome: str) -> None:
         """Add one to an outcome counter."""
@@ -58,6 +59,7 @@ class DependencyMetrics:
         self._latency_sum += seconds
         self._recent[self._next % _RECENT] = seconds
         self._next += 1
+        self._sketch.add(seconds)
 
     def percentiles(self) -> dict[str, float]:
         """p50, p90, p99 and max in milliseconds over the last 1,024 calls."""
@@ -69,9 +71,11 @@ class DependencyMetrics:
         return {"p50_ms": at(0.5), "p90_ms": at(0.9), "p99_ms": at(0.99), "max_ms": at(1.0)}
 
     def snapshot(self) -> dict[str, object]:
-        """Counters and latency percentiles as plain data."""
+        """Counters, latency percentiles, and the cumulative latency `sketch` (bucket index ->
+        count, which the dashboard merges over instances and windows) as plain data."""
         data: dict[str, object] = {name: getattr(self, name) for name in OUTCOMES}
         data.update(self.percentiles())
+        data["sketch"] = {str(index): count for index, count in self._sketch.counts.items()}
         return data
 
     def histogram(self) -> tuple[list[tuple[str, float]], float]:

@@ -9,6 +9,7 @@ from herd._client.balance import EjectionPolicy
 from herd._client.breaker import BreakerPolicy
 from herd._client.budget import BudgetPolicy
 from herd._model.errors import ConfigurationError
+from herd._model.limit import LimitPolicy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,9 @@ class CallPolicy:
             would cancel it, so a hung dependency is blamed here, one hop below the caller.
         backoff_base, backoff_cap: full-jitter back-off before a retry, in seconds.
         max_concurrent: the bulkhead: calls in flight to this dependency from this client.
+        limit: an adaptive limit on those calls under `max_concurrent` (Gradient2 on their
+            latency, docs/overload.md), so this client stops sending before the dependency
+            has to refuse; None: the fixed bulkhead alone.
         breaker: the circuit breaker; None turns it off (for a caller that must keep trying,
             such as a registry client).
         budget, ejection: retry budget and outlier ejection.
@@ -41,6 +45,7 @@ class CallPolicy:
     backoff_base: float = 0.002
     backoff_cap: float = 0.025
     max_concurrent: int = 256
+    limit: LimitPolicy | None = None
     breaker: BreakerPolicy | None = dataclasses.field(default_factory=BreakerPolicy)
     budget: BudgetPolicy = dataclasses.field(default_factory=BudgetPolicy)
     ejection: EjectionPolicy = dataclasses.field(default_factory=EjectionPolicy)

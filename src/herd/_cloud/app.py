@@ -42,6 +42,10 @@
     pin_header = "x-flix-pin"       # `x-flix-pin: v002` pins the request to v002 at every hop
     cells = [{ name = "beta", version = "v002", visitors = [7, 42] }]
 
+    [front_door.criticality]        # how much a request matters (docs/overload.md)
+    default = "critical"            # first matching rule wins, else this
+    rules = [{ header = "x-flix-prefetch", level = "best_effort" }]
+
     [[versions]]                    # what `herd deploy start movie --version v002` changes
     service = "movie"
     version = "v002"
@@ -58,12 +62,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
+from herd._model import criticality
 from herd._model.errors import ConfigurationError
 from herd._model.identity import FRONT_DOOR, RESERVED
 from herd._registry.etcd_cluster import ETCD, etcd_endpoints
+from herd._server.admission import Mode
 from herd._store.store import NAME as STORE_NAME
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -188,6 +195,36 @@ class CohortSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     cells: list[CellSpec] = msgspec.field(default_factory=list)
 
 
+class CriticalityRule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Requests whose path starts with `path` and (when `header` is named) that carry `header`
+    (with `value`, when one is given) get `level`: `critical`, `degraded`, `best_effort` or a
+    number from 0 to 99."""
+
+    level: str
+    path: str = ""
+    header: str = ""
+    value: str = ""
+
+
+class CriticalitySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How much each request from outside matters (docs/overload.md): the first rule that
+    matches gives its level, else `default`."""
+
+    default: str = "degraded"
+    rules: list[CriticalityRule] = msgspec.field(default_factory=list)
+
+    def problem(self) -> str | None:
+        """Why these rules cannot work; None when they can."""
+        for level in [self.default, *(rule.level for rule in self.rules)]:
+            try:
+                criticality.parse(level)
+            except ConfigurationError as exc:
+                return f"front_door.criticality: {exc}"
+        if any(not (rule.path or rule.header) for rule in self.rules):
+            return "front_door.criticality: each rule names a path, a header or both"
+        return None
+
+
 class FrontDoorSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """The one fixed address users reach: it spreads requests over a service's instances."""
 
@@ -196,6 +233,10 @@ class FrontDoorSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     host: str = "127.0.0.1"
     timeout_s: float = 2.0
     cohorts: CohortSpec = msgspec.field(default_factory=CohortSpec)
+    criticality: CriticalitySpec = msgspec.field(default_factory=CriticalitySpec)
+    limit: str = "adaptive_priority"
+    """What the front door forwards at once (docs/overload.md): as an instance's `HERD_LIMIT`."""
+    max_inflight: int = 1024
 
 
 class VersionSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -293,6 +334,9 @@ class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Not etcd's usual 2379: a system etcd (Debian's etcd-server starts one) may hold it."""
     versions: list[VersionSpec] = msgspec.field(default_factory=list)
     deploy: DeploySpec = msgspec.field(default_factory=DeploySpec)
+    network: Literal["loopback", "isolated"] = "loopback"
+    """"loopback": every process on 127.0.0.1; "isolated": a network namespace per zone
+    (Linux, root: docs/network.md). `herd up --network` overrides it."""
 
 
 class App:
@@ -328,6 +372,15 @@ def load(path: str | Path) -> App:
         raise ConfigurationError(f"{source}: not valid TOML: {exc}") from None
     _check(spec, source)
     return App(spec, source)
+
+
+def with_network(app: App, network: str) -> App:
+    """`app` on `network` ("loopback" or "isolated"), checked again."""
+    if network not in ("loopback", "isolated"):
+        raise ConfigurationError(f"--network is loopback or isolated, not {network!r}")
+    spec = msgspec.structs.replace(app.spec, network=network)
+    _check(spec, app.source)
+    return App(spec, app.source)
 
 
 def _check(spec: AppSpec, source: Path) -> None:
@@ -373,6 +426,11 @@ def _check(spec: AppSpec, source: Path) -> None:
                 f"{source}: cache {cache.name}: port is 0 (free ports) or 1024 and up"
             )
     _check_stores(spec, source)
+    if spec.network == "isolated" and (spec.stores or spec.registry == ETCD):
+        raise ConfigurationError(
+            f'{source}: network = "isolated" runs no [[stores]] and no local etcd yet:'
+            " use the loopback network for them (docs/network.md)"
+        )
     services = {g.service for g in spec.groups}
     for version in spec.versions:
         if version.service not in services or not re.match(r"^v\d{3}$", version.version):
@@ -392,6 +450,12 @@ def _check(spec: AppSpec, source: Path) -> None:
         raise ConfigurationError(
             f"{source}: the front door's service {spec.front_door.service!r} has no group"
         )
+    if spec.front_door is not None and (problem := spec.front_door.criticality.problem()):
+        raise ConfigurationError(f"{source}: {problem}")
+    if spec.front_door is not None:
+        Mode.parse(spec.front_door.limit)
+        if spec.front_door.max_inflight < 1:
+            raise ConfigurationError(f"{source}: front_door.max_inflight must be >= 1")
 
 
 def _check_stores(spec: AppSpec, source: Path) -> None:

@@ -26,3 +26,8 @@ class Cloud(Recorder, Protocol):
     def terminate(self, instance: str, *, cause: str) -> InstanceView:
         """SIGKILL a running instance (its slot starts another at once), recording `cause`."""
         ...
+
+    def terminate_store(self, zone: str, *, cause: str) -> str | None:
+        """SIGKILL the store member of `zone` if one runs (its slot starts another once the
+        zone is open), recording `cause`; the member's id, or None."""
+        ...

@@ -22,8 +22,10 @@ from herd._cloud.autoscale.loop import Autoscaling
 from herd._cloud.autoscale.policy import Decision, initial_count
 from herd._cloud.chaos.api import ChaosApi
 from herd._cloud.chaos.chaos import Chaos
+from herd._cloud.chaos.net import NetChaos
 from herd._cloud.dashboard.deploys import deploys_panel
 from herd._cloud.dashboard.routes import Dashboard, DashboardRoutes
+from herd._cloud.dashboard.servers import servers_panel
 from herd._cloud.deploy.deployer import Deployer
 from herd._cloud.front_door import FrontDoor
 from herd._cloud.history.routes import HistoryRoutes
@@ -40,10 +42,16 @@ from herd._cloud.interface import (
 )
 from herd._cloud.launch import caches, stores
 from herd._cloud.launch.launcher import Launcher
+from herd._cloud.network import isolated
+from herd._cloud.network.plan import NetworkPlan
 from herd._cloud.state import remove_state, write_state
 from herd._cloud.supervise.backoff import Backoff
 from herd._cloud.supervise.groups import ServerGroups
 from herd._cloud.supervise.slot import Slot, Supervisor
+from herd._cloud.traces.api import TracesApi
+from herd._cloud.traces.collector import TraceCollector
+from herd._cloud.traces.flow import Flow
+from herd._cloud.traces.store import TraceStore
 from herd._cloud.views import Views
 from herd._cloud.watch import InstanceWatch
 from herd._model.identity import CONTROL, FRONT_DOOR
@@ -51,12 +59,14 @@ from herd._model.instance import Status
 from herd._process.registry_client import RegistryResolver
 from herd._registry.etcd_cluster import ETCD, local_members
 from herd._server.server import Server
+from herd._trace import setup as trace_setup
+from herd._trace.recent import PROCESS_SPANS
 from herd._wire import tls
 
 Say = Callable[[str], None]
 
 
-class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
+class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
     """Runs one app on this machine, and serves its API and dashboard."""
 
     def __init__(self, app: App, *, say: Say | None = None) -> None:
@@ -70,6 +80,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.record = self.history.record
         """Where the control plane and its parts record (and log) every change they make."""
         self.chaos = Chaos(self)
+        self.net_chaos = NetChaos(self)
         self.watch = InstanceWatch(self)
         self.supervisor = Supervisor(
             self.history, zone_open=self.chaos.zone_open, tls_dir=self.launcher.tls_dir
@@ -95,8 +106,14 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self._stores: list[Slot] = []
         """One nats-server per zone when the app has `[[stores]]`, started before the setup
         commands and instances that use them."""
+        self.network: NetworkPlan | None = None
+        """The isolated network (`--network isolated`) once made; None on loopback."""
         self.resolver: RegistryResolver | None = None
         self.front_door: FrontDoor | None = None
+        self.traces_kept = TraceStore()
+        self._collector = TraceCollector(
+            self.traces_kept, self._addresses, PROCESS_SPANS, Flow(self.history)
+        )
         self.deployer: Deployer | None = None
         self._server: Server | None = None
         self.stopped = asyncio.Event()
@@ -104,10 +121,18 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self.dashboard.gatherer.add_panel(self.chaos_panel)
         self.dashboard.gatherer.add_panel(self.history_panel)
         self.dashboard.gatherer.add_panel(self.deploys_panel)
+        if self._cache_servers or self._store_members:
+            self.dashboard.gatherer.add_panel(self.servers_panel)
+        self.dashboard.gatherer.add_panel(self.traces_panel)
 
     async def deploys_panel(self) -> Mapping[str, Any]:
         """The dashboard's panel: every deploy's route, step, judge and decision."""
         return deploys_panel(self.deployer.views() if self.deployer is not None else [])
+
+    async def servers_panel(self) -> Mapping[str, Any]:
+        """The dashboard's panel: every cache server and store member, as `herd ps` shows
+        them."""
+        return servers_panel(await self.caches(), await self.stores())
 
     @property
     def autoscaled(self) -> Sequence[tuple[float, str, Decision]]:
@@ -138,6 +163,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         """Set up, start the registry, every group, the front door and the control API."""
         spec = self.app.spec
         self.app.run_dir.mkdir(parents=True, exist_ok=True)
+        if spec.network == "isolated":
+            await self._isolate()
         await self.launcher.new_authority()
         control = self.launcher.identity(CONTROL, CONTROL, CONTROL)
         # The control plane's own drivers (the registry watch), scrapes and dashboard use it.
@@ -173,7 +200,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         self._say(f"{running} of {len(slots)} instances started in zones {', '.join(spec.zones)}")
         if spec.front_door is not None:
             await self._start_front_door()
-        self._server = Server(self, port=spec.control_port, admin_token=self.token)
+        # The fixed cap alone: the dashboard's streams and the long control calls (a deploy)
+        # hold their places by design, which an adaptive limit would read as queueing.
+        self._server = Server(self, port=spec.control_port, admin_token=self.token, limit="fixed")
         await self._server.start()
         self._say(f"dashboard {self.dashboard_url}")
         write_state(
@@ -188,6 +217,24 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         await self.chaos.start()
         self.watch.start()
         self.autoscaling.start()
+
+    async def _isolate(self) -> None:
+        """Make the isolated network; every process from now on runs in it."""
+        self.network = await isolated.create_async(self.app.run_dir, self.app.spec.zones)
+        isolated.mark(self.network.id)
+        self._cache_servers = self.launcher.isolate(self.network)
+        await self.net_chaos.start(self.network)
+        zones = {zone: self.network.address(zone) for zone in self.network.zones}
+        self.record(
+            "network.created",
+            cloud=self.network.id,
+            namespaces=self.network.namespaces,
+            registry=self.network.core_address,
+            control=self.network.host_address,
+            **{f"zone_{zone}": address for zone, address in zones.items()},
+        )
+        shown = ", ".join(f"{zone} {address}" for zone, address in zones.items())
+        self._say(f"network isolated: a namespace per zone ({shown}), {self.network.network}")
 
     async def _start_etcd(self) -> None:
         """Start the local etcd cluster, every member in a slot of its own, on a fresh data
@@ -262,9 +309,16 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             port=door.port,
             timeout_s=door.timeout_s,
             cohorts=door.cohorts,
+            criticality=door.criticality,
+            limit=door.limit,
+            max_inflight=door.max_inflight,
             tls=tls.client_context(self.launcher.identity(FRONT_DOOR, FRONT_DOOR, FRONT_DOOR)),
+            kept=self.traces_kept,
         )
+        # The front door's spans start the traces the control plane keeps by its tail rule.
+        trace_setup.process_provider({"service.name": FRONT_DOOR}, share=None)
         await self.front_door.start()
+        self._collector.start()
         self._say(f"front door {self.front_door.url} → {door.service}")
 
     async def stop(self) -> None:
@@ -274,6 +328,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         # First: it would otherwise start instances while the others stop.
         await self.autoscaling.close()
         await self.chaos.close()
+        await self.net_chaos.close()
         await self.watch.close()
         slots = self.server_groups.instance_slots()
         registry = [self._registry] if self._registry else []
@@ -282,6 +337,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         )
         if self.front_door is not None:
             await self.front_door.close()
+            await self._collector.stop()
+            trace_setup.uninstall()
         await self.supervisor.stop(slots, cause="shutdown")
         if self.resolver is not None:
             await self.resolver.close()
@@ -291,9 +348,17 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
             # Open dashboard streams end first: the server's close waits for its handlers.
             await self.dashboard.close()
             await self._server.close()
+        if self.network is not None:
+            removed = await asyncio.to_thread(isolated.remove, self.network.id)
+            isolated.unmark(self.network.id)
+            self.record("network.removed", cloud=self.network.id, removed=removed)
         self.record("cloud.stopped", cause="shutdown")
         self.history.close()
         remove_state()
+
+    async def _addresses(self) -> list[str]:
+        """Where every running instance answers (for the spans of kept traces)."""
+        return [view.address for view in await self.ps() if view.address]
 
     # -- the API: `herd ps`, `herd scale`, `herd kill`, `herd down`
 
@@ -325,8 +390,19 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, CloudApi):
         slot = self.server_groups.running(instance)
         view = self.views.instance(slot)
         assert view is not None
-        self.server_groups.kill(slot, cause=cause)
+        slot.kill(cause=cause)
         return view
+
+    def terminate_store(self, zone: str, *, cause: str) -> str | None:
+        """SIGKILL the store member of `zone` if one runs (its slot starts another once the
+        zone is open), recording `cause`; the member's id, or None."""
+        for slot in self._stores:
+            process = slot.process
+            if slot.zone == zone and process is not None and process.alive:
+                self.record("store.terminated", cause=cause, pid=process.pid, **slot.details)
+                slot.kill(cause=cause)
+                return slot.name
+        return None
 
     async def down(self) -> bool:
         self.stopped.set()

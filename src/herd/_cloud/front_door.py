@@ -11,10 +11,9 @@ operations endpoints), strips every `x-herd-*` header a client sends, and caps b
 
 from __future__ import annotations
 
-import bisect
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -30,14 +29,19 @@ from herd._client.balance import Balancer
 from herd._client.budget import RetryBudget
 from herd._client.pool import TransportPool
 from herd._client.resolver import Resolver
-from herd._cloud.app import CohortSpec
+from herd._cloud.app import CohortSpec, CriticalitySpec
+from herd._cloud.criticality_rules import CriticalityRules
 from herd._cloud.deploy.cohorts import Cohorts
+from herd._cloud.traces.store import TraceStore
+from herd._model import criticality
 from herd._model import deadline as _deadline
 from herd._model import routing as _routing
-from herd._model.errors import DeadlineExceeded, HerdError, Unavailable
+from herd._model.errors import DeadlineExceeded, HerdError, Overloaded, Unavailable
 from herd._model.outcome import Blame, blame_of_status
-from herd._model.stats import cumulative_buckets
-from herd._server.metrics import LATENCY_BUCKETS
+from herd._model.stats import Sketch
+from herd._server.admission import Admission, Mode
+from herd._trace import spans as _spans
+from herd._trace.context import TRACEPARENT, TRACERESPONSE, TRACESTATE
 from herd._wire.http_client import HttpAnswer, HttpTransport
 from herd._wire.http_server import GuardedServer, read_body
 from herd._wire.protocol import (
@@ -55,6 +59,8 @@ from herd._wire.protocol import (
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length"}
 )
+#: Not forwarded as sent: the front door's own span is the parent of what it forwards.
+_NOT_FORWARDED = _HOP_BY_HOP | {TRACEPARENT, TRACESTATE}
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _IDEMPOTENCY_KEY = "Idempotency-Key"
 #: Paths of a herd server that are not for the outside: RPCs and operations endpoints.
@@ -85,10 +91,17 @@ class FrontDoor:
         connect_timeout: float = 0.25,
         max_body: int = 1 << 20,
         cohorts: CohortSpec | None = None,
+        criticality: CriticalitySpec | None = None,
+        limit: Mode | str = Mode.ADAPTIVE_PRIORITY,
+        max_inflight: int = 1024,
         tls: ssl.SSLContext | None = None,
+        kept: TraceStore | None = None,
     ) -> None:
         self.service = service
+        self._kept = kept
         self._cohorts = Cohorts(cohorts or CohortSpec())
+        self._criticality = CriticalityRules(criticality or CriticalitySpec())
+        self.admission = Admission(Mode.parse(limit), ceiling=max_inflight, service=service)
         self._resolver = resolver
         self._host = host
         self.port = port
@@ -114,7 +127,7 @@ class FrontDoor:
         self._runner: web.ServerRunner | None = None
         self._served = 0
         self._failed = 0
-        self._latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency = Sketch()
 
     @property
     def url(self) -> str:
@@ -139,18 +152,34 @@ class FrontDoor:
 
     def totals(self) -> dict[str, float]:
         """What users saw, cumulative since start: requests, those answered 5xx, and latency
-        as Prometheus-style buckets (`le=<bound>`), for the dashboard."""
+        as the counts of a `Sketch`'s buckets (`q=<index>`), for the dashboard."""
         totals = {"web": float(self._served), "web_failed": float(self._failed)}
-        for label, count in cumulative_buckets(LATENCY_BUCKETS, self._latency):
-            totals[f"le={label}"] = count
+        for index, count in self._latency.counts.items():
+            totals[f"q={index}"] = float(count)
         return totals
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
-        response = await self._answer(request)
+        wall = time.time()
+        with _spans.front_door(request.method, request.path, request.headers) as span:
+            response = await self._answer(request)
+            _spans.answered(span, response.status)
+        if span is not None:
+            response.headers[TRACERESPONSE] = _spans.response_header(span)
+            if self._kept is not None:
+                now = time.monotonic()
+                self._kept.finished(
+                    _spans.trace_id(span),
+                    f"{request.method} {request.path[:64]}",
+                    response.status,
+                    wall,
+                    now - started,
+                    now,
+                    asked=_spans.asked(request.headers),
+                )
         self._served += 1
         self._failed += response.status >= 500
-        self._latency[bisect.bisect_left(LATENCY_BUCKETS, time.monotonic() - started)] += 1
+        self._latency.add(time.monotonic() - started)
         return response
 
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -167,7 +196,7 @@ class FrontDoor:
         headers = {
             name: value
             for name, value in request.headers.items()
-            if name.lower() not in _HOP_BY_HOP and not name.lower().startswith(HEADER_PREFIX)
+            if name.lower() not in _NOT_FORWARDED and not name.lower().startswith(HEADER_PREFIX)
         }
         # A write that carries an idempotency key is applied once however often it is sent:
         # it may be retried on another instance like a read (but is never hedged).
@@ -178,9 +207,12 @@ class FrontDoor:
 
         try:
             hedge = request.method in _SAFE_METHODS
-            # The request's cohort: the attempt loop picks the group by it, and it travels on.
-            with _routing.routing(**self._cohorts.entries(request)):
-                answer = await self._loop.run(send, deadline, self._attempts, hedge=hedge)
+            # The request's cohort (the attempt loop picks the group by it) and criticality
+            # (overloaded servers shed the least critical first): both travel on to every hop.
+            level = self._criticality.level(request)
+            entries = {**self._cohorts.entries(request), criticality.KEY: level}
+            with _routing.routing(**entries):
+                answer = await self._admitted(send, deadline, hedge, int(level))
         except DeadlineExceeded as exc:
             return _plain(504, f"{self.service} did not answer in time: {exc}")
         except HerdError as exc:
@@ -190,6 +222,24 @@ class FrontDoor:
             if key.lower() not in _HOP_BY_HOP:
                 response.headers.add(key, value)
         return response
+
+    async def _admitted(
+        self,
+        send: Callable[[Attempt], Awaitable[HttpAnswer]],
+        deadline: float,
+        hedge: bool,
+        level: int,
+    ) -> HttpAnswer:
+        """The attempt loop inside the front door's own admission: Zuul sheds at the edge too,
+        least critical first, so that a spike costs the instances nothing it would refuse."""
+        admission = self.admission
+        if not admission.try_enter():
+            await admission.enter(level, deadline)
+        started = time.monotonic()
+        try:
+            return await self._loop.run(send, deadline, self._attempts, hedge=hedge)
+        finally:
+            admission.leave(time.monotonic() - started, admission.inflight)
 
     async def _forward(
         self,
@@ -209,6 +259,7 @@ class FrontDoor:
             H_ATTEMPT: str(attempt.number),
             H_ROUTE: _routing.current().header,
         }
+        _spans.sending(sent, remaining)
         try:
             async with _deadline.Expiry(deadline):
                 answer = await self._transports.get(instance).forward(
@@ -225,7 +276,9 @@ class FrontDoor:
             raise DeadlineExceeded(f"{instance.id} did not answer in time") from exc
         status = answer.status
         # 503 is a refusal (overloaded, draining): the instance did not run the request.
-        if status == 503 or (status == 502 and safe):
+        if status == 503:
+            raise Retry(Overloaded(f"{instance.id} answered {status}"))
+        if status == 502 and safe:
             raise Retry(Unavailable(f"{instance.id} answered {status}"))
         if blame_of_status(status) is Blame.INSTANCE:
             raise FailedAnswer(answer)

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import msgspec
 
-from herd._cloud.history.store import CloudState, Diff, Event
+from herd._cloud.history.store import CloudState, Diff, Event, HistoryQuery
+from herd._cloud.network.faults import NetFault
+from herd._cloud.traces.flow import AddressView, ServedView
+from herd._cloud.traces.store import TraceSummary, TraceView
 from herd._model.interface import Interface, ServiceError, method
 from herd._server.injection import Fault
 
@@ -145,6 +148,10 @@ class StoreView(msgspec.Struct, frozen=True):
     log: str
 
 
+class UnknownTrace(ServiceError):
+    """No kept trace has that id."""
+
+
 class UnknownGroup(ServiceError):
     """No server group has that name."""
 
@@ -192,6 +199,13 @@ class OutageView(msgspec.Struct, frozen=True):
     stopped: list[str]
 
 
+class NetFaultView(msgspec.Struct, frozen=True):
+    """A network fault in force (`herd chaos net`) and the seconds it has left."""
+
+    fault: NetFault
+    left_s: float
+
+
 class ChaosView(msgspec.Struct, frozen=True):
     """Everything chaos does now."""
 
@@ -199,6 +213,8 @@ class ChaosView(msgspec.Struct, frozen=True):
     monkey: list[MonkeyView]
     injections: list[InjectionView]
     outages: list[OutageView]
+    network: list[NetFaultView] = []
+    """The network faults in force (a cloud on `--network isolated`)."""
 
 
 class ChaosRefused(ServiceError):
@@ -235,16 +251,26 @@ class CloudApi(Interface, name="cloud"):
     async def down(self) -> bool: ...
 
     @method(idempotent=True)
-    async def history_events(
-        self,
-        since: float | None = None,
-        until: float | None = None,
-        group: str | None = None,
-        kind: str | None = None,
-        limit: int | None = None,
-    ) -> list[Event]:
-        """The recorded events with `since <= at < until` (wall-clock seconds), of `group`
-        and `kind` (a kind or its prefix), oldest first; the last `limit` of them."""
+    async def traces(self, limit: int = 50) -> list[TraceSummary]:
+        """The latest kept traces (failed, slow, sampled), newest first."""
+
+    @method(idempotent=True)
+    async def trace(self, trace_id: str) -> TraceView:
+        """One kept trace with its spans; `UnknownTrace` if it was not kept."""
+
+    @method(idempotent=True)
+    async def history_served(
+        self, service: str, since: float | None = None, until: float | None = None
+    ) -> list[ServedView]:
+        """Which instances and versions served `service`'s requests between the times."""
+
+    @method(idempotent=True)
+    async def history_address(self, address: str) -> list[AddressView]:
+        """Every instance that ever had `address`."""
+
+    @method(idempotent=True)
+    async def history_events(self, query: HistoryQuery) -> list[Event]:
+        """The recorded events `query` asks for, oldest first."""
 
     @method(idempotent=True)
     async def history_at(self, at: float) -> CloudState:
@@ -278,8 +304,14 @@ class CloudApi(Interface, name="cloud"):
         """Stop every instance in `zone` (SIGKILL) and start none there for `duration_s`."""
 
     @method(admin=True)
+    async def chaos_net(self, fault: NetFault) -> ChaosView:
+        """Put a network fault in force: partition, loss, latency or bandwidth, on a zone or
+        one instance, toward a zone, the registry or everything (`--network isolated`)."""
+
+    @method(admin=True)
     async def chaos_halt(self) -> ChaosView:
-        """Stop everything chaos does, at once: monkey, injections, zone outages."""
+        """Stop everything chaos does, at once: monkey, injections, zone outages, network
+        faults."""
 
     @method(admin=True)
     async def deploy(

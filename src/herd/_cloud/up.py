@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from herd._client.driver import plain_transport, static_driver
-from herd._cloud.app import App, load
+from herd._cloud.app import App, load, with_network
 from herd._cloud.controller import Controller
 from herd._cloud.interface import CloudApi
 from herd._cloud.launch.etcd import etcd_binary
+from herd._cloud.network import isolated
 from herd._cloud.state import state_file
 from herd._model.errors import ConfigurationError
 from herd._registry.etcd_cluster import ETCD, local_members
@@ -25,16 +26,23 @@ Ready = Callable[[Controller], Awaitable[None]]
 
 
 async def up(
-    path: str | Path | App, *, say: Callable[[str], None], on_ready: Ready | None = None
+    path: str | Path | App,
+    *,
+    say: Callable[[str], None],
+    on_ready: Ready | None = None,
+    network: str | None = None,
 ) -> None:
     """Start the app (its file, or one loaded and changed, as experiments do) and run until
-    stopped; `on_ready` runs once everything is up.
+    stopped; `on_ready` runs once everything is up. `network` ("loopback" or "isolated")
+    overrides the app file's.
 
     Raises `ConfigurationError`, having touched nothing, when a local cloud already runs (its
     state file names a live process), a port the app needs is taken, or its registry needs
     what is not installed (the etcd client, or etcd itself).
     """
     app = path if isinstance(path, App) else load(path)
+    if network is not None:
+        app = with_network(app, network)
     _refuse_if_running(app)
     controller = Controller(app, say=say)
     loop = asyncio.get_running_loop()
@@ -54,7 +62,7 @@ async def up(
 
 def control() -> CloudApi:
     """A driver of the running local cloud's control API, with its admin token."""
-    state = _running()
+    state = running()
     if state is None:
         # A control plane killed with SIGKILL leaves its state file behind.
         state_file().unlink(missing_ok=True)
@@ -78,7 +86,7 @@ def port_taken(port: int, host: str = "127.0.0.1") -> bool:
 
 def _refuse_if_running(app: App) -> None:
     """Stop a second `herd up` before it touches anything of the running cloud."""
-    state = _running()
+    state = running()
     if state is not None:
         raise ConfigurationError(
             f"a local cloud is already running: {state.get('app')} (pid {state.get('pid')},"
@@ -86,6 +94,8 @@ def _refuse_if_running(app: App) -> None:
             f" (its state: {state_file()})"
         )
     spec = app.spec
+    if spec.network == "isolated":
+        isolated.require()
     ports = [
         ("control API", "control_port", "127.0.0.1", spec.control_port),
         ("registry", "registry_port", "127.0.0.1", spec.registry_port),
@@ -111,7 +121,7 @@ def _refuse_if_running(app: App) -> None:
             )
 
 
-def _running() -> dict[str, Any] | None:
+def running() -> dict[str, Any] | None:
     """The state of the local cloud that runs now; None if none does."""
     try:
         state = json.loads(state_file().read_text())

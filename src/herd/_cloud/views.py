@@ -4,6 +4,8 @@ the registry say they are."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import TypedDict, TypeVar
 
 from herd._cloud.autoscale.loop import Autoscaling
 from herd._cloud.interface import CacheView, GroupView, InstanceView, StoreView
@@ -21,6 +23,8 @@ READY = "READY"
 PENDING = "PENDING"
 #: A group a deploy took out of rotation: alive, OUT_OF_SERVICE, kept for a rollback.
 DISABLED = "DISABLED"
+
+T = TypeVar("T")
 
 
 class Views:
@@ -99,33 +103,35 @@ class Views:
     @staticmethod
     def caches(slots: list[Slot]) -> list[CacheView]:
         """The cache servers of `slots`."""
-        views = []
-        for slot in slots:
-            assert slot.cache is not None
-            status, pid, uptime_s = _server(slot)
-            views.append(
-                caches.view(slot.cache, status=status, pid=pid, uptime_s=uptime_s, log=slot.log)
-            )
-        return views
+        return [caches.view(_present(slot.cache), **_server(slot)) for slot in slots]
 
     @staticmethod
     def stores(slots: list[Slot]) -> list[StoreView]:
         """The store cluster's members of `slots`."""
-        views = []
-        for slot in slots:
-            assert slot.store is not None
-            status, pid, uptime_s = _server(slot)
-            views.append(
-                stores.view(slot.store, status=status, pid=pid, uptime_s=uptime_s, log=slot.log)
-            )
-        return views
+        return [stores.view(_present(slot.store), **_server(slot)) for slot in slots]
 
 
-def _server(slot: Slot) -> tuple[str, int | None, float]:
-    """A server slot's (no instance's) status, pid and uptime."""
+class _Running(TypedDict):
+    """What `herd ps` shows of a server slot's process, whatever it serves."""
+
+    status: str
+    pid: int | None
+    uptime_s: float
+    log: Path
+
+
+def _present(what: T | None) -> T:
+    """What a server slot of this kind always holds."""
+    assert what is not None
+    return what
+
+
+def _server(slot: Slot) -> _Running:
+    """A server slot's (no instance's) status, pid, uptime and log."""
     process = slot.process
     alive = slot.filled
     status = Status.UP if alive else CRASHLOOP if slot.backoff.looping else Status.DOWN
     if process is None or not alive:
-        return status, None, 0.0
-    return status, process.pid, time.time() - process.started_at
+        return _Running(status=status, pid=None, uptime_s=0.0, log=slot.log)
+    uptime_s = time.time() - process.started_at
+    return _Running(status=status, pid=process.pid, uptime_s=uptime_s, log=slot.log)

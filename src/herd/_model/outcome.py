@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-from herd._model.errors import DeadlineExceeded, RemoteError, Unavailable
+from herd._model.errors import DeadlineExceeded, Overloaded, RemoteError, Unavailable
 from herd._model.interface import ServiceError
 
 
@@ -26,6 +26,10 @@ class Blame(enum.Enum):
     """The instance that was asked: eject it, count it toward the breaker."""
     SERVICE = "service"
     """The service, not this instance (its own dependency failed): count it toward the breaker."""
+    LOAD = "load"
+    """Nobody's: the instance refused it for want of capacity before running it (overloaded,
+    draining). Tried elsewhere inside the retry budget; neither ejects the instance nor counts
+    toward the breaker: the adaptive limits answer load, not the breaker."""
 
 
 class Retryable(enum.Enum):
@@ -119,7 +123,7 @@ _TRAITS: dict[ErrorKind, _Traits] = {
     ErrorKind.SERVICE_ERROR: _Traits(422, Blame.ANSWER, Retryable.NEVER),
     ErrorKind.INTERNAL: _Traits(500, Blame.INSTANCE, Retryable.NEVER),
     ErrorKind.DEPENDENCY: _Traits(502, Blame.SERVICE, Retryable.NEVER),
-    ErrorKind.OVERLOADED: _Traits(503, Blame.INSTANCE, Retryable.ALWAYS),
+    ErrorKind.OVERLOADED: _Traits(503, Blame.LOAD, Retryable.ALWAYS),
     ErrorKind.DEADLINE_EXCEEDED: _Traits(504, Blame.INSTANCE, Retryable.IDEMPOTENT),
     ErrorKind.BAD_RESULT: _Traits(502, Blame.SERVICE, Retryable.NEVER),
 }
@@ -145,6 +149,8 @@ def blame(error: BaseException) -> Blame:
         return Blame.ANSWER
     if isinstance(error, RemoteError):
         return blame_of_kind(error.kind)
+    if isinstance(error, Overloaded):
+        return Blame.LOAD
     if isinstance(error, Unavailable | DeadlineExceeded):
         return Blame.INSTANCE
     return Blame.CALLER

@@ -12,11 +12,13 @@ processes: at most `MAX_ENTRIES` entries, `MAX_LENGTH` characters in all.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from herd._model import criticality as _criticality
 from herd._model.errors import ConfigurationError
 
 MAX_ENTRIES = 16
@@ -53,7 +55,11 @@ class RoutingContext(Mapping[str, str]):
         return f"RoutingContext({self._entries!r})"
 
     def with_entries(self, entries: Mapping[str, str]) -> RoutingContext:
-        """A copy with `entries` added (an empty value removes its key)."""
+        """A copy with `entries` added (an empty value removes its key). The `criticality`
+        entry is only ever lowered (`herd.criticality`)."""
+        if _criticality.KEY in entries:
+            level = _criticality.lowered(self._entries, entries[_criticality.KEY])
+            entries = {**entries, _criticality.KEY: level}
         merged = {**self._entries, **entries}
         return RoutingContext({key: value for key, value in merged.items() if value})
 
@@ -123,3 +129,23 @@ def routing(**entries: str) -> Iterator[RoutingContext]:
         yield context
     finally:
         _current.reset(token)
+
+
+def criticality(level: str | int) -> contextlib.AbstractContextManager[RoutingContext]:
+    """Lower the criticality of the calls made inside the block, and of every hop below them.
+
+    ```python
+    with herd.criticality("best_effort"):  # a prefetch: shed first when anyone is overloaded
+        await movies.presentation(upcoming)
+    ```
+
+    `level` is `critical`, `degraded`, `best_effort` or a number from 0 to 99 (higher matters
+    more). It never raises the level in force: the block gets the lower of the two. Raises
+    `herd.ConfigurationError` for anything else.
+    """
+    return routing(**{_criticality.KEY: str(_criticality.parse(level))})
+
+
+def current_criticality() -> int:
+    """The criticality in force here, 0 to 99 (`degraded`, 50, when none was set)."""
+    return _criticality.of(_current.get())

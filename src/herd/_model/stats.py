@@ -41,3 +41,54 @@ def cumulative_buckets(bounds: Sequence[float], counts: Sequence[int]) -> list[t
         total += count
         buckets.append((label, float(total)))
     return buckets
+
+
+class Sketch:
+    """Latencies in DDSketch's logarithmic buckets (Masson, Rim and Lee, VLDB 2019): bucket `i`
+    holds the values in (g^(i-1), g^i], g = (1 + ALPHA) / (1 - ALPHA), and a quantile is
+    answered by its bucket's `value`, within a relative error of ALPHA of the true nearest-rank
+    quantile whatever the distribution (a fixed histogram's edge is off by up to its bucket's
+    width: it says 25.0 ms for anything from 10 to 25 ms).
+
+    Counts are kept per bucket index, so sketches merge by adding counts (every instance's, or
+    the front door's over many ticks) and a window is the difference of two cumulative copies:
+    the dashboard's 10 s window is made the way its other counters' are. At ALPHA = 1 %, 1 us to
+    100 s takes at most 922 buckets; a service's latencies use a few dozen.
+    """
+
+    __slots__ = ("_log_gamma", "counts")
+
+    #: The relative accuracy of every quantile a sketch answers.
+    ALPHA = 0.01
+    GAMMA = (1 + ALPHA) / (1 - ALPHA)
+    #: Values at or below this (seconds) share the lowest bucket.
+    FLOOR = 1e-6
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self._log_gamma = math.log(self.GAMMA)
+
+    def add(self, seconds: float) -> None:
+        """Count one latency."""
+        index = math.ceil(math.log(max(seconds, self.FLOOR)) / self._log_gamma)
+        self.counts[index] = self.counts.get(index, 0) + 1
+
+    @classmethod
+    def value(cls, index: int) -> float:
+        """The value that stands for bucket `index`: within ALPHA of any value in it."""
+        return 2 * cls.GAMMA**index / (cls.GAMMA + 1)
+
+
+def sketch_quantile(counts: dict[int, float], fraction: float) -> float:
+    """The nearest-rank quantile (seconds) of `Sketch` counts (merged or windowed, so counts
+    may be floats); 0.0 when they are empty."""
+    total = sum(counts.values())
+    if total <= 0:
+        return 0.0
+    rank = max(1.0, math.ceil(fraction * total - 1e-9))
+    seen = 0.0
+    for index in sorted(counts):
+        seen += counts[index]
+        if seen >= rank:
+            return Sketch.value(index)
+    return Sketch.value(max(counts))

@@ -15,10 +15,17 @@
 | `HERD_ALLOW` | none (any caller) | services that may call this instance, comma-separated |
 | `HERD_CACHES` | none | memcached servers: `name@zone=host:port,...` (for `herd.cache`) |
 | `HERD_STORE_URL` | `sqlite://$HERD_HOME/stores` | the engine of `herd.store` (below) |
+| `HERD_TRACE_SHARE` | see docs/tracing.md | share of untraced requests that start a trace |
+| `HERD_LIMIT` | `adaptive_priority` | what runs at once (below) |
+| `HERD_MAX_INFLIGHT` | `512` | the fixed cap on requests in flight (the adaptive limit's ceiling) |
 
 `HERD_STORE_URL` is `sqlite://DIR` (SQLite, one file per store in DIR: one machine) or
 `nats://host:port,...[?replicas=N]` (a NATS JetStream cluster; N copies of every bucket and
 stream, one per zone, default 3).
+
+`HERD_LIMIT` is `adaptive_priority` (an adaptive limit under `HERD_MAX_INFLIGHT` whose queue
+sheds the least critical first), `adaptive` (the same, first come last served), `fixed` (the
+cap alone) or `none` (no limit: for measuring what a limit saves; docs/overload.md).
 
 With `HERD_TLS_DIR` (the local cloud writes one per process, docs/security.md), servers take
 calls only over mutual TLS from holders of a certificate of the same authority, and drivers
@@ -35,6 +42,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from herd._model.errors import ConfigurationError
+from herd._server.admission import Mode
 
 REGISTRY = "HERD_REGISTRY"
 ZONE = "HERD_ZONE"
@@ -49,6 +57,9 @@ TLS_DIR = "HERD_TLS_DIR"
 ALLOW = "HERD_ALLOW"
 CACHES = "HERD_CACHES"
 STORE_URL = "HERD_STORE_URL"
+TRACE_SHARE = "HERD_TRACE_SHARE"
+LIMIT = "HERD_LIMIT"
+MAX_INFLIGHT = "HERD_MAX_INFLIGHT"
 
 #: A cache's servers: zone -> `host:port`s.
 CacheZones = dict[str, list[str]]
@@ -89,6 +100,11 @@ class Settings:
     """cache name -> zone -> memcached `host:port`s (`HERD_CACHES`)."""
     store: StoreAddress | None = None
     """Where stores and events live (`HERD_STORE_URL`); None: SQLite files under `home`."""
+    trace_share: float | None = None
+    """The share of requests without a trace context that start a recorded trace (None:
+    tracing's default)."""
+    limit: Mode = Mode.ADAPTIVE_PRIORITY
+    max_inflight: int = 512
 
 
 def settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -112,7 +128,28 @@ def settings(environ: Mapping[str, str] | None = None) -> Settings:
         allow=_allow(env.get(ALLOW)),
         caches=parse_caches(env.get(CACHES, "")),
         store=parse_store_url(url) if (url := env.get(STORE_URL)) else None,
+        trace_share=_share(env.get(TRACE_SHARE)),
+        limit=Mode.parse(env.get(LIMIT) or Mode.ADAPTIVE_PRIORITY),
+        max_inflight=_positive(MAX_INFLIGHT, env.get(MAX_INFLIGHT) or "512"),
     )
+
+
+def _share(raw: str | None) -> float | None:
+    if not raw:
+        return None
+    try:
+        share = float(raw)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise ConfigurationError(f"{TRACE_SHARE}={raw!r}: a share from 0 to 1 (e.g. 0.01)")
+    return share
+
+
+def _positive(name: str, raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ConfigurationError(f"{name}={raw!r}: a whole number of at least 1")
+    return int(raw)
 
 
 def parse_caches(value: str) -> dict[str, CacheZones]:

@@ -8,6 +8,7 @@ import sys
 import structlog
 
 from herd._process.config import settings
+from herd._trace.setup import add_trace_ids
 
 
 def configure() -> None:
@@ -24,6 +25,7 @@ def configure() -> None:
         wrapper_class=structlog.make_filtering_bound_logger(level or logging.INFO),
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.StackInfoRenderer(),
             structlog.dev.set_exc_info,

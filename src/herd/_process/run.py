@@ -27,6 +27,7 @@ from herd._process.config import settings
 from herd._process.logging import configure as configure_logging
 from herd._process.registry_client import Registrar, instance_from_env
 from herd._server.server import Server
+from herd._trace.setup import process_provider
 
 READY_PREFIX = "HERD_READY "
 
@@ -97,7 +98,10 @@ def serve(impl: Interface, **options: Any) -> Server:
     """A server for an implementation of an interface; start it with ``async with``.
 
     Options: `host` (default loopback), `port` (default any free port), `max_inflight` (shed
-    load above it with an overload answer), `max_body` (bytes, default 1 MiB),
+    load above it with an overload answer), `limit` (`adaptive_priority`, the default: an
+    adaptive limit under `max_inflight` that sheds the least critical first; `adaptive`,
+    `fixed` or `none`), `max_queued` (requests that may wait for a place), `max_body` (bytes,
+    default 1 MiB),
     `default_timeout` (for requests that carry no deadline), `max_timeout` (the most a caller's
     deadline may ask for), `admin_token` (for methods declared `admin=True` and the injected
     faults at `/herd/faults`, beside the control plane's identity), `tls` (an
@@ -110,13 +114,28 @@ def serve(impl: Interface, **options: Any) -> Server:
     return Server(impl, **options)
 
 
+def trace_process(service: str) -> None:
+    """Record this process's spans, named after its instance (`HERD_*`), for the control plane
+    and any `OTEL_*` exporter."""
+    me = instance_from_env(service, "", 0)
+    attributes = {
+        "service.name": service,
+        "service.instance.id": me.id,
+        "service.version": me.version,
+        "herd.zone": me.zone,
+        "herd.group": me.group,
+    }
+    process_provider(attributes, share=settings().trace_share)
+
+
 def run(impl: Interface, *, drain_timeout: float = 30.0, **server_options: Any) -> None:
     """Serve `impl` in this process until SIGTERM or SIGINT, then drain and exit.
 
     Prints one line ``HERD_READY {"service": ..., "address": ..., "pid": ...}`` once serving, so a
     parent process (or a test) learns the port when `port=0`. `server_options` are
     `serve`'s; `port` and `host` default to `HERD_PORT` and `HERD_HOST` (else any free port
-    on loopback), `tls` to the identity in `HERD_TLS_DIR` and `allow` to `HERD_ALLOW`. With
+    on loopback), `tls` to the identity in `HERD_TLS_DIR`, `allow` to `HERD_ALLOW`, `limit`
+    and `max_inflight` to `HERD_LIMIT` and `HERD_MAX_INFLIGHT`. With
     `HERD_REGISTRY` set, the instance registers itself.
     """
     configure_logging()
@@ -125,9 +144,13 @@ def run(impl: Interface, *, drain_timeout: float = 30.0, **server_options: Any) 
     server_options.setdefault("host", env.host)
     server_options.setdefault("tls", identity.server_context())
     server_options.setdefault("allow", env.allow)
+    server_options.setdefault("limit", env.limit)
+    server_options.setdefault("max_inflight", env.max_inflight)
 
     async def main() -> None:
-        await serve_registered(serve(impl, **server_options), drain_timeout=drain_timeout)
+        server = serve(impl, **server_options)
+        trace_process(server.service)
+        await serve_registered(server, drain_timeout=drain_timeout)
 
     try:
         uvloop.run(main())

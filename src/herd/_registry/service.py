@@ -245,7 +245,9 @@ async def serve_registry(
         await etcd_backend.start()
     service = RegistryService(backend, identities=tls is not None, lease_s=lease_s)
     service.start_evicting()
-    server = Server(service, host=host, port=port, max_inflight=4096, tls=tls)
+    # The fixed cap alone: a watch is a long poll that holds its place for the whole wait, so
+    # latency says nothing of the registry's load (an adaptive limit would shed watchers).
+    server = Server(service, host=host, port=port, max_inflight=4096, tls=tls, limit="fixed")
     try:
 
         async def release(_: Server) -> None:

@@ -1,18 +1,18 @@
 """The server core: one request pipeline for RPCs and web routes.
 
 Every request passes the same guards in the same order, written once: the target must exist; the
-caller must be one the allow rules name (its identity proven by the connection); the
-deadline header must parse and not have passed; admin methods need the control plane's identity
-or the token; the server must
-not be draining or over its in-flight limit (an explicit `overloaded` answer, which clients retry
-elsewhere); only then is the body read (inside the in-flight count) and decoded, and the handler
-run under the caller's remaining deadline, cancelled when it passes, and with the caller's
-routing context and identity in force (so the handler's own calls carry the context on, and
-`herd.caller()` says who asked); injected faults (`injection`: the control plane's, or the
-request's own `fit` entry) add latency or fail it just before the handler. Failures map to one
-set of error kinds; RPCs answer them as msgpack, web routes as JSON. A streamed web answer
-(server-sent events) stays in the pipeline until it ends: in flight, and cut off at the same
-deadline.
+caller must be one the allow rules name (its identity proven by the connection); the deadline
+header must parse and not have passed; admin methods need the control plane's identity or the
+token; the server must not be draining; then `admission` gives it a place within the in-flight
+limit (adaptive under the fixed cap), or a wait in a short queue that serves the most critical
+first, or an explicit `overloaded` answer, which clients retry elsewhere; only then is the body
+read (inside the in-flight count) and decoded, and the handler run under the caller's remaining
+deadline, cancelled when it passes, and with the caller's routing context and identity in force
+(so the handler's own calls carry the context on, and `herd.caller()` says who asked); injected
+faults (`injection`: the control plane's, or the request's own `fit` entry) add latency or fail
+it just before the handler. Failures map to one set of error kinds; RPCs answer them as msgpack,
+web routes as JSON. A streamed web answer (server-sent events) stays in the pipeline until it
+ends: in flight, and cut off at the same deadline.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from typing import Any
 import structlog
 from prometheus_client.registry import Collector
 
+from herd._model import clock as _clock
+from herd._model import criticality as _criticality
 from herd._model import deadline as _deadline
 from herd._model import identity as _identity
 from herd._model import routing as _routing
@@ -36,10 +38,13 @@ from herd._model.interface import Interface, ServiceError, methods
 from herd._model.outcome import ErrorKind
 from herd._model.route import BUCKET, PIN
 from herd._model.web import routes_of
+from herd._server.admission import Admission, Mode, Shed
 from herd._server.injection import FAULTS_PATH, FIT_KEY, InjectedFailure, Injections
 from herd._server.metrics import ServerMetrics
 from herd._server.shedding import RetryPressure
 from herd._server.targets import Refusal, Rpc, Target, Web, header_int, json_error, route_of
+from herd._trace import spans as _spans
+from herd._trace.recent import PROCESS_SPANS, TRACES_PATH, parse_ids
 from herd._wire.listener import Listener
 from herd._wire.protocol import (
     CONTENT_TYPE,
@@ -120,7 +125,7 @@ class _Streamed:
         try:
             await self._chunks.aclose()
         finally:
-            self._server._finished(self._target, self._outcome, self._started)
+            self._server._finished(self._target, self._outcome, self._started, sampled=False)
 
 
 class Server:
@@ -140,6 +145,8 @@ class Server:
         host: str = "127.0.0.1",
         port: int = 0,
         max_inflight: int = 512,
+        limit: Mode | str = Mode.ADAPTIVE_PRIORITY,
+        max_queued: int = 64,
         max_body: int = DEFAULT_MAX_BODY,
         default_timeout: float = 30.0,
         max_timeout: float = 300.0,
@@ -165,7 +172,12 @@ class Server:
         self._admin_token = admin_token.encode() if admin_token else None
         self._dependencies = dependencies
         self.allow = frozenset(allow) if allow is not None else None
-        self.metrics = ServerMetrics(self.service, lambda: self._inflight, collectors)
+        self.admission = Admission(
+            Mode.parse(limit), ceiling=max_inflight, max_queued=max_queued, service=self.service
+        )
+        self.metrics = ServerMetrics(
+            self.service, lambda: self.admission.inflight, [*collectors, self.admission]
+        )
         self.retry_pressure = RetryPressure()
         self.injections = Injections(self.service)
         self._rpcs = {name: Rpc(spec, getattr(impl, name)) for name, spec in specs.items()}
@@ -175,7 +187,6 @@ class Server:
         self._web_paths = {path for _, path in self._web}
         self._listener = Listener(self, host, port, max_body=max_body, tls=tls)
         self.host = host
-        self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self.draining = False
@@ -199,7 +210,7 @@ class Server:
     @property
     def inflight(self) -> int:
         """Requests being handled now."""
-        return self._inflight
+        return self.admission.inflight
 
     async def start(self) -> Server:
         """Bind, start serving and report ready."""
@@ -238,10 +249,17 @@ class Server:
         rpc = incoming.rpc
         if rpc is None and incoming.path == FAULTS_PATH:
             return await self._faults(incoming)
+        if rpc is None and (operations := self._operations(incoming)) is not None:
+            return operations
+        name = rpc[1] if rpc is not None else f"{incoming.method} {incoming.path[:64]}"
+        with _spans.serve(self.service, name, incoming.headers) as span:
+            reply = await self._target_and_pipeline(incoming)
+            _spans.answered(span, reply.status)
+        return reply
+
+    async def _target_and_pipeline(self, incoming: Incoming) -> Reply:
+        rpc = incoming.rpc
         if rpc is None:
-            operations = self._operations(incoming)
-            if operations is not None:
-                return operations
             target: Target | Reply = self._web_target(incoming)
         else:
             target = self._rpc_target(incoming, *rpc)
@@ -290,7 +308,7 @@ class Server:
                 "service": self.service,
                 "live": True,
                 "ready": self.ready,
-                "inflight": self._inflight,
+                "inflight": self.admission.inflight,
             }
             status = 200 if self.ready else 503
             return Reply(status, json.dumps(body).encode(), "application/json")
@@ -299,6 +317,12 @@ class Server:
         if path == "/herd/dependencies":
             seen = dict(self._dependencies()) if self._dependencies is not None else {}
             return Reply(200, json.dumps(seen).encode(), "application/json")
+        if path.startswith(TRACES_PATH):
+            # Spans name paths and instances: the control plane's to read, like its faults.
+            if not self._admin_allowed(incoming.headers, incoming.peer):
+                return json_error(ErrorKind.FORBIDDEN, f"{TRACES_PATH} needs the admin token")
+            held = PROCESS_SPANS.spans(parse_ids(path.removeprefix(TRACES_PATH)))
+            return Reply(200, json.dumps({"spans": held}).encode(), "application/json")
         return None
 
     async def _faults(self, incoming: Incoming) -> Reply:
@@ -355,13 +379,10 @@ class Server:
         attempt = max(1, header_int(headers, H_ATTEMPT) or 1)
         # Retries are shed only at a busy instance: an idle one that receives nothing but retries
         # (every caller's first choice is elsewhere and sick) is exactly where they should go.
-        if not self.retry_pressure.admit(attempt) and self._inflight >= self.max_inflight // 2:
+        busy = self.admission.inflight >= self.max_inflight // 2
+        if not self.retry_pressure.admit(attempt) and busy:
             raise Refusal(
                 ErrorKind.OVERLOADED, f"{self.service}: too many retries, do not retry", retry=False
-            )
-        if self._inflight >= self.max_inflight:
-            raise Refusal(
-                ErrorKind.OVERLOADED, f"{self.service} has {self._inflight} requests in flight"
             )
         return timeout
 
@@ -373,10 +394,17 @@ class Server:
         except Refusal as refusal:
             self.metrics.record(target.name, refusal.kind, None)
             return target.error(refusal.kind, refusal.message, retry=refusal.retry)
-        self._inflight += 1
+        arrived = time.monotonic()
+        # The hook into admission (docs/overload.md): a place at once, or a wait in its queue.
+        if not self.admission.try_enter():
+            try:
+                await self.admission.enter(_criticality.of(route), _clock.monotonic() + timeout)
+            except Shed as shed:
+                self.metrics.record(target.name, ErrorKind.OVERLOADED, None)
+                return target.error(ErrorKind.OVERLOADED, f"{self.service}: {shed}")
         self._idle.clear()
         started = time.monotonic()
-        ends = started + timeout
+        ends = arrived + timeout
         outcome = "ok"
         streaming = False
         scope = _deadline.scope_at(ends)
@@ -443,10 +471,15 @@ class Server:
             if not streaming:
                 self._finished(target, outcome, started)
 
-    def _finished(self, target: Target, outcome: str, started: float) -> None:
-        """The end of an admitted request: out of flight, counted."""
-        self._inflight -= 1
-        if self._inflight == 0:
-            self._idle.set()
+    def _finished(
+        self, target: Target, outcome: str, started: float, *, sampled: bool = True
+    ) -> None:
+        """The end of an admitted request: out of flight (its latency a sample of the adaptive
+        limit's, unless it was a stream), counted."""
         ran = outcome not in _REFUSED
-        self.metrics.record(target.name, outcome, time.monotonic() - started if ran else None)
+        took = time.monotonic() - started
+        admission = self.admission
+        admission.leave(took if sampled and ran else None, admission.inflight)
+        if admission.inflight == 0:
+            self._idle.set()
+        self.metrics.record(target.name, outcome, took if ran else None)

@@ -30,6 +30,10 @@ class Backend(Protocol):
         whether this call added it). `Conflict` if `id` is there with other data."""
         ...
 
+    async def entry(self, log: str, key: str, id: str) -> tuple[int, bytes] | None:
+        """The entry stored under `id` in `key`'s log as (sequence, data), or None."""
+        ...
+
     async def last(self, log: str, key: str, count: int) -> list[tuple[int, str, bytes]]:
         """The newest `count` entries of `key`'s log as (sequence, id, data), newest first."""
         ...

@@ -270,6 +270,19 @@ class JetStreamBackend:
 
         return await retrying(attempt)
 
+    async def entry(self, log: str, key: str, id: str) -> tuple[int, bytes] | None:
+        async def attempt() -> tuple[int, bytes] | None:
+            await self._log(log)
+            js = await self._connection.jetstream(self.attempt_timeout_s)
+            try:
+                # The entry's subject holds it alone (see `publish_once`); the leader answers.
+                found = await js.get_msg(self.stream(log), subject=self._subject(log, key, id))
+            except nats.js.errors.NotFoundError:
+                return None
+            return found.seq or 0, found.data or b""
+
+        return await retrying(attempt)
+
     async def last(self, log: str, key: str, count: int) -> list[tuple[int, str, bytes]]:
         async def attempt() -> list[tuple[int, str, bytes]]:
             await self._log(log)

@@ -177,6 +177,12 @@ class SQLiteBackend:
 
         return await self.file.written(work)
 
+    async def entry(self, log: str, key: str, id: str) -> tuple[int, bytes] | None:
+        rows = await self.file.read(
+            "SELECT seq, value FROM logs WHERE log = ? AND key = ? AND id = ?", (log, key, id)
+        )
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
     async def last(self, log: str, key: str, count: int) -> list[tuple[int, str, bytes]]:
         rows = await self.file.read(
             "SELECT seq, id, value FROM logs WHERE log = ? AND key = ? ORDER BY seq DESC LIMIT ?",

@@ -6,8 +6,9 @@ of entries per key, each of one msgspec-encodable type:
 - `Records.get` / `put` / `delete`: a record has a revision that changes with every write;
   `put(..., revision=r)` writes only if the record is still at `r` (0: absent) and otherwise
   raises `herd.Conflict` with the revision it has (compare-and-set).
-- `Log.append(key, value, id=...)` / `Log.last(key, n)`: an append-only log per key; the `id`
-  (a client-made idempotency key) makes an append idempotent.
+- `Log.append(key, value, id=...)` / `Log.last(key, n)` / `Log.entry(key, id)`: an
+  append-only log per key; the `id` (a client-made idempotency key) makes an append
+  idempotent, and finds the entry stored under it.
 
 **Idempotent by key**: a write the store retries itself (an attempt whose answer was lost) is
 never applied twice. Sent again by the caller after an unknown outcome (a timeout, an instance
@@ -221,6 +222,17 @@ class Log(Generic[T]):
             lambda: self.store.backend.append(self.log, text, ident, data)
         )
         return Appended(seq, applied)
+
+    async def entry(self, key: str | int, id: str) -> Entry[T] | None:
+        """The entry stored under `id` in `key`'s log, or None: what an append that raised
+        `herd.Conflict` found there (a retry whose value differs, say by a timestamp)."""
+        text = check_key(key)
+        ident = check_key(id, "id")
+        found = await self.store.bounded(lambda: self.store.backend.entry(self.log, text, ident))
+        if found is None:
+            return None
+        seq, data = found
+        return Entry(text, ident, self._decoder.decode(data), seq)
 
     async def last(self, key: str | int, count: int = 20) -> list[Entry[T]]:
         """The newest `count` entries of `key`'s log, newest first."""

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, cast
 
+from herd._wire.connect import tcp_connect
 from herd._wire.frames import (
     CANCEL,
     DRAIN,
@@ -33,6 +34,12 @@ from herd._wire.tls import HANDSHAKE_S, PROCESS, Tls, client_context_for
 #: A connection with nothing in flight for this long (15 to 30 s) is closed, well before
 #: servers close idle connections (75 s), so a call never goes out on one being closed.
 IDLE_S = 15.0
+#: A call given up after waiting this long with nothing at all read from its connection since
+#: it was sent makes the connection suspect: a black hole (a partition, a peer gone without a
+#: word) looks exactly like that, and TCP would keep the connection for minutes. New calls
+#: then open a fresh connection, which fails fast while the partition lasts and works at once
+#: when it heals; calls already on the suspect one finish or time out there.
+SILENT_S = 0.25
 #: The largest answer accepted (a server answers at most what its handler returned).
 MAX_ANSWER = 256 << 20
 
@@ -53,6 +60,7 @@ class _Connection(asyncio.Protocol):
         self._next_id = 1
         self._active = True
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._reads = 0
         self.usable = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,11 +80,16 @@ class _Connection(asyncio.Protocol):
         answer: asyncio.Future[Answer] = self._loop.create_future()
         self._waiting[call_id] = answer
         self._send(call_frame(call_id, service, method, metadata, body))
+        reads, sent = self._reads, self._loop.time()
         try:
             return await answer
         except asyncio.CancelledError:
             if self._waiting.pop(call_id, None) is not None and self._transport is not None:
                 self._send(control_frame(CANCEL, call_id))
+                if self._reads == reads and self._loop.time() - sent >= SILENT_S:
+                    self.usable = False
+                if not self.usable and not self._waiting:
+                    self.close()
             raise
 
     def _send(self, frame: bytes | bytearray) -> None:
@@ -84,6 +97,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._active = True
+        self._reads += 1
         if len(self._greeted) < len(PREFACE):
             data = self._greet(data)
             if not data:
@@ -162,7 +176,7 @@ class MuxTransport:
         self._port = port
         self._authority = f"{host}:{port}"
         self._tls = client_context_for(tls)
-        self._connect_timeout = connect_timeout + (HANDSHAKE_S if self._tls is not None else 0.0)
+        self._connect_timeout = connect_timeout
         self._connection: _Connection | None = None
         self._opening: asyncio.Future[_Connection] | None = None
         self._closed = False
@@ -198,9 +212,17 @@ class MuxTransport:
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
+            # The TCP connect alone under the short connect timeout: a host that does not
+            # answer (a partition, a black hole) costs that, not the TLS handshake's allowance,
+            # which only a host that answered gets.
             async with asyncio.timeout(self._connect_timeout):
+                sock = await tcp_connect(loop, self._host, self._port)
+            async with asyncio.timeout(HANDSHAKE_S if self._tls is not None else None):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(self._authority), self._host, self._port, ssl=self._tls
+                    lambda: _Connection(self._authority),
+                    sock=sock,
+                    ssl=self._tls,
+                    server_hostname="" if self._tls is not None else None,
                 )
         except (OSError, TimeoutError) as exc:
             raise ConnectFailed(f"cannot connect to {self._authority}: {exc!r}") from exc

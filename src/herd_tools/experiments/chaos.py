@@ -37,23 +37,14 @@ import msgspec
 import typer
 
 from herd._cloud.controller import Controller
+from herd._cloud.history.store import HistoryQuery
 from herd._cloud.interface import InstanceView
 from herd._model.stats import percentile
 from herd._server.injection import Fault
-from herd_tools import figures
-from herd_tools.experiments.harness import (
-    APP,
-    JSON,
-    RATE,
-    Say,
-    conclude,
-    on_cloud,
-    plot_option,
-    run,
-    target_option,
-)
+from herd_tools import figures, options
+from herd_tools.experiments import harness
 from herd_tools.load import UrlPattern, failure_kind
-from herd_tools.output import Column, out, print_table, say, usage
+from herd_tools.output import Column, numbers, out, print_table, say, usage
 from herd_tools.schedule import Schedule, open_model
 
 PHASES = ("before", "during", "after")
@@ -177,7 +168,7 @@ def _phase(name: str, samples: list[_Sample]) -> Phase:
 class _Fault:
     """One scenario's fault: how it begins and how it ends, on the controller."""
 
-    def __init__(self, controller: Controller, phase_s: float, say: Say) -> None:
+    def __init__(self, controller: Controller, phase_s: float, say: harness.Say) -> None:
         self.controller = controller
         self.phase_s = phase_s
         self.say = say
@@ -246,7 +237,7 @@ async def _load(url: str, rate: float, seconds: float, start: float, out: list[_
 
 
 async def _scenario(
-    controller: Controller, name: str, url: str, rate: float, phase_s: float, say: Say
+    controller: Controller, name: str, url: str, rate: float, phase_s: float, say: harness.Say
 ) -> Scenario:
     await _settled(controller)
     began = time.time()
@@ -278,7 +269,7 @@ async def _scenario(
         if sample.kind is not None:
             kinds[sample.kind] = kinds.get(sample.kind, 0) + 1
             first.setdefault(sample.kind, sample.message)
-    ended = controller.history.events(since=began, kind="instance.terminated")
+    ended = controller.history.events(HistoryQuery(since=began, kind="instance.terminated"))
     return Scenario(name, described, phases, dict(sorted(kinds.items())), first, len(ended))
 
 
@@ -289,7 +280,7 @@ async def experiment(
     phase_s: float,
     scenarios: list[str],
     goal_pct: float = GOAL_PCT,
-    say: Say = say,
+    say: harness.Say = say,
 ) -> ChaosResult:
     """Run the app and every scenario in turn under load through its front door."""
 
@@ -309,7 +300,7 @@ async def experiment(
             results.append(await _scenario(controller, name, url, rate, phase_s, say))
         return ChaosResult(rate, phase_s, results, goal_pct)
 
-    return await on_cloud(app, body, say=say)
+    return await harness.on_cloud(app, body, say=say)
 
 
 def plot(result: ChaosResult, path: Path) -> None:
@@ -343,10 +334,7 @@ def report(result: ChaosResult) -> None:
         [
             Column("scenario"),
             Column("phase"),
-            Column("total", right=True),
-            Column("failed", right=True),
-            Column("success %", right=True),
-            Column("p99 ms", right=True),
+            *numbers("total", "failed", "success %", "p99 ms"),
             Column("degraded %", right=True, drop=1),
         ],
         [
@@ -374,13 +362,10 @@ def report(result: ChaosResult) -> None:
 
 
 def command(
-    app: Path = APP,
-    rate: float = RATE,
-    phase_seconds: float = typer.Option(
-        20.0,
-        "--phase-seconds",
-        metavar="SECONDS",
-        help="Seconds of each phase: before, during, after.",
+    app: Path = harness.APP,
+    rate: float = harness.RATE,
+    phase_seconds: float = options.seconds(
+        20.0, "Seconds of each phase: before, during, after.", "--phase-seconds"
     ),
     scenario: Annotated[
         list[str] | None,
@@ -390,11 +375,11 @@ def command(
             help="Run only these (repeat): monkey, zone-outage, movie-latency, merch-errors, hung.",
         ),
     ] = None,
-    goal: float = target_option(
+    goal: float = harness.target_option(
         GOAL_PCT, "--goal", "The success target of every phase", "docs/chaos.md"
     ),
-    json_path: Path | None = JSON,
-    plot_path: Annotated[Path | None, plot_option("success and p99 per phase")] = None,
+    json_path: Path | None = harness.JSON,
+    plot_path: Annotated[Path | None, harness.plot_option("success and p99 per phase")] = None,
 ) -> None:
     """Faults under load through flix: before, during, after each.
 
@@ -411,6 +396,8 @@ def command(
         raise usage(f"unknown scenarios {unknown}", f"choose from {', '.join(SCENARIOS)}")
     if not (phase_seconds > 0 and rate > 0):
         raise usage("--rate and --phase-seconds must be > 0")
-    result = run(experiment(app, rate=rate, phase_s=phase_seconds, scenarios=chosen, goal_pct=goal))
+    result = harness.run(
+        experiment(app, rate=rate, phase_s=phase_seconds, scenarios=chosen, goal_pct=goal)
+    )
     report(result)
-    conclude(result, result.problems(), json_path=json_path, plot=plot, plot_path=plot_path)
+    harness.conclude(result, result.problems(), json_path=json_path, plot=plot, plot_path=plot_path)

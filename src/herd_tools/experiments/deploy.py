@@ -41,7 +41,8 @@ from herd._cloud.controller import Controller
 from herd._cloud.interface import DeployView, InstanceView
 from herd._model.route import Route
 from herd._wire.http_client import InstanceSession
-from herd_tools import figures
+from herd_tools import figures, options
+from herd_tools.experiments import harness
 from herd_tools.experiments.cohorts import (
     Cohorts,
     HopCohort,
@@ -50,18 +51,8 @@ from herd_tools.experiments.cohorts import (
     counted,
     read,
 )
-from herd_tools.experiments.harness import (
-    APP,
-    JSON,
-    RATE,
-    Say,
-    conclude,
-    on_cloud,
-    plot_option,
-    run,
-)
 from herd_tools.load import run_load
-from herd_tools.output import Column, print_table, say, usage
+from herd_tools.output import Column, numbers, print_table, say, usage
 
 PIN = "v002"
 FAIL_RATE = 0.1
@@ -246,7 +237,7 @@ async def _scenarios(
     hold_s: float,
     chosen: list[str],
     fail_rate: float,
-    say: Say,
+    say: harness.Say,
 ) -> DeployResult:
     door = controller.front_door
     assert door is not None
@@ -377,7 +368,7 @@ async def experiment(
     hold_s: float,
     chosen: list[str],
     fail_rate: float = FAIL_RATE,
-    say: Say = say,
+    say: harness.Say = say,
 ) -> DeployResult:
     """Run the `chosen` scenarios on flix (`app_path`), in their order, and return the
     figures."""
@@ -394,7 +385,7 @@ async def experiment(
             say=say,
         )
 
-    return await on_cloud(app, body, say=say)
+    return await harness.on_cloud(app, body, say=say)
 
 
 def expected(result: DeployResult) -> list[str]:
@@ -473,12 +464,9 @@ def report(result: DeployResult) -> None:
         f"deploys under {result.rate:g} req/s over {result.visitors} visitors",
         [
             Column("scenario"),
-            Column("duration_s", right=True),
-            Column("total", right=True),
-            Column("failed", right=True),
+            *numbers("duration_s", "total", "failed"),
             Column("decision"),
-            Column("canary_score", right=True),
-            Column("rollback_s", right=True),
+            *numbers("canary_score", "rollback_s"),
             Column("cohort_consistency_pct", right=True, drop=1),
         ],
         [
@@ -498,42 +486,32 @@ def report(result: DeployResult) -> None:
 
 
 def command(
-    app: Path = APP,
-    rate: float = RATE,
-    visitors: int = typer.Option(
-        10_000, metavar="N", help="Visitors the load spreads over (1 % are a test cell)."
+    app: Path = harness.APP,
+    rate: float = harness.RATE,
+    visitors: int = options.count(10_000, "Visitors the load spreads over (1 % are a test cell)."),
+    analysis: float = options.seconds(
+        30.0, "Seconds of analysis per canary step (less if the judge fails it sooner)."
     ),
-    analysis: float = typer.Option(
-        30.0,
-        metavar="SECONDS",
-        help="Seconds of analysis per canary step (less if the judge fails it sooner).",
+    interval: float = options.seconds(1.0, "Seconds between the analysis' samples."),
+    min_points: int = options.count(
+        8, "Intervals with requests on each side before a metric has data."
     ),
-    interval: float = typer.Option(
-        1.0, metavar="SECONDS", help="Seconds between the analysis' samples."
-    ),
-    min_points: int = typer.Option(
-        8, metavar="N", help="Intervals with requests on each side before a metric has data."
-    ),
-    hold: float = typer.Option(
-        3.0, metavar="SECONDS", help="Seconds each promoted deploy is held before its end."
-    ),
+    hold: float = options.seconds(3.0, "Seconds each promoted deploy is held before its end."),
     steps: str = typer.Option(
         "5,25,50,100", metavar="PERCENTS", help="The canary's traffic steps, in percent."
     ),
-    fail_rate: float = typer.Option(
-        FAIL_RATE,
-        min=0.0,
-        max=1.0,
-        metavar="SHARE",
-        help="Share of pages the bad canary (canary_fail) fails.",
+    fail_rate: float = options.share(
+        FAIL_RATE, "Share of pages the bad canary (canary_fail) fails."
     ),
     scenarios: str = typer.Option(
         ",".join(SCENARIOS),
         metavar="NAMES",
         help="Which scenarios to run (comma-separated; they run in this order).",
     ),
-    json_path: Path | None = JSON,
-    plot_path: Annotated[Path | None, plot_option("traffic share per group over time")] = None,
+    json_path: Path | None = harness.JSON,
+    plot_path: Annotated[
+        Path | None, harness.plot_option("traffic share per group over time")
+    ] = None,
 ) -> None:
     """Four deploys of flix under load, counting what users saw.
 
@@ -562,7 +540,7 @@ def command(
     )
     if (problem := spec.problem()) is not None:
         raise usage(problem)
-    result = run(
+    result = harness.run(
         experiment(
             app,
             rate=rate,
@@ -574,4 +552,4 @@ def command(
         )
     )
     report(result)
-    conclude(result, expected(result), json_path=json_path, plot=plot, plot_path=plot_path)
+    harness.conclude(result, expected(result), json_path=json_path, plot=plot, plot_path=plot_path)

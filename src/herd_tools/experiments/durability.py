@@ -17,7 +17,7 @@ On the engine (an app with `[[stores]]`, e.g. flix's app-nats.toml), two more ph
 open-model writes for `engine_seconds` each, every write retried with its key for up to
 `ENGINE_GIVE_UP_S`, then read back (`durability_engine.Phase`): `zone_outage` (zone b's
 instances and nats-server SIGKILLed and held out for half the phase) and `leader_kill` (the
-leader of history's plays bucket SIGKILLed). Targets: nothing lost or duplicated, >= 99.9 % of
+leader of history's plays log SIGKILLed). Targets: nothing lost or duplicated, >= 99.9 % of
 writes acknowledged.
 
 Phase 2 (cache), once every group is back to its count: home pages at `rate` per second,
@@ -42,22 +42,14 @@ from typing import Any
 
 import aiohttp
 import msgspec
-import typer
 
 import herd
 from herd._cloud.controller import Controller
 from herd._process.config import STORE_URL
+from herd_tools import options
 from herd_tools.experiments import durability_engine as engine
-from herd_tools.experiments.harness import (
-    APP,
-    JSON,
-    Say,
-    conclude,
-    on_cloud,
-    run,
-    target_option,
-)
-from herd_tools.output import Column, print_table, say, usage
+from herd_tools.experiments import harness
+from herd_tools.output import Column, numbers, print_table, say, usage
 
 #: Visitors who can sign in (flix seeds accounts for 1..8: `examples.flix.store.ACCOUNTS`).
 ACCOUNTS = 8
@@ -68,9 +60,9 @@ WHOLE_PCT = 99.9
 #: takes 5 to 7 s on Debian's nats-server 2.9, and a write due as it began may have a 2 s
 #: attempt under way when it ends (the front door's deadline, kept for pages' sake).
 ENGINE_GIVE_UP_S = 15.0
-#: The bucket whose stream's leader the leader-kill phase kills: history's plays by key, the
-#: first write of every play.
-LEADER_STREAM = "KV_history_plays-by-key"
+#: The stream whose leader the leader-kill phase kills: history's plays log, the first write
+#: of every play.
+LEADER_STREAM = "LOG_history_plays"
 
 
 class Writes(msgspec.Struct, frozen=True, kw_only=True):
@@ -196,7 +188,9 @@ async def _send(
         await asyncio.sleep(0.2)
 
 
-async def _killer(controller: Controller, every: float, killed: list[str], say: Say) -> None:
+async def _killer(
+    controller: Controller, every: float, killed: list[str], say: harness.Say
+) -> None:
     rng = random.Random(12)
     while True:
         await asyncio.sleep(every)
@@ -310,7 +304,7 @@ async def _write_phase(
     duration: float,
     kill_every: float,
     give_up_s: float,
-    say: Say,
+    say: harness.Say,
 ) -> Writes:
     killed: list[str] = []
     killer = asyncio.create_task(_killer(controller, kill_every, killed, say))
@@ -336,10 +330,10 @@ async def _engine_phase(
     rate: float,
     seconds: float,
     give_up_s: float,
-    say: Say,
+    say: harness.Say,
 ) -> engine.Phase:
     """Writes for `seconds` while the engine loses zone b (its nats-server and its instances,
-    for half the phase) or the leader of history's plays bucket; every write read back."""
+    for half the phase) or the leader of history's plays log; every write read back."""
     killed: list[str] = []
 
     async def disrupt() -> float | None:
@@ -348,10 +342,9 @@ async def _engine_phase(
         if name == engine.ZONE_OUTAGE:
             victim = next(m for m in members if m.zone == "b")
             outage_s = seconds / 2
-            # The zone's slots start nothing until the outage ends, its store member included.
-            stopped = await controller.chaos.zone_outage(victim.zone, outage_s)
-            os.kill(victim.pid, signal.SIGKILL)
-            killed.extend([victim.id, *stopped])
+            # The outage SIGKILLs the zone's store member with its instances; their slots
+            # start nothing until it ends.
+            killed.extend(await controller.chaos.zone_outage(victim.zone, outage_s))
             say(f"zone b out for {outage_s:g} s: SIGKILL {', '.join(killed)}")
             await asyncio.sleep(outage_s)
         else:
@@ -488,7 +481,7 @@ async def experiment(
     engine_seconds: float = 30.0,
     engine_give_up_s: float = ENGINE_GIVE_UP_S,
     success_pct: float = engine.SUCCESS_PCT,
-    say: Say = say,
+    say: harness.Say = say,
 ) -> Durability:
     """Run the app, write through its front door under kills, read back; on the engine (an app
     with `[[stores]]`), the same through a zone's outage and a leader's loss; then the cache."""
@@ -547,7 +540,7 @@ async def experiment(
             success_target_pct=success_pct,
         )
 
-    return await on_cloud(app, body, say=say)
+    return await harness.on_cloud(app, body, say=say)
 
 
 def report(result: Durability) -> None:
@@ -569,7 +562,7 @@ def report(result: Durability) -> None:
     if result.phases:
         print_table(
             "on the engine",
-            [Column("phase"), *(Column(name, right=True) for name in _PHASE_FIGURES)],
+            [Column("phase"), *numbers(*_PHASE_FIGURES)],
             [
                 [phase.phase, *(_figure(getattr(phase, name)) for name in _PHASE_FIGURES)]
                 for phase in result.phases
@@ -593,39 +586,29 @@ def _figure(value: float | None) -> str:
 
 
 def command(
-    app: Path = APP,
-    rate: float = typer.Option(
-        100.0, metavar="PER_SECOND", help="Writes (then pages) per second, through the door."
+    app: Path = harness.APP,
+    rate: float = options.per_second(100.0, "Writes (then pages) per second, through the door."),
+    duration: float = options.seconds(30.0, "Seconds of writes."),
+    kill_every: float = options.seconds(
+        3.0, "Seconds between SIGKILLs of a random history, merch or edge instance."
     ),
-    duration: float = typer.Option(30.0, metavar="SECONDS", help="Seconds of writes."),
-    kill_every: float = typer.Option(
-        3.0,
-        metavar="SECONDS",
-        help="Seconds between SIGKILLs of a random history, merch or edge instance.",
+    cache_seconds: float = options.seconds(
+        10.0, "Seconds of page reads counted; memcached zone a is killed halfway."
     ),
-    cache_seconds: float = typer.Option(
-        10.0,
-        metavar="SECONDS",
-        help="Seconds of page reads counted; memcached zone a is killed halfway.",
-    ),
-    warmup: float = typer.Option(
-        5.0, metavar="SECONDS", help="Seconds of page reads before, not counted."
-    ),
-    whole: float = target_option(
+    warmup: float = options.seconds(5.0, "Seconds of page reads before, not counted."),
+    whole: float = harness.target_option(
         WHOLE_PCT, "--whole", "The target share of whole pages", "docs/data.md"
     ),
-    engine_seconds: float = typer.Option(
-        30.0,
-        metavar="SECONDS",
-        help="Seconds of writes in each phase on the engine (an app with [[stores]]).",
+    engine_seconds: float = options.seconds(
+        30.0, "Seconds of writes in each phase on the engine (an app with [[stores]])."
     ),
-    success: float = target_option(
+    success: float = harness.target_option(
         engine.SUCCESS_PCT,
         "--success",
         "The target share of writes acknowledged in each phase on the engine",
         "docs/data.md",
     ),
-    json_path: Path | None = JSON,
+    json_path: Path | None = harness.JSON,
 ) -> None:
     """Writes under kills, every one read back; a cache zone lost.
 
@@ -643,7 +626,7 @@ def command(
         raise usage(
             "--rate, --duration, --kill-every, --cache-seconds and --engine-seconds must be > 0"
         )
-    result = run(
+    result = harness.run(
         experiment(
             app,
             rate=rate,
@@ -657,4 +640,4 @@ def command(
         )
     )
     report(result)
-    conclude(result, result.missed(), json_path=json_path)
+    harness.conclude(result, result.missed(), json_path=json_path)

@@ -18,22 +18,14 @@ import signal
 from pathlib import Path
 
 import msgspec
-import typer
 
 from herd._cloud.controller import Controller
 from herd._cloud.interface import InstanceView
 from herd._model.stats import percentile
-from herd_tools.experiments.harness import (
-    APP,
-    JSON,
-    RATE,
-    Say,
-    conclude,
-    on_cloud,
-    run,
-)
+from herd_tools import options
+from herd_tools.experiments import harness
 from herd_tools.load import run_load
-from herd_tools.output import Column, print_table, say, usage
+from herd_tools.output import Column, numbers, print_table, say, usage
 
 
 class Window(msgspec.Struct, frozen=True):
@@ -90,7 +82,7 @@ async def experiment(
     duration: float,
     pause_at: float,
     pause_s: float,
-    say: Say = say,
+    say: harness.Say = say,
 ) -> GrayFailure:
     """Run the app, load its front door, stall one instance per group midway (the pause lies
     within the run), report."""
@@ -144,7 +136,7 @@ async def experiment(
             failed_by_kind=report.failed_by_kind,
         )
 
-    return await on_cloud(app, body, say=say)
+    return await harness.on_cloud(app, body, say=say)
 
 
 def missed(result: GrayFailure) -> list[str]:
@@ -160,11 +152,7 @@ def report(result: GrayFailure) -> None:
         f"gray failure: stalled {', '.join(result.paused)}",
         [
             Column("phase"),
-            Column("sent", right=True),
-            Column("failed", right=True),
-            Column("p50 ms", right=True),
-            Column("p99 ms", right=True),
-            Column("max ms", right=True),
+            *numbers("sent", "failed", "p50 ms", "p99 ms", "max ms"),
         ],
         [
             [w.phase, str(w.sent), str(w.failed), f"{w.p50_ms:g}", f"{w.p99_ms:g}", f"{w.max_ms:g}"]
@@ -174,16 +162,12 @@ def report(result: GrayFailure) -> None:
 
 
 def command(
-    app: Path = APP,
-    rate: float = RATE,
-    duration: float = typer.Option(20.0, metavar="SECONDS", help="Seconds of load."),
-    pause_at: float = typer.Option(
-        5.0, metavar="SECONDS", help="Seconds into the load when the stall begins."
-    ),
-    pause: float = typer.Option(
-        10.0, metavar="SECONDS", help="Seconds the stalled instances stay stopped."
-    ),
-    json_path: Path | None = JSON,
+    app: Path = harness.APP,
+    rate: float = harness.RATE,
+    duration: float = options.seconds(20.0, "Seconds of load."),
+    pause_at: float = options.seconds(5.0, "Seconds into the load when the stall begins."),
+    pause: float = options.seconds(10.0, "Seconds the stalled instances stay stopped."),
+    json_path: Path | None = harness.JSON,
 ) -> None:
     """Stall one instance of every group; count what users saw.
 
@@ -195,6 +179,8 @@ def command(
     """
     if not (pause_at >= 0 and pause_at + pause <= duration):
         raise usage("the pause must lie within the run", "--pause-at + --pause <= --duration")
-    result = run(experiment(app, rate=rate, duration=duration, pause_at=pause_at, pause_s=pause))
+    result = harness.run(
+        experiment(app, rate=rate, duration=duration, pause_at=pause_at, pause_s=pause)
+    )
     report(result)
-    conclude(result, missed(result), json_path=json_path)
+    harness.conclude(result, missed(result), json_path=json_path)

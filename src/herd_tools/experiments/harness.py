@@ -23,6 +23,7 @@ from herd._cloud.app import App
 from herd._cloud.controller import Controller
 from herd._cloud.up import up
 from herd._process.logging import configure
+from herd_tools import options
 from herd_tools.output import Failure, fails_cleanly, say
 
 T = TypeVar("T")
@@ -89,7 +90,7 @@ APP = typer.Option(
     Path("examples/flix/app.toml"), "--app", metavar="APP.toml", help="The app to run (flix)."
 )
 JSON = typer.Option(None, "--json", metavar="FILE", help="Also write the figures as JSON to FILE.")
-RATE = typer.Option(200.0, metavar="PER_SECOND", help="Requests per second through the front door.")
+RATE = options.per_second(200.0, "Requests per second through the front door.")
 
 
 def plot_option(what: str) -> Any:
@@ -99,11 +100,4 @@ def plot_option(what: str) -> Any:
 
 def target_option(default: float, flag: str, what: str, docs: str) -> Any:
     """A `--FLAG PERCENT` option setting one of a run's targets (a short run's own)."""
-    return typer.Option(
-        default,
-        flag,
-        min=0.0,
-        max=100.0,
-        metavar="PERCENT",
-        help=f"{what} (a short run's own; see {docs}).",
-    )
+    return options.percent(default, f"{what} (a short run's own; see {docs}).", flag)

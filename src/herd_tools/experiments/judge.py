@@ -36,8 +36,8 @@ from herd._cloud.deploy import canary_steps
 from herd._cloud.deploy.analysis import Counts
 from herd._cloud.deploy.canary import PASS
 from herd._server.metrics import LATENCY_BUCKETS
-from herd_tools.experiments.harness import JSON, conclude
-from herd_tools.output import Column, print_table, usage
+from herd_tools.experiments import harness
+from herd_tools.output import Column, numbers, print_table, usage
 from herd_tools.simulate import vtime
 
 #: The old version: its share of failed requests and its latency distribution.
@@ -253,12 +253,8 @@ def report(result: JudgeResult) -> None:
         [
             Column("case"),
             Column("kind"),
-            Column("runs", right=True),
-            Column("failed %", right=True),
-            Column("1st step %", right=True),
-            Column("median s", right=True),
-            Column("p95 s", right=True, drop=1),
-            Column("failed req", right=True, drop=1),
+            *numbers("runs", "failed %", "1st step %", "median s"),
+            *numbers("p95 s", "failed req", drop=1),
         ],
         [
             [
@@ -286,7 +282,7 @@ def missed(result: JudgeResult) -> list[str]:
 
 
 def command(
-    json_path: Path | None = JSON,
+    json_path: Path | None = harness.JSON,
     runs: Annotated[
         int, typer.Option(min=1, metavar="N", help="Simulated deploys per case.")
     ] = RUNS,
@@ -325,4 +321,4 @@ def command(
         DeploySpec(), runs=runs, rate=rate, base_error=base_error, seed=seed, chosen=chosen
     )
     report(result)
-    conclude(result, missed(result), json_path=json_path)
+    harness.conclude(result, missed(result), json_path=json_path)

@@ -35,11 +35,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
-
 from herd._model.clock import MONOTONIC
 from herd._model.stats import percentile
-from herd_tools.experiments.harness import JSON, conclude, plot_option, run
+from herd_tools import options
+from herd_tools.experiments import harness
 from herd_tools.experiments.retry_storm_chains import (
     Chain,
     Processes,
@@ -269,14 +268,10 @@ async def experiment(settings: Settings, progress: Progress = say) -> list[Outco
 
 
 def command(
-    json_path: Path | None = JSON,
-    plot_path: Annotated[Path | None, plot_option("latency and amplification")] = None,
-    rate: float = typer.Option(
-        DEFAULT_RATE, metavar="PER_SECOND", help="User requests per second in the load phase."
-    ),
-    duration: float = typer.Option(
-        DEFAULT_DURATION, metavar="SECONDS", help="Seconds of load per configuration."
-    ),
+    json_path: Path | None = harness.JSON,
+    plot_path: Annotated[Path | None, harness.plot_option("latency and amplification")] = None,
+    rate: float = options.per_second(DEFAULT_RATE, "User requests per second in the load phase."),
+    duration: float = options.seconds(DEFAULT_DURATION, "Seconds of load per configuration."),
 ) -> None:
     """The talk's retry storm: naive, telescoped and herd settings.
 
@@ -303,9 +298,9 @@ def command(
     except ValueError as exc:
         raise usage(str(exc)) from None
     say("retry storm: edge → middle → deep, one deep instance hanging; naive, telescoped, herd")
-    outcomes = run(experiment(settings))
+    outcomes = harness.run(experiment(settings))
     report(outcomes, settings)
-    conclude(
+    harness.conclude(
         to_json(outcomes, settings),
         missed(outcomes),
         json_path=json_path,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from herd_tools import figures
-from herd_tools.output import Column, out, print_table
+from herd_tools.output import Column, numbers, out, print_table
 
 if TYPE_CHECKING:
     from herd_tools.experiments.retry_storm import Outcome, Settings
@@ -130,11 +130,8 @@ def report(outcomes: Sequence[Outcome], settings: Settings) -> None:
                 Column("config"),
                 Column("edge latency", right=True),
                 Column("answered"),
-                Column("middle sent", right=True),
-                Column("deep recv hang+ok", right=True),
-                Column("busy at answer", right=True, drop=1),
-                Column("sent after", right=True, drop=1),
-                Column("deep held", right=True, drop=1),
+                *numbers("middle sent", "deep recv hang+ok"),
+                *numbers("busy at answer", "sent after", "deep held", drop=1),
             ],
             [
                 [
@@ -157,12 +154,8 @@ def report(outcomes: Sequence[Outcome], settings: Settings) -> None:
             " deep instance hanging",
             [
                 Column("config"),
-                Column("users", right=True),
-                Column("success", right=True),
-                Column("p50 edge", right=True),
-                Column("p99 edge", right=True),
-                Column("middle sent", right=True, drop=1),
-                Column("deep received", right=True, drop=1),
+                *numbers("users", "success", "p50 edge", "p99 edge"),
+                *numbers("middle sent", "deep received", drop=1),
                 Column("amplification", right=True),
                 Column("peak middle", right=True, drop=2),
             ],

@@ -10,7 +10,9 @@ instances, zone outages.
 - **Injection**: a `Fault` set on the running instances of a service through their
   `/herd/faults`, which takes it only from the control plane's identity (or the admin token);
   each instance ends it by itself when it expires.
-- **Zone outage** (Chaos Gorilla): every instance in the zone is SIGKILLed. A killed instance
+- **Zone outage** (Chaos Gorilla): every instance in the zone is SIGKILLed, and the zone's
+  member of the store cluster (an app with `[[stores]]`), which comes back when the outage
+  ends, on its ports and data, as a zone's machines would. A killed instance
   does not deregister itself, but the control plane sees its process exit and deregisters it
   at once, so callers stop choosing it within a registry watch round (outlier ejection covers
   the calls already under way; the registry's lease would evict it too, should that write be
@@ -217,7 +219,8 @@ class Chaos:
     # -- zone outage
 
     async def zone_outage(self, zone: str, duration_s: float) -> list[str]:
-        """Stop every instance in `zone` and start none there for `duration_s`."""
+        """Stop every instance in `zone`, and its store member, and start none there for
+        `duration_s`; what was stopped."""
         if zone not in self._cloud.app.spec.zones:
             raise ChaosRefused(f"no zone {zone!r}: the zones are {self._cloud.app.spec.zones}")
         if zone in self._outages:
@@ -233,6 +236,9 @@ class Chaos:
                 with contextlib.suppress(UnknownInstance):
                     self._cloud.terminate(view.id, cause="zone-outage")
                     outage.stopped.append(view.id)
+        member = self._cloud.terminate_store(zone, cause="zone-outage")
+        if member is not None:
+            outage.stopped.append(member)
         self._cloud.record(
             "chaos.zone-outage",
             cause="chaos",

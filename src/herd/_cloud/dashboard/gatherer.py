@@ -28,6 +28,7 @@ from herd._cloud.front_door import FrontDoor
 from herd._cloud.interface import GroupView, InstanceView
 from herd._model.instance import Status
 from herd._model.outcome import is_server_failure
+from herd._model.stats import sketch_quantile
 from herd._model.tasks import cancel_and_wait
 from herd._wire.http_client import InstanceSession
 
@@ -97,23 +98,16 @@ def _served(exposition: str) -> dict[str, float]:
                 if web:
                     totals["web"] += sample.value
                     totals["web_failed"] += sample.value if failed else 0.0
+        elif family.name == "herd_server_limit":
+            # A gauge: what the instance runs at once now (docs/overload.md).
+            totals["limit"] = sum(sample.value for sample in family.samples)
+        elif family.name == "herd_server_shed":
+            totals["shed"] += sum(s.value for s in family.samples if s.name.endswith("_total"))
         elif family.name == "herd_server_latency_seconds":
             for sample in family.samples:
                 if sample.name.endswith("_bucket") and " " in sample.labels.get("method", ""):
                     totals[f"le={sample.labels['le']}"] += sample.value
     return dict(totals)
-
-
-def _bucket_percentile(buckets: Mapping[float, float], fraction: float) -> float:
-    """The upper bound (ms) of the bucket holding `fraction` of cumulative histogram counts."""
-    bounds = sorted(buckets)
-    total = buckets[bounds[-1]] if bounds else 0.0
-    if total <= 0:
-        return 0.0
-    for bound in bounds:
-        if buckets[bound] >= fraction * total:
-            return 0.0 if bound == float("inf") else bound * 1000
-    return 0.0
 
 
 class Gatherer:
@@ -260,6 +254,8 @@ class Gatherer:
                 errors = sum(float(figures.get(k, 0)) for k in _DEPENDENCY_ERRORS)
                 totals[f"{view.id}|dep:{dependency}|calls"] = calls
                 totals[f"{view.id}|dep:{dependency}|errors"] = errors
+                for index, count in (figures.get("sketch") or {}).items():
+                    totals[f"{view.id}|dep:{dependency}|q={index}"] = float(count)
         return totals
 
     def _groups(
@@ -279,6 +275,10 @@ class Gatherer:
                         **msgspec.structs.asdict(view),
                         "rps": round(requests / window.span(INTERVAL_S), 1),
                         "error_pct": round(100 * failed / recent, 1) if recent else 0.0,
+                        "limit": window.current(view.id, "limit"),
+                        "shed_rps": round(
+                            window.delta(view.id, "shed", INTERVAL_S) / window.span(INTERVAL_S), 1
+                        ),
                     }
                 )
             shown.append({**msgspec.structs.asdict(group), "instances": members})
@@ -324,8 +324,10 @@ class Gatherer:
         services: set[str],
     ) -> list[dict[str, Any]]:
         """Per calling service and dependency: the Hystrix figures, summed over the caller's
-        instances (latency and breaker: the worst instance's)."""
+        instances (latency: the quantiles of their merged sketches; breaker: the worst
+        instance's)."""
         edges: dict[tuple[str, str], dict[str, Any]] = {}
+        latencies: dict[tuple[str, str], dict[int, float]] = {}
         # The app's services only: every driver's resolver also long-polls the registry, whose
         # figures (a watch answers when something changes) would only look like trouble.
         for view in instances:
@@ -361,8 +363,12 @@ class Gatherer:
                 )
                 edge["calls"] += window.delta(view.id, f"{key}|calls", WINDOW_S)
                 edge["errors"] += window.delta(view.id, f"{key}|errors", WINDOW_S)
-                edge["p50_ms"] = max(edge["p50_ms"], float(figures.get("p50_ms", 0.0)))
-                edge["p99_ms"] = max(edge["p99_ms"], float(figures.get("p99_ms", 0.0)))
+                # Every instance's latency sketch over the window, merged: the quantiles of
+                # all the calls along the edge, not the worst instance's.
+                merged = latencies.setdefault((view.service, dependency), {})
+                for name, count in window.changes(view.id, f"{key}|q=", WINDOW_S).items():
+                    index = int(name.rpartition("=")[2])
+                    merged[index] = merged.get(index, 0.0) + count
                 edge["reporting"] += 1
                 breaker = figures.get("breaker") or {}
                 state = str(breaker.get("state", "closed"))
@@ -381,7 +387,10 @@ class Gatherer:
                 bulkhead = figures.get("bulkhead") or {}
                 edge["bulkhead_in_use"] += int(bulkhead.get("in_use", 0))
                 edge["bulkhead_max"] += int(bulkhead.get("max_concurrent", 0))
-        for edge in edges.values():
+        for pair, edge in edges.items():
+            counts = latencies.get(pair, {})
+            edge["p50_ms"] = round(sketch_quantile(counts, 0.5) * 1000, 3)
+            edge["p99_ms"] = round(sketch_quantile(counts, 0.99) * 1000, 3)
             calls = edge.pop("calls")
             errors = edge.pop("errors")
             edge["rps"] = round(edge["rps"], 1)
@@ -398,12 +407,11 @@ class Gatherer:
         # instances behind it.
         web = window.delta(_DOOR, "web", INTERVAL_S)
         failed = window.delta(_DOOR, "web_failed", INTERVAL_S)
-        buckets = {
-            float(name[3:]): value for name, value in window.changes(_DOOR, "le=", WINDOW_S).items()
-        }
+        # The front door's latency sketch over the window: within 1 % of the true p99.
+        counts = {int(name[2:]): n for name, n in window.changes(_DOOR, "q=", WINDOW_S).items()}
         rps = web / window.span(INTERVAL_S)
         success = 100 * (web - failed) / web if web else 100.0
-        p99 = _bucket_percentile(buckets, 0.99)
+        p99 = round(sketch_quantile(counts, 0.99) * 1000, 2)
         self._history.append([round(time.time(), 1), round(rps, 1), round(success, 2), p99])
         while self._history and self._history[0][0] < time.time() - HISTORY_S:
             self._history.popleft()
@@ -448,6 +456,10 @@ class _Window:
             return 0.0
         before = self._then(seconds)[1].get(key, 0.0)
         return current if current < before else current - before
+
+    def current(self, instance: str, name: str) -> float | None:
+        """The latest value of the gauge `instance|name` (None: the instance has none)."""
+        return self._now[1].get(f"{instance}|{name}")
 
     def changes(self, instance: str, prefix: str, seconds: float) -> dict[str, float]:
         """`delta` of every counter of `instance` whose name starts with `prefix`."""

@@ -46,7 +46,8 @@ class Actions(Source, Protocol):
         ...
 
 
-def _asset(name: str) -> WebResponse:
+def asset(name: str) -> WebResponse:
+    """A file of the dashboard's static assets, as a response."""
     data = importlib.resources.files(__package__).joinpath("static", name).read_bytes()
     return WebResponse(data, content_type=_TYPES[name[name.rindex(".") :]], headers=_NO_CACHE)
 
@@ -104,22 +105,22 @@ class DashboardRoutes:
     @route("GET", "/")
     async def dashboard_page(self, request: WebRequest) -> WebResponse:
         """The page."""
-        return _asset("index.html")
+        return asset("index.html")
 
     @route("GET", "/dashboard.js")
     async def dashboard_script(self, request: WebRequest) -> WebResponse:
         """The page's script."""
-        return _asset("dashboard.js")
+        return asset("dashboard.js")
 
     @route("GET", "/dashboard.css")
     async def dashboard_style(self, request: WebRequest) -> WebResponse:
         """The page's style."""
-        return _asset("dashboard.css")
+        return asset("dashboard.css")
 
     @route("GET", "/favicon.svg")
     async def dashboard_icon(self, request: WebRequest) -> WebResponse:
         """The page's icon."""
-        return _asset("favicon.svg")
+        return asset("favicon.svg")
 
     @route("GET", "/events")
     async def dashboard_events(self, request: WebRequest) -> WebResponse:

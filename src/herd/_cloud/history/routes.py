@@ -15,7 +15,15 @@ from typing import Any
 
 import msgspec
 
-from herd._cloud.history.store import CloudState, Diff, Event, History, InvalidTime, parse_time
+from herd._cloud.history.store import (
+    CloudState,
+    Diff,
+    Event,
+    History,
+    HistoryQuery,
+    InvalidTime,
+    parse_time,
+)
 from herd._cloud.interface import BadTimes
 from herd._model.outcome import ErrorKind
 from herd._model.web import WebRequest, WebResponse, route
@@ -55,13 +63,14 @@ class HistoryRoutes:
                 limit = query.get("_limit")
                 if limit is not None and not (limit.isdigit() and 0 < int(limit) <= 100_000):
                     return _bad("_limit is a count from 1 to 100000")
-                answer = self.history.events(
+                asked = HistoryQuery(
                     since=parse_time(query["_since"]) if "_since" in query else None,
                     until=parse_time(query["_until"]) if "_until" in query else None,
                     group=query.get("group"),
                     kind=query.get("kind"),
                     limit=int(limit) if limit is not None else None,
                 )
+                answer = self.history.events(asked)
         except InvalidTime as exc:
             return _bad(str(exc))
         return WebResponse(msgspec.json.encode(answer), content_type="application/json")
@@ -75,7 +84,7 @@ class HistoryRoutes:
                 event.instance or event.group or "",
                 event.cause,
             ]
-            for event in reversed(self.history.events(limit=PANEL_EVENTS))
+            for event in reversed(self.history.events(HistoryQuery(limit=PANEL_EVENTS)))
         ]
         return {
             "id": "history",
@@ -84,15 +93,8 @@ class HistoryRoutes:
             "rows": rows,
         }
 
-    async def history_events(
-        self,
-        since: float | None = None,
-        until: float | None = None,
-        group: str | None = None,
-        kind: str | None = None,
-        limit: int | None = None,
-    ) -> list[Event]:
-        return self.history.events(since=since, until=until, group=group, kind=kind, limit=limit)
+    async def history_events(self, query: HistoryQuery) -> list[Event]:
+        return self.history.events(query)
 
     async def history_at(self, at: float) -> CloudState:
         return self.history.at(at)

@@ -173,6 +173,18 @@ def kind_matches(pattern: str, kind: str) -> bool:
     return kind == pattern or kind.startswith(pattern + ".")
 
 
+class HistoryQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Which events to read: those with `since <= at < until` (wall-clock seconds), of `group`
+    and of `kind` (a kind, or the prefix before its dot), in the order they were recorded; the
+    last `limit` of them. A field left None does not filter."""
+
+    since: float | None = None
+    until: float | None = None
+    group: str | None = None
+    kind: str | None = None
+    limit: int | None = None
+
+
 class History:
     """The cloud's history in one SQLite file: `record` appends, the rest query.
 
@@ -224,35 +236,27 @@ class History:
         assert seq is not None
         return _event((seq, at, kind, group, instance, cause, encoded))
 
-    def events(
-        self,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        group: str | None = None,
-        kind: str | None = None,
-        limit: int | None = None,
-    ) -> list[Event]:
-        """The events with `since <= at < until`, of `group` and of `kind` (a kind, or the
-        prefix before its dot), in the order they were recorded; the last `limit` of them."""
+    def events(self, query: HistoryQuery | None = None) -> list[Event]:
+        """The events `query` asks for (every event without one), oldest first."""
+        q = query or HistoryQuery()
         where, args = ["1=1"], list[Any]()
-        if since is not None:
+        if q.since is not None:
             where.append("at >= ?")
-            args.append(since)
-        if until is not None:
+            args.append(q.since)
+        if q.until is not None:
             where.append("at < ?")
-            args.append(until)
-        if group is not None:
+            args.append(q.until)
+        if q.group is not None:
             where.append("grp = ?")
-            args.append(group)
-        if kind is not None:
+            args.append(q.group)
+        if q.kind is not None:
             where.append("(kind = ? OR kind LIKE ? ESCAPE '\\')")
-            args += [kind, _like_prefix(kind)]
+            args += [q.kind, _like_prefix(q.kind)]
         # Only the fixed conditions above are joined in: every value is a placeholder.
         sql = f"{_SELECT} WHERE {' AND '.join(where)}"
-        if limit is not None:
+        if q.limit is not None:
             sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT ?)"
-            args.append(limit)
+            args.append(q.limit)
         rows = self._connection().execute(f"{sql} ORDER BY seq", args).fetchall()
         return [_event(row) for row in rows]
 

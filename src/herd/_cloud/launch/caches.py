@@ -26,6 +26,8 @@ class CacheServer:
     zone: str
     port: int
     memory_mb: int
+    host: str = "127.0.0.1"
+    """Where it listens: loopback, or its zone's address on an isolated network."""
 
     @property
     def id(self) -> str:
@@ -34,7 +36,7 @@ class CacheServer:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def command(self) -> list[str]:
         """The launcher that becomes memcached and announces readiness (`_cloud.memcached`)."""
@@ -43,6 +45,7 @@ class CacheServer:
             "-m",
             "herd._cloud.launch.memcached",
             f"--port={self.port}",
+            f"--host={self.host}",
             f"--memory-mb={self.memory_mb}",
         ]
 

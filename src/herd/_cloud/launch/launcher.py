@@ -5,6 +5,7 @@ each with one child environment and, for the registry and instances, an identity
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import secrets
@@ -18,8 +19,9 @@ from herd._cloud.app import App, GroupSpec
 from herd._cloud.launch import caches, stores
 from herd._cloud.launch.ca import CertificateAuthority
 from herd._cloud.launch.process import Process
+from herd._cloud.network.plan import NetworkPlan
 from herd._model.identity import FRONT_DOOR, REGISTRY, Identity
-from herd._process.config import ALLOW, TLS_DIR, child_env
+from herd._process.config import ALLOW, HOST, TLS_DIR, child_env
 from herd._registry.etcd_cluster import (
     ETCD,
     ETCD_SCHEME,
@@ -44,8 +46,10 @@ class Launcher:
         store_members: Sequence[Member] = (),
     ) -> None:
         self.app = app
-        self._cache_servers = cache_servers
+        self._cache_servers = list(cache_servers)
         self._store_members = list(store_members)
+        self.network: NetworkPlan | None = None
+        """The isolated network (`--network isolated`), once made; None on loopback."""
         self._authority = CertificateAuthority(app.spec.name)
         self._sequence = itertools.count(1)
         self._etcd_token = ""
@@ -53,7 +57,22 @@ class Launcher:
     @property
     def registry_address(self) -> str:
         """The registry's `host:port`."""
-        return f"127.0.0.1:{self.app.spec.registry_port}"
+        host = self.network.core_address if self.network else "127.0.0.1"
+        return f"{host}:{self.app.spec.registry_port}"
+
+    def isolate(self, network: NetworkPlan) -> list[caches.CacheServer]:
+        """Run every process made from now on in `network`: each zone's in its namespace, on
+        its address; the registry in the core namespace. The cache servers, moved to their
+        zones' addresses."""
+        self.network = network
+        self._cache_servers = [
+            dataclasses.replace(server, host=network.address(server.zone))
+            for server in self._cache_servers
+        ]
+        return self._cache_servers
+
+    def _namespace(self, zone: str) -> str | None:
+        return self.network.namespace(zone) if self.network else None
 
     @property
     def tls_dir(self) -> Path:
@@ -93,13 +112,17 @@ class Launcher:
         """The registry, on the app's registry port, keeping its table in etcd if it uses it."""
         command = [sys.executable, "-m", "herd._registry.service"]
         command += ["--port", str(self.app.spec.registry_port)]
+        if self.network is not None:
+            command += ["--host", self.network.core_address]
         if etcd := self.etcd_endpoints():
             command += ["--etcd", ",".join(etcd)]
         env = {
             **self.environment(),
             TLS_DIR: str(self.identity(REGISTRY, REGISTRY, REGISTRY)),
         }
-        return self._process("registry", command, env, log)
+        return self._process(
+            "registry", command, env, log, self.network.core if self.network else None
+        )
 
     def new_etcd_cluster(self) -> None:
         """Name a new local etcd cluster, which its members' first start creates."""
@@ -135,7 +158,7 @@ class Launcher:
 
     def cache(self, server: caches.CacheServer, log: Path) -> Process:
         """One memcached server (`herd._cloud.launch.memcached`)."""
-        return self._process(server.id, server.command(), {}, log)
+        return self._process(server.id, server.command(), {}, log, self._namespace(server.zone))
 
     def store_member(self, member: Member, log: Path) -> Process:
         """One nats-server of the store cluster (`herd._store.nats_server`)."""
@@ -159,11 +182,13 @@ class Launcher:
                 tls_dir=self.identity(group.service, group.name, instance),
             ),
         }
+        if self.network is not None:
+            env[HOST] = self.network.address(zone)
         allow = self._allow(group)
         if allow is not None:
             env[ALLOW] = ",".join(sorted(allow))
         command = [sys.executable, "-m", group.module, *(self.app.expand(a) for a in group.args)]
-        return self._process(instance, command, env, log)
+        return self._process(instance, command, env, log, self._namespace(zone))
 
     def _allow(self, group: GroupSpec) -> set[str] | None:
         """Who may call the group's instances: its allow rules, and the front door when the
@@ -174,7 +199,15 @@ class Launcher:
         extra = {FRONT_DOOR} if door is not None and door.service == group.service else set()
         return {*group.allow, *extra}
 
-    def _process(self, name: str, command: list[str], env: Mapping[str, str], log: Path) -> Process:
-        """The one child environment: this process's, less what is not inherited, under `env`."""
+    def _process(
+        self,
+        name: str,
+        command: list[str],
+        env: Mapping[str, str],
+        log: Path,
+        netns: str | None = None,
+    ) -> Process:
+        """The one child environment: this process's, less what is not inherited, under `env`;
+        in network namespace `netns` when given."""
         inherited = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
-        return Process(name, command, env, self.app.root, log, base_env=inherited)
+        return Process(name, command, env, self.app.root, log, base_env=inherited, netns=netns)

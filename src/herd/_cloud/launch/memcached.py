@@ -30,19 +30,20 @@ def memcached_binary() -> str:
     return found
 
 
-def command(binary: str, port: int, memory_mb: int) -> list[str]:
-    """memcached on loopback only, TCP only, two worker threads (the machine is shared)."""
-    line = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", str(memory_mb), "-t", "2"]
+def command(binary: str, port: int, memory_mb: int, host: str = "127.0.0.1") -> list[str]:
+    """memcached on `host` only (loopback by default), TCP only, two worker threads (the
+    machine is shared)."""
+    line = [binary, "-l", host, "-p", str(port), "-U", "0", "-m", str(memory_mb), "-t", "2"]
     if os.geteuid() == 0:
         # memcached refuses to run as root unless told which user to be.
         line += ["-u", "root"]
     return line
 
 
-def answers(port: int, timeout_s: float = 0.5) -> bool:
-    """Whether a memcached on `port` answers ``version``."""
+def answers(port: int, timeout_s: float = 0.5, host: str = "127.0.0.1") -> bool:
+    """Whether a memcached on `host:port` answers ``version``."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as conn:
+        with socket.create_connection((host, port), timeout=timeout_s) as conn:
             conn.sendall(b"version\r\n")
             return conn.recv(64).startswith(b"VERSION")
     except OSError:
@@ -54,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run one memcached server of a herd cache.")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--memory-mb", type=int, default=64)
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
     try:
         binary = memcached_binary()
@@ -61,9 +63,9 @@ def main() -> None:
         raise SystemExit(f"herd memcached: {exc}") from None
     become(
         binary,
-        command(binary, args.port, args.memory_mb),
-        address=f"127.0.0.1:{args.port}",
-        ready=lambda: answers(args.port),
+        command(binary, args.port, args.memory_mb, args.host),
+        address=f"{args.host}:{args.port}",
+        ready=lambda: answers(args.port, host=args.host),
         timeout_s=30.0,
         poll_s=0.02,
     )

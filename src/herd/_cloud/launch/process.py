@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from herd._cloud.network.isolated import enter
 from herd._process.become import die_with_parent
 from herd._process.run import READY_PREFIX
 
@@ -88,13 +89,16 @@ class Process:
         log: Path,
         *,
         base_env: Mapping[str, str] | None = None,
+        netns: str | None = None,
     ):
-        """`env` is laid over `base_env`, which defaults to this process's environment."""
+        """`env` is laid over `base_env`, which defaults to this process's environment;
+        `netns` is the network namespace it runs in (None: this process's)."""
         self.name = name
         self.command = list(command)
         self.env = dict(env)
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.cwd = cwd
+        self.netns = netns
         self.log_path = log
         self.proc: asyncio.subprocess.Process | None = None
         self.address: str | None = None
@@ -136,7 +140,7 @@ class Process:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 # Runs in the child before exec: no instance outlives the control plane.
-                preexec_fn=die_with_parent,
+                preexec_fn=self._before_exec,
                 # Its own session: a Ctrl-C in the terminal reaches the control plane only,
                 # which then stops instances in order.
                 start_new_session=True,
@@ -148,6 +152,11 @@ class Process:
             raise
         self.started_at = time.time()
         self._pump = asyncio.create_task(self._read_output())
+
+    def _before_exec(self) -> None:
+        die_with_parent()
+        if self.netns is not None:
+            enter(self.netns)
 
     async def _read_output(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None and self._log is not None

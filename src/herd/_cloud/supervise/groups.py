@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,14 +111,6 @@ class ServerGroups:
             if process is not None and process.name == instance and process.alive:
                 return slot
         raise UnknownInstance(f"no running instance {instance!r}", instance=instance)
-
-    @staticmethod
-    def kill(slot: Slot, *, cause: str) -> None:
-        """SIGKILL the slot's process (the slot starts another at once), recording `cause`."""
-        assert slot.process is not None
-        slot.replace = True
-        slot.cause = cause
-        slot.process.signal(signal.SIGKILL)
 
     def addresses(self, group: str) -> list[str]:
         """Where the group's running, ready instances listen."""

@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import dataclasses
 import shutil
+import signal
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -62,6 +63,14 @@ class Slot:
     tried: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     """Set once the first process is ready or has failed to start."""
     task: asyncio.Task[None] | None = None
+
+    def kill(self, *, cause: str) -> None:
+        """SIGKILL the running process: the slot starts another at once (once its zone is
+        open), with no crash counted; `cause` is what the history says of its end."""
+        assert self.process is not None
+        self.replace = True
+        self.cause = cause
+        self.process.signal(signal.SIGKILL)
 
     @property
     def filled(self) -> bool:
@@ -206,7 +215,12 @@ class Supervisor:
                 self.ended(slot, process.returncode)
                 return
             if slot.group is not None:
-                self._recorder.record("instance.up", group=slot.group.name, instance=process.name)
+                self._recorder.record(
+                    "instance.up",
+                    group=slot.group.name,
+                    instance=process.name,
+                    address=process.address,
+                )
             code = await process.wait()
             log.info("exited", instance=process.name, code=code)
             self.ended(slot, code)

@@ -231,7 +231,10 @@ function renderGroups(snapshot) {
               h("span", { class: "dot" }),
               h("span", { class: "id" }, instance.id),
               h("span", { class: "meta" },
-                instance.pid ? `${uptime(instance.uptime_s)} · ${instance.rps.toFixed(1)}/s` : instance.status),
+                instance.pid ? `${uptime(instance.uptime_s)} · ${instance.rps.toFixed(1)}/s` +
+                  (instance.limit == null ? "" : ` · limit ${instance.limit}`) +
+                  (instance.shed_rps ? ` · shed ${instance.shed_rps.toFixed(1)}/s` : "")
+                  : instance.status),
               token && instance.pid
                 ? h("button", { type: "button", title: "SIGKILL (it is replaced)",
                   onclick: () => act("kill", { instance: instance.id }) }, "kill")
@@ -239,7 +242,12 @@ function renderGroups(snapshot) {
   }));
 }
 
-// -- panels other parts of the control plane add (deploys, chaos, history): a titled table each
+// -- panels other parts of the control plane add (deploys, chaos, history): a titled table each;
+// a cell is text, or {text, href} for a link (a kept trace's waterfall)
+
+function cell(value) {
+  return value !== null && typeof value === "object" ? h("a", { href: value.href }, value.text) : value;
+}
 
 function renderPanels(panels) {
   replace("panels", (panels || []).map((panel) =>
@@ -247,7 +255,7 @@ function renderPanels(panels) {
       h("h2", {}, panel.title),
       h("table", {},
         h("tr", {}, panel.columns.map((column) => h("th", {}, column))),
-        panel.rows.map((row) => h("tr", {}, row.map((cell) => h("td", {}, cell))))))));
+        panel.rows.map((row) => h("tr", {}, row.map((value) => h("td", {}, cell(value)))))))));
 }
 
 function render(snapshot) {

@@ -1,0 +1,135 @@
+"""Spans and trace context without a network: parsing `traceparent`, the sampler, a breaker's
+short circuit and a fallback as spans, trace ids in log lines, and the bound on kept spans."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import herd
+from herd._trace import setup as trace_setup
+from herd._trace import spans
+from herd._trace.context import format_traceparent, parse
+from herd._trace.recent import RecentSpans, parse_ids
+from herd._trace.sampling import HerdSampler
+from tests.helpers import free_port, recorded_spans
+
+GOOD = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def exported() -> Iterator[InMemorySpanExporter]:
+    with recorded_spans() as exporter:
+        yield exporter
+
+
+def test_a_well_formed_traceparent_round_trips() -> None:
+    context = parse({"traceparent": GOOD, "tracestate": "vendor=1"})
+    assert context is not None
+    assert context.trace_flags.sampled
+    assert context.trace_state.get("vendor") == "1"
+    assert format_traceparent(context) == GOOD
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "garbage",
+        GOOD.upper(),
+        GOOD.replace("00-", "ff-", 1),
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        GOOD + "-extra",
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01",
+    ],
+)
+def test_a_malformed_traceparent_is_no_context(value: str) -> None:
+    assert parse({"traceparent": value}) is None
+
+
+def test_an_unsampled_trace_travels_on_without_spans(exported: InMemorySpanExporter) -> None:
+    unsampled = GOOD[:-2] + "00"
+    with spans.serve("svc", "m", {"traceparent": unsampled}):
+        assert spans.call("other", "m") is spans.NO_SPAN
+        sent: dict[str, str] = {}
+        spans.sending(sent, 1.0)
+    assert sent["traceparent"] == unsampled
+    assert exported.get_finished_spans() == ()
+
+
+def test_no_trace_and_no_share_records_nothing(exported: InMemorySpanExporter) -> None:
+    trace_setup.install(TracerProvider(sampler=HerdSampler()), share=0.0)
+    assert spans.call("svc", "m") is spans.NO_SPAN
+    assert spans.serve("svc", "m", {}) is spans.NO_SPAN
+
+
+async def test_a_short_circuit_and_its_fallback_are_spans(exported: InMemorySpanExporter) -> None:
+    class Dead(herd.Interface, name="dead"):
+        async def ping(self) -> str: ...
+
+    policy = herd.CallPolicy(
+        attempts=1,
+        breaker=herd.BreakerPolicy(volume_threshold=1, error_threshold_pct=1.0),
+    )
+    async with herd.driver(Dead, address=f"127.0.0.1:{free_port()}", policy=policy) as dead:
+        # Under a handling, as a library's fallback runs.
+        with spans.serve("page", "home", {}):
+            with pytest.raises(herd.Unavailable):
+                await dead.ping()
+            assert await herd.fallback(dead.ping(), "fallback") == "fallback"
+    failed, short, fell_back = [
+        s for s in exported.get_finished_spans() if s.name in ("dead.ping", "dead.ping fallback")
+    ]
+    assert failed.attributes is not None and short.attributes is not None
+    assert failed.attributes["herd.outcome"] == "ConnectFailed"
+    assert short.attributes["herd.outcome"] == "CircuitOpen"
+    assert fell_back.attributes is not None
+    assert fell_back.attributes["herd.fallback_after"] == "CircuitOpen"
+
+
+def test_a_log_line_inside_a_span_carries_its_ids(exported: InMemorySpanExporter) -> None:
+    assert trace_setup.add_trace_ids(None, "info", {"event": "outside"}) == {"event": "outside"}
+    with spans.call("svc", "m") as span:
+        assert span is not None
+        event = trace_setup.add_trace_ids(None, "info", {"event": "inside"})
+        context = span.get_span_context()
+    assert event["trace_id"] == f"{context.trace_id:032x}"
+    assert event["span_id"] == f"{context.span_id:016x}"
+
+
+def test_kept_spans_are_bounded_oldest_trace_first() -> None:
+    kept = RecentSpans(max_spans=3)
+    provider = TracerProvider()
+    provider.add_span_processor(kept)
+    tracer = provider.get_tracer("test")
+    ids = []
+    for name in ("one", "two", "three", "four"):
+        with tracer.start_as_current_span(name) as span:
+            ids.append(span.get_span_context().trace_id)
+    assert kept.spans(ids[:1]) == []
+    assert [s["name"] for s in kept.spans(ids)] == ["two", "three", "four"]
+    assert parse_ids(f"{ids[1]:032x},nonsense,{'z' * 32}") == [ids[1]]
+    assert trace.get_current_span().get_span_context().is_valid is False
+
+
+def test_no_collector_no_new_traces_away_from_the_front_door() -> None:
+    try:
+        trace_setup.process_provider({"service.name": "svc"}, share=None, environ={})
+        assert spans._tracing.share == 0.0
+        collector = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+        trace_setup.process_provider({"service.name": "svc"}, share=None, environ=collector)
+        assert spans._tracing.share == trace_setup.EXPORTED_SHARE
+        own = {"OTEL_TRACES_SAMPLER": "always_on"}
+        trace_setup.process_provider({"service.name": "svc"}, share=None, environ=own)
+        assert spans._tracing.share == 1.0
+        off = {"OTEL_SDK_DISABLED": "true"}
+        assert trace_setup.process_provider({"service.name": "svc"}, share=1.0, environ=off) is None
+        assert spans._tracing.tracer is None
+    finally:
+        trace_setup.uninstall()
