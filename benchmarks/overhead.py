@@ -7,6 +7,7 @@ separate processes, at 1 and 32 calls in flight:
     python benchmarks/overhead.py --quick          # ~1 minute
     python benchmarks/overhead.py --only herd,aiohttp --json /tmp/overhead.json
     python benchmarks/overhead.py --rounds 7 --only herd,herd_secure   # the cost of identity
+    python benchmarks/overhead.py --only herd,herd_full --baseline ../main/src   # A/B in one run
     python benchmarks/overhead.py --rounds 7 --only herd,herd_fixed    # the adaptive limit's
 
 Each round starts, for every variant in turn (the order rotates between rounds, so drift on a
@@ -304,6 +305,22 @@ def _herd_wire() -> Variant:
 @variant("herd_full")
 def _herd_full() -> Variant:
     """herd's full call path: instances from a registry, balancer, breaker, budget, metrics."""
+    return _herd_registered(1)
+
+
+@variant("herd_hedge")
+def _herd_hedge() -> Variant:
+    """herd_full over two instances: balancing between them and hedges at the recent p95."""
+    return _herd_registered(2)
+
+
+def _herd_registered(instances: int) -> Variant:
+    """`instances` servers of the echo in one process, found by the driver through a registry.
+
+    With two or more, every call is balanced (P2C) and the idempotent echo is hedged once its
+    first attempt is slower than the recent p95 (herd's default `HedgePolicy`): about one call
+    in twenty pays a second attempt, which is what hedging costs.
+    """
     import logging
 
     import structlog
@@ -318,16 +335,20 @@ def _herd_full() -> Variant:
     async def serve(port: int, ready: Ready) -> None:
         # The registry logs to stdout, where the parent reads the port: keep it to warnings.
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-        # The announced port is the registry's: the client finds the instance through it.
+        # The announced port is the registry's: the client finds the instances through it.
         registry = RegistryService(identities=False)
         registry.start_evicting()
-        async with (
-            herd.serve(registry, host=HOST, port=port) as registry_server,
-            herd.serve(service(), host=HOST) as server,
-        ):
-            instance = instance_from_env("bench", HOST, server.port)
-            registrar = Registrar(registry_server.address, instance)
-            await registrar.start(Status.UP)
+        async with contextlib.AsyncExitStack() as stack:
+            registry_server = await stack.enter_async_context(
+                herd.serve(registry, host=HOST, port=port)
+            )
+            for _ in range(instances):
+                server = await stack.enter_async_context(herd.serve(service(), host=HOST))
+                instance = instance_from_env("bench", HOST, server.port)
+                # One id per server: the registry keeps one entry per id.
+                instance = msgspec.structs.replace(instance, id=f"bench-{server.port}")
+                registrar = Registrar(registry_server.address, instance)
+                await registrar.start(Status.UP)
             ready(registry_server.port)
             await _forever()
 
@@ -337,6 +358,11 @@ def _herd_full() -> Variant:
         resolver = RegistryResolver(f"{HOST}:{port}")
         driver = herd.driver(bench, resolver=resolver, policy=policy)
         try:
+            # The first call starts following the registry; calls go on until it lists all.
+            for _ in range(10_000):
+                await driver.echo(ITEM)
+                if len(resolver.instances("bench")) >= instances:
+                    break
             yield driver.echo
         finally:
             await driver.aclose()
@@ -634,10 +660,21 @@ async def run_server(kind: str, port: int) -> None:
 # --- orchestrating, in the parent process ----------------------------------------------------
 
 
+#: `--baseline DIR`: the `src` of another checkout, which variants named `KIND@base` import herd
+#: from, so that one run compares the code before a change with the code after it.
+BASELINE_TAG = "@base"
+_baseline: Path | None = None
+
+
 def _round(kind: str, duration: float, warmup: float) -> dict[int, Cell]:
     """One round of one variant: a fresh server process and a fresh client process."""
     me = [sys.executable, __file__]
-    server = subprocess.Popen([*me, "--serve", kind], stdout=subprocess.PIPE, text=True)
+    env = None
+    if kind.endswith(BASELINE_TAG):
+        assert _baseline is not None
+        kind = kind.removesuffix(BASELINE_TAG)
+        env = {**os.environ, "PYTHONPATH": str(_baseline)}
+    server = subprocess.Popen([*me, "--serve", kind], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert server.stdout is not None
         line = server.stdout.readline()
@@ -661,6 +698,7 @@ def _round(kind: str, duration: float, warmup: float) -> dict[int, Cell]:
             text=True,
             check=True,
             timeout=warmup + len(CONCURRENCIES) * duration + 60,
+            env=env,
         )
     finally:
         server.terminate()
@@ -703,33 +741,50 @@ def ratios(medians: dict[str, dict[int, Cell]]) -> dict[str, dict[str, dict[str,
     if "herd" not in medians:
         return {}
     herd = medians["herd"]
-    return {
-        f"herd/{other}": {
-            f"concurrency_{c}": {
-                "rps": round(herd[c].rps / cells[c].rps, 3),
-                "p50_ms": round(herd[c].p50_ms / cells[c].p50_ms, 3),
-                "cpu_s_per_1000": round(herd[c].cpu_s_per_1000 / cells[c].cpu_s_per_1000, 3),
-            }
-            for c in CONCURRENCIES
-        }
-        for other, cells in medians.items()
-        if other != "herd"
-    } | (
+    return (
         {
-            "herd_full/herd_wire": {
+            f"herd/{other}": {
                 f"concurrency_{c}": {
-                    "rps": round(medians["herd_full"][c].rps / medians["herd_wire"][c].rps, 3),
+                    "rps": round(herd[c].rps / cells[c].rps, 3),
+                    "p50_ms": round(herd[c].p50_ms / cells[c].p50_ms, 3),
+                    "cpu_s_per_1000": round(herd[c].cpu_s_per_1000 / cells[c].cpu_s_per_1000, 3),
+                }
+                for c in CONCURRENCIES
+            }
+            for other, cells in medians.items()
+            if other != "herd"
+        }
+        | (
+            {
+                "herd_full/herd_wire": {
+                    f"concurrency_{c}": {
+                        "rps": round(medians["herd_full"][c].rps / medians["herd_wire"][c].rps, 3),
+                        "cpu_s_per_1000": round(
+                            medians["herd_full"][c].cpu_s_per_1000
+                            / medians["herd_wire"][c].cpu_s_per_1000,
+                            3,
+                        ),
+                    }
+                    for c in CONCURRENCIES
+                }
+            }
+            if {"herd_full", "herd_wire"} <= medians.keys()
+            else {}
+        )
+        | {
+            # After a change over before it (`--baseline`): each variant over its `@base` twin.
+            f"{kind}/{kind}{BASELINE_TAG}": {
+                f"concurrency_{c}": {
+                    "rps": round(cells[c].rps / medians[kind + BASELINE_TAG][c].rps, 3),
                     "cpu_s_per_1000": round(
-                        medians["herd_full"][c].cpu_s_per_1000
-                        / medians["herd_wire"][c].cpu_s_per_1000,
-                        3,
+                        cells[c].cpu_s_per_1000 / medians[kind + BASELINE_TAG][c].cpu_s_per_1000, 3
                     ),
                 }
                 for c in CONCURRENCIES
             }
+            for kind, cells in medians.items()
+            if kind + BASELINE_TAG in medians
         }
-        if {"herd_full", "herd_wire"} <= medians.keys()
-        else {}
     )
 
 
@@ -883,6 +938,12 @@ def main() -> None:
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"report path (default {DEFAULT_JSON})"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="SRC_DIR",
+        help="another checkout's src: variants named KIND@base run on it (A/B in one run)",
+    )
     # One process's part: a server (`--serve KIND --port 0` prints its port) or a client.
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--client", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -902,7 +963,11 @@ def main() -> None:
         return
 
     kinds = args.only.split(",") if args.only else list(VARIANTS)
-    unknown = [kind for kind in kinds if kind not in VARIANTS]
+    if args.baseline is not None:
+        global _baseline
+        _baseline = args.baseline.resolve()
+        kinds += [kind + BASELINE_TAG for kind in kinds if not kind.endswith(BASELINE_TAG)]
+    unknown = [kind for kind in kinds if kind.removesuffix(BASELINE_TAG) not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}: choose from {', '.join(VARIANTS)}")
     command = shlex.join(["python", "benchmarks/overhead.py", *sys.argv[1:]])

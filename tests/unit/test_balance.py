@@ -333,3 +333,25 @@ def test_zone_affinity_yields_to_a_local_instance_piling_up_requests() -> None:
     assert balancer.pick([local, remote]) is remote
     balancer.finished("local", True, 1)
     assert balancer.pick([local, remote]) is local
+
+
+def test_a_forgotten_ejected_instance_frees_its_groups_room() -> None:
+    balancer, _ = make()
+    gone, other = inst("i1"), inst("i2")
+    eject(balancer, gone, group_size=2)
+    balancer.forget(gone.id)
+    eject(balancer, other, group_size=2)
+
+
+def test_an_instance_shedding_load_is_never_ejected_but_costs_like_a_slow_one() -> None:
+    balancer, _ = make()
+    busy, calm = inst("busy"), inst("calm")
+    for instance in (busy, calm):
+        balancer.pick([busy, calm])
+        balancer.started(instance.id)
+        balancer.finished(instance.id, True, 0, 0.002)
+    for _ in range(POLICY.consecutive_failures * 3):
+        balancer.started(busy.id)
+        balancer.finished(busy.id, True, 0, 0.0001, shed=True)
+    assert not balancer.is_ejected(busy.id)
+    assert balancer.cost(busy.id) > 5 * balancer.cost(calm.id)

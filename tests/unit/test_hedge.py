@@ -181,3 +181,69 @@ async def test_a_hedge_that_answers_after_the_first_failed_leaves_the_caller_unc
     await asyncio.sleep(0.05)
     current = asyncio.current_task()
     assert current is not None and current.cancelling() == 0
+
+
+async def test_a_client_that_has_seen_no_answer_yet_still_hedges() -> None:
+    """Why the retry storm's p99 sat at the 1 s attempt cap: the learned delay needs
+    `min_samples` answers, a hung instance never answers, and a fresh client (or one whose
+    first picks were the hung instance) had no delay, so no hedge, for its first calls."""
+    for cold_delay, hedged in ((None, False), (0.02, True)):
+        loop, metrics = make_loop(HedgePolicy(cold_delay=cold_delay))
+        first_pick_slow(loop)
+        send = Stalling()
+        try:
+            # Without a hedge the call stalls: give it 0.3 s. With one, a loaded machine's
+            # scheduling delays must not fail the test: 5 s.
+            async with asyncio.timeout(5.0 if hedged else 0.3):
+                answer = await loop.run(send, time.monotonic() + 10.0, 2, hedge=True)
+        except TimeoutError:
+            answer = None
+        assert (answer == "fast") is hedged
+        assert metrics.hedges == int(hedged)
+
+
+async def test_before_a_delay_is_learned_an_instance_that_answered_is_not_hedged() -> None:
+    """The caller of a hop that is itself hedging sees it slow while its hedge runs: hedging it
+    again at the cold delay would multiply the hedges."""
+    loop, metrics = make_loop(HedgePolicy(cold_delay=0.02))
+    first_pick_slow(loop)
+    loop.balancer.pick(INSTANCES)
+    loop.balancer.started("slow")
+    loop.balancer.finished("slow", True, 2, 0.00001)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await loop.run(Stalling(), time.monotonic() + 2.0, 2, hedge=True)
+    assert metrics.hedges == 0
+
+
+async def test_a_caller_cancelled_as_the_hedge_answers_stays_cancelled() -> None:
+    loop, _ = make_loop(HedgePolicy(delay=0.01))
+    first_pick_slow(loop)
+    caller: asyncio.Task[str] | None = None
+
+    async def send(attempt: Attempt) -> str:
+        if attempt.instance.id == "slow":
+            await asyncio.Event().wait()
+        # The caller is cancelled from outside in the very iteration the hedge answers.
+        assert caller is not None
+        caller.cancel()
+        return "fast"
+
+    caller = asyncio.create_task(loop.run(send, time.monotonic() + 2.0, 2, hedge=True))
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    # Nothing of the race is left running.
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_first_answer_ends_the_race_with_no_task_left() -> None:
+    loop, metrics = make_loop(HedgePolicy(delay=0.01))
+    first_pick_slow(loop)
+
+    async def send(attempt: Attempt) -> str:
+        await asyncio.sleep(0.05 if attempt.instance.id == "slow" else 0.5)
+        return attempt.instance.id
+
+    assert await loop.run(send, time.monotonic() + 2.0, 2, hedge=True) == "slow"
+    assert metrics.hedges == 1
+    assert asyncio.all_tasks() == {asyncio.current_task()}

@@ -162,12 +162,13 @@ def test_caller_takes_a_transport_and_retries_elsewhere_on_virtual_time() -> Non
 # simulation of the same layout, load (20 users/s for 8 s) and settings. The tolerances:
 # - one request: the latency within 0.1 s (real hops add milliseconds of loopback and scheduling;
 #   the simulation's timeouts are exact), and the requests that reached deep exactly, as they are
-#   decided by the call path's own code (naive 9, telescoped 2, herd 1 + 1);
+#   decided by the call path's own code (naive 9, telescoped 2, herd 1 + 1, or one more when the
+#   edge's hedge wins its race);
 # - under load: success within 5 points; p99 within 15 % (the naive p99 rides on how long
 #   requests wait for httpx's pooled connections: 6.1 to 7.5 s over seeds 1-5 simulated, 6.84 s
-#   measured); amplification within 20 % (the real one varies from run to run too: naive 7.5 to
-#   8.6 seen, docs/retry-storm.md; herd's depends on how many requests reach the hanging instance
-#   before ejection, a handful out of 160).
+#   measured), or 25 ms for herd's hedged p99 of tens of ms; amplification within 20 % (the real
+#   one varies from run to run too: naive 7.5 to 8.6 seen, docs/retry-storm.md; herd's depends on
+#   how many requests reach the hanging instance before ejection, a handful out of 160).
 @pytest.mark.parametrize("per_instance", [True, False], ids=["client-per-instance", "per-zone"])
 def test_simulation_agrees_with_the_real_retry_storm(per_instance: bool) -> None:
     real = json.loads(RECORDED.read_text())
@@ -185,10 +186,16 @@ def test_simulation_agrees_with_the_real_retry_storm(per_instance: bool) -> None
         one = sim["one_request"]
         assert abs(one["edge_latency_s"] - measured["edge_latency_s"]) <= 0.1, name
         assert one["answered"] is measured["answered"], name
-        assert one["deep_received"] == measured["deep_received"], name
-        assert one["deep_received_hanging"] == measured["deep_received_hanging"], name
+        # herd's first request is hedged at two hops at once (neither client has seen an
+        # answer yet); whether the edge's hedge reaches deep before the middle's hedge answers
+        # is a race of milliseconds between processes: one request either way.
+        slack = 1 if name == "herd" else 0
+        assert abs(one["deep_received"] - measured["deep_received"]) <= slack, name
+        assert abs(one["deep_received_hanging"] - measured["deep_received_hanging"]) <= slack, name
         assert abs(sim["success_pct"] - measured["success_pct"]) <= 5.0, name
-        assert sim["p99_ms"] / 1000 == pytest.approx(measured["p99_s"], rel=0.15), name
+        # A p99 of tens of milliseconds (herd's, hedged) carries the real hops' milliseconds.
+        p99 = pytest.approx(measured["p99_s"], rel=0.15, abs=0.025)
+        assert sim["p99_ms"] / 1000 == p99, name
         assert sim["amplification"] == pytest.approx(measured["amplification"], rel=0.20), name
 
 

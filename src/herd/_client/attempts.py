@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import functools
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
@@ -51,15 +52,16 @@ class FailedAnswer(Exception):
 class Attempt:
     """One attempt at one instance. `failed` may be set by the sender when the verdict on the
     instance is not what the outcome alone says (an attempt that hung until its deadline).
-    `hedge` marks the second attempt of a race."""
+    `hedge` marks the second attempt of a race; `shed`, an instance that refused it for load."""
 
-    __slots__ = ("failed", "hedge", "instance", "number")
+    __slots__ = ("failed", "hedge", "instance", "number", "shed")
 
     def __init__(self, instance: Instance, number: int) -> None:
         self.instance = instance
         self.number = number
         self.failed: bool | None = None
         self.hedge = False
+        self.shed = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +72,21 @@ class HedgePolicy:
 
     The hedge goes out after `delay` seconds without an answer, or, by default, after the
     recent `percentile` of this dependency's answered attempts (once `min_samples` have been
-    seen; never sooner than `min_delay`). It is spent from the retry budget like a retry, and it
-    counts as one of the call's attempts; the first answer wins and the other is cancelled.
+    seen; never sooner than `min_delay`). Until then, a first attempt at an instance that has
+    never answered this client is hedged after `cold_delay` (None: no hedge before
+    `min_samples` answers): a hung instance never answers, so it never teaches a delay, and a
+    client that starts while one hangs would otherwise wait for every attempt's cap until
+    enough others had answered. An instance that has answered is not hedged before the delay is
+    learned, so that a caller above a hop that is itself hedging (slow while its hedge runs) does
+    not hedge it again. A hedge is spent from the retry budget like a retry, and it counts as
+    one of the call's attempts; the first answer wins and the other is cancelled.
     """
 
     delay: float | None = None
     percentile: float = 0.95
     min_samples: int = 32
     min_delay: float = 0.002
+    cold_delay: float | None = 0.05
 
     def __post_init__(self) -> None:
         if self.delay is not None and self.delay <= 0:
@@ -86,6 +95,8 @@ class HedgePolicy:
             raise ConfigurationError(f"percentile must be within (0, 1), got {self.percentile}")
         if self.min_samples < 1 or self.min_delay < 0:
             raise ConfigurationError("min_samples must be >= 1 and min_delay >= 0")
+        if self.cold_delay is not None and self.cold_delay <= 0:
+            raise ConfigurationError(f"cold_delay must be > 0, got {self.cold_delay}")
 
 
 class _Recent:
@@ -145,6 +156,7 @@ class AttemptLoop:
         min_useful: float,
         metrics: DependencyMetrics | None = None,
         hedge: HedgePolicy | None = None,
+        departed: Callable[[str], None] | None = None,
     ) -> None:
         self.service = service
         self.resolver = resolver
@@ -156,7 +168,11 @@ class AttemptLoop:
         self.hedge = hedge
         self._recent = _Recent(hedge.percentile if hedge is not None else 0.95)
         self._known: Sequence[Instance] = ()
+        # Instances per group, for the balancer's cap on ejections: counted once per change.
+        self._sizes: Counter[str] = Counter()
         self._routes = resolver if isinstance(resolver, RouteSource) else None
+        # Told the id of each instance that left, to drop what the owner holds for it.
+        self._departed = departed
         self._chooser = GroupChooser()
 
     def _count(self, outcome: str) -> None:
@@ -164,13 +180,17 @@ class AttemptLoop:
             self._metrics.count(outcome)
 
     def _forget_departed(self, candidates: Sequence[Instance]) -> None:
-        """Drop balancer state of instances that left (the resolver hands out a new list on
-        every change), so churn from chaos and autoscaling does not accumulate."""
+        """Drop balancer state (and, through `departed`, the owner's transports) of instances
+        that left (the resolver hands out a new list on every change), so churn from chaos and
+        autoscaling does not accumulate."""
         present = {i.id for i in candidates}
         for instance in self._known:
             if instance.id not in present:
                 self.balancer.forget(instance.id)
+                if self._departed is not None:
+                    self._departed(instance.id)
         self._known = candidates
+        self._sizes = Counter(i.group for i in candidates)
 
     async def run(
         self,
@@ -223,7 +243,7 @@ class AttemptLoop:
                 last = DeadlineExceeded(f"{self.service}: deadline passed before attempt {number}")
                 break
             attempt = tries.add(instance)
-            delay = self._hedge_delay() if hedge and number < attempts else None
+            delay = self._hedge_delay(instance) if hedge and number < attempts else None
             try:
                 if delay is None or len(candidates) < 2:
                     return await self._one(send, attempt)
@@ -234,14 +254,16 @@ class AttemptLoop:
         assert last is not None
         raise last
 
-    def _hedge_delay(self) -> float | None:
+    def _hedge_delay(self, first: Instance) -> float | None:
         policy = self.hedge
         if policy is None:
             return None
         if policy.delay is not None:
             return policy.delay
         recent = self._recent.value(policy.min_samples)
-        return None if recent is None else max(policy.min_delay, recent)
+        if recent is not None:
+            return max(policy.min_delay, recent)
+        return None if self.balancer.answered(first.id) else policy.cold_delay
 
     def _hedge(
         self, candidates: Sequence[Instance], tries: _Tries, deadline: float
@@ -269,35 +291,43 @@ class AttemptLoop:
         instance = attempt.instance
         self.balancer.started(instance.id)
         started = _clock.monotonic()
+        timed = True
         try:
             answer = await send(attempt)
         except Retry as retry:
-            if attempt.failed is None:
-                attempt.failed = blame(retry.error) is Blame.INSTANCE
+            self._blame(attempt, retry.error)
             raise
         except FailedAnswer as failed:
             attempt.failed = True
             answer = cast(T, failed.answer)
+        except asyncio.CancelledError:
+            # A cancelled attempt (the caller gave up) is no verdict on the instance, nor a
+            # measure of its speed, unless the sender blamed it (its share ran out).
+            timed = attempt.failed is not None
+            raise
         except Exception as exc:
-            if attempt.failed is None:
-                attempt.failed = blame(exc) is Blame.INSTANCE
+            self._blame(attempt, exc)
             raise
         finally:
-            # A cancelled attempt (the caller gave up) is no verdict on the instance unless the
-            # sender says so.
-            self._judge(attempt)
+            took = _clock.monotonic() - started
+            self._judge(attempt, took if timed else None)
         if self.hedge is not None and not attempt.failed:
-            self._recent.add(_clock.monotonic() - started)
+            self._recent.add(took)
         return answer
 
-    def _judge(self, attempt: Attempt) -> None:
+    @staticmethod
+    def _blame(attempt: Attempt, error: BaseException) -> None:
+        whose = blame(error)
+        attempt.shed = whose is Blame.LOAD
+        if attempt.failed is None:
+            attempt.failed = whose is Blame.INSTANCE
+
+    def _judge(self, attempt: Attempt, took: float | None) -> None:
         instance = attempt.instance
         if not attempt.failed:
-            self.balancer.finished(instance.id, True, 0)
+            self.balancer.finished(instance.id, True, 0, took, shed=attempt.shed)
             return
-        group = instance.group
-        members = self.resolver.instances(self.service)
-        self.balancer.finished(instance.id, False, sum(i.group == group for i in members))
+        self.balancer.finished(instance.id, False, self._sizes.get(instance.group, 1), took)
 
 
 class _Tries:
@@ -322,26 +352,20 @@ class _Tries:
         return Attempt(instance, len(self.ids))
 
 
-class _Answered(Exception):
-    """An attempt of a race answered: raised into the race's task group, which cancels the
-    other attempt."""
-
-    def __init__(self, answer: object) -> None:
-        super().__init__("answered")
-        self.answer = answer
-
-
 class _Race(Generic[T]):
-    """A first attempt raced by a hedge at another instance if it is slow to answer (trio's
-    happy eyeballs: staggered attempts in one task group, the loser cancelled by the group).
+    """A first attempt raced by a hedge at another instance if it is slow to answer (Finagle's
+    backup requests, trio's happy eyeballs: staggered attempts, the loser cancelled).
 
-    The first attempt runs in the caller's task, so a call that answers in time (nearly all)
-    pays only an alarm on the shared wheel and an empty task group; the hedge runs in a task of
-    the group. The first answer wins. If the first fails after the hedge went out, the hedge is
-    its retry: its answer, or its failure, is the outcome.
+    The first attempt runs in the caller's task and the trigger is an alarm on the shared wheel,
+    so a call that answers in time (nearly all) pays an alarm and nothing else: no task, no task
+    group. The hedge runs in a task of its own. The first answer wins: a hedge that answers
+    cancels the caller's task, as a task group cancels its body, and the race takes the
+    cancellation back; a first attempt that answers cancels the hedge. If the first fails after
+    the hedge went out, the hedge is its retry: its answer, or its failure, is the outcome. The
+    hedge never outlives the race: whatever ends it, the hedge has ended (and been judged) first.
     """
 
-    __slots__ = ("_attempts", "_first", "_hedge", "_pick", "_send")
+    __slots__ = ("_attempts", "_first", "_first_over", "_hedge", "_pick", "_send", "_task", "_won")
 
     def __init__(
         self,
@@ -355,60 +379,92 @@ class _Race(Generic[T]):
         self._first = first
         self._pick = pick
         """The hedge's attempt, or None when none may go."""
-        self._hedge: asyncio.Task[Exception] | None = None
+        self._hedge: asyncio.Task[Exception | None] | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._won: tuple[T] | None = None
+        """The hedge's answer, once it has answered first."""
+        self._first_over = False
 
     async def run(self, delay: float) -> T:
         """The winner's answer, or the error that ends the race."""
-        task = asyncio.current_task()
+        task = self._task = asyncio.current_task()
         assert task is not None
         cancelling = task.cancelling()
-        try:
-            async with asyncio.TaskGroup() as group:
-                return await self._first_attempt(group, delay)
-        except BaseExceptionGroup as errors:
-            ended = errors
-        answered, failed = ended.split(_Answered)
-        if answered is None:
-            assert failed is not None
-            # What the body or the hedge raised, as raised (the task group only wrapped it).
-            raise failed.exceptions[0]
-        if task.cancelling() > cancelling:
-            # The caller was cancelled too, as the hedge answered: the cancellation wins.
-            raise asyncio.CancelledError
-        return cast(T, cast(_Answered, answered.exceptions[0]).answer)
-
-    async def _first_attempt(self, group: asyncio.TaskGroup, delay: float) -> T:
         context = contextvars.copy_context()
-        alarm = Alarm(_clock.monotonic() + delay, lambda: self._ring(group, context))
+        alarm = Alarm(_clock.monotonic() + delay, lambda: self._ring(context))
         alarm.start()
         try:
             answer = await self._attempts._one(self._send, self._first)
         except Retry:
+            self._first_over = True
+            alarm.cancel()
             if self._hedge is None:
                 raise
-        else:
-            if self._hedge is not None:
-                # Into the group, which cancels the hedge that lost.
-                raise _Answered(answer)
-            return answer
-        finally:
+            # The first failed after the hedge went out: the hedge is its retry.
+            failure = await _outcome(self._hedge)
+            if self._won is not None:
+                return self._won[0]
+            if failure is not None:
+                raise failure from None
+            raise
+        except asyncio.CancelledError:
             alarm.cancel()
-        # The first failed after the hedge went out: the hedge is its retry, and its answer
-        # wins the group, or its failure is the outcome.
-        raise await self._hedge
+            if self._won is None:
+                await self._stop_hedge()
+                raise
+            # The hedge answered and cancelled the first attempt; the caller itself may have
+            # been cancelled too, and then the cancellation wins.
+            if task.uncancel() > cancelling:
+                raise
+            return self._won[0]
+        except BaseException:
+            self._first_over = True
+            alarm.cancel()
+            await self._stop_hedge()
+            raise
+        self._first_over = True
+        alarm.cancel()
+        await self._stop_hedge()
+        return answer
 
-    def _ring(self, group: asyncio.TaskGroup, context: contextvars.Context) -> None:
+    def _ring(self, context: contextvars.Context) -> None:
         attempt = self._pick()
         if attempt is not None:
-            self._hedge = group.create_task(self._hedged(attempt), context=context)
+            loop = asyncio.get_running_loop()
+            self._hedge = loop.create_task(self._hedged(attempt), context=context)
 
-    async def _hedged(self, attempt: Attempt) -> Exception:
-        """The hedge: its answer is raised into the group (which cancels the first attempt);
-        its failure is returned, the outcome only if the first fails too."""
+    async def _hedged(self, attempt: Attempt) -> Exception | None:
+        """The hedge: its answer cancels the first attempt; its failure is returned, the
+        outcome only if the first fails too."""
         try:
             answer = await self._attempts._one(self._send, attempt)
         except Exception as exc:
             return exc
         # The first did not answer within the hedge delay and another instance did.
         self._first.failed = True
-        raise _Answered(answer)
+        self._won = (answer,)
+        assert self._task is not None
+        if not self._first_over:
+            self._task.cancel()
+        return None
+
+    async def _stop_hedge(self) -> None:
+        """Cancel the hedge if it is still running, and wait for it to end."""
+        hedge = self._hedge
+        if hedge is None or hedge.done():
+            return
+        hedge.cancel()
+        await _outcome(hedge)
+
+
+async def _outcome(hedge: asyncio.Task[Exception | None]) -> Exception | None:
+    """The hedge's failure (None: it answered, or was cancelled), waited for even if the caller
+    is cancelled meanwhile: the hedge is cancelled then too and its end waited for, so that it
+    never outlives the race."""
+    try:
+        await asyncio.wait([hedge])
+    except asyncio.CancelledError:
+        hedge.cancel()
+        await asyncio.wait([hedge])
+        raise
+    return None if hedge.cancelled() else hedge.result()

@@ -109,6 +109,11 @@ class FrontDoor:
         self._attempts = attempts
         self._connect_timeout = connect_timeout
         self._max_body = max_body
+        self._transports = TransportPool(
+            lambda instance: HttpTransport(
+                instance.host, instance.port, connect_timeout=connect_timeout, tls=tls
+            )
+        )
         self._loop = AttemptLoop(
             service,
             resolver,
@@ -117,11 +122,7 @@ class FrontDoor:
             Backoff(0.002, 0.025),
             min_useful=0.005,
             hedge=HedgePolicy(),
-        )
-        self._transports = TransportPool(
-            lambda instance: HttpTransport(
-                instance.host, instance.port, connect_timeout=connect_timeout, tls=tls
-            )
+            departed=self._transports.drop,
         )
         self._runner: web.ServerRunner | None = None
         self._served = 0

@@ -3,7 +3,8 @@
     python -m herd_tools.experiments.chain_services deep [--hang]
     python -m herd_tools.experiments.chain_services middle --mode herd|telescoped \
         --hanging A --healthy B
-    python -m herd_tools.experiments.chain_services edge --middle A --middle B
+    python -m herd_tools.experiments.chain_services edge --mode herd|telescoped \
+        --middle A --middle B
 
 Every process is in zone "a" except the healthy deep instance, which is in zone "b". Same-zone-first
 balancing therefore sends the middle's first attempt to the hanging deep instance; what differs
@@ -15,6 +16,7 @@ between the two configurations is where the retry goes:
   connection pools to one address, like a DNS name or a VIP that resolves to the same host); the
   retry goes to the same instance on a new connection. herd's balancer never repeats an id within a
   call, so listing the address once would allow one attempt only, whatever `attempts` says.
+  Like the talk's telescoped settings, it sends no hedged attempts at any hop.
 """
 
 from __future__ import annotations
@@ -115,14 +117,16 @@ class MiddleService(_Counting, StormMiddle):
         self.calls = 0
 
     def _sent(self) -> int:
-        # Attempts sent = calls that passed the breaker and the bulkhead, plus retries.
+        # Attempts sent = calls that passed the breaker and the bulkhead, plus retries and
+        # hedges.
         metrics = herd.client_metrics.of(StormDeep.__herd_name__).snapshot()
 
         def count(name: str) -> int:
             value = metrics.get(name, 0)
             return value if isinstance(value, int) else 0
 
-        return self.calls - count("short_circuited") - count("rejected") + count("retries")
+        sent = self.calls - count("short_circuited") - count("rejected")
+        return sent + count("retries") + count("hedges")
 
     async def relay(self, item: int) -> int:
         self._enter()
@@ -158,9 +162,17 @@ class EdgeService(_Counting, StormEdge):
             self._leave(ok)
 
 
-def middle_policy() -> herd.CallPolicy:
+def _hedge(mode: str) -> herd.HedgePolicy | None:
+    """herd hedges; the telescoped configuration is the talk's, with no hedged attempts at any
+    hop (behind its virtual IP a hedge would be its retry sent early to the same instance)."""
+    return herd.HedgePolicy() if mode == "herd" else None
+
+
+def middle_policy(mode: str) -> herd.CallPolicy:
     """The middle's policy for deep: 1 s per attempt, one retry (the talk's telescoped middle)."""
-    return herd.CallPolicy(attempt_timeout=MIDDLE_ATTEMPT_TIMEOUT_S, attempts=MIDDLE_ATTEMPTS)
+    return herd.CallPolicy(
+        attempt_timeout=MIDDLE_ATTEMPT_TIMEOUT_S, attempts=MIDDLE_ATTEMPTS, hedge=_hedge(mode)
+    )
 
 
 def deep_driver(mode: str, hanging: str, healthy: str) -> StormDeep:
@@ -176,16 +188,15 @@ def deep_driver(mode: str, hanging: str, healthy: str) -> StormDeep:
     else:
         raise ValueError(f"unknown mode {mode!r}")
     resolver = StaticResolver(service, known)
-    return herd.driver(StormDeep, resolver=resolver, zone=ZONE, policy=middle_policy())
+    return herd.driver(StormDeep, resolver=resolver, zone=ZONE, policy=middle_policy(mode))
 
 
-def middle_driver(middles: Sequence[str]) -> StormMiddle:
+def middle_driver(mode: str, middles: Sequence[str]) -> StormMiddle:
     """The edge's driver for middle: both instances in the edge's zone, herd's default policy."""
     service = StormMiddle.__herd_name__
     resolver = StaticResolver(service, [instance(service, address, ZONE) for address in middles])
-    return herd.driver(
-        StormMiddle, resolver=resolver, zone=ZONE, policy=herd.CallPolicy(timeout=EDGE_DEADLINE_S)
-    )
+    policy = herd.CallPolicy(timeout=EDGE_DEADLINE_S, hedge=_hedge(mode))
+    return herd.driver(StormMiddle, resolver=resolver, zone=ZONE, policy=policy)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -205,11 +216,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.role == "middle":
         if not args.hanging or not args.healthy:
             parser.error("middle needs --hanging and --healthy")
-        impl = MiddleService(deep_driver(args.mode, args.hanging, args.healthy), middle_policy())
+        impl = MiddleService(
+            deep_driver(args.mode, args.hanging, args.healthy), middle_policy(args.mode)
+        )
     else:
         if not args.middle:
             parser.error("edge needs --middle (one or more)")
-        impl = EdgeService(middle_driver(args.middle))
+        impl = EdgeService(middle_driver(args.mode, args.middle))
     herd.run(impl, port=args.port, host="127.0.0.1")
 
 

@@ -226,6 +226,8 @@ async def start_chain(name: str, processes: Processes, user_timeout: float) -> C
     )
     scheme = "http://" if name == "naive" else ""
     edge_args = [a for m in middles for a in ("--middle", f"{scheme}{m}")]
+    if name != "naive":
+        edge_args += ["--mode", name]
     edge = await processes.spawn(f"{name}-edge", module, "edge", *edge_args)
     if name == "naive":
         return _NaiveChain(edge, middles, hanging, healthy, user_timeout)

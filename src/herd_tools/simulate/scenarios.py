@@ -110,12 +110,17 @@ def _storm(world: World, instances: int, depth: int) -> tuple[Tier, Tier, Tier]:
     for index, name in enumerate(names):
         below = names[index + 1] if index + 1 < len(names) else None
         tiers.append(world.tier(name, 0.001, _storm_handler(world, below, index == 0)))
+    # The telescoped configuration is the talk's, which has no hedged attempts at any hop.
+    hedge = None if world.mode is Mode.TELESCOPED else herd.HedgePolicy()
     for name in names[1:-1]:
         # Hops above deep run on the deadline alone (herd's defaults: it telescopes down from
         # the edge's 3 s); capping each at the same 1 s would cut off a lower hop's retry.
-        world.policy(name, herd.CallPolicy(timeout=STORM_EDGE_DEADLINE_S))
+        world.policy(name, herd.CallPolicy(timeout=STORM_EDGE_DEADLINE_S, hedge=hedge))
     # The hop into deep caps each attempt at 1 s, one retry: the experiment's middle.
-    world.policy(names[-1], herd.CallPolicy(attempt_timeout=STORM_ATTEMPT_TIMEOUT_S, attempts=2))
+    world.policy(
+        names[-1],
+        herd.CallPolicy(attempt_timeout=STORM_ATTEMPT_TIMEOUT_S, attempts=2, hedge=hedge),
+    )
     edge, middle, deep = tiers[0], tiers[1], tiers[-1]
     if instances == 5 and depth == 3:
         edge.add("a")
