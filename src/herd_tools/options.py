@@ -41,3 +41,9 @@ def share(default: float, text: str, *flags: str) -> Any:
 def percent(default: float, text: str, *flags: str) -> Any:
     """A percentage, 0 to 100 (`PERCENT`)."""
     return typer.Option(default, *flags, metavar="PERCENT", help=text, min=0.0, max=100.0)
+
+
+def only(flag: str, names: str) -> Any:
+    """A repeatable `--FLAG NAME` choosing which of a run's parts to run, for
+    `Annotated[list[str] | None, only(...)] = None` (None: all of them)."""
+    return typer.Option(flag, metavar="NAME", help=f"Run only these (repeat): {names}.")

@@ -34,7 +34,6 @@ from typing import Annotated, Any
 
 import aiohttp
 import msgspec
-import typer
 
 from herd._cloud.controller import Controller
 from herd._cloud.history.store import HistoryQuery
@@ -273,6 +272,22 @@ async def _scenario(
     return Scenario(name, described, phases, dict(sorted(kinds.items())), first, len(ended))
 
 
+async def warmed_front_door(
+    controller: Controller, app: Path, rate: float, phase_s: float, say: harness.Say
+) -> str:
+    """The URL of flix's home page through the app's front door, after an unmeasured warm-up:
+    caches and connections start cold, and the first scenario's `before` would measure the
+    start-up instead of the steady state."""
+    door = controller.front_door
+    if door is None:
+        raise ValueError(f"{app} has no front door to load")
+    url = f"{door.url}api/home?visitor={{1..10000}}"
+    warmup = min(phase_s, WARMUP_S)
+    say(f"warm-up: {warmup:g} s at {rate:g} requests/s, not measured")
+    await _load(url, rate, warmup, time.monotonic(), [])
+    return url
+
+
 async def experiment(
     app: Path,
     *,
@@ -285,15 +300,7 @@ async def experiment(
     """Run the app and every scenario in turn under load through its front door."""
 
     async def body(controller: Controller) -> ChaosResult:
-        door = controller.front_door
-        if door is None:
-            raise ValueError(f"{app} has no front door to load")
-        url = f"{door.url}api/home?visitor={{1..10000}}"
-        # Caches and connections start cold: warm them, unmeasured, or the first scenario's
-        # `before` would measure the start-up instead of the steady state.
-        warmup = min(phase_s, WARMUP_S)
-        say(f"warm-up: {warmup:g} s at {rate:g} requests/s, not measured")
-        await _load(url, rate, warmup, time.monotonic(), [])
+        url = await warmed_front_door(controller, app, rate, phase_s, say)
         results = []
         for name in scenarios:
             say(f"{name}: {phase_s:g} s before, during and after, {rate:g} requests/s")
@@ -369,11 +376,7 @@ def command(
     ),
     scenario: Annotated[
         list[str] | None,
-        typer.Option(
-            "--scenario",
-            metavar="NAME",
-            help="Run only these (repeat): monkey, zone-outage, movie-latency, merch-errors, hung.",
-        ),
+        options.only("--scenario", "monkey, zone-outage, movie-latency, merch-errors, hung"),
     ] = None,
     goal: float = harness.target_option(
         GOAL_PCT, "--goal", "The success target of every phase", "docs/chaos.md"

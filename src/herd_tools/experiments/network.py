@@ -34,14 +34,14 @@ from herd_tools.experiments import harness
 from herd_tools.experiments.chaos import (
     EDGE_DEADLINE_MS,
     PHASES,
-    WARMUP_S,
     Phase,
     _load,
     _phase,
     _Sample,
     _settled,
+    warmed_front_door,
 )
-from herd_tools.output import Column, out, print_table, say, usage
+from herd_tools.output import Column, numbers, out, print_table, say, usage
 
 SCENARIOS = ("partition-zones", "partition-registry", "one-way-edge", "loss", "zone-latency")
 GOAL_PCT = 99.9
@@ -162,13 +162,7 @@ async def experiment(
     """Run the app on its own network and every scenario in turn under load."""
 
     async def body(controller: Controller) -> NetworkResult:
-        door = controller.front_door
-        if door is None:
-            raise ValueError(f"{app} has no front door to load")
-        url = f"{door.url}api/home?visitor={{1..10000}}"
-        warmup = min(phase_s, WARMUP_S)
-        say(f"warm-up: {warmup:g} s at {rate:g} requests/s, not measured")
-        await _load(url, rate, warmup, time.monotonic(), [])
+        url = await warmed_front_door(controller, app, rate, phase_s, say)
         results, skipped = [], {}
         for name in scenarios:
             if name == "zone-latency" and not controller.net_chaos.netem:
@@ -192,10 +186,7 @@ def report(result: NetworkResult) -> None:
         [
             Column("scenario"),
             Column("phase"),
-            Column("total", right=True),
-            Column("failed", right=True),
-            Column("success %", right=True),
-            Column("p99 ms", right=True),
+            *numbers("total", "failed", "success %", "p99 ms"),
         ],
         [
             [s.name, p.phase, str(p.total), str(p.failed), f"{p.success_pct:g}", f"{p.p99_ms:g}"]

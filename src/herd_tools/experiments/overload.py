@@ -30,16 +30,24 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
-import typer
 
 from herd._cloud.app import App, load
 from herd._cloud.controller import Controller
 from herd._model.stats import percentile
 from herd._process.config import LIMIT
-from herd_tools import figures
-from herd_tools.experiments.harness import APP, JSON, Say, conclude, on_cloud, plot_option, run
+from herd_tools import figures, options
+from herd_tools.experiments.harness import (
+    APP,
+    JSON,
+    Say,
+    conclude,
+    on_cloud,
+    plot_option,
+    run,
+    target_option,
+)
 from herd_tools.experiments.overload_load import Sample
-from herd_tools.output import Column, print_table, say, usage
+from herd_tools.output import Column, numbers, print_table, say, usage
 
 CONFIGS = ("none", "fixed", "adaptive", "adaptive_priority")
 PHASES = ("base", "spike", "after")
@@ -296,12 +304,9 @@ def report(result: OverloadResult) -> None:
         [
             Column("config"),
             Column("phase"),
-            Column("goodput/s", right=True),
-            Column("critical %", right=True),
-            Column("best-effort %", right=True),
-            Column("p99 ms", right=True),
-            Column("capacity/s", right=True, drop=1),
-            Column("recovery s", right=True, drop=2),
+            *numbers("goodput/s", "critical %", "best-effort %", "p99 ms"),
+            *numbers("capacity/s", drop=1),
+            *numbers("recovery s", drop=2),
         ],
         [
             [
@@ -323,43 +328,29 @@ def report(result: OverloadResult) -> None:
 def command(
     app: Path = APP,
     config: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--config",
-            metavar="NAME",
-            help="Run only these (repeat): none, fixed, adaptive, adaptive_priority.",
-        ),
+        list[str] | None, options.only("--config", "none, fixed, adaptive, adaptive_priority")
     ] = None,
-    phase_seconds: float = typer.Option(
-        10.0, "--phase-seconds", metavar="SECONDS", help="Seconds of the base and after phases."
+    phase_seconds: float = options.seconds(
+        10.0, "Seconds of the base and after phases.", "--phase-seconds"
     ),
-    spike_seconds: float = typer.Option(
-        30.0, "--spike-seconds", metavar="SECONDS", help="Seconds of the spike."
+    spike_seconds: float = options.seconds(30.0, "Seconds of the spike.", "--spike-seconds"),
+    capacity_seconds: float = options.seconds(
+        5.0, "Seconds of measuring the capacity.", "--capacity-seconds"
     ),
-    capacity_seconds: float = typer.Option(
-        5.0, "--capacity-seconds", metavar="SECONDS", help="Seconds of measuring the capacity."
-    ),
-    critical_target: float = typer.Option(
+    critical_target: float = target_option(
         CRITICAL_TARGET_PCT,
         "--critical-target",
-        min=0.0,
-        max=100.0,
-        metavar="PERCENT",
-        help="Critical success in the spike (a short run's own; docs/overload.md).",
+        "Critical success in the spike",
+        "docs/overload.md",
     ),
-    goodput_target: float = typer.Option(
-        GOODPUT_TARGET,
-        "--goodput-target",
-        min=0.0,
-        metavar="FRACTION",
-        help="Goodput in the spike, as a fraction of the capacity.",
+    goodput_target: float = options.share(
+        GOODPUT_TARGET, "Goodput in the spike, as a share of the capacity.", "--goodput-target"
     ),
-    recovery_target: float = typer.Option(
+    recovery_target: float = options.seconds(
         RECOVERY_TARGET_S,
+        "Seconds after the spike until success and p99 are the base's again (inf: none).",
         "--recovery-target",
         min=0.0,
-        metavar="SECONDS",
-        help="Seconds after the spike until success and p99 are the base's again (inf: none).",
     ),
     json_path: Path | None = JSON,
     plot_path: Annotated[Path | None, plot_option("goodput and critical success over time")] = None,
