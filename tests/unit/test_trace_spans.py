@@ -15,7 +15,7 @@ from herd._trace import setup as trace_setup
 from herd._trace import spans
 from herd._trace.context import format_traceparent, parse
 from herd._trace.recent import RecentSpans, parse_ids
-from herd._trace.sampling import HerdSampler
+from herd._trace.sampling import HerdSampler, RecordBudget
 from tests.helpers import free_port, recorded_spans
 
 GOOD = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -133,3 +133,31 @@ def test_no_collector_no_new_traces_away_from_the_front_door() -> None:
         assert spans._tracing.tracer is None
     finally:
         trace_setup.uninstall()
+
+
+def test_the_record_budget_records_everything_below_its_rate_and_no_more_above() -> None:
+    now = [0.0]
+    budget = RecordBudget(20.0, clock=lambda: now[0])
+    assert sum(budget.take() for _ in range(100)) == 20  # a burst of 100: the first 20
+    recorded = 0
+    for _ in range(1000):  # 10 s at 100 requests a second
+        now[0] += 0.01
+        recorded += budget.take()
+    assert 199 <= recorded <= 201
+    for _ in range(50):  # 10 s at 5 a second: below the rate, every one
+        now[0] += 0.2
+        assert budget.take()
+    assert not any(RecordBudget(0.0, clock=lambda: now[0]).take() for _ in range(3))
+
+
+def test_a_front_door_request_over_the_budget_carries_an_unsampled_trace_and_no_span(
+    exported: InMemorySpanExporter,
+) -> None:
+    with spans.front_door("GET", "/", {"traceparent": GOOD}, record=False) as span:
+        assert span is not None and not span.is_recording()
+        assert spans.call("edge", "page") is spans.NO_SPAN
+    header = spans.response_header(span)
+    assert header.startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-") and header.endswith("-00")
+    with spans.front_door("GET", "/", {}, record=True) as recorded:
+        assert recorded is not None and recorded.is_recording()
+    assert [s.name for s in exported.get_finished_spans()] == ["GET /"]

@@ -26,6 +26,7 @@
     [front_door]                    # one fixed address in front of the edge instances
     service = "edge"
     port = 8080
+    # traces_per_s = 10             # requests a second traced at every hop (docs/tracing.md)
 
     [[caches]]                      # memcached, one server per zone (EVCache; herd.cache)
     name = "flix"
@@ -237,6 +238,9 @@ class FrontDoorSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     limit: str = "adaptive_priority"
     """What the front door forwards at once (docs/overload.md): as an instance's `HERD_LIMIT`."""
     max_inflight: int = 1024
+    traces_per_s: float = 10.0
+    """How many requests a second are recorded at every hop for the tail rule (docs/tracing.md):
+    all of them below it, a bounded CPU cost above it."""
 
 
 class VersionSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -456,6 +460,8 @@ def _check(spec: AppSpec, source: Path) -> None:
         Mode.parse(spec.front_door.limit)
         if spec.front_door.max_inflight < 1:
             raise ConfigurationError(f"{source}: front_door.max_inflight must be >= 1")
+        if spec.front_door.traces_per_s < 0:
+            raise ConfigurationError(f"{source}: front_door.traces_per_s must be >= 0")
 
 
 def _check_stores(spec: AppSpec, source: Path) -> None:

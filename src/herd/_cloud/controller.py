@@ -312,6 +312,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
             criticality=door.criticality,
             limit=door.limit,
             max_inflight=door.max_inflight,
+            traces_per_s=door.traces_per_s,
             tls=tls.client_context(self.launcher.identity(FRONT_DOOR, FRONT_DOOR, FRONT_DOOR)),
             kept=self.traces_kept,
         )

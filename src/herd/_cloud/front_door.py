@@ -42,6 +42,7 @@ from herd._model.stats import Sketch
 from herd._server.admission import Admission, Mode
 from herd._trace import spans as _spans
 from herd._trace.context import TRACEPARENT, TRACERESPONSE, TRACESTATE
+from herd._trace.sampling import RecordBudget
 from herd._wire.http_client import HttpAnswer, HttpTransport
 from herd._wire.http_server import GuardedServer, read_body
 from herd._wire.protocol import (
@@ -96,9 +97,11 @@ class FrontDoor:
         max_inflight: int = 1024,
         tls: ssl.SSLContext | None = None,
         kept: TraceStore | None = None,
+        traces_per_s: float = 10.0,
     ) -> None:
         self.service = service
         self._kept = kept
+        self._recording = RecordBudget(traces_per_s)
         self._cohorts = Cohorts(cohorts or CohortSpec())
         self._criticality = CriticalityRules(criticality or CriticalitySpec())
         self.admission = Admission(Mode.parse(limit), ceiling=max_inflight, service=service)
@@ -161,12 +164,15 @@ class FrontDoor:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.monotonic()
         wall = time.time()
-        with _spans.front_door(request.method, request.path, request.headers) as span:
+        record = self._recording.take()
+        with _spans.front_door(
+            request.method, request.path, request.headers, record=record
+        ) as span:
             response = await self._answer(request)
             _spans.answered(span, response.status)
         if span is not None:
             response.headers[TRACERESPONSE] = _spans.response_header(span)
-            if self._kept is not None:
+            if self._kept is not None and record:
                 now = time.monotonic()
                 self._kept.finished(
                     _spans.trace_id(span),

@@ -8,7 +8,8 @@ knows how the request ended (`_cloud/traces`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
@@ -45,3 +46,30 @@ class HerdSampler(Sampler):
     def get_description(self) -> str:
         """How this sampler shows in the SDK's logs."""
         return "HerdSampler"
+
+
+class RecordBudget:
+    """How many requests a second the front door records at every hop: a token bucket, as
+    Jaeger's rate-limiting sampler. Recording a request costs every hop the SDK's spans (tens of
+    microseconds each, more than herd's own call path), so below the rate every request is
+    recorded and judged by the tail rule, and above it the cost stays bounded; the rest still
+    carry a trace id, unsampled."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if per_second < 0:
+            raise ValueError("traces_per_s must be at least 0")
+        self.per_second = per_second
+        self._burst = max(1.0, per_second) if per_second > 0 else 0.0
+        self._tokens = self._burst
+        self._clock = clock
+        self._at = clock()
+
+    def take(self) -> bool:
+        """Whether to record the request arriving now."""
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self.per_second)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True

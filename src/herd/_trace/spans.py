@@ -22,6 +22,7 @@ from opentelemetry.trace import (
     INVALID_SPAN,
     NonRecordingSpan,
     Span,
+    SpanContext,
     SpanKind,
     Status,
     StatusCode,
@@ -278,15 +279,22 @@ def answered(span: Span | None, status: int) -> None:
             span.set_status(Status(StatusCode.ERROR, kind.value))
 
 
-def front_door(method: str, path: str, headers: Mapping[str, str]) -> Scope | _NoSpan:
-    """A request from outside: always recorded (the control plane keeps or drops the trace
-    once it knows how it ended). An outside trace context is continued; a malformed one is
-    ignored and a new trace starts."""
+def front_door(
+    method: str, path: str, headers: Mapping[str, str], *, record: bool = True
+) -> Scope | _NoSpan:
+    """A request from outside: recorded when `record` (the control plane keeps or drops the
+    trace once it knows how it ended); otherwise it carries an unsampled trace id, which no hop
+    records. An outside trace context is continued; a malformed one is ignored and a new trace
+    starts."""
     tracer = _tracing.tracer
     if tracer is None:
         return NO_SPAN
     # aiohttp's headers: names are case-insensitive.
     parent = _context.parse(headers)
+    if not record:
+        ids = random.getrandbits
+        trace_id = parent.trace_id if parent is not None else ids(128)
+        return Scope(NonRecordingSpan(SpanContext(trace_id, ids(64), is_remote=False)))
     under = (
         trace.set_span_in_context(NonRecordingSpan(parent))
         if parent is not None
