@@ -221,13 +221,17 @@ class ZoneServers:
 
 @contextlib.contextmanager
 def service_process(
-    service: str, log_dir: Path, downstream: str | None = None
+    service: str,
+    log_dir: Path,
+    downstream: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[ServiceProcess]:
-    """Run one service of `examples.chain` as a process for the duration of the block."""
+    """Run one service of `examples.chain` as a process for the duration of the block, with
+    `env` laid over a clean environment."""
     command = [sys.executable, "-m", "examples.chain.service", service]
     if downstream is not None:
         command += ["--downstream", downstream]
-    running = ServiceProcess(service, command, log_dir / f"{service}.log")
+    running = ServiceProcess(service, command, log_dir / f"{service}.log", env)
     try:
         running.wait_ready()
         assert running.announced["service"] == service, running.announced

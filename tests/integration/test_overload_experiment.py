@@ -29,7 +29,7 @@ def test_a_short_spike_sheds_best_effort_before_critical(tmp_path: Path) -> None
     done = run_herd(
         "experiment", "overload", "--app", str(app), "--config", "adaptive_priority",
         "--phase-seconds", "2", "--spike-seconds", "2", "--capacity-seconds", "1",
-        "--critical-target", "50", "--goodput-target", "0.3", "--recovery-target", "inf",
+        "--critical-target", "30", "--goodput-target", "0.3", "--recovery-target", "inf",
         "--json", str(figures),
         env=cloud_env(tmp_path / "home"),
         timeout=120,

@@ -101,18 +101,18 @@ async def test_hanging_instance_every_call_succeeds_in_time_retried_elsewhere(
     assert not load.errors, describe(load.errors, load.started_at)
     assert all(o.value.text == f"call {o.index}" for o in outcomes)
     assert max(o.latency for o in outcomes) < 1.0
-    # Calls that went to the hanging instance first (the caller's zone) waited out the 0.25 s
-    # attempt cap, then succeeded on another instance.
-    retried = [o for o in outcomes if o.latency >= 0.25]
-    assert retried, "no call met the hanging instance"
-    assert caller.budget.snapshot().retries >= len(retried)
+    # Calls that went to the hanging instance first (the caller's zone) were hedged to another
+    # instance after the cold delay (it never answered, so it taught no delay), or retried there
+    # after the 0.25 s attempt cap; each spent a token of the budget.
+    met = caller.budget.snapshot().retries
+    assert met >= 1, "no call met the hanging instance"
     direct = herd.driver(Deep, address=hung.process.address, policy=herd.CallPolicy(attempts=1))
     try:
         with herd.deadline(2.0):
             stats = await direct.stats()
     finally:
         await direct.aclose()
-    assert stats["started"] >= len(retried), stats
+    assert 1 <= stats["started"] <= met, stats
     assert stats["finished"] == 0, stats
     # Its work was abandoned, not left running: the handlers were cancelled with the attempts.
     assert stats["running"] == 0, stats
@@ -216,8 +216,9 @@ async def test_retry_budget_caps_retries_when_every_instance_hangs(cluster: Clus
     assert all(o.value == DEFAULT for o in outcomes)
     requests = delta["failure"] + delta["timeout"]
     assert requests == len(outcomes) == delta["fallback_success"]
-    # Every call wanted its one retry; the budget granted some and denied the rest.
-    assert delta["retries"] + delta["retries_denied"] == requests, delta
+    # Every call wanted another instance at least once (its retry), at most twice (a hedge after
+    # the cold delay, then its retry); the budget granted some and denied the rest.
+    assert requests <= delta["retries"] + delta["retries_denied"] <= 2 * requests, delta
     assert delta["retries_denied"] > 0, delta
     # retries / requests <= 0.2 plus the reserve: about 220 of 600 here, where a retry for every
     # call would be 600.

@@ -1,6 +1,6 @@
 """The retry-storm experiment (issue 5): real processes, one deep instance hanging.
 
-One run of `herd experiment retry-storm` (about 50 s: 15 processes, a single request and 6 s of
+One run of `herd experiment retry-storm` (about 50 s: 15 processes, a single request and 4 s of
 load per configuration, where the full run has 8 s) serves every test here. It must exit 0: the
 run met its documented targets, the talk's and herd's from the issue (naive ≈ 6 s with 9
 requests sent by the middle, telescoped ≈ 2 s with 2, herd answered in about 1 s; under load
@@ -27,7 +27,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Figures]:
     here = tmp_path_factory.mktemp("retry-storm")
     figures = here / "storm.json"
     done = run_herd(
-        "experiment", "retry-storm", "--duration", "6", "--json", str(figures),
+        "experiment", "retry-storm", "--duration", "4", "--json", str(figures),
         env=cloud_env(here / "home"),
         timeout=140,
     )  # fmt: skip
@@ -60,8 +60,11 @@ def test_herd_single_request_is_answered_in_about_1_s(outcomes: dict[str, Figure
     herd = outcomes["herd"]
     assert herd["answered"], herd
     assert herd["edge_latency_s"] < 1.5, herd
-    # The first attempt went to the hanging instance, the retry to the healthy one.
-    assert (herd["deep_received_hanging"], herd["deep_received_healthy"]) == (1, 1), herd
+    # The first attempt went to the hanging instance and the healthy one answered: a hedge after
+    # the cold delay (the hanging instance never answered, so it taught no delay). The edge may
+    # hedge the middle too, whose second relay can meet the hanging instance once more.
+    assert herd["deep_received_healthy"] == 1, herd
+    assert 1 <= herd["deep_received_hanging"] <= 2, herd
     assert herd["middle_running_at_answer"] == 0, herd
     assert herd["deep_still_held"] == 0, herd
 
@@ -70,7 +73,7 @@ def test_under_load_herd_succeeds_without_amplifying_and_naive_storms(
     outcomes: dict[str, Figures],
 ) -> None:
     herd, naive = outcomes["herd"], outcomes["naive"]
-    assert herd["load_requests"] == naive["load_requests"] == 120
+    assert herd["load_requests"] == naive["load_requests"] == 80
     assert herd["success_pct"] >= 99.0, herd
     assert herd["amplification"] <= 1.3, herd
     assert naive["amplification"] >= 3.0, naive

@@ -235,8 +235,11 @@ class FrontDoorSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     timeout_s: float = 2.0
     cohorts: CohortSpec = msgspec.field(default_factory=CohortSpec)
     criticality: CriticalitySpec = msgspec.field(default_factory=CriticalitySpec)
-    limit: str = "adaptive_priority"
-    """What the front door forwards at once (docs/overload.md): as an instance's `HERD_LIMIT`."""
+    limit: str = "fixed"
+    """What the front door forwards at once (docs/overload.md): as an instance's `HERD_LIMIT`.
+    Fixed by default: the front door's latency is every dependency's, and an adaptive limit
+    there sheds users during a blip downstream (a registry losing its quorum) that the
+    instances' own limits and the retry budget already contain."""
     max_inflight: int = 1024
     traces_per_s: float = 10.0
     """How many requests a second are recorded at every hop for the tail rule (docs/tracing.md):
