@@ -1,5 +1,5 @@
-"""The README's main command as CI runs it: `herd demo --duration 20 --load 50` starts flix on the
-local cloud, loads it through the front door for 20 s and exits 0 only if >= 99.9 % succeeded.
+"""The README's main command as CI runs it: `herd demo --duration 12 --load 50` starts flix on the
+local cloud, loads it through the front door for 12 s and exits 0 only if >= 99.9 % succeeded.
 
 It runs on free ports (`--port`, `--control-port`, `--registry-port`), so it never has to skip:
 a broken demo fails here whatever else runs on the machine. It uses its own `HERD_HOME`, so a
@@ -20,7 +20,7 @@ from tests.integration.cloud_helpers import cloud_env, herd_command, port_taken
 
 pytestmark = pytest.mark.timeout(180)
 
-DURATION_S, RATE = 20, 50
+DURATION_S, RATE = 12, 50
 
 
 def test_herd_demo_under_load_passes(tmp_path: Path) -> None:

@@ -721,7 +721,7 @@ def test_http_level_garbage_is_refused_by_the_server_and_kills_nothing(cloud: Cl
 
 
 @settings(
-    max_examples=600,
+    max_examples=400,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -813,7 +813,7 @@ def test_fuzz_frames_never_crash_the_instance(
 def test_the_fuzzed_instance_kept_serving_with_flat_memory(
     cloud: Cloud, fuzz_target: dict[str, Any]
 ) -> None:
-    assert fuzz_target["sent"] >= 600
+    assert fuzz_target["sent"] >= 400
     assert fuzz_target["frames_sent"] >= 400
     # The same process answered everything (not a replacement), and its memory did not grow
     # with what it was sent.
