@@ -48,8 +48,10 @@ def write_app(
 ) -> Path:
     """Copy `examples/<example>/<file>` into `directory` with free ports, `root` at this
     checkout and the run directory in `directory`; `instances` overrides counts per service,
-    `groups` are added to the example's."""
+    `groups` are added to the example's, and an `env` setting to the example's environment."""
     document = tomllib.loads((ROOT / "examples" / example / file).read_text())
+    # `env` adds to the example's environment rather than replacing it.
+    settings["env"] = {**document.get("env", {}), **settings.get("env", {})}
     document.update(
         root=str(ROOT),
         run_dir=str(directory / "run"),

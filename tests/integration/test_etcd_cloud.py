@@ -65,7 +65,7 @@ async def test_flix_keeps_serving_while_etcd_loses_a_member_then_its_quorum(
         instances=INSTANCES,
         registry="etcd",
         etcd_port=base,
-        env={"FLIX_DB": "{run}/flix.db", "FLIX_WRITES": "{run}/writes", "HERD_LIMIT": "fixed"},
+        env={"HERD_LIMIT": "fixed"},
     )
     cloud = Cloud(app)
     etcd = aetcd.Client("127.0.0.1", members[0].client_port, timeout=2)
