@@ -6,7 +6,7 @@ with an edge that fails 10 % of its pages, is in docs/deploy.md).
 
 The bad edge here fails half of its pages: the judge stops it after a few failures whatever the
 rate, and this short run's scenarios are short (a few hundred requests, of which 1 % is a few),
-so each is held 6 s after its decision, as the full run holds its own 3 s.
+so each is held 4 s after its decision, as the full run holds its own 3 s.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ def test_a_good_canary_is_promoted_and_a_bad_one_rolls_back_by_itself(tmp_path: 
         "--steps",
         "5,25,100",
         "--analysis",
-        "10",
+        "6",
         "--interval",
         "0.5",
         "--min-points",
         "6",
         "--hold",
-        "6",
+        "4",
         "--json",
         str(figures),
         env=cloud_env(tmp_path / "home"),
