@@ -6,6 +6,7 @@ import datetime
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from herd._cloud.history.store import (
     History,
@@ -163,3 +164,15 @@ def test_times_and_durations_parse_or_fail_clearly() -> None:
     for bad in ("yesterday", "5 minutes", "-3s", "nan"):
         with pytest.raises(InvalidTime):
             parse_time(bad) if bad != "nan" else parse_duration(bad)
+
+
+def test_a_quiet_kind_is_kept_but_logged_only_at_debug(tmp_path: Path) -> None:
+    history = History(tmp_path / "history.sqlite", quiet=["flow.served"])
+    with capture_logs() as logs:
+        history.record("flow.served", instance="deep-v001-a1", requests=3)
+        history.record("instance.up", instance="deep-v001-a1")
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("flow.served", "debug"),
+        ("instance.up", "info"),
+    ]
+    assert [e.kind for e in history.events()] == ["flow.served", "instance.up"]

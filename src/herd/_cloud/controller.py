@@ -50,7 +50,7 @@ from herd._cloud.supervise.groups import ServerGroups
 from herd._cloud.supervise.slot import Slot, Supervisor
 from herd._cloud.traces.api import TracesApi
 from herd._cloud.traces.collector import TraceCollector
-from herd._cloud.traces.flow import Flow
+from herd._cloud.traces.flow import FLOW_SERVED, Flow
 from herd._cloud.traces.store import TraceStore
 from herd._cloud.views import Views
 from herd._cloud.watch import InstanceWatch
@@ -76,7 +76,7 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
         self._cache_servers = caches.plan(app)
         self._store_members = stores.plan(app)
         self.launcher = Launcher(app, self._cache_servers, self._store_members)
-        self.history = History(app.run_dir / "history.sqlite")
+        self.history = History(app.run_dir / "history.sqlite", quiet=[FLOW_SERVED])
         self.record = self.history.record
         """Where the control plane and its parts record (and log) every change they make."""
         self.chaos = Chaos(self)

@@ -191,9 +191,12 @@ class History:
     `clock` gives wall-clock seconds (tests pass their own). The file is opened on first use.
     """
 
-    def __init__(self, path: Path, *, clock: Clock = time.time) -> None:
+    def __init__(self, path: Path, *, clock: Clock = time.time, quiet: Iterable[str] = ()) -> None:
         self.path = path
         self._clock = clock
+        # Kinds recorded on a timer (tallies, not changes): kept, but logged only at debug so
+        # `herd up`'s output stays a list of changes.
+        self._quiet = frozenset(quiet)
         self._db: sqlite3.Connection | None = None
 
     def _connection(self) -> sqlite3.Connection:
@@ -225,7 +228,8 @@ class History:
     ) -> Event:
         """Append one event, now, and log it."""
         named = {"cause": cause, "group": group, "instance": instance}
-        log.info(kind, **{k: v for k, v in named.items() if v}, **detail)
+        emit = log.debug if kind in self._quiet else log.info
+        emit(kind, **{k: v for k, v in named.items() if v}, **detail)
         at = self._clock()
         encoded = json.dumps(detail, default=str, separators=(",", ":"))
         cursor = self._connection().execute(
