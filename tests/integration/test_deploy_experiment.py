@@ -6,7 +6,7 @@ with an edge that fails 10 % of its pages, is in docs/deploy.md).
 
 The bad edge here fails half of its pages: the judge stops it after a few failures whatever the
 rate, and this short run's scenarios are short (a few hundred requests, of which 1 % is a few),
-so each is held 4 s after its decision, as the full run holds its own 3 s.
+so each is held 6 s after its decision, as the full run holds its own 3 s.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def test_a_good_canary_is_promoted_and_a_bad_one_rolls_back_by_itself(tmp_path: 
         "--min-points",
         "6",
         "--hold",
-        "4",
+        "6",
         "--json",
         str(figures),
         env=cloud_env(tmp_path / "home"),

@@ -170,23 +170,29 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
         # The control plane's own drivers (the registry watch), scrapes and dashboard use it.
         tls.set_client_context(tls.client_context(control))
         await self._start_stores()
-        for command in spec.setup:
-            self._say(f"setup: {' '.join(command)}")
-            await self.launcher.setup(command)
-        self.record("cloud.started", app=spec.name, pid=os.getpid())
-        for name, group in self.server_groups.specs.items():
-            self.record(
-                "group.created",
-                cause="start",
-                group=name,
-                service=group.service,
-                version=group.version,
-                desired=self.server_groups.desired[name],
-            )
-        if spec.registry == ETCD:
-            await self._start_etcd()
-        await self._start_caches()
-        await self._start_registry()
+        # The registry (a process that takes a second to start) needs neither the app's setup
+        # nor the caches: it starts while they run.
+        registry = asyncio.create_task(self._start_registry())
+        try:
+            for command in spec.setup:
+                self._say(f"setup: {' '.join(command)}")
+                await self.launcher.setup(command)
+            self.record("cloud.started", app=spec.name, pid=os.getpid())
+            for name, group in self.server_groups.specs.items():
+                self.record(
+                    "group.created",
+                    cause="start",
+                    group=name,
+                    service=group.service,
+                    version=group.version,
+                    desired=self.server_groups.desired[name],
+                )
+            await self._start_caches()
+        except BaseException:
+            registry.cancel()
+            await asyncio.gather(registry, return_exceptions=True)
+            raise
+        await registry
         self.resolver = self.views.resolver = RegistryResolver(self.registry_address)
         await self.resolver.start()
         self.deployer = Deployer(self, spec.deploy)
@@ -286,6 +292,9 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
             self._say(f"stores: NATS JetStream, a member per zone on {endpoints}")
 
     async def _start_registry(self) -> None:
+        """Start the registry, and first the etcd cluster it keeps its table in, if it does."""
+        if self.app.spec.registry == ETCD:
+            await self._start_etcd()
         log = self._log_dir / "registry.log"
         self._registry = Slot(
             "registry",
