@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 import herd
-from herd._wire import frames, guards, mux_client, mux_server
+from herd._wire import frames, listener, mux_client, mux_server
 from herd._wire.mux_client import MuxTransport
 from herd._wire.protocol import H_DEADLINE, ConnectionLost, decode_error, encode
 from tests.helpers import eventually
@@ -257,7 +257,7 @@ async def test_idle_connections_close_on_both_sides_and_calls_reconnect(
 async def test_a_slow_preface_and_a_stalled_frame_are_cut_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(guards, "HEADER_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(listener.http_server, "HEADER_TIMEOUT_S", 0.2)
     monkeypatch.setattr(mux_server, "FRAME_TIMEOUT_S", 0.2)
     async with herd.serve(WorkService()) as server:
         for opening in (frames.PREFACE[:4], frames.PREFACE + frames.HEADER.pack(100, 1, 1)):
@@ -275,7 +275,7 @@ async def test_a_slow_preface_and_a_stalled_frame_are_cut_off(
 async def test_the_connection_cap_counts_frame_connections(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(guards, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(listener.http_server, "MAX_CONNECTIONS", 2)
     async with herd.serve(WorkService()) as server:
         transports = [MuxTransport(server.host, server.port, connect_timeout=1.0) for _ in "abc"]
         try:

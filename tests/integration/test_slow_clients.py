@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 import herd
-from herd._wire import guards
+from herd._wire import http_server
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -46,7 +46,7 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> float:
 async def test_a_trickled_head_is_cut_off_and_others_are_served(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(guards, "HEADER_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(http_server, "HEADER_TIMEOUT_S", 0.3)
     async with herd.serve(EchoService()) as server:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         writer.write(b"POST /rpc/echo/echo HTTP/1.1\r\nHost: x\r\n")
@@ -61,7 +61,7 @@ async def test_a_trickled_head_is_cut_off_and_others_are_served(
 async def test_an_idle_keep_alive_connection_is_not_mistaken_for_a_slow_head(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(guards, "HEADER_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(http_server, "HEADER_TIMEOUT_S", 0.2)
     async with herd.serve(EchoService()) as server:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         for text in ("one", "two"):
@@ -79,7 +79,7 @@ async def test_an_idle_keep_alive_connection_is_not_mistaken_for_a_slow_head(
 async def test_a_body_that_never_comes_is_answered_408_and_frees_its_slot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(guards, "BODY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(http_server, "BODY_TIMEOUT_S", 0.3)
     async with herd.serve(EchoService(), max_inflight=1) as server:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         writer.write(rpc("x", body=b"", length=100))
@@ -96,7 +96,7 @@ async def test_a_body_that_never_comes_is_answered_408_and_frees_its_slot(
 async def test_connections_beyond_the_cap_are_refused_and_the_server_keeps_serving(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(guards, "MAX_CONNECTIONS", 4)
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 4)
     async with herd.serve(EchoService()) as server:
         held = [await asyncio.open_connection(server.host, server.port) for _ in range(4)]
         await eventually(lambda: server.connections, lambda n: n == 4, what="4 connections")

@@ -37,16 +37,46 @@ def test_an_error_is_logged_with_its_traceback_but_not_its_locals(tmp_path: Path
     assert "s3cr3t-value" not in logged
 
 
-def test_an_instance_imports_neither_aiohttp_nor_rich_and_still_logs_tracebacks(
+_INSTANCE_TLS = """
+import asyncio, sys
+
+import herd  # first, as an instance's service module does
+
+import aiohttp
+import aiohttp.connector
+import uvloop
+
+print("rich:", "rich" in sys.modules)
+verified = aiohttp.connector._SSL_CONTEXT_VERIFIED
+print("CA at start:", verified.cert_store_stats()["x509_ca"])
+
+
+async def main():
+    async def hang_up(reader, writer):
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with aiohttp.ClientSession() as session:
+        try:
+            await session.get(f"https://127.0.0.1:{port}/")
+        except aiohttp.ClientError:
+            pass
+    server.close()
+    print("CA after a handshake:", verified.cert_store_stats()["x509_ca"] > 0)
+
+
+uvloop.run(main())
+"""
+
+
+def test_an_instance_starts_without_rich_or_the_ca_store_and_loads_it_at_its_first_https(
     tmp_path: Path,
 ) -> None:
-    # What a replacement instance imports is CPU taken from the instances serving beside it.
-    program = tmp_path / "instance.py"
-    program.write_text(
-        "import sys\nimport herd\n"
-        + _PROGRAM
-        + "\nprint('loaded:', [m for m in ('aiohttp', 'rich') if m in sys.modules])\n"
-    )
+    # What a replacement instance does as it starts is CPU taken from the instances serving
+    # beside it: no rich (structlog's plain renderer), no CA store until an HTTPS call needs it.
+    program = tmp_path / "instance_tls.py"
+    program.write_text(_INSTANCE_TLS)
     done = subprocess.run(
         [sys.executable, str(program)],
         capture_output=True,
@@ -55,7 +85,24 @@ def test_an_instance_imports_neither_aiohttp_nor_rich_and_still_logs_tracebacks(
         check=True,
         env={**os.environ, "HERD_INSTANCE": "test-1"},
     )
-    assert done.stdout.splitlines()[-1] == "loaded: []"
+    assert done.stdout.splitlines() == [
+        "rich: False",
+        "CA at start: 0",
+        "CA after a handshake: True",
+    ]
+
+
+def test_an_instance_still_logs_plain_tracebacks(tmp_path: Path) -> None:
+    program = tmp_path / "failing.py"
+    program.write_text("import herd\n" + _PROGRAM)
+    done = subprocess.run(
+        [sys.executable, str(program)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "HERD_INSTANCE": "test-1"},
+    )
     logged = done.stdout + done.stderr
     assert 'raise RuntimeError("handler failed")' in logged
     assert "s3cr3t-value" not in logged

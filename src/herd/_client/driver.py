@@ -13,7 +13,7 @@ import functools
 import random
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -42,6 +42,7 @@ from herd._model.instance import Instance
 from herd._model.interface import Interface, MethodSpec, error_from_wire, interface_of, methods
 from herd._model.outcome import Blame, ErrorKind, Retryable, blame, blame_of_kind
 from herd._trace import spans as _spans
+from herd._wire.http_client import HttpTransport
 from herd._wire.mux_client import MuxTransport
 from herd._wire.protocol import (
     H_ATTEMPT,
@@ -54,10 +55,6 @@ from herd._wire.protocol import (
     decode_error,
     encode,
 )
-
-if TYPE_CHECKING:
-    # Imported where used: aiohttp (and the CA store its import loads) is for HTTP alone.
-    from herd._wire.http_client import HttpTransport
 
 IfaceT = TypeVar("IfaceT", bound=Interface)
 
@@ -92,16 +89,12 @@ def mux_transport(instance: Instance, connect_timeout: float) -> MuxTransport:
 def http_transport(instance: Instance, connect_timeout: float) -> HttpTransport:
     """HTTP/1.1 instead: a keep-alive connection pool to the instance, one call per
     connection at a time, over mutual TLS when this process has an identity."""
-    from herd._wire.http_client import HttpTransport
-
     return HttpTransport(instance.host, instance.port, connect_timeout=connect_timeout)
 
 
 def plain_transport(instance: Instance, connect_timeout: float) -> HttpTransport:
     """Plain HTTP whatever this process's identity: for the local cloud's control API, which
     the `herd` command and browsers reach with the admin token, not a certificate."""
-    from herd._wire.http_client import HttpTransport
-
     return HttpTransport(instance.host, instance.port, connect_timeout=connect_timeout, tls=None)
 
 

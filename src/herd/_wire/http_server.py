@@ -13,7 +13,6 @@ from aiohttp.web_protocol import RequestHandler
 
 from herd._model.deadline import Expiry
 from herd._model.identity import Identity
-from herd._wire import guards
 from herd._wire.protocol import (
     RPC_PREFIX,
     BodyTimeout,
@@ -24,10 +23,20 @@ from herd._wire.protocol import (
 )
 from herd._wire.tls import peer_identity
 
+#: Idle keep-alive connections are closed after this long (longer than herd clients keep idle
+#: connections, 30 s, so a client never reuses one the server is closing).
+KEEPALIVE_S = 75.0
+#: A request's head (request line and headers) must arrive within this long once it began.
+HEADER_TIMEOUT_S = 10.0
+#: A request body must arrive within this long once the core asks for it.
+BODY_TIMEOUT_S = 10.0
+#: Connections one server holds open at once; more are closed as they arrive.
+MAX_CONNECTIONS = 4096
+
 
 class _GuardedHandler(RequestHandler):
     """aiohttp's connection handler, with a deadline on a request's head: a client that starts a
-    request and trickles its headers (slowloris) is cut off after `guards.HEADER_TIMEOUT_S`."""
+    request and trickles its headers (slowloris) is cut off after `HEADER_TIMEOUT_S`."""
 
     _head_timer: asyncio.TimerHandle | None = None
     _head_count = 0
@@ -49,7 +58,7 @@ class _GuardedHandler(RequestHandler):
         elif self._head_timer is None and self._idle():
             # Bytes arrived between requests without completing one: a head has begun.
             self._head_count = before
-            self._head_timer = self._loop.call_later(guards.HEADER_TIMEOUT_S, self._head_late)
+            self._head_timer = self._loop.call_later(HEADER_TIMEOUT_S, self._head_late)
 
     def _idle(self) -> bool:
         waiter = self._waiter
@@ -71,10 +80,8 @@ class GuardedServer(web.Server):
     """aiohttp's low-level server with a head timeout and a cap on open connections."""
 
     def __init__(self, handler: Any, *, max_connections: int | None = None, **kwargs: Any) -> None:
-        super().__init__(handler, keepalive_timeout=guards.KEEPALIVE_S, access_log=None, **kwargs)
-        self.max_connections = (
-            guards.MAX_CONNECTIONS if max_connections is None else max_connections
-        )
+        super().__init__(handler, keepalive_timeout=KEEPALIVE_S, access_log=None, **kwargs)
+        self.max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
 
     def __call__(self) -> RequestHandler:
         return _GuardedHandler(self, loop=self._loop, **self._kwargs)
@@ -104,14 +111,14 @@ async def read_body(request: web.BaseRequest, limit: int) -> bytes:
         chunks = []
         size = 0
     try:
-        async with Expiry(time.monotonic() + guards.BODY_TIMEOUT_S):
+        async with Expiry(time.monotonic() + BODY_TIMEOUT_S):
             async for chunk in request.content.iter_any():
                 size += len(chunk)
                 if size > limit:
                     raise BodyTooLarge(f"body exceeds {limit} bytes")
                 chunks.append(chunk)
     except TimeoutError:
-        raise BodyTimeout(f"body not received within {guards.BODY_TIMEOUT_S:g}s") from None
+        raise BodyTimeout(f"body not received within {BODY_TIMEOUT_S:g}s") from None
     return b"".join(chunks)
 
 

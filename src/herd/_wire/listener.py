@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import ssl
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from herd._model.errors import ConfigurationError
-from herd._wire import guards
+from herd._wire import http_server
 from herd._wire.frames import PREFACE
+from herd._wire.http_server import GuardedServer, HttpServer
 from herd._wire.mux_server import MuxConnection
 from herd._wire.protocol import Dispatcher
-
-if TYPE_CHECKING:
-    from herd._wire.http_server import GuardedServer
 
 #: How long aiohttp waits for its handlers when the listener closes (its runner's default).
 _SHUTDOWN_S = 60.0
@@ -49,7 +47,7 @@ class _Sniffer(asyncio.Protocol):
         listener._sniffing.add(self)
         loop = asyncio.get_running_loop()
         # As aiohttp does for a connection that never sends a request.
-        self._timer = loop.call_later(guards.KEEPALIVE_S, self.close)
+        self._timer = loop.call_later(http_server.KEEPALIVE_S, self.close)
 
     def data_received(self, data: bytes) -> None:
         seen = self._seen + data if self._seen else data
@@ -63,7 +61,9 @@ class _Sniffer(asyncio.Protocol):
             self._seen = seen
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = asyncio.get_running_loop().call_later(guards.HEADER_TIMEOUT_S, self.close)
+            self._timer = asyncio.get_running_loop().call_later(
+                http_server.HEADER_TIMEOUT_S, self.close
+            )
 
     def _hand_over(self, protocol: asyncio.Protocol, seen: bytes) -> None:
         transport = self._transport
@@ -127,17 +127,19 @@ class Listener:
         self._tls = tls
         self._host = host
         self._max_body = max_body
+        self._http = HttpServer(dispatcher)
         self._web: GuardedServer | None = None
         self._server: asyncio.Server | None = None
         self._sniffing: set[_Sniffer] = set()
         self._mux: set[MuxConnection] = set()
         self._draining = False
-        self.max_connections = guards.MAX_CONNECTIONS
+        self.max_connections = http_server.MAX_CONNECTIONS
         self.port = port
 
     async def start(self) -> int:
         """Bind and start serving; returns the bound port."""
-        self.max_connections = guards.MAX_CONNECTIONS
+        self.max_connections = http_server.MAX_CONNECTIONS
+        self._web = self._http.server(self.max_connections)
         try:
             self._server = await asyncio.get_running_loop().create_server(
                 lambda: _Sniffer(self), self._host, self.port, reuse_address=True, ssl=self._tls
@@ -188,12 +190,7 @@ class Listener:
         await server.wait_closed()
 
     def _http_handler(self) -> asyncio.Protocol:
-        if self._web is None:
-            # aiohttp's side of the port, made (and aiohttp imported) at the first HTTP
-            # connection: an instance that only drivers call never pays for it.
-            from herd._wire.http_server import HttpServer
-
-            self._web = HttpServer(self._dispatcher).server(self.max_connections)
+        assert self._web is not None
         return self._web()
 
     def _mux_connection(self) -> MuxConnection:
