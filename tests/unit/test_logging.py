@@ -75,16 +75,7 @@ def test_an_instance_starts_without_rich_or_the_ca_store_and_loads_it_at_its_fir
 ) -> None:
     # What a replacement instance does as it starts is CPU taken from the instances serving
     # beside it: no rich (structlog's plain renderer), no CA store until an HTTPS call needs it.
-    program = tmp_path / "instance_tls.py"
-    program.write_text(_INSTANCE_TLS)
-    done = subprocess.run(
-        [sys.executable, str(program)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={**os.environ, "HERD_INSTANCE": "test-1"},
-    )
+    done = _run_as_instance(tmp_path, _INSTANCE_TLS)
     assert done.stdout.splitlines() == [
         "rich: False",
         "CA at start: 0",
@@ -93,9 +84,17 @@ def test_an_instance_starts_without_rich_or_the_ca_store_and_loads_it_at_its_fir
 
 
 def test_an_instance_still_logs_plain_tracebacks(tmp_path: Path) -> None:
-    program = tmp_path / "failing.py"
-    program.write_text("import herd\n" + _PROGRAM)
-    done = subprocess.run(
+    done = _run_as_instance(tmp_path, "import herd\n" + _PROGRAM)
+    logged = done.stdout + done.stderr
+    assert 'raise RuntimeError("handler failed")' in logged
+    assert "s3cr3t-value" not in logged
+
+
+def _run_as_instance(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
+    """Run `source` as a process the local cloud started (`HERD_INSTANCE` set)."""
+    program = tmp_path / "instance.py"
+    program.write_text(source)
+    return subprocess.run(
         [sys.executable, str(program)],
         capture_output=True,
         text=True,
@@ -103,6 +102,3 @@ def test_an_instance_still_logs_plain_tracebacks(tmp_path: Path) -> None:
         check=True,
         env={**os.environ, "HERD_INSTANCE": "test-1"},
     )
-    logged = done.stdout + done.stderr
-    assert 'raise RuntimeError("handler failed")' in logged
-    assert "s3cr3t-value" not in logged
