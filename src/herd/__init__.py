@@ -7,6 +7,8 @@ instance inside a retry budget, and is guarded by a circuit breaker and a bulkhe
 
 from __future__ import annotations
 
+# First: an instance of the local cloud imports only what it uses (see there).
+from herd import _startup  # noqa: F401
 from herd._cache.cache import Cache
 from herd._cache.metrics import CACHE_METRICS as cache_metrics
 from herd._cache.metrics import CacheMetrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
@@ -69,3 +70,34 @@ def test_a_reply_too_short_for_a_status_is_a_protocol_error() -> None:
 
 def test_the_preface_cannot_begin_an_http_request() -> None:
     assert frames.PREFACE[:1] == b"\x00"
+
+
+class _Recorded:
+    """A transport that keeps what is written."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_a_full_batch_leaves_at_once_and_the_rest_at_the_end_of_the_iteration() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        transport = _Recorded()
+        writer = frames.FrameWriter(loop)
+        writer.transport = transport  # type: ignore[assignment]
+        sent = [bytes([n]) * 3 for n in range(frames.BATCH_FRAMES + 2)]
+        for frame in sent:
+            writer.send(frame, others=True)
+        # The peer can start on the first batch while the rest are being made.
+        assert transport.writes == [b"".join(sent[: frames.BATCH_FRAMES])]
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert transport.writes[1:] == [b"".join(sent[frames.BATCH_FRAMES :])]
+    finally:
+        loop.close()

@@ -283,8 +283,17 @@ class AttemptLoop:
         attempt.hedge = True
         return attempt
 
-    async def _one(self, send: Callable[[Attempt], Awaitable[T]], attempt: Attempt) -> T:
-        with _spans.attempt(attempt):
+    def _one(self, send: Callable[[Attempt], Awaitable[T]], attempt: Attempt) -> Awaitable[T]:
+        span = _spans.attempt(attempt)
+        if not isinstance(span, _spans.Scope):
+            # Nothing recorded: no coroutine around the attempt's own.
+            return self._judged(send, attempt)
+        return self._one_in(span, send, attempt)
+
+    async def _one_in(
+        self, span: _spans.Scope, send: Callable[[Attempt], Awaitable[T]], attempt: Attempt
+    ) -> T:
+        with span:
             return await self._judged(send, attempt)
 
     async def _judged(self, send: Callable[[Attempt], Awaitable[T]], attempt: Attempt) -> T:

@@ -170,9 +170,16 @@ class Caller:
         if self._owns_resolver:
             await self.resolver.close()
 
-    async def call(self, spec: MethodSpec, args: msgspec.Struct) -> Any:
+    def call(self, spec: MethodSpec, args: msgspec.Struct) -> Coroutine[Any, Any, Any]:
         """Run the call path for one method call, in a span when the trace is recorded."""
-        with _spans.call(spec.service, spec.name):
+        span = _spans.call(spec.service, spec.name)
+        if not isinstance(span, _spans.Scope):
+            # Nothing recorded: no coroutine around the call path's own.
+            return self._call(spec, args)
+        return self._call_in(span, spec, args)
+
+    async def _call_in(self, span: _spans.Scope, spec: MethodSpec, args: msgspec.Struct) -> Any:
+        with span:
             return await self._call(spec, args)
 
     async def _call(self, spec: MethodSpec, args: msgspec.Struct) -> Any:

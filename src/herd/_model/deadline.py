@@ -236,9 +236,18 @@ class _Wheel:
 _wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wheel] = weakref.WeakKeyDictionary()
 
 
+#: The last loop asked for and its wheel: nearly every lookup, without the weak mapping's cost.
+_last: tuple[asyncio.AbstractEventLoop | None, _Wheel | None] = (None, None)
+
+
 def _wheel_of(loop: asyncio.AbstractEventLoop) -> _Wheel:
     """The loop's one wheel, made on first use."""
+    global _last
+    last, wheel = _last
+    if last is loop and wheel is not None:
+        return wheel
     wheel = _wheels.get(loop)
     if wheel is None:
         wheel = _wheels[loop] = _Wheel(loop)
+    _last = (loop, wheel)
     return wheel

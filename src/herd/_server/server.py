@@ -22,7 +22,7 @@ import hmac
 import json
 import ssl
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -244,28 +244,35 @@ class Server:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def handle(self, incoming: Incoming) -> Reply:
+    def handle(self, incoming: Incoming) -> Awaitable[Reply]:
         """Answer one request: find its target, then run the one pipeline."""
         rpc = incoming.rpc
         if rpc is None and incoming.path == FAULTS_PATH:
-            return await self._faults(incoming)
+            return self._faults(incoming)
         if rpc is None and (operations := self._operations(incoming)) is not None:
-            return operations
+            return _ready(operations)
         name = rpc[1] if rpc is not None else f"{incoming.method} {incoming.path[:64]}"
-        with _spans.serve(self.service, name, incoming.headers) as span:
+        span = _spans.serve(self.service, name, incoming.headers)
+        if span is _spans.NO_SPAN:
+            # Nothing recorded: the pipeline's own coroutine is the request's, none around it.
+            return self._target_and_pipeline(incoming)
+        return self._handle_in(span, incoming)
+
+    async def _handle_in(self, span: _spans.ServeScope, incoming: Incoming) -> Reply:
+        with span as recording:
             reply = await self._target_and_pipeline(incoming)
-            _spans.answered(span, reply.status)
+            _spans.answered(recording, reply.status)
         return reply
 
-    async def _target_and_pipeline(self, incoming: Incoming) -> Reply:
+    def _target_and_pipeline(self, incoming: Incoming) -> Awaitable[Reply]:
         rpc = incoming.rpc
         if rpc is None:
             target: Target | Reply = self._web_target(incoming)
         else:
             target = self._rpc_target(incoming, *rpc)
         if isinstance(target, Reply):
-            return target
-        return await self._pipeline(target, incoming)
+            return _ready(target)
+        return self._pipeline(target, incoming)
 
     def _rpc_target(self, incoming: Incoming, service: str, method: str) -> Target | Reply:
         target = self._rpcs.get(method) if service == self.service else None
@@ -483,3 +490,8 @@ class Server:
         if admission.inflight == 0:
             self._idle.set()
         self.metrics.record(target.name, outcome, took if ran else None)
+
+
+async def _ready(reply: Reply) -> Reply:
+    """A reply known before any await, as the awaitable `Server.handle` returns."""
+    return reply

@@ -245,7 +245,11 @@ def sending(metadata: dict[str, str], budget_s: float) -> None:
         span.set_attribute(DEADLINE_MS, round(budget_s * 1000.0, 1))
 
 
-def serve(service: str, target: str, metadata: Mapping[str, str]) -> Scope | _Carried | _NoSpan:
+#: What `serve` returns: a recording span, a trace carried on unrecorded, or `NO_SPAN`.
+ServeScope = Scope | _Carried | _NoSpan
+
+
+def serve(service: str, target: str, metadata: Mapping[str, str]) -> ServeScope:
     """A server's handling of one request, a child of the caller's attempt. A request without
     a trace context, or with a malformed one, starts a new trace for the head share."""
     tracer = _tracing.tracer

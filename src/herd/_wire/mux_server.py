@@ -182,7 +182,7 @@ class MuxConnection(asyncio.Protocol):
         except Exception as exc:
             # The dispatcher answers its own failures; this is the last line, not the path.
             reply = error_reply(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
-        if self._calls.get(call_id) is asyncio.current_task():
+        if self._calls.get(call_id) is asyncio.current_task(self._loop):
             del self._calls[call_id]
         self._send(reply_frame(call_id, reply.status, reply.body))
 

@@ -167,6 +167,6 @@ class Incoming(Protocol):
 class Dispatcher(Protocol):
     """What a transport's server calls: the server core implements it."""
 
-    async def handle(self, incoming: Incoming) -> Reply:
+    def handle(self, incoming: Incoming) -> Awaitable[Reply]:
         """Answer one request."""
         ...
