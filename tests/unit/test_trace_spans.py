@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import herd
+from herd._process import logging as process_logging
 from herd._trace import setup as trace_setup
 from herd._trace import spans
 from herd._trace.context import format_traceparent, parse
@@ -102,6 +104,27 @@ def test_a_log_line_inside_a_span_carries_its_ids(exported: InMemorySpanExporter
         context = span.get_span_context()
     assert event["trace_id"] == f"{context.trace_id:032x}"
     assert event["span_id"] == f"{context.span_id:016x}"
+
+
+def test_a_herd_process_logs_the_ids_of_the_span_it_logs_in(
+    exported: InMemorySpanExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Through the logging every herd process configures (`herd.run`, the control plane).
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    try:
+        process_logging.configure()
+        with spans.call("svc", "m") as span:
+            assert span is not None
+            structlog.get_logger("test").info("inside")
+        structlog.get_logger("test").info("outside")
+    finally:
+        structlog.configure(**saved)
+    inside, outside = capsys.readouterr().out.splitlines()
+    context = span.get_span_context()
+    assert f"trace_id={context.trace_id:032x}" in inside
+    assert f"span_id={context.span_id:016x}" in inside
+    assert "trace_id" not in outside
 
 
 def test_kept_spans_are_bounded_oldest_trace_first() -> None:
