@@ -319,3 +319,26 @@ def test_counts_of_an_interval_come_from_what_a_server_served() -> None:
     assert found.above(Sketch.index(0.002)) == 18 and found.above(Sketch.index(0.004)) == 0
     assert counts(after, after).requests == 0
     assert counts(Counts(), Counts()).sketch == {}
+
+
+def test_a_canary_slower_within_one_histogram_bucket_is_caught() -> None:
+    # 12 ms before, 20 ms now: one Prometheus bucket (10 to 25 ms) holds both, so a threshold at
+    # its edge counted neither as slow. The sketch's threshold is the baseline's median itself.
+    rng = random.Random(5)
+    seen: list[float] = []
+
+    def group(median: float, requests: int) -> Counts:
+        sketch: dict[int, float] = {}
+        for _ in range(requests):
+            seconds = median * math.exp(0.05 * rng.gauss(0.0, 1.0))
+            seen.append(seconds)
+            sketch[Sketch.index(seconds)] = sketch.get(Sketch.index(seconds), 0.0) + 1
+        return Counts(requests, 0, sketch)
+
+    judge = _judge()
+    for _ in range(10):
+        judge.add(group(0.020, 20), group(0.012, 20), group(0.012, 180))
+    assert min(seen) > 0.010 and max(seen) <= 0.025
+    verdict = judge.verdict(final=True)
+    assert {m.name: m.classification for m in verdict.metrics}["latency"] == canary.HIGH
+    assert verdict.decision == canary.FAIL
