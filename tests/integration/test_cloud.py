@@ -369,6 +369,10 @@ async def test_a_flix_page_is_one_trace_across_services_that_herd_trace_prints(
         what="the page's spans from 4 services",
         interval=0.3,
     )
+    # The terminal shows the same spans (the waterfall), and the recent traces name it.
+    shown = await asyncio.to_thread(flix.cli, "trace", trace_id)
+    assert all(s["name"] in shown and s["service"] in shown for s in found), shown
+    assert trace_id in await asyncio.to_thread(flix.cli, "trace")
     by_id = {s["span_id"]: s for s in found}
     for span in found:
         assert {"service", "name", "parent", "start", "duration_ms"} <= set(span)

@@ -4,6 +4,7 @@ from a server's /metrics."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
@@ -12,9 +13,10 @@ import pytest
 
 from herd._cloud.app import DeploySpec
 from herd._cloud.deploy import canary, canary_steps
-from herd._cloud.deploy.analysis import Counts, Reading, counts, read
+from herd._cloud.deploy.analysis import Counts, counts, read
 from herd._cloud.deploy.sequential import CountTest
-from herd._server.metrics import LATENCY_BUCKETS, ServerMetrics
+from herd._model.stats import Sketch
+from herd._server.metrics import ServerMetrics
 from herd_tools.simulate import vtime
 
 
@@ -75,12 +77,12 @@ def test_no_events_or_no_exposure_is_no_evidence() -> None:
     assert test.e_value > 1.0
 
 
-def _timed(fast: float, slow: float) -> dict[float, float]:
-    """A latency histogram: `fast` requests at 10-25 ms, `slow` at 50-100 ms."""
-    buckets = dict.fromkeys((*LATENCY_BUCKETS, math.inf), 0.0)
-    buckets[0.025] = fast
-    buckets[0.1] = slow
-    return buckets
+FAST, SLOW, SLOWEST = Sketch.index(0.02), Sketch.index(0.07), Sketch.index(2.0)
+
+
+def _timed(fast: float, slow: float) -> dict[int, float]:
+    """A latency sketch: `fast` requests at 20 ms, `slow` at 70 ms."""
+    return {FAST: fast, SLOW: slow}
 
 
 def _group(requests: float, failed: float = 0.0, slow_share: float = 0.1) -> Counts:
@@ -198,11 +200,11 @@ def _tail_only_judge() -> canary.Judge:
 
 
 def _tail_counts(slowest: float) -> Counts:
-    """100 requests: 60 fast, 36 at 50-100 ms, and `slowest` of the rest at 1-2.5 s."""
-    buckets = _timed(60, 36)
-    buckets[2.5] = slowest
-    buckets[0.1] += 4 - slowest
-    return Counts(100, 0, buckets)
+    """100 requests: 60 fast, 36 at 70 ms, and `slowest` of the rest at 2 s."""
+    sketch = _timed(60, 36)
+    sketch[SLOWEST] = slowest
+    sketch[SLOW] += 4 - slowest
+    return Counts(100, 0, sketch)
 
 
 def test_the_marginal_band_is_reachable() -> None:
@@ -297,17 +299,46 @@ def test_a_step_waits_for_data_a_metric_must_have() -> None:
     assert [t for s, t in looks if s == 5][-1] == 20.0
 
 
-def test_counts_of_an_interval_come_from_a_servers_metrics() -> None:
+def _served(metrics: ServerMetrics) -> Counts:
+    # Through JSON, as the sampler reads it from /herd/served.
+    return read(json.loads(json.dumps(metrics.served())))
+
+
+def test_counts_of_an_interval_come_from_what_a_server_served() -> None:
     metrics = ServerMetrics("edge")
-    before = read(metrics.exposition().decode())
+    metrics.record("presentation", "ok", 0.5)
+    before = _served(metrics)
     for _ in range(18):
         metrics.record("GET /api/home", "ok", 0.004)
     metrics.record("GET /api/home", "internal", 0.001)
     metrics.record("GET /api/home", "bad_request", 0.001)  # the caller's fault: no failure
-    after = read(metrics.exposition().decode())
+    after = _served(metrics)
     found = counts(before, after)
     assert (found.requests, found.failed, found.timed) == (20, 1, 20)
-    assert found.buckets[0.005] == 18 and found.buckets[0.001] == 2
-    assert found.above(0.0025) == 18 and found.above(0.005) == 0
+    assert found.sketch == {Sketch.index(0.004): 18, Sketch.index(0.001): 2}
+    assert found.above(Sketch.index(0.002)) == 18 and found.above(Sketch.index(0.004)) == 0
     assert counts(after, after).requests == 0
-    assert counts(Reading(), Reading()).buckets == {}
+    assert counts(Counts(), Counts()).sketch == {}
+
+
+def test_a_canary_slower_within_one_histogram_bucket_is_caught() -> None:
+    # 12 ms before, 20 ms now: one Prometheus bucket (10 to 25 ms) holds both, so a threshold at
+    # its edge counted neither as slow. The sketch's threshold is the baseline's median itself.
+    rng = random.Random(5)
+    seen: list[float] = []
+
+    def group(median: float, requests: int) -> Counts:
+        sketch: dict[int, float] = {}
+        for _ in range(requests):
+            seconds = median * math.exp(0.05 * rng.gauss(0.0, 1.0))
+            seen.append(seconds)
+            sketch[Sketch.index(seconds)] = sketch.get(Sketch.index(seconds), 0.0) + 1
+        return Counts(requests, 0, sketch)
+
+    judge = _judge()
+    for _ in range(10):
+        judge.add(group(0.020, 20), group(0.012, 20), group(0.012, 180))
+    assert min(seen) > 0.010 and max(seen) <= 0.025
+    verdict = judge.verdict(final=True)
+    assert {m.name: m.classification for m in verdict.metrics}["latency"] == canary.HIGH
+    assert verdict.decision == canary.FAIL

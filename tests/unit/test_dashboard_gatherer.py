@@ -39,9 +39,8 @@ def test_served_counts_failures_of_the_instance_not_of_the_caller() -> None:
     assert totals["failed"] == 10  # a bad request is the caller's fault
     assert totals["web"] == 100
     assert totals["web_failed"] == 10
-    assert totals["le=0.01"] == 50
-    assert totals["le=0.1"] == 99
-    assert totals["le=+Inf"] == 100
+    # Latency is read from sketches (the front door's, the drivers'), not histogram edges.
+    assert not [name for name in totals if name.startswith("le=")]
 
 
 def test_served_reads_the_limit_and_what_was_shed() -> None:

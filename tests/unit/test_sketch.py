@@ -1,9 +1,11 @@
-"""The latency sketch behind the dashboard's and `herd top`'s p99: within 1 % of the exact
-nearest-rank quantile of the same requests, mergeable, and windowed by difference."""
+"""The latency sketch behind the dashboard's and `herd top`'s p99 and the canary judge's
+thresholds: within 1 % of the exact nearest-rank quantile of the same requests, mergeable, and
+windowed by difference."""
 
 from __future__ import annotations
 
 import collections
+import json
 import random
 
 from hypothesis import given, settings
@@ -11,8 +13,10 @@ from hypothesis import strategies as st
 
 from herd._client.metrics import DependencyMetrics
 from herd._cloud.dashboard.gatherer import Gatherer, _Seen, _Window
+from herd._cloud.deploy.analysis import read
 from herd._cloud.interface import InstanceView
-from herd._model.stats import Sketch, percentile, sketch_quantile
+from herd._model.stats import Sketch, percentile, quantile_index, sketch_quantile
+from herd._server.metrics import ServerMetrics
 
 FRACTIONS = (0.5, 0.9, 0.99, 0.999)
 
@@ -91,3 +95,37 @@ def test_the_dashboard_merges_every_instances_calls_along_an_edge() -> None:
         assert abs(edge[name] - exact) <= Sketch.ALPHA * exact + 0.001, (name, exact)
     # The worst instance's p50 (100 ms) is not the edge's: three calls in four took under 8 ms.
     assert edge["p50_ms"] < 8.0
+
+
+def test_the_canary_judges_thresholds_are_the_exact_quantiles_of_what_a_server_served() -> None:
+    # What the judge reads of an instance (`/herd/served`, through JSON): its "slower than the
+    # baseline's median / 95th percentile" is the sketch bucket of that quantile, within 1 %
+    # of the exact one; a histogram's edge said 25 ms for a median of 12.
+    rng = random.Random(11)
+    metrics = ServerMetrics("movie")
+    recorded = []
+    for n in range(6_000):
+        seconds = rng.lognormvariate(-4.4, 0.5)
+        recorded.append(seconds)
+        metrics.record("presentation" if n % 3 else "GET /movies", "ok", seconds)
+    served = read(json.loads(json.dumps(metrics.served())))
+    ordered = sorted(recorded)
+    for fraction in (0.5, 0.95, 0.99):
+        exact = percentile(ordered, fraction)
+        index = quantile_index(served.sketch, fraction)
+        assert index is not None
+        assert abs(Sketch.value(index) - exact) <= Sketch.ALPHA * exact * 1.000001, fraction
+        # The requests it counts as slower are those above the quantile, but for the few
+        # within its bucket (2 % wide).
+        slower = sum(seconds > exact for seconds in recorded)
+        near = sum(abs(seconds - exact) <= 2 * Sketch.ALPHA * exact for seconds in recorded)
+        assert abs(served.above(index) - slower) <= near
+    assert 0.010 < percentile(ordered, 0.5) < 0.025 and served.timed == len(recorded)
+    # Prometheus's histogram is kept for users' dashboards: every request in it.
+    exposition = metrics.exposition().decode()
+    count = sum(
+        float(line.rpartition(" ")[2])
+        for line in exposition.splitlines()
+        if line.startswith("herd_server_latency_seconds_count")
+    )
+    assert count == len(recorded)

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import structlog
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import herd
+from herd._process import logging as process_logging
 from herd._trace import setup as trace_setup
 from herd._trace import spans
 from herd._trace.context import format_traceparent, parse
@@ -103,6 +106,27 @@ def test_a_log_line_inside_a_span_carries_its_ids(exported: InMemorySpanExporter
     assert event["span_id"] == f"{context.span_id:016x}"
 
 
+def test_a_herd_process_logs_the_ids_of_the_span_it_logs_in(
+    exported: InMemorySpanExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Through the logging every herd process configures (`herd.run`, the control plane).
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    try:
+        process_logging.configure()
+        with spans.call("svc", "m") as span:
+            assert span is not None
+            structlog.get_logger("test").info("inside")
+        structlog.get_logger("test").info("outside")
+    finally:
+        structlog.configure(**saved)
+    inside, outside = capsys.readouterr().out.splitlines()
+    context = span.get_span_context()
+    assert f"trace_id={context.trace_id:032x}" in inside
+    assert f"span_id={context.span_id:016x}" in inside
+    assert "trace_id" not in outside
+
+
 def test_kept_spans_are_bounded_oldest_trace_first() -> None:
     kept = RecentSpans(max_spans=3)
     provider = TracerProvider()
@@ -125,6 +149,15 @@ def test_no_collector_no_new_traces_away_from_the_front_door() -> None:
         collector = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
         trace_setup.process_provider({"service.name": "svc"}, share=None, environ=collector)
         assert spans._tracing.share == trace_setup.EXPORTED_SHARE
+        # The standard exporter switch: `otlp` alone exports (to the SDK's default endpoint);
+        # `none` does not, whatever the endpoint; nor does a protocol herd cannot speak.
+        for environ, exported in (
+            ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
+            ({**collector, "OTEL_TRACES_EXPORTER": "none"}, False),
+            ({**collector, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, False),
+        ):
+            trace_setup.process_provider({"service.name": "svc"}, share=None, environ=environ)
+            assert spans._tracing.share == (trace_setup.EXPORTED_SHARE if exported else 0.0)
         own = {"OTEL_TRACES_SAMPLER": "always_on"}
         trace_setup.process_provider({"service.name": "svc"}, share=None, environ=own)
         assert spans._tracing.share == 1.0
@@ -161,3 +194,16 @@ def test_a_front_door_request_over_the_budget_carries_an_unsampled_trace_and_no_
     with spans.front_door("GET", "/", {}, record=True) as recorded:
         assert recorded is not None and recorded.is_recording()
     assert [s.name for s in exported.get_finished_spans()] == ["GET /"]
+
+
+def test_the_hooks_read_the_current_span_as_the_api_does() -> None:
+    # The hooks read OpenTelemetry's context variable directly (the API's lookup is six Python
+    # calls, on every call traced or not): it must be the one the SDK keeps, and agree with it.
+    assert spans._now is not otel_context.get_current, "the fast path is not in use"
+    tracer = TracerProvider().get_tracer("test")
+    assert spans._now().get(spans._SPAN_KEY) is None
+    with tracer.start_as_current_span("outer") as outer:
+        assert spans._now().get(spans._SPAN_KEY) is outer is trace.get_current_span()
+        with trace.use_span(trace.INVALID_SPAN):
+            assert spans._now().get(spans._SPAN_KEY) is trace.get_current_span()
+    assert spans._now() is otel_context.get_current()

@@ -7,7 +7,7 @@ the same thing and every `/metrics` histogram has the same shape.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float:
@@ -56,22 +56,28 @@ class Sketch:
     100 s takes at most 922 buckets; a service's latencies use a few dozen.
     """
 
-    __slots__ = ("_log_gamma", "counts")
+    __slots__ = ("counts",)
 
     #: The relative accuracy of every quantile a sketch answers.
     ALPHA = 0.01
     GAMMA = (1 + ALPHA) / (1 - ALPHA)
+    LOG_GAMMA = math.log(GAMMA)
     #: Values at or below this (seconds) share the lowest bucket.
     FLOOR = 1e-6
 
     def __init__(self) -> None:
         self.counts: dict[int, int] = {}
-        self._log_gamma = math.log(self.GAMMA)
 
     def add(self, seconds: float) -> None:
         """Count one latency."""
-        index = math.ceil(math.log(max(seconds, self.FLOOR)) / self._log_gamma)
+        # `index` inline: every request and every call counts one.
+        index = math.ceil(math.log(max(seconds, self.FLOOR)) / self.LOG_GAMMA)
         self.counts[index] = self.counts.get(index, 0) + 1
+
+    @classmethod
+    def index(cls, seconds: float) -> int:
+        """The bucket that counts `seconds`."""
+        return math.ceil(math.log(max(seconds, cls.FLOOR)) / cls.LOG_GAMMA)
 
     @classmethod
     def value(cls, index: int) -> float:
@@ -79,16 +85,23 @@ class Sketch:
         return 2 * cls.GAMMA**index / (cls.GAMMA + 1)
 
 
-def sketch_quantile(counts: dict[int, float], fraction: float) -> float:
+def sketch_quantile(counts: Mapping[int, float], fraction: float) -> float:
     """The nearest-rank quantile (seconds) of `Sketch` counts (merged or windowed, so counts
     may be floats); 0.0 when they are empty."""
+    index = quantile_index(counts, fraction)
+    return 0.0 if index is None else Sketch.value(index)
+
+
+def quantile_index(counts: Mapping[int, float], fraction: float) -> int | None:
+    """The bucket of `Sketch` counts that holds their nearest-rank quantile: at most
+    `1 - fraction` of the counts are in the buckets above it. None when they are empty."""
     total = sum(counts.values())
     if total <= 0:
-        return 0.0
+        return None
     rank = max(1.0, math.ceil(fraction * total - 1e-9))
     seen = 0.0
     for index in sorted(counts):
         seen += counts[index]
         if seen >= rank:
-            return Sketch.value(index)
-    return Sketch.value(max(counts))
+            return index
+    return max(counts)

@@ -18,9 +18,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from herd._model.route import BUCKETS
-from herd._model.stats import cumulative_buckets
+from herd._model.stats import Sketch, cumulative_buckets
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+#: Where a server answers `ServerMetrics.served()` (the control plane's canary judge reads it).
+SERVED_PATH = "/herd/served"
 
 #: Distinct pinned versions counted by name (a label each), at most.
 MAX_PINS = 32
@@ -29,11 +32,16 @@ Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
 
 
 class _Latency:
-    __slots__ = ("counts", "total")
+    """One method's latencies: Prometheus's fixed buckets for users' dashboards, and the sketch
+    every quantile herd shows or judges is read from (a bucket's edge is off by up to its
+    width)."""
+
+    __slots__ = ("counts", "sketch", "total")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.total = 0.0
+        self.sketch = Sketch()
 
 
 class ServerMetrics(Collector):
@@ -68,6 +76,19 @@ class ServerMetrics(Collector):
                 latency = self._latency[method] = _Latency()
             latency.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
             latency.total += seconds
+            latency.sketch.add(seconds)
+
+    def served(self) -> dict[str, dict[str, dict[str, int]]]:
+        """What this server served, cumulative, per method: requests by outcome (`outcomes`)
+        and the latency sketch (`sketch`: bucket index -> count), as plain data."""
+        methods: dict[str, dict[str, dict[str, int]]] = {}
+        for (method, outcome), count in self._requests.items():
+            entry = methods.setdefault(method, {"outcomes": {}, "sketch": {}})
+            entry["outcomes"][outcome] = count
+        for method, recorded in self._latency.items():
+            entry = methods.setdefault(method, {"outcomes": {}, "sketch": {}})
+            entry["sketch"] = {str(index): n for index, n in recorded.sketch.counts.items()}
+        return methods
 
     def pinned(self, version: str) -> None:
         """Count a request pinned to `version` (its routing context's `pin`) that this server

@@ -40,7 +40,7 @@ from herd._model.route import BUCKET, PIN
 from herd._model.web import routes_of
 from herd._server.admission import Admission, Mode, Shed
 from herd._server.injection import FAULTS_PATH, FIT_KEY, InjectedFailure, Injections
-from herd._server.metrics import ServerMetrics
+from herd._server.metrics import SERVED_PATH, ServerMetrics
 from herd._server.shedding import RetryPressure
 from herd._server.targets import Refusal, Rpc, Target, Web, header_int, json_error, route_of
 from herd._trace import spans as _spans
@@ -321,6 +321,8 @@ class Server:
             return Reply(status, json.dumps(body).encode(), "application/json")
         if path == "/metrics":
             return Reply(200, self.metrics.exposition(), "text/plain; version=0.0.4")
+        if path == SERVED_PATH:
+            return Reply(200, json.dumps(self.metrics.served()).encode(), "application/json")
         if path == "/herd/dependencies":
             seen = dict(self._dependencies()) if self._dependencies is not None else {}
             return Reply(200, json.dumps(seen).encode(), "application/json")

@@ -50,8 +50,8 @@ def process_provider(
 
     `attributes` name the process (`service.name`, `service.instance.id`, ...). A sampler set
     with `OTEL_TRACES_SAMPLER` replaces herd's (and herd then starts a trace on every request
-    without one, leaving the choice to it); an `OTEL_EXPORTER_OTLP_*ENDPOINT` exports every
-    recorded span there too (needs `herd[otlp]`).
+    without one, leaving the choice to it); `OTEL_TRACES_EXPORTER=otlp` or an
+    `OTEL_EXPORTER_OTLP_*ENDPOINT` exports every recorded span there too (needs `herd[otlp]`).
 
     `share` (None: the default) is the share of requests without a trace that start one here.
     By default that is `EXPORTED_SHARE` with a collector and none without: the local control
@@ -65,7 +65,7 @@ def process_provider(
         uninstall()
         return None
     own_sampler = bool(env.get("OTEL_TRACES_SAMPLER"))
-    exported = any(env.get(name) for name in _EXPORTER_VARIABLES)
+    exported = _exported(env)
     if share is None:
         share = EXPORTED_SHARE if exported else 0.0
     provider = TracerProvider(
@@ -83,6 +83,24 @@ def process_provider(
         trace.set_tracer_provider(provider)
     install(provider, share=1.0 if own_sampler else share)
     return provider
+
+
+def _exported(env: Mapping[str, str]) -> bool:
+    """Whether recorded spans go to an OTLP collector: `OTEL_TRACES_EXPORTER` names `otlp`, or,
+    when it is unset, an OTLP endpoint is set (`none` exports nothing). Unlike the SDK's own
+    default (`otlp` to localhost), nothing is exported unless asked: an instance of `herd up`
+    with no collector would otherwise retry a refused connection forever."""
+    named = {n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",")} - {""}
+    if named - {"otlp", "none"}:
+        log.warning("OTEL_TRACES_EXPORTER: herd exports over OTLP only", ignored=sorted(named))
+    wanted = "otlp" in named if named else any(env.get(name) for name in _EXPORTER_VARIABLES)
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if wanted and protocol != "http/protobuf":
+        log.warning("herd exports OTLP over http/protobuf only: not exporting", protocol=protocol)
+        return False
+    return wanted
 
 
 def _otlp_exporter() -> Any:

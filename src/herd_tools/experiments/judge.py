@@ -8,7 +8,7 @@ second and the route splits them: the canary and the baseline get the step's sha
 production group the rest. Every request of the old version fails with probability
 `base_error` (`BASE_ERROR` by default) and takes a log-normal time (median `MEDIAN_S`, shape
 `SIGMA`); the canary's requests differ as the case says. At every look each group's requests,
-failures and latency buckets (herd's server buckets) are what its instances' counters would
+failures and latency sketch (herd's servers' `Sketch`) are what its instances' counters would
 have shown.
 
 Cases: `good` (the canary is the old version), `errors+P` (P more percentage points of failed
@@ -20,7 +20,6 @@ step to the decision, and the median number of canary requests that failed befor
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import math
 import random
@@ -35,7 +34,7 @@ from herd._cloud.app import DeploySpec
 from herd._cloud.deploy import canary_steps
 from herd._cloud.deploy.analysis import Counts
 from herd._cloud.deploy.canary import PASS
-from herd._server.metrics import LATENCY_BUCKETS
+from herd._model.stats import Sketch
 from herd_tools.experiments import harness
 from herd_tools.output import Column, numbers, print_table, usage
 from herd_tools.simulate import vtime
@@ -46,7 +45,6 @@ MEDIAN_S = 0.020
 SIGMA = 0.6
 RUNS = 200
 RATE = 50.0
-_BOUNDS = (*LATENCY_BUCKETS, math.inf)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,14 +132,15 @@ class _Traffic:
 
     def group(self, seconds: float, share: float, error: float, slower: float) -> Counts:
         rng = self.rng
-        counts = Counts(buckets=dict.fromkeys(_BOUNDS, 0.0))
+        counts = Counts()
         arrivals = self.rate * share
         elapsed = rng.expovariate(arrivals) if arrivals > 0 else math.inf
         while elapsed < seconds:
             counts.requests += 1
             counts.failed += rng.random() < error
             latency = MEDIAN_S * slower * math.exp(SIGMA * rng.gauss())
-            counts.buckets[_BOUNDS[bisect.bisect_left(_BOUNDS, latency)]] += 1
+            index = Sketch.index(latency)
+            counts.sketch[index] = counts.sketch.get(index, 0.0) + 1
             elapsed += rng.expovariate(arrivals)
         return counts
 

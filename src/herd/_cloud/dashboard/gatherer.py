@@ -79,8 +79,8 @@ class _Seen(msgspec.Struct):
 
     dependencies: dict[str, dict[str, Any]]
     served: dict[str, float]
-    """Cumulative: `requests`, `failed`, `web`, `web_failed` and `le=<bound>` latency buckets
-    of web requests (the front door's traffic when this instance serves it)."""
+    """Cumulative: `requests`, `failed`, `web` and `web_failed` (web requests: the front door's
+    traffic when this instance serves it); gauges: `limit`; `shed`."""
 
 
 def _served(exposition: str) -> dict[str, float]:
@@ -103,10 +103,6 @@ def _served(exposition: str) -> dict[str, float]:
             totals["limit"] = sum(sample.value for sample in family.samples)
         elif family.name == "herd_server_shed":
             totals["shed"] += sum(s.value for s in family.samples if s.name.endswith("_total"))
-        elif family.name == "herd_server_latency_seconds":
-            for sample in family.samples:
-                if sample.name.endswith("_bucket") and " " in sample.labels.get("method", ""):
-                    totals[f"le={sample.labels['le']}"] += sample.value
     return dict(totals)
 
 

@@ -11,9 +11,10 @@ direction, over the whole deploy: its evidence carries over from step to step.
   at most double the evidence; against twenty times the exposure it multiplies it by up to
   twenty), and a failure is a failure whatever the age of the process that served it.
 - **latency** and **latency_tail**: requests slower than the baseline's median and its 95th
-  percentile (the latency bucket bound at or above it, from the baseline's earlier intervals),
-  among requests with a latency: the whole distribution, on every request, with nothing thrown
-  away. The control is the baseline alone, so that age and warm caches pass for nothing.
+  percentile (the latency sketch's bucket that holds it, within 1 %, from the baseline's
+  earlier intervals), among requests with a latency: the whole distribution, on every request,
+  with nothing thrown away. The control is the baseline alone, so that age and warm caches
+  pass for nothing.
 
 Each metric is classified every look: HIGH once the evidence that the canary's rate is more
 than `allowed_increase` times the control's reached `1 / (1 - confidence)`; LOW the same the
@@ -25,12 +26,12 @@ out, unless `must_have_data`). A HIGH critical metric fails the canary whatever 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from herd._cloud.deploy.analysis import Counts
 from herd._cloud.deploy.sequential import CountTest
+from herd._model.stats import quantile_index
 
 #: The decisions of one analysis.
 PASS = "pass"
@@ -192,7 +193,9 @@ class Judge:
             tested = (canary.failed, canary.requests)
             control = (baseline.failed + production.failed, baseline.requests + production.requests)
         else:
-            bound = self._bound(metric.quantile)
+            # The sketch bucket of the baseline's quantile over every request it timed before
+            # this look.
+            bound = quantile_index(self._baseline_latency.sketch, metric.quantile)
             if bound is None:
                 return  # no threshold yet: the baseline has timed nothing before this look
             tested = (canary.above(bound), canary.timed)
@@ -201,18 +204,6 @@ class Judge:
         track.control_intervals += control[1] > 0
         track.high.add(*tested, *control)
         track.low.add(*control, *tested)
-
-    def _bound(self, quantile: float) -> float | None:
-        """The smallest latency bucket bound with at most `1 - quantile` of the baseline's
-        earlier requests above it; None before the baseline timed any."""
-        seen = self._baseline_latency
-        total = seen.timed
-        if total <= 0:
-            return None
-        for bound in sorted(seen.buckets):
-            if bound != math.inf and seen.above(bound) <= (1 - quantile) * total:
-                return bound
-        return None
 
     def _classify(self, track: _Track) -> None:
         """HIGH stays once reached: it is decided at the first look its evidence crosses the
