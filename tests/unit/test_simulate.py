@@ -230,7 +230,7 @@ def test_simulated_overload_agrees_with_the_real_experiment() -> None:
     # goodput where the real one is a closed loop's, so goodput and critical success are
     # compared where neither depends on it.
     real = {c["name"]: c for c in json.loads(OVERLOAD.read_text())["configs"]}
-    record = overload.simulate(50, phase_s=5, spike_s=15, configs=("none", "adaptive_priority"))
+    record = overload.simulate(20, phase_s=3, spike_s=10, configs=("none", "adaptive_priority"))
     sim = {c["name"]: c for c in record["configs"]}
     for figures in (real, sim):
         none, priority = figures["none"], figures["adaptive_priority"]
@@ -251,7 +251,7 @@ def test_simulated_overload_agrees_with_the_real_experiment() -> None:
 def test_simulated_overload_keeps_critical_pages_when_they_fit() -> None:
     # A fifth of a 3x spike is critical: 0.6x the capacity, which fits; the rest is refused.
     record = overload.simulate(
-        50, phase_s=5, spike_s=15, configs=("adaptive_priority",), critical_share=0.2
+        20, phase_s=3, spike_s=10, configs=("adaptive_priority",), critical_share=0.2
     )
     spike = _spike(record["configs"][0])
     assert spike["critical_success_pct"] >= 99.0, spike
