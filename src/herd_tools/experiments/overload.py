@@ -146,28 +146,6 @@ async def _measure(job: dict[str, Any]) -> Any:
         return msgspec.msgpack.decode(out.read_bytes(), type=float | list[Sample])
 
 
-#: Capacity readings, at most; one within `_SETTLED` of the one before it ends them.
-_READINGS = 4
-_SETTLED = 1.1
-
-
-async def _capacity(url: str, seconds: float, say: Say) -> float:
-    """flix's saturation goodput with closed-loop clients, read until it stops rising.
-
-    The first reading after a start is a cold one: caches empty, every process's first
-    requests. It was 444 pages/s where the two after it were 666 and 728 (7 Dec 2026, load
-    average 2-3), and a spike sized on it is a fraction of what the warm app serves.
-    """
-    readings: list[float] = []
-    while len(readings) < _READINGS:
-        job = {"url": url, "mode": "capacity", "seconds": seconds}
-        readings.append(float(await _measure(job)))
-        if len(readings) > 1 and readings[-1] <= _SETTLED * readings[-2]:
-            break
-    say(f"capacity readings {', '.join(f'{r:.0f}' for r in readings)} pages/s")
-    return max(readings)
-
-
 def _success(samples: list[Sample]) -> float:
     return round(100.0 * sum(s.ok for s in samples) / len(samples), 3) if samples else 0.0
 
@@ -252,7 +230,11 @@ async def _config(
         await _measure({"url": url, "mode": "open", "segments": warmup})
         measured = capacity
         if measured is None:
-            measured = await _capacity(url, capacity_s, say)
+            # One reading, on a freshly started app: a sizing, not flix's saturation goodput
+            # (docs/overload.md: later readings were 2-3x higher, and three times those
+            # collapsed the load generator and the front door on the same two cores).
+            job = {"url": url, "mode": "capacity", "seconds": capacity_s}
+            measured = float(await _measure(job))
         if measured <= 0:
             raise RuntimeError(f"{name}: flix served nothing while its capacity was measured")
         base, spike = BASE_X * measured, SPIKE_X * measured
