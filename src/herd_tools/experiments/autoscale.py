@@ -158,7 +158,8 @@ class AutoscaleResult(msgspec.Struct, frozen=True, kw_only=True):
     def missed(self) -> list[str]:
         """The targets missed, in words (none: all met). The autoscaled run serves the target
         in every phase, brings every group it grew back before the run ends, and, beside a
-        run at fixed counts, costs at most `COST_TARGET` of its instance-seconds."""
+        run at fixed counts, costs at most `COST_TARGET` of its instance-seconds with a p99 at
+        most `P99_FACTOR` times its."""
         scaled = self.runs[0]
         missed = [
             f"the autoscaled run served {phase.success_pct:g} % in {phase.phase},"
@@ -416,8 +417,8 @@ def command(
     Load goes low -> peak -> low through flix's front door. Every group is autoscaled by the policy
     given here; the baseline runs the same ramp at the app's fixed counts. Target: the autoscaled
     run serves >= 99.9 % in every phase (--success), costs at most 0.6 x the fixed run's
-    instance-seconds, and brings every group it grew back before the run ends; exits 0 only if
-    all held, 1 if not (docs/autoscale.md).
+    instance-seconds with a p99 at most 1.5 x its, and brings every group it grew back before
+    the run ends; exits 0 only if all held, 1 if not (docs/autoscale.md).
 
     Example: herd experiment autoscale --duration 90 --peak 200 --json autoscale.json
     """
