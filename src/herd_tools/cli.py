@@ -387,6 +387,9 @@ def simulate(
     if scenario == "overload":
         from herd_tools.simulate.overload import main as overload_main
 
+        if plot_file or sweep_json:
+            raise usage("--plot and --sweep are for the other scenarios, not overload")
+
         json_path = Path(json_file) if json_file else None
         raise typer.Exit(overload_main(instances, seconds, seed, json_path))
     if scenario not in SCENARIOS:
