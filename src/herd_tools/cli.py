@@ -345,7 +345,7 @@ def simulate(
     scenario: str = typer.Option(
         "retry-storm",
         metavar="NAME",
-        help="retry-storm, baseline, kill, hung, slow-zone or zone-lost.",
+        help="retry-storm, baseline, kill, hung, slow-zone, zone-lost or overload.",
     ),
     rate: float | None = options.per_second(
         None, "User requests per second (default: 20 at 5 instances, instances / 4 beyond)."
@@ -372,7 +372,9 @@ def simulate(
 ) -> None:
     """Simulate a system at scale on virtual time, with herd's own call path deciding.
 
-    The retry storm (naive, telescoped, herd) or flix under faults (docs/simulation.md).
+    The retry storm (naive, telescoped, herd), flix under faults (docs/simulation.md), or
+    `herd experiment overload` (docs/overload.md: --seconds is its spike, a third of it each
+    base and after; --rate is ignored, the load follows the capacity).
 
     Example: herd simulate --instances 10000 --scenario kill --json sim.json
     """
@@ -382,8 +384,17 @@ def simulate(
     from herd_tools.simulate.report import main as simulate_main
     from herd_tools.simulate.scenarios import SCENARIOS, Settings
 
+    if scenario == "overload":
+        from herd_tools.simulate.overload import main as overload_main
+
+        if plot_file or sweep_json:
+            raise usage("--plot and --sweep are for the other scenarios, not overload")
+
+        json_path = Path(json_file) if json_file else None
+        raise typer.Exit(overload_main(instances, seconds, seed, json_path))
     if scenario not in SCENARIOS:
-        raise usage(f"--scenario {scenario!r} is not one of {', '.join(SCENARIOS)}")
+        names = ", ".join((*SCENARIOS, "overload"))
+        raise usage(f"--scenario {scenario!r} is not one of {names}")
     settings = Settings(scenario, instances, seconds, rate, depth, seed, per_instance)
     raise typer.Exit(
         simulate_main(

@@ -43,6 +43,7 @@ def test_a_short_spike_sheds_best_effort_before_critical(tmp_path: Path) -> None
     assert [p["phase"] for p in config["phases"]] == ["base", "spike", "after"]
     assert set(config["phases"][0]) == {
         "phase", "goodput_rps", "critical_success_pct", "best_effort_success_pct", "p99_ms",
+        "critical_p99_ms",
     }  # fmt: skip
     base, spike, _after = config["phases"]
     assert base["critical_success_pct"] >= 99.0, output

@@ -10,7 +10,7 @@ from herd._cloud.app import AutoscaleSpec, load
 from herd._cloud.autoscale.policy import SHORT_WINDOW_S, Autoscaler, Decision
 from herd._model.clock import ManualClock
 from herd._model.errors import ConfigurationError
-from herd_tools.experiments.autoscale import Ramp
+from herd_tools.experiments.autoscale import AutoscaleResult, GroupFigures, Phase, Ramp, Run
 
 SPEC = AutoscaleSpec(min=2, max=8, target_inflight=4, scale_in_after_s=60, scale_in_every_s=10)
 
@@ -188,3 +188,34 @@ def test_the_experiment_ramp() -> None:
     )
     with pytest.raises(ValueError, match="low <= peak"):
         Ramp(400, 20, 180)
+
+
+def _run(autoscale: bool, cost: float, p99: float, scale_in: float | None) -> Run:
+    grown = GroupFigures("edge-v001", 1, 3, 10.0, scale_in)
+    phase = Phase("peak", 0, 10, 1000, 0, 100.0, p99)
+    return Run(
+        autoscale=autoscale,
+        success_pct=100.0,
+        p99_ms=p99,
+        instance_seconds=cost,
+        phases=[phase],
+        groups=[grown],
+        timeline=[],
+        decisions=[],
+    )
+
+
+def test_the_experiment_judges_cost_latency_and_scale_in() -> None:
+    def missed(scaled: Run) -> list[str]:
+        fixed = _run(False, 1000.0, 100.0, None)
+        return AutoscaleResult(
+            low=20, peak=400, duration_s=90, policy={}, runs=[scaled, fixed]
+        ).missed()
+
+    assert missed(_run(True, 600.0, 150.0, 30.0)) == []
+    (cost,) = missed(_run(True, 601.0, 150.0, 30.0))
+    assert "601 instance-seconds" in cost
+    (latency,) = missed(_run(True, 600.0, 151.0, 30.0))
+    assert "p99 151 ms" in latency
+    (back,) = missed(_run(True, 600.0, 150.0, None))
+    assert "not back" in back

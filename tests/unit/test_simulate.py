@@ -8,6 +8,7 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from herd._model import clock
 from herd._model.deadline import Expiry
 from herd._wire.protocol import encode
 from herd_tools.experiments.chain_services import instance
-from herd_tools.simulate import vtime
+from herd_tools.simulate import overload, vtime
 from herd_tools.simulate.model import interface
 from herd_tools.simulate.scenarios import Settings, simulate
 
@@ -206,3 +207,52 @@ def test_flix_scenarios_run_and_herd_keeps_most_pages(scenario: str) -> None:
     assert record["events"] > 0
     assert herd_figures["users"] > 150
     assert herd_figures["success_pct"] >= 90.0, herd_figures
+
+
+OVERLOAD = RECORDED.parent / "overload.json"
+
+
+def _spike(config: dict[str, Any]) -> dict[str, Any]:
+    return next(p for p in config["phases"] if p["phase"] == "spike")
+
+
+def _critical_share_of_goodput(config: dict[str, Any], offered_share: float) -> float:
+    """Of the spike's successful pages, the share that were critical."""
+    spike = _spike(config)
+    offered = 3 * config["capacity_rps"]
+    critical = offered * offered_share * spike["critical_success_pct"] / 100
+    best_effort = offered * (1 - offered_share) * spike["best_effort_success_pct"] / 100
+    return critical / (critical + best_effort)
+
+
+def test_simulated_overload_agrees_with_the_real_experiment() -> None:
+    # The tolerances docs/overload.md states: the simulation's capacity is the saturation
+    # goodput where the real one is a closed loop's, so goodput and critical success are
+    # compared where neither depends on it.
+    real = {c["name"]: c for c in json.loads(OVERLOAD.read_text())["configs"]}
+    record = overload.simulate(20, phase_s=3, spike_s=10, configs=("none", "adaptive_priority"))
+    sim = {c["name"]: c for c in record["configs"]}
+    for figures in (real, sim):
+        none, priority = figures["none"], figures["adaptive_priority"]
+        # No limits: collapsed in the spike, and not back within 2 s after it.
+        assert _spike(none)["critical_success_pct"] < 25, none
+        assert none["recovery_s"] is None or none["recovery_s"] > 2, none
+        # Adaptive limits with priorities: best-effort shed, back within 2 s.
+        assert _spike(priority)["best_effort_success_pct"] <= 10, priority
+        assert priority["recovery_s"] is not None and priority["recovery_s"] <= 2, priority
+    # Of what the spike served, the critical share: within 7 points.
+    shares = [_critical_share_of_goodput(f["adaptive_priority"], 0.5) for f in (real, sim)]
+    assert abs(shares[0] - shares[1]) <= 0.07, shares
+    # Goodput in the spike within 15 % of the simulation's saturation capacity.
+    priority = sim["adaptive_priority"]
+    assert _spike(priority)["goodput_rps"] >= 0.85 * priority["capacity_rps"], priority
+
+
+def test_simulated_overload_keeps_critical_pages_when_they_fit() -> None:
+    # A fifth of a 3x spike is critical: 0.6x the capacity, which fits; the rest is refused.
+    record = overload.simulate(
+        20, phase_s=3, spike_s=10, configs=("adaptive_priority",), critical_share=0.2
+    )
+    spike = _spike(record["configs"][0])
+    assert spike["critical_success_pct"] >= 99.0, spike
+    assert spike["best_effort_success_pct"] <= 20, spike

@@ -21,7 +21,8 @@ import asyncio
 import itertools
 import sys
 import time
-from typing import cast
+from collections.abc import Coroutine
+from typing import Any, cast
 
 import aiohttp
 import msgspec
@@ -43,6 +44,10 @@ class Job(msgspec.Struct, frozen=True):
     workers: int = 32
     segments: list[tuple[float, float]] = []
     timeout_s: float = 5.0
+    critical_share: float = 0.5
+    """The share of the open load that is user pages (the rest prefetches)."""
+    critical: bool = True
+    """What the capacity mode's clients send: user pages, or prefetches."""
 
 
 class Sample(msgspec.Struct, array_like=True, frozen=True):
@@ -76,7 +81,8 @@ async def capacity(job: Job) -> float:
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal served
         while time.monotonic() < ends:
-            ok = await _get(session, pattern.at(next(count)), {}, job.timeout_s)
+            headers = {} if job.critical else PREFETCH
+            ok = await _get(session, pattern.at(next(count)), headers, job.timeout_s)
             served += ok  # after the await: `served += await ...` would read it before
 
     connector = aiohttp.TCPConnector(limit=0)
@@ -99,8 +105,18 @@ async def open_load(job: Job) -> list[Sample]:
         samples.append(Sample(intended - start, time.monotonic() - intended, ok, critical))
 
     def sender(session: aiohttp.ClientSession) -> Send:
-        flip = itertools.cycle((True, False))
-        return lambda intended: get(session, intended, next(flip))
+        # Spread evenly: request n is critical when the running share falls behind.
+        sent = itertools.count()
+        critical = 0
+
+        def send(intended: float) -> Coroutine[Any, Any, None]:
+            nonlocal critical
+            now = next(sent) + 1
+            chosen = critical < job.critical_share * now
+            critical += chosen
+            return get(session, intended, chosen)
+
+        return send
 
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:

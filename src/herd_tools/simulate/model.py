@@ -94,6 +94,9 @@ def interface(service: str) -> MethodSpec:
 #: A handler: what an instance does with a request once admitted (service time, downstream calls).
 Handler = Callable[["Node"], Awaitable[None]]
 
+#: A server pipeline: a request's headers and its network delay in, status and body out.
+Pipeline = Callable[[dict[str, str], float], Awaitable[tuple[int, bytes]]]
+
 #: Which backend a telescoped caller's virtual IP sends this request to: chosen once per request
 #: (like a DNS answer), so its retry reaches the same instance over a new connection.
 _sticky: contextvars.ContextVar[int] = contextvars.ContextVar("herd_sim_sticky", default=0)
@@ -105,6 +108,7 @@ class Node:
     __slots__ = (
         "inflight",
         "instance",
+        "pipeline",
         "pool",
         "pressure",
         "received",
@@ -128,6 +132,8 @@ class Node:
         self.received = 0
         self.pressure: RetryPressure | None = None
         self.pool: asyncio.Semaphore | None = None
+        self.pipeline: Pipeline | None = None
+        """A server pipeline of its own in place of `serve`'s (the overload scenario's)."""
 
     def service_time(self) -> float:
         """A draw of this instance's own work per request (log-normal around the tier's median)."""
@@ -139,6 +145,8 @@ class Node:
         self.received += 1
         tier = self.tier
         tier.received += 1
+        if self.pipeline is not None:
+            return await self.pipeline(headers, delay)
         if self.state is State.HUNG:
             await self._hang()
         raw = headers.get(H_DEADLINE)
