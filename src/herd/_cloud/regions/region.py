@@ -1,0 +1,47 @@
+"""One region's cloud, as the global control plane runs it:
+``python -m herd._cloud.regions.region APP.toml REGION``.
+
+The `Controller` on the region's ports and run directory (`herd._cloud.app.region_app`); once
+everything is up it prints the ready line with its front door's address, its control API and
+its token, which the global control plane reads from its output (`Process`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import uvloop
+
+from herd._cloud.app import load, region_app
+from herd._cloud.controller import Controller
+from herd._cloud.up import up
+from herd._process.logging import configure
+from herd._process.run import READY_PREFIX
+
+
+def main(argv: list[str]) -> None:
+    """Run the region named by `argv` (app file, region) until SIGTERM."""
+    configure()
+    source, region = argv
+    app = region_app(load(source), region)
+
+    async def announce(controller: Controller) -> None:
+        door = controller.front_door
+        assert door is not None
+        announced = {
+            "address": door.url.removeprefix("http://").rstrip("/"),
+            "control": controller.control_address,
+            "token": controller.token,
+            "dashboard": controller.dashboard_url,
+        }
+        print(READY_PREFIX + json.dumps(announced), flush=True)
+
+    def say(message: str) -> None:
+        print(f"{region}: {message}", file=sys.stderr, flush=True)
+
+    uvloop.run(up(app, say=say, on_ready=announce, state=False))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
