@@ -114,10 +114,7 @@ def kong_command(region: str, back: bool, step_s: float, as_json: bool) -> None:
     print_table(
         f"kong {'--back ' if back else ''}{region}: {view.took_s:.1f} s",
         [Column("at"), Column("step"), Column("what")],
-        [
-            [time.strftime("%H:%M:%S", time.localtime(s.at)), s.kind, s.message]
-            for s in view.steps
-        ],
+        [[time.strftime("%H:%M:%S", time.localtime(s.at)), s.kind, s.message] for s in view.steps],
     )
     if view.evacuated_s is not None:
         say(f"{region} evacuated in {view.evacuated_s:.1f} s, then killed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -40,7 +41,7 @@ def test_a_lower_weight_moves_that_share_of_its_home_visitors_and_keeps_them_mov
         assert abs(len(staying) / len(at_home) - weight / 50) < 0.05
         kept.append(staying)
     # Each step moves more visitors and brings none back.
-    assert all(later <= earlier for earlier, later in zip(kept, kept[1:], strict=False))
+    assert all(later <= earlier for earlier, later in itertools.pairwise(kept))
     assert shares(steering)["us"] == 0
     # eu's visitors never moved.
     assert all(steering.order(v)[0] == "eu" for v in VISITORS if steering.home(v) == "eu")

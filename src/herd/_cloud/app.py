@@ -358,7 +358,12 @@ class GlobalDoorSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         if any(not 0 <= w <= 100 for w in self.weights.values()):
             return "global_front_door.weights are 0 to 100"
         steps = self.kong_steps
-        if not steps or steps[-1] != 0 or steps != sorted(set(steps), reverse=True) or steps[0] >= 100:
+        if (
+            not steps
+            or steps[-1] != 0
+            or steps != sorted(set(steps), reverse=True)
+            or steps[0] >= 100
+        ):
             return "global_front_door.kong_steps fall strictly from below 100 to 0"
         if not (self.timeout_s > 0 and self.health_every_s > 0 and self.kong_step_s >= 0):
             return "global_front_door: timeout_s and health_every_s > 0, kong_step_s >= 0"

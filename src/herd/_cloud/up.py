@@ -19,6 +19,7 @@ from herd._cloud.interface import CloudApi
 from herd._cloud.launch.etcd import etcd_binary
 from herd._cloud.network import isolated
 from herd._cloud.regions.api import RegionsApi
+from herd._cloud.regions.plane import Regions
 from herd._cloud.state import state_file
 from herd._model.errors import ConfigurationError
 from herd._registry.etcd_cluster import ETCD, local_members
@@ -47,10 +48,10 @@ async def up(
     app = path if isinstance(path, App) else load(path)
     if network is not None:
         app = with_network(app, network)
-    _refuse_if_running(app, state=state)
     if app.spec.regions:
-        await _up_regions(app, say=say)
+        await up_regions(app, say=say)
         return
+    _refuse_if_running(app, state=state)
     controller = Controller(app, say=say, state=state)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -67,9 +68,17 @@ async def up(
             loop.remove_signal_handler(sig)
 
 
-async def _up_regions(app: App, *, say: Callable[[str], None]) -> None:
-    from herd._cloud.regions.plane import Regions
-
+async def up_regions(
+    path: str | Path | App,
+    *,
+    say: Callable[[str], None],
+    on_ready: Callable[[Regions], Awaitable[None]] | None = None,
+) -> None:
+    """Start an app with regions (a cloud per region, the global front door and control
+    plane) and run until stopped; `on_ready` runs once every region is up. Refuses as `up`
+    does."""
+    app = path if isinstance(path, App) else load(path)
+    _refuse_if_running(app)
     plane = Regions(app, say=say)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,6 +87,8 @@ async def _up_regions(app: App, *, say: Callable[[str], None]) -> None:
         await plane.start()
         say(f"{app.spec.name} is up in regions {', '.join(app.spec.regions)}")
         say(f"  open {plane.door.url} · regions http://{plane.control_address}/")
+        if on_ready is not None:
+            await on_ready(plane)
         await plane.stopped.wait()
     finally:
         say("stopping: every region drains")

@@ -163,5 +163,3 @@ class GlobalFrontDoor:
             return response
         self.failed += 1
         return _plain(503, f"unavailable: {why}")
-
-

@@ -1,0 +1,479 @@
+"""`herd experiment kong`: flix in two regions under open-model load, with writes; one region
+evacuated (Chaos Kong), killed, brought back and its traffic returned.
+
+Home pages at `rate` per second over 10,000 visitors and plays at `write_rate` per second (the
+demo accounts, each write with its own idempotency key, sent again with it until acknowledged
+or `WRITE_GIVE_UP_S` after it was due) go through the global front door the whole time. Five
+phases, by when each request was due:
+
+- `steady`: both regions serve their home visitors;
+- `evacuate`: `herd chaos kong REGION`: the other region's groups scaled out and UP, the
+  region's weight stepped down to 0, then its cloud SIGKILLed whole;
+- `out`: the other region serves everyone;
+- `return`: `herd chaos kong REGION --back`: the region's cloud started again, its weight
+  stepped back up, the other region scaled back;
+- `after`: both regions again.
+
+Per phase: requests, failures, success %, p99, the requests each region served, writes
+acknowledged and writes lost (acknowledged, yet in no region's store once the run ends).
+Sessions live in each region's memcached, as flix's edge keeps them: a visitor moved to another
+region signs in there again (counted as `signed_in_again`; Netflix replicates EVCache across
+regions, herd does not yet). Regions do not replicate their stores yet, so a moved visitor does
+not see their writes made at home: `replication_lag_ms` stays None (docs/regions.md).
+
+Targets: success >= 99.9 % in every phase and no acknowledged write lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import aiohttp
+import msgspec
+import typer
+
+import herd
+from herd._cloud.app import App, load, region_app
+from herd._cloud.regions.door import REGION_HEADER
+from herd._cloud.regions.plane import Regions
+from herd._cloud.up import up_regions
+from herd._model.stats import percentile
+from herd_tools import figures, options
+from herd_tools.experiments import harness
+from herd_tools.experiments.durability import Stored, passwords
+from herd_tools.load import UrlPattern, failure_kind
+from herd_tools.output import Column, Failure, numbers, print_table, say, usage
+
+PHASES = ("steady", "evacuate", "out", "return", "after")
+GOAL_PCT = 99.9
+REQUEST_TIMEOUT_S = 5.0
+WRITE_GIVE_UP_S = 10.0
+#: flix's demo accounts (`examples.flix.store.ACCOUNTS`): the visitors who write.
+ACCOUNTS = 8
+SESSION_COOKIE = "flix_session"
+#: The header the global front door steers a visitor's writes by (app-regions.toml).
+VISITOR_HEADER = "x-flix-visitor"
+
+
+class Phase(msgspec.Struct, frozen=True):
+    """What users saw during one phase."""
+
+    phase: str
+    seconds: float
+    total: int
+    failed: int
+    success_pct: float
+    p99_ms: float
+    served_by: dict[str, int]
+    writes: int
+    acknowledged: int
+    lost: int
+
+
+class KongResult(msgspec.Struct, frozen=True):
+    """What one run measured; `--json` writes exactly this."""
+
+    region: str
+    rate: float
+    write_rate: float
+    step_s: float
+    phases: list[Phase]
+    evacuated_s: float
+    """From `herd chaos kong` until no visitor was steered to the region (its weight 0)."""
+    evacuation_took_s: float
+    """From `herd chaos kong` until the region was killed."""
+    return_took_s: float
+    """From `herd chaos kong --back` until all of its traffic was back."""
+    signed_in_again: int
+    timeline: list[dict[str, int]]
+    """Per second of the run: the requests each region served."""
+    replication_lag_ms: float | None = None
+    goal_pct: float = GOAL_PCT
+
+    def problems(self) -> list[str]:
+        """The targets missed, in words (none: every one met)."""
+        missed = []
+        for phase in self.phases:
+            if phase.success_pct < self.goal_pct:
+                missed.append(
+                    f"{phase.phase}: {phase.success_pct:g} % succeeded, target {self.goal_pct:g} %"
+                )
+            if phase.lost:
+                missed.append(f"{phase.phase}: {phase.lost} acknowledged writes lost, target 0")
+        return missed
+
+
+class _Sample(msgspec.Struct, array_like=True):
+    offset: float
+    latency: float
+    kind: str | None
+    region: str
+
+
+class _Write(msgspec.Struct):
+    key: str
+    visitor: int
+    video: int
+    offset: float
+    acknowledged: bool = False
+
+
+async def _get(
+    http: aiohttp.ClientSession, url: str, intended: float, start: float, out: list[_Sample]
+) -> None:
+    kind, region = None, ""
+    try:
+        async with asyncio.timeout(REQUEST_TIMEOUT_S), http.get(url) as response:
+            await response.read()
+            region = response.headers.get(REGION_HEADER, "")
+            if response.status >= 400:
+                kind = f"http_{response.status}"
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        kind = failure_kind(exc)
+    out.append(_Sample(intended - start, time.monotonic() - intended, kind, region))
+
+
+class _Writer:
+    """Plays through the global front door, each visitor with a session per region it met."""
+
+    def __init__(self, http: aiohttp.ClientSession, door: str, secrets_: dict[int, str]):
+        self.http = http
+        self.door = door
+        self.passwords = secrets_
+        self.sessions: dict[tuple[int, str], str] = {}
+        self.last_region: dict[int, str] = {}
+        self.signed_in_again = 0
+
+    async def sign_in(self, visitor: int) -> None:
+        """Sign in wherever the door sends the visitor now; keep that region's session."""
+        body = {"visitor": visitor, "password": self.passwords[visitor]}
+        headers = {VISITOR_HEADER: str(visitor)}
+        url = f"{self.door}api/signin"
+        async with self.http.post(url, json=body, headers=headers) as answer:
+            await answer.read()
+            region = answer.headers.get(REGION_HEADER, "")
+            if answer.status == 200 and region:
+                self.sessions[visitor, region] = answer.cookies[SESSION_COOKIE].value
+                if visitor in self.last_region:
+                    self.signed_in_again += 1
+                self.last_region[visitor] = region
+
+    async def send(self, write: _Write, give_up_at: float) -> None:
+        while time.monotonic() < give_up_at:
+            visitor = write.visitor
+            region = self.last_region.get(visitor, "")
+            session = self.sessions.get((visitor, region), "")
+            headers = {
+                VISITOR_HEADER: str(visitor),
+                "Idempotency-Key": write.key,
+                "Cookie": f"{SESSION_COOKIE}={session}",
+            }
+            try:
+                async with (
+                    asyncio.timeout(REQUEST_TIMEOUT_S),
+                    self.http.post(
+                        f"{self.door}api/play", json={"video": write.video}, headers=headers
+                    ) as answer,
+                ):
+                    await answer.read()
+                    status, answered = answer.status, answer.headers.get(REGION_HEADER, "")
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                await asyncio.sleep(0.2)
+                continue
+            if status == 200:
+                write.acknowledged = True
+                return
+            if status == 401:
+                # Moved to a region that has no session of this visitor: sign in there.
+                if (visitor, answered) in self.sessions and answered != region:
+                    self.last_region[visitor] = answered
+                else:
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+                        await self.sign_in(visitor)
+                continue
+            await asyncio.sleep(0.2)
+
+
+async def _until(
+    stop: asyncio.Event, rate: float, send: Callable[[float], Any], start: float
+) -> None:
+    """Open-model arrivals at `rate` per second from `start` until `stop`; each one's task
+    runs to its end before this returns."""
+    tasks: set[asyncio.Task[None]] = set()
+    for index in itertools.count():
+        due = start + index / rate
+        if stop.is_set():
+            break
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        task = asyncio.create_task(send(due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.gather(*tasks)
+
+
+async def _stored(app: App) -> set[str]:
+    """Every play's idempotency key stored in any region (each region's own SQLite files)."""
+    keys: set[str] = set()
+    for region in app.spec.regions:
+        regional = region_app(app, region)
+        where = f"sqlite://{regional.expand(regional.spec.env['FLIX_WRITES'])}"
+        async with herd.store("history", where=where, timeout_s=30.0) as store:
+            entries = store.log("plays", Stored)
+            for visitor in range(1, ACCOUNTS + 1):
+                keys.update(entry.id for entry in await entries.last(visitor, 1_000_000))
+    return keys
+
+
+def _phases(
+    marks: list[float], samples: list[_Sample], writes: list[_Write], stored: set[str]
+) -> list[Phase]:
+    phases = []
+    for index, name in enumerate(PHASES):
+        low, high = marks[index], marks[index + 1]
+        inside = [s for s in samples if low <= s.offset < high]
+        wrote = [w for w in writes if low <= w.offset < high]
+        acked = [w for w in wrote if w.acknowledged]
+        failed = sum(1 for s in inside if s.kind is not None)
+        total = len(inside)
+        served: dict[str, int] = {}
+        for sample in inside:
+            if sample.region:
+                served[sample.region] = served.get(sample.region, 0) + 1
+        ordered = sorted(s.latency for s in inside)
+        phases.append(
+            Phase(
+                phase=name,
+                seconds=round(high - low, 2),
+                total=total,
+                failed=failed,
+                success_pct=round(100.0 * (total - failed) / total, 3) if total else 0.0,
+                p99_ms=round(percentile(ordered, 0.99) * 1000, 1) if ordered else 0.0,
+                served_by=dict(sorted(served.items())),
+                writes=len(wrote),
+                acknowledged=len(acked),
+                lost=sum(1 for w in acked if w.key not in stored),
+            )
+        )
+    return phases
+
+
+def _timeline(samples: list[_Sample]) -> list[dict[str, int]]:
+    seconds: list[dict[str, int]] = []
+    for sample in samples:
+        second = int(sample.offset)
+        while len(seconds) <= second:
+            seconds.append({})
+        if sample.region and sample.kind is None:
+            seconds[second][sample.region] = seconds[second].get(sample.region, 0) + 1
+    return seconds
+
+
+async def experiment(
+    path: Path,
+    *,
+    region: str,
+    rate: float,
+    write_rate: float,
+    phase_s: float,
+    step_s: float,
+    goal_pct: float = GOAL_PCT,
+    say: harness.Say = say,
+) -> KongResult:
+    """Run the app's regions, load them, evacuate `region`, kill it, bring it back."""
+    app = load(path)
+    if region not in app.spec.regions or len(app.spec.regions) < 2:
+        raise Failure(f"{path}: no region {region!r} beside another", "see docs/regions.md")
+    outcome: list[KongResult] = []
+
+    async def body(plane: Regions) -> None:
+        try:
+            outcome.append(await _run(plane, region, rate, write_rate, phase_s, step_s, goal_pct))
+        finally:
+            plane.stopped.set()
+
+    await up_regions(app, say=say, on_ready=body)
+    if not outcome:
+        raise Failure("the app stopped before the experiment finished", "was it interrupted?")
+    return outcome[0]
+
+
+async def _run(
+    plane: Regions,
+    region: str,
+    rate: float,
+    write_rate: float,
+    phase_s: float,
+    step_s: float,
+    goal_pct: float,
+) -> KongResult:
+    door = plane.door.url
+    pattern = UrlPattern(f"{door}api/home?visitor={{1..10000}}")
+    samples: list[_Sample] = []
+    writes: list[_Write] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        writer = _Writer(http, door, await passwords(plane.app.root))
+        for visitor in range(1, ACCOUNTS + 1):
+            await writer.sign_in(visitor)
+        stop = asyncio.Event()
+        start = time.monotonic()
+        count = itertools.count(1)
+        keys = itertools.count()
+
+        def page(due: float) -> Any:
+            return _get(http, pattern.at(next(count)), due, start, samples)
+
+        def play(due: float) -> Any:
+            index = next(keys)
+            write = _Write(secrets.token_urlsafe(16), 1 + index % ACCOUNTS, 1 + index, due - start)
+            writes.append(write)
+            return writer.send(write, due + WRITE_GIVE_UP_S)
+
+        loads = [
+            asyncio.create_task(_until(stop, rate, page, start)),
+            asyncio.create_task(_until(stop, write_rate, play, start)),
+        ]
+        marks = [0.0]
+        try:
+            say(f"steady: {phase_s:g} s at {rate:g} pages/s and {write_rate:g} plays/s")
+            await asyncio.sleep(phase_s)
+            marks.append(time.monotonic() - start)
+            gone = await plane.kong(region, step_s=step_s)
+            marks.append(time.monotonic() - start)
+            say(f"out: {phase_s:g} s without {region}")
+            await asyncio.sleep(phase_s)
+            marks.append(time.monotonic() - start)
+            back = await plane.kong(region, back=True, step_s=step_s)
+            marks.append(time.monotonic() - start)
+            say(f"after: {phase_s:g} s")
+            await asyncio.sleep(phase_s)
+            marks.append(time.monotonic() - start)
+        finally:
+            stop.set()
+            await asyncio.gather(*loads)
+    stored = await _stored(plane.app)
+    return KongResult(
+        region=region,
+        rate=rate,
+        write_rate=write_rate,
+        step_s=step_s,
+        phases=_phases(marks, samples, writes, stored),
+        evacuated_s=round(gone.evacuated_s or 0.0, 2),
+        evacuation_took_s=round(gone.took_s, 2),
+        return_took_s=round(back.took_s, 2),
+        signed_in_again=writer.signed_in_again,
+        timeline=_timeline(samples),
+        goal_pct=goal_pct,
+    )
+
+
+def plot(result: KongResult, path: Path) -> None:
+    """Requests served per region per second, the phases marked."""
+    figure, axes = figures.subplots(1, 1, figsize=(9, 4))
+    regions = sorted({r for second in result.timeline for r in second})
+    xs = list(range(len(result.timeline)))
+    for name in regions:
+        axes.plot(xs, [second.get(name, 0) for second in result.timeline], label=name)
+    at = 0.0
+    for phase in result.phases:
+        axes.axvline(at, color="grey", linewidth=0.6, linestyle=":")
+        axes.text(at + 0.2, 0, phase.phase, fontsize=8, rotation=90, va="bottom")
+        at += phase.seconds
+    axes.set_xlabel("seconds")
+    axes.set_ylabel("requests served per second")
+    axes.legend(loc="upper right")
+    figure.suptitle(f"herd experiment kong: {result.region} evacuated, killed and brought back")
+    figures.save(figure, path)
+
+
+def report(result: KongResult) -> None:
+    """The figures on stdout: a row per phase, then the evacuation's times."""
+    print_table(
+        f"kong {result.region}: {result.rate:g} pages/s, {result.write_rate:g} plays/s",
+        [
+            Column("phase"),
+            *numbers("seconds", "total", "failed", "success %", "p99 ms"),
+            Column("served by", drop=1),
+            *numbers("acked writes", "lost"),
+        ],
+        [
+            [
+                p.phase,
+                f"{p.seconds:g}",
+                str(p.total),
+                str(p.failed),
+                f"{p.success_pct:g}",
+                f"{p.p99_ms:g}",
+                " ".join(f"{r}={n}" for r, n in p.served_by.items()),
+                str(p.acknowledged),
+                str(p.lost),
+            ]
+            for p in result.phases
+        ],
+    )
+    say(
+        f"evacuated in {result.evacuated_s:g} s (killed at {result.evacuation_took_s:g} s),"
+        f" returned in {result.return_took_s:g} s; {result.signed_in_again} sign-ins again"
+    )
+
+
+_APP = typer.Option(
+    Path("examples/flix/app-regions.toml"),
+    "--app",
+    metavar="APP.toml",
+    help="The app with regions to run (flix in us and eu).",
+)
+_REGION = typer.Option("us", "--region", metavar="REGION", help="The one evacuated.")
+
+
+def command(
+    app: Path = _APP,
+    region: str = _REGION,
+    rate: float = options.per_second(
+        100.0, "Home pages per second through the global door.", "--rate"
+    ),
+    write_rate: float = options.per_second(5.0, "Plays per second.", "--write-rate"),
+    phase_seconds: float = options.seconds(
+        10.0, "Seconds of the steady, out and after phases.", "--phase-seconds"
+    ),
+    step_seconds: float = options.seconds(
+        2.0, "Seconds between the steps of the evacuation and the return.", "--step-seconds"
+    ),
+    goal: float = harness.target_option(
+        GOAL_PCT, "--goal", "The success target of every phase", "docs/regions.md"
+    ),
+    json_path: Path | None = harness.JSON,
+    plot_path: Annotated[Path | None, harness.plot_option("traffic per region")] = None,
+) -> None:
+    """Chaos Kong under load: a region evacuated, killed, brought back.
+
+    flix in two regions (examples/flix/app-regions.toml) with pages and writes through the
+    global front door; phases steady, evacuate, out, return, after. Targets: every phase
+    serves >= 99.9 % (--goal) and no acknowledged write is lost; exits 0 only if both were
+    met (docs/regions.md).
+
+    Example: herd experiment kong --json kong.json --plot kong.png
+    """
+    if not (rate > 0 and write_rate > 0 and phase_seconds > 0 and step_seconds >= 0):
+        raise usage("--rate, --write-rate and --phase-seconds must be > 0")
+    result = harness.run(
+        experiment(
+            app,
+            region=region,
+            rate=rate,
+            write_rate=write_rate,
+            phase_s=phase_seconds,
+            step_s=step_seconds,
+            goal_pct=goal,
+        )
+    )
+    report(result)
+    harness.conclude(result, result.problems(), json_path=json_path, plot=plot, plot_path=plot_path)
