@@ -68,9 +68,7 @@ def test_settings_that_cannot_work_are_refused(tmp_path: Path, extra: str, probl
 
 def test_a_global_front_door_without_regions_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "app.toml"
-    path.write_text(
-        'name = "t"\n[global_front_door]\n[[groups]]\nservice = "edge"\nmodule = "m"\n'
-    )
+    path.write_text('name = "t"\n[global_front_door]\n[[groups]]\nservice = "edge"\nmodule = "m"\n')
     with pytest.raises(ConfigurationError, match="needs regions"):
         load(path)
 

@@ -69,12 +69,15 @@ Say = Callable[[str], None]
 class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
     """Runs one app on this machine, and serves its API and dashboard."""
 
-    def __init__(self, app: App, *, say: Say | None = None, state: bool = True) -> None:
+    def __init__(
+        self, app: App, *, say: Say | None = None, state: bool = True, token: str | None = None
+    ) -> None:
         """`state` False: a region's cloud, which the global control plane runs and names in
-        the state file (docs/regions.md); it writes none of its own."""
+        the state file (docs/regions.md); it writes none of its own, and takes its admin
+        `token` from that plane."""
         self.app = app
         self._state = state
-        self.token = secrets.token_urlsafe(24)
+        self.token = token or secrets.token_urlsafe(24)
         self._say = say or (lambda _: None)
         self._cache_servers = caches.plan(app)
         self._store_members = stores.plan(app)

@@ -34,12 +34,14 @@ async def up(
     on_ready: Ready | None = None,
     network: str | None = None,
     state: bool = True,
+    token: str | None = None,
 ) -> None:
     """Start the app (its file, or one loaded and changed, as experiments do) and run until
     stopped; `on_ready` runs once everything is up. `network` ("loopback" or "isolated")
     overrides the app file's. An app with regions runs a cloud per region under the global
     control plane (`herd._cloud.regions`; `on_ready` is not called for it); `state` False is
-    one region's cloud, which writes no state file and runs beside the global one.
+    one region's cloud, which writes no state file and runs beside the global one, with the
+    admin `token` that one gave it.
 
     Raises `ConfigurationError`, having touched nothing, when a local cloud already runs (its
     state file names a live process), a port the app needs is taken, or its registry needs
@@ -52,7 +54,7 @@ async def up(
         await up_regions(app, say=say)
         return
     _refuse_if_running(app, state=state)
-    controller = Controller(app, say=say, state=state)
+    controller = Controller(app, say=say, state=state, token=token)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, controller.stopped.set)

@@ -159,8 +159,9 @@ class _Writer:
         async with self.http.post(url, json=body, headers=headers) as answer:
             await answer.read()
             region = answer.headers.get(REGION_HEADER, "")
-            if answer.status == 200 and region:
-                self.sessions[visitor, region] = answer.cookies[SESSION_COOKIE].value
+            cookie = answer.cookies.get(SESSION_COOKIE)
+            if answer.status == 200 and region and cookie is not None:
+                self.sessions[visitor, region] = cookie.value
                 if visitor in self.last_region:
                     self.signed_in_again += 1
                 self.last_region[visitor] = region

@@ -91,8 +91,12 @@ class GlobalFrontDoor:
 
     async def _check_health(self) -> None:
         while True:
-            await asyncio.gather(*(self._check(region) for region in list(self._doors)))
             await asyncio.sleep(self.spec.health_every_s)
+            await self.check_health()
+
+    async def check_health(self) -> None:
+        """Ask every region's front door once, and steer by what they answer."""
+        await asyncio.gather(*(self._check(region) for region in list(self._doors)))
 
     async def _check(self, region: str) -> None:
         door = self._doors.get(region)

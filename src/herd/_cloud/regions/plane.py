@@ -34,6 +34,8 @@ from herd._model.web import WebRequest, WebResponse, route
 from herd._server.server import Server
 
 Say = Callable[[str], None]
+#: The environment variable that carries a region's admin token from this plane to its cloud.
+TOKEN = "HERD_REGION_TOKEN"
 #: How long a region's cloud may take to start (every group UP, its front door open).
 START_TIMEOUT_S = 180.0
 #: How long the other regions' groups may take to be UP at their new counts.
@@ -41,11 +43,13 @@ SCALE_TIMEOUT_S = 120.0
 
 
 class Region:
-    """One region's cloud: its process and, once it announced itself, its addresses."""
+    """One region's cloud: its process, its admin token and, once it announced itself, its
+    addresses."""
 
-    def __init__(self, name: str, process: Process) -> None:
+    def __init__(self, name: str, process: Process, token: str) -> None:
         self.name = name
         self.process = process
+        self.token = token
         self.announced: dict[str, Any] = {}
         self.killed = False
 
@@ -58,7 +62,7 @@ class Region:
         return static_driver(
             CloudApi,
             str(self.announced["control"]),
-            token=str(self.announced["token"]),
+            token=self.token,
             transport=plain_transport,
         )
 
@@ -109,15 +113,18 @@ class Regions(RegionsApi):
                 "control": self.control_address,
                 "token": self.token,
                 "front_door": self.door.url,
-                "regions": {name: r.announced for name, r in self.clouds.items()},
+                "regions": {
+                    name: {**r.announced, "token": r.token} for name, r in self.clouds.items()
+                },
             }
         )
 
     async def _start_region(self, name: str) -> None:
         command = [sys.executable, "-m", "herd._cloud.regions.region", str(self.app.source), name]
         log = self.app.run_dir / "logs" / f"region-{name}.log"
-        process = Process(f"region-{name}", command, {}, self.app.root, log)
-        region = self.clouds[name] = Region(name, process)
+        token = secrets.token_urlsafe(24)
+        process = Process(f"region-{name}", command, {TOKEN: token}, self.app.root, log)
+        region = self.clouds[name] = Region(name, process, token)
         await process.start()
         self._say(f"region {name}: starting (log {log})")
         if not await process.wait_ready(START_TIMEOUT_S):

@@ -3,18 +3,21 @@
 
 The `Controller` on the region's ports and run directory (`herd._cloud.app.region_app`); once
 everything is up it prints the ready line with its front door's address, its control API and
-its token, which the global control plane reads from its output (`Process`).
+nothing secret: its admin token is the one the global control plane gave it (`TOKEN`, in its
+environment), and the plane reads the line from its output (`Process`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import uvloop
 
 from herd._cloud.app import load, region_app
 from herd._cloud.controller import Controller
+from herd._cloud.regions.plane import TOKEN
 from herd._cloud.up import up
 from herd._process.logging import configure
 from herd._process.run import READY_PREFIX
@@ -32,7 +35,6 @@ def main(argv: list[str]) -> None:
         announced = {
             "address": door.url.removeprefix("http://").rstrip("/"),
             "control": controller.control_address,
-            "token": controller.token,
             "dashboard": controller.dashboard_url,
         }
         print(READY_PREFIX + json.dumps(announced), flush=True)
@@ -40,7 +42,8 @@ def main(argv: list[str]) -> None:
     def say(message: str) -> None:
         print(f"{region}: {message}", file=sys.stderr, flush=True)
 
-    uvloop.run(up(app, say=say, on_ready=announce, state=False))
+    token = os.environ.pop(TOKEN, None)
+    uvloop.run(up(app, say=say, on_ready=announce, state=False, token=token))
 
 
 if __name__ == "__main__":
