@@ -43,7 +43,7 @@ def test_each_region_runs_on_its_own_ports_run_directory_and_region_name(tmp_pat
         assert (spec.control_port, spec.registry_port) == (9400 + shift, 9500 + shift)
         assert spec.store_port == 14000 + shift and spec.caches[0].port == 11300 + shift
     assert us.run_dir == app.run_dir / "us" and eu.run_dir == app.run_dir / "eu"
-    assert eu.spec.env["HERD_REGION"] == "eu"
+    assert eu.spec.env["HERD_REGION"] == "eu" and eu.spec.region == "eu"
     with pytest.raises(ConfigurationError, match="no region 'ap'"):
         region_app(app, "ap")
 

@@ -403,6 +403,8 @@ class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """The app once per region, each with its own zones, registry, caches, stores and front
     door (docs/regions.md); empty: one region, as before."""
     global_front_door: GlobalDoorSpec | None = None
+    region: str = ""
+    """Set by herd on one region's cloud (`region_app`): the region it is."""
 
 
 class App:
@@ -461,6 +463,7 @@ def region_app(app: App, region: str) -> App:
         spec,
         regions=[],
         global_front_door=None,
+        region=region,
         run_dir=str(app.run_dir / region),
         env={**spec.env, "HERD_REGION": region},
         registry_port=spec.registry_port + shift,
@@ -475,6 +478,8 @@ def region_app(app: App, region: str) -> App:
 
 
 def _check_regions(spec: AppSpec, source: Path) -> None:
+    if spec.region and spec.regions:
+        raise ConfigurationError(f"{source}: region is set by herd on one region's cloud")
     if not spec.regions:
         if spec.global_front_door is not None:
             raise ConfigurationError(f"{source}: global_front_door needs regions")
