@@ -326,6 +326,15 @@ REGION_PORT_STEP = 10
 the app's own control and front door ports are the global control plane's and front door's."""
 
 
+class RegionLinks(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Set by herd on one region's cloud: how its store servers reach the other regions'
+    (docs/regions.md). `leaf_ports` are its members' (a zone each), `remotes` the leaf ports
+    (`host:port`) of the region all others connect to (none in that region itself)."""
+
+    leaf_ports: list[int]
+    remotes: list[str] = msgspec.field(default_factory=list)
+
+
 class GlobalDoorSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """The global front door of an app with `regions` (docs/regions.md): the one address users
     reach. Each visitor has a home region: the one `home_header` names, else the one their
@@ -405,6 +414,8 @@ class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     global_front_door: GlobalDoorSpec | None = None
     region: str = ""
     """Set by herd on one region's cloud (`region_app`): the region it is."""
+    region_links: RegionLinks | None = None
+    """Set by herd on one region's cloud of an app with `[[stores]]`: its leaf-node links."""
 
 
 class App:
@@ -451,9 +462,10 @@ def with_network(app: App, network: str) -> App:
     return App(spec, app.source)
 
 
-def region_app(app: App, region: str) -> App:
+def region_app(app: App, region: str, links: RegionLinks | None = None) -> App:
     """The app as `region` runs it: its own run directory, every fixed port shifted by the
-    region's step (docs/regions.md), `HERD_REGION` in every instance's environment."""
+    region's step (docs/regions.md), `HERD_REGION` in every instance's environment, and its
+    store servers' `links` to the other regions."""
     spec = app.spec
     if region not in spec.regions:
         raise ConfigurationError(f"{app.source}: no region {region!r} (regions: {spec.regions})")
@@ -464,6 +476,7 @@ def region_app(app: App, region: str) -> App:
         regions=[],
         global_front_door=None,
         region=region,
+        region_links=links,
         run_dir=str(app.run_dir / region),
         env={**spec.env, "HERD_REGION": region},
         registry_port=spec.registry_port + shift,
@@ -478,7 +491,7 @@ def region_app(app: App, region: str) -> App:
 
 
 def _check_regions(spec: AppSpec, source: Path) -> None:
-    if spec.region and spec.regions:
+    if (spec.region or spec.region_links) and spec.regions:
         raise ConfigurationError(f"{source}: region is set by herd on one region's cloud")
     if not spec.regions:
         if spec.global_front_door is not None:

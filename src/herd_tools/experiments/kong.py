@@ -18,8 +18,10 @@ Per phase: requests, failures, success %, p99, the requests each region served, 
 acknowledged and writes lost (acknowledged, yet in no region's store once the run ends).
 Sessions live in each region's memcached, as flix's edge keeps them: a visitor moved to another
 region signs in there again (counted as `signed_in_again`; Netflix replicates EVCache across
-regions, herd does not yet). Regions do not replicate their stores yet, so a moved visitor does
-not see their writes made at home: `replication_lag_ms` stays None (docs/regions.md).
+regions, herd does not yet). On an app with `[[stores]]` (app-regions-nats.toml) each region's
+logs replicate to the others (`herd._store.replication`): for every play acknowledged during
+`steady`, the time until the other region's store has it is measured (`replication_lag_ms`,
+median and max); on SQLite, regions share nothing and it stays None.
 
 Targets: success >= 99.9 % in every phase and no acknowledged write lost.
 """
@@ -40,7 +42,7 @@ import msgspec
 import typer
 
 import herd
-from herd._cloud.app import App, load, region_app
+from herd._cloud.app import load, region_app
 from herd._cloud.regions.door import REGION_HEADER
 from herd._cloud.regions.plane import Regions
 from herd._cloud.up import up_regions
@@ -95,6 +97,12 @@ class KongResult(msgspec.Struct, frozen=True):
     timeline: list[dict[str, int]]
     """Per second of the run: the requests each region served."""
     replication_lag_ms: float | None = None
+    """The median time from a play's acknowledgement in its region until the other region's
+    store had it (None: the regions' stores do not replicate)."""
+    replication_lag_max_ms: float | None = None
+    not_replicated: int = 0
+    """Plays acknowledged during `steady` that the other region had not within
+    `WRITE_GIVE_UP_S`."""
     goal_pct: float = GOAL_PCT
 
     def problems(self) -> list[str]:
@@ -107,6 +115,11 @@ class KongResult(msgspec.Struct, frozen=True):
                 )
             if phase.lost:
                 missed.append(f"{phase.phase}: {phase.lost} acknowledged writes lost, target 0")
+        if self.not_replicated:
+            missed.append(
+                f"{self.not_replicated} plays not in the other region within"
+                f" {WRITE_GIVE_UP_S:g} s, target 0"
+            )
         return missed
 
 
@@ -123,6 +136,8 @@ class _Write(msgspec.Struct):
     video: int
     offset: float
     acknowledged: bool = False
+    region: str = ""
+    """Where it was acknowledged."""
 
 
 async def _get(
@@ -190,6 +205,7 @@ class _Writer:
                 continue
             if status == 200:
                 write.acknowledged = True
+                write.region = answered
                 return
             if status == 401:
                 # Moved to a region that has no session of this visitor: sign in there.
@@ -220,12 +236,38 @@ async def _until(
         await asyncio.gather(*tasks)
 
 
-async def _stored(app: App) -> set[str]:
-    """Every play's idempotency key stored in any region (each region's own SQLite files)."""
+def _engines(plane: Regions) -> dict[str, str]:
+    """Where each region keeps flix's writes: its JetStream cluster, else its SQLite files."""
+    engines = {}
+    for region, cloud in plane.clouds.items():
+        regional = region_app(plane.app, region)
+        sqlite = f"sqlite://{regional.expand(regional.spec.env['FLIX_WRITES'])}"
+        engines[region] = str(cloud.announced.get("store") or sqlite)
+    return engines
+
+
+async def _replicated(
+    write: _Write, engines: dict[str, str], lags: list[float], missed: list[_Write]
+) -> None:
+    """How long until every other region's store has `write`, into `lags` (or `missed`)."""
+    acknowledged = time.monotonic()
+    for region, where in engines.items():
+        if region == write.region:
+            continue
+        async with herd.store("history", where=where, timeout_s=5.0) as store:
+            plays = store.log("plays", Stored)
+            while not any(e.id == write.key for e in await plays.last(write.visitor, 1000)):
+                if time.monotonic() > acknowledged + WRITE_GIVE_UP_S:
+                    missed.append(write)
+                    return
+                await asyncio.sleep(0.01)
+    lags.append(time.monotonic() - acknowledged)
+
+
+async def _stored(engines: dict[str, str]) -> set[str]:
+    """Every play's idempotency key stored in any region."""
     keys: set[str] = set()
-    for region in app.spec.regions:
-        regional = region_app(app, region)
-        where = f"sqlite://{regional.expand(regional.spec.env['FLIX_WRITES'])}"
+    for where in engines.values():
         async with herd.store("history", where=where, timeout_s=30.0) as store:
             entries = store.log("plays", Stored)
             for visitor in range(1, ACCOUNTS + 1):
@@ -332,11 +374,19 @@ async def _run(
         def page(due: float) -> Any:
             return _get(http, pattern.at(next(count)), due, start, samples)
 
-        def play(due: float) -> Any:
+        engines = _engines(plane)
+        replicated = all(where.startswith("nats") for where in engines.values())
+        lags: list[float] = []
+        missed: list[_Write] = []
+        steady = True
+
+        async def play(due: float) -> None:
             index = next(keys)
             write = _Write(secrets.token_urlsafe(16), 1 + index % ACCOUNTS, 1 + index, due - start)
             writes.append(write)
-            return writer.send(write, due + WRITE_GIVE_UP_S)
+            await writer.send(write, due + WRITE_GIVE_UP_S)
+            if replicated and steady and write.acknowledged:
+                await _replicated(write, engines, lags, missed)
 
         loads = [
             asyncio.create_task(_until(stop, rate, page, start)),
@@ -347,6 +397,7 @@ async def _run(
             say(f"steady: {phase_s:g} s at {rate:g} pages/s and {write_rate:g} plays/s")
             await asyncio.sleep(phase_s)
             marks.append(time.monotonic() - start)
+            steady = False
             gone = await plane.kong(region, step_s=step_s)
             marks.append(time.monotonic() - start)
             say(f"out: {phase_s:g} s without {region}")
@@ -360,7 +411,8 @@ async def _run(
         finally:
             stop.set()
             await asyncio.gather(*loads)
-    stored = await _stored(plane.app)
+    stored = await _stored(_engines(plane))
+    ordered = sorted(lags)
     return KongResult(
         region=region,
         rate=rate,
@@ -372,6 +424,9 @@ async def _run(
         return_took_s=round(back.took_s, 2),
         signed_in_again=writer.signed_in_again,
         timeline=_timeline(samples),
+        replication_lag_ms=round(percentile(ordered, 0.5) * 1000, 1) if ordered else None,
+        replication_lag_max_ms=round(ordered[-1] * 1000, 1) if ordered else None,
+        not_replicated=len(missed),
         goal_pct=goal_pct,
     )
 
@@ -424,6 +479,11 @@ def report(result: KongResult) -> None:
         f"evacuated in {result.evacuated_s:g} s (killed at {result.evacuation_took_s:g} s),"
         f" returned in {result.return_took_s:g} s; {result.signed_in_again} sign-ins again"
     )
+    if result.replication_lag_ms is not None:
+        say(
+            f"replication lag: median {result.replication_lag_ms:g} ms, max"
+            f" {result.replication_lag_max_ms:g} ms; {result.not_replicated} not replicated"
+        )
 
 
 _APP = typer.Option(

@@ -20,26 +20,53 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import nats
+import nats.errors
+import structlog
+from nats.aio.client import Client as Nats
 
 from herd._client.driver import plain_transport, static_driver
-from herd._cloud.app import App
+from herd._cloud.app import App, RegionLinks
 from herd._cloud.history.store import Event, History, HistoryQuery
 from herd._cloud.interface import CloudApi, GroupView, InstanceView
+from herd._cloud.launch.caches import free_port
 from herd._cloud.launch.process import Process
 from herd._cloud.regions.api import KongRefused, KongStep, KongView, RegionsApi, RegionView
 from herd._cloud.regions.door import GlobalFrontDoor
 from herd._cloud.state import remove_state, write_state
 from herd._model.errors import ConfigurationError
+from herd._model.tasks import cancel_and_wait
 from herd._model.web import WebRequest, WebResponse, route
+from herd._process.config import parse_store_url
 from herd._server.server import Server
+from herd._store import replication
 
+log = structlog.get_logger("herd.regions")
 Say = Callable[[str], None]
 #: The environment variable that carries a region's admin token from this plane to its cloud.
 TOKEN = "HERD_REGION_TOKEN"
+#: The one that carries its store servers' links to the other regions (`RegionLinks`, JSON).
+LINKS = "HERD_REGION_LINKS"
+#: How often the plane links the regions' stores (new logs replicate from then on).
+LINK_EVERY_S = 1.0
 #: How long a region's cloud may take to start (every group UP, its front door open).
 START_TIMEOUT_S = 180.0
 #: How long the other regions' groups may take to be UP at their new counts.
 SCALE_TIMEOUT_S = 120.0
+
+
+def _links(app: App) -> dict[str, RegionLinks]:
+    """Leaf ports for every region's store servers (a free port per zone); every region but
+    the first connects to the first's (a hub: leaf-node links must not make a cycle)."""
+    if not app.spec.stores:
+        return {}
+    ports = {r: [free_port() for _ in app.spec.zones] for r in app.spec.regions}
+    hub = app.spec.regions[0]
+    remotes = [f"127.0.0.1:{port}" for port in ports[hub]]
+    return {
+        region: RegionLinks(leaf_ports=ports[region], remotes=[] if region == hub else remotes)
+        for region in app.spec.regions
+    }
 
 
 class Region:
@@ -87,6 +114,10 @@ class Regions(RegionsApi):
         they had before it, to scale back to once it returns."""
         self._server: Server | None = None
         self.stopped = asyncio.Event()
+        self.links = _links(app)
+        """Each region's store servers' leaf-node links, chosen once: a region that comes back
+        listens where the others connect (none without `[[stores]]`)."""
+        self._linking: asyncio.Task[None] | None = None
 
     @property
     def control_address(self) -> str:
@@ -103,6 +134,8 @@ class Regions(RegionsApi):
         self._server = Server(self, port=self.app.spec.control_port, admin_token=self.token)
         await self._server.start()
         self._write_state()
+        if self.links:
+            self._linking = asyncio.create_task(self._link_stores())
 
     def _write_state(self) -> None:
         """Tell `herd` commands where the global API and each region's are (a region that
@@ -123,7 +156,10 @@ class Regions(RegionsApi):
         command = [sys.executable, "-m", "herd._cloud.regions.region", str(self.app.source), name]
         log = self.app.run_dir / "logs" / f"region-{name}.log"
         token = secrets.token_urlsafe(24)
-        process = Process(f"region-{name}", command, {TOKEN: token}, self.app.root, log)
+        env = {TOKEN: token}
+        if name in self.links:
+            env[LINKS] = msgspec.json.encode(self.links[name]).decode()
+        process = Process(f"region-{name}", command, env, self.app.root, log)
         region = self.clouds[name] = Region(name, process, token)
         await process.start()
         self._say(f"region {name}: starting (log {log})")
@@ -139,8 +175,40 @@ class Regions(RegionsApi):
         self.record("region.started", region=name, pid=process.pid, **region.announced)
         self._say(f"region {name}: up, front door {region.announced['address']}")
 
+    async def _link_stores(self) -> None:
+        """Every second, make each running region's logs source the others' (new logs, a
+        region back from an evacuation); each change recorded."""
+        clients: dict[str, Nats] = {}
+        try:
+            while True:
+                await asyncio.sleep(LINK_EVERY_S)
+                up = {n: r for n, r in self.clouds.items() if r.up and r.announced.get("store")}
+                for name in set(clients) - set(up):
+                    await clients.pop(name).close()
+                try:
+                    for name, region in up.items():
+                        if name not in clients:
+                            servers = parse_store_url(str(region.announced["store"])).servers
+                            clients[name] = await nats.connect(
+                                [f"nats://{s}" for s in servers], connect_timeout=1
+                            )
+                    if len(clients) > 1:
+                        jetstreams = {n: c.jetstream(timeout=2.0) for n, c in clients.items()}
+                        if changed := await replication.link(jetstreams):
+                            self.record("store.linked", streams=changed)
+                except (nats.errors.Error, OSError, TimeoutError) as exc:
+                    log.warning("linking the regions' stores failed", error=str(exc))
+                    for client in clients.values():
+                        await client.close()
+                    clients.clear()
+        finally:
+            for client in clients.values():
+                await client.close()
+
     async def stop(self) -> None:
         """Stop the door, every region (each drains its instances), the API."""
+        if self._linking is not None:
+            await cancel_and_wait(self._linking)
         await self.door.close()
         await asyncio.gather(*(r.process.stop(grace_s=30.0) for r in self.clouds.values()))
         if self._server is not None:

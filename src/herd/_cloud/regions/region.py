@@ -13,12 +13,14 @@ import json
 import os
 import sys
 
+import msgspec
 import uvloop
 
-from herd._cloud.app import load, region_app
+from herd._cloud.app import RegionLinks, load, region_app
 from herd._cloud.controller import Controller
-from herd._cloud.regions.plane import TOKEN
+from herd._cloud.regions.plane import LINKS, TOKEN
 from herd._cloud.up import up
+from herd._process.config import STORE_URL
 from herd._process.logging import configure
 from herd._process.run import READY_PREFIX
 
@@ -27,7 +29,10 @@ def main(argv: list[str]) -> None:
     """Run the region named by `argv` (app file, region) until SIGTERM."""
     configure()
     source, region = argv
-    app = region_app(load(source), region)
+    links = os.environ.pop(LINKS, None)
+    app = region_app(
+        load(source), region, msgspec.json.decode(links, type=RegionLinks) if links else None
+    )
 
     async def announce(controller: Controller) -> None:
         door = controller.front_door
@@ -36,6 +41,8 @@ def main(argv: list[str]) -> None:
             "address": door.url.removeprefix("http://").rstrip("/"),
             "control": controller.control_address,
             "dashboard": controller.dashboard_url,
+            # Where its stores are (`HERD_STORE_URL`; absent on SQLite): the plane links them.
+            "store": controller.launcher.environment().get(STORE_URL, ""),
         }
         print(READY_PREFIX + json.dumps(announced), flush=True)
 
