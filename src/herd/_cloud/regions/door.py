@@ -133,7 +133,7 @@ class GlobalFrontDoor:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         safe = request.method in _SAFE_METHODS or _IDEMPOTENCY_KEY in request.headers
         deadline = time.monotonic() + self.spec.timeout_s
-        answer, why = None, "no region is reachable"
+        answer, why, status = None, "no region is reachable", 503
         for region in order:
             door = self._doors.get(region)
             remaining = deadline - time.monotonic()
@@ -152,6 +152,7 @@ class GlobalFrontDoor:
                 break
             except TimeoutError:
                 why = f"region {region} did not answer in {self.spec.timeout_s:g} s"
+                status = 504
                 break
             if answer.status in (502, 503) and safe and region != order[-1]:
                 why = f"region {region} answered {answer.status}"
@@ -166,4 +167,4 @@ class GlobalFrontDoor:
             response.headers[REGION_HEADER] = region
             return response
         self.failed += 1
-        return _plain(503, f"unavailable: {why}")
+        return _plain(status, f"unavailable: {why}")

@@ -14,6 +14,7 @@ import html
 import json
 import math
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -341,7 +342,7 @@ class Regions(RegionsApi):
         # its timeout.
         await asyncio.sleep(step_s)
         region.killed = True
-        region.process.signal(9)
+        region.process.signal(signal.SIGKILL)
         await region.process.wait()
         await self.door.detach(name)
         step("killed", f"region {name} killed whole (SIGKILL of its cloud)", pid=region.process.pid)
