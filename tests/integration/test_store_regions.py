@@ -1,7 +1,8 @@
 """Stores across regions on real nats-servers: two regions (a standalone server each, its own
 JetStream domain), joined by a leaf-node link that carries JetStream's API only. Each write is
-acknowledged in its own region; `replication.link` makes each region's logs source the
-other's, and every write reaches the other region (the lag measured) exactly once."""
+acknowledged in its own region; `replication.link` gives each region a mirror of the other's
+logs, and every write reaches the other region (within a bound) exactly once, while neither
+region's own log holds anything but its own writes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import msgspec
 import nats
 import pytest
+from nats.js import JetStreamContext
 
 import herd
 from herd._process.config import StoreAddress
@@ -39,15 +41,16 @@ def _region(directory: Path, name: str, base: int, remotes: list[str]) -> Servic
     return process
 
 
-async def _visible(where: str, visitor: int, key: str, give_up_at: float) -> float:
-    """When the write `key` of `visitor` can be read at `where` (monotonic)."""
-    async with herd.store("history", where=where, timeout_s=5.0) as store:
-        plays = store.log("plays", Play)
-        while time.monotonic() < give_up_at:
-            if any(entry.id == key for entry in await plays.last(visitor, 100)):
-                return time.monotonic()
-            await asyncio.sleep(0.005)
-    raise AssertionError(f"write {key} never reached {where}")
+STREAM = "LOG_history_plays"
+
+
+async def _copied(js: JetStreamContext, origin: str, subject: str, give_up_at: float) -> float:
+    """When `origin`'s write on `subject` is in this region's mirror (monotonic)."""
+    while time.monotonic() < give_up_at:
+        if await replication.copied(js, origin, STREAM, subject):
+            return time.monotonic()
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{subject} of {origin} never reached the other region")
 
 
 async def test_each_regions_writes_reach_the_other_once_within_the_lag(tmp_path: Path) -> None:
@@ -64,15 +67,13 @@ async def test_each_regions_writes_reach_the_other_once_within_the_lag(tmp_path:
         for r, b in (("us", us_base), ("eu", eu_base))
     }
     try:
-        # A write in each region makes its log there; linking makes each source the other.
+        # A write in each region makes its log there; linking mirrors each in the other.
         for region, visitor in (("us", 1), ("eu", 2)):
             async with herd.store("history", where=where[region], timeout_s=10.0) as store:
                 await store.log("plays", Play).append(visitor, Play(0), id=f"first-{region}")
         jetstreams = {r: c.jetstream() for r, c in clients.items()}
-        assert sorted(await replication.link(jetstreams)) == [
-            "eu/LOG_history_plays",
-            "us/LOG_history_plays",
-        ]
+        made = await replication.link(jetstreams)
+        assert sorted(made) == ["eu/FROM_us_LOG_history_plays", "us/FROM_eu_LOG_history_plays"]
         assert await replication.link(jetstreams) == []  # linked: nothing more to do
         lags = []
         for i in range(10):
@@ -81,16 +82,16 @@ async def test_each_regions_writes_reach_the_other_once_within_the_lag(tmp_path:
             async with herd.store("history", where=where[region], timeout_s=10.0) as store:
                 await store.log("plays", Play).append(3, Play(i), id=key)
             acknowledged = time.monotonic()
-            seen = await _visible(where[other], 3, key, acknowledged + LAG_BOUND_S)
+            subject = f"herd.history.plays.3.{key}"
+            seen = await _copied(jetstreams[other], region, subject, acknowledged + LAG_BOUND_S)
             lags.append(seen - acknowledged)
         assert max(lags) < LAG_BOUND_S
-        # Each write once in each region: the copy sourced back is a duplicate, dropped.
-        for region in ("us", "eu"):
-            async with herd.store("history", where=where[region], timeout_s=10.0) as store:
-                entries = await store.log("plays", Play).last(3, 100)
-            assert sorted(e.id for e in entries) == sorted(f"play-{i}" for i in range(10))
-            info = await jetstreams[region].stream_info("LOG_history_plays")
-            assert info.state.messages == 12
+        # The writes made before the link were copied too; each region's own log holds its
+        # own writes only, and its mirror the other's, once each.
+        for region, other in (("us", "eu"), ("eu", "us")):
+            own = await jetstreams[region].stream_info(STREAM)
+            mirror = await jetstreams[region].stream_info(replication.mirror_name(other, STREAM))
+            assert (own.state.messages, mirror.state.messages) == (6, 6)
     finally:
         for client in clients.values():
             await client.close()

@@ -19,9 +19,10 @@ acknowledged and writes lost (acknowledged, yet in no region's store once the ru
 Sessions live in each region's memcached, as flix's edge keeps them: a visitor moved to another
 region signs in there again (counted as `signed_in_again`; Netflix replicates EVCache across
 regions, herd does not yet). On an app with `[[stores]]` (app-regions-nats.toml) each region's
-logs replicate to the others (`herd._store.replication`): for every play acknowledged during
-`steady`, the time until the other region's store has it is measured (`replication_lag_ms`,
-median and max); on SQLite, regions share nothing and it stays None.
+logs replicate to the others (`herd._store.replication`, a mirror of each in every other
+region): for every play acknowledged during `steady`, the time until the other region's mirror
+has it is measured (`replication_lag_ms`, median and max); on SQLite, regions share nothing and
+it stays None.
 
 Targets: success >= 99.9 % in every phase and no acknowledged write lost.
 """
@@ -39,6 +40,7 @@ from typing import Annotated, Any
 
 import aiohttp
 import msgspec
+import nats
 import typer
 
 import herd
@@ -47,6 +49,8 @@ from herd._cloud.regions.door import REGION_HEADER
 from herd._cloud.regions.plane import Regions
 from herd._cloud.up import up_regions
 from herd._model.stats import percentile
+from herd._process.config import parse_store_url
+from herd._store import replication
 from herd_tools import figures, options
 from herd_tools.experiments import harness
 from herd_tools.experiments.durability import Stored, passwords
@@ -62,6 +66,8 @@ ACCOUNTS = 8
 SESSION_COOKIE = "flix_session"
 #: The header the global front door steers a visitor's writes by (app-regions.toml).
 VISITOR_HEADER = "x-flix-visitor"
+#: The stream of flix's plays on JetStream (history's log `plays`, `herd._store.jetstream`).
+PLAYS = "LOG_history_plays"
 
 
 class Phase(msgspec.Struct, frozen=True):
@@ -240,27 +246,36 @@ def _engines(plane: Regions) -> dict[str, str]:
     """Where each region keeps flix's writes: its JetStream cluster, else its SQLite files."""
     engines = {}
     for region, cloud in plane.clouds.items():
-        regional = region_app(plane.app, region)
-        sqlite = f"sqlite://{regional.expand(regional.spec.env['FLIX_WRITES'])}"
-        engines[region] = str(cloud.announced.get("store") or sqlite)
+        store = str(cloud.announced.get("store") or "")
+        if not store:
+            regional = region_app(plane.app, region)
+            store = f"sqlite://{regional.expand(regional.spec.env['FLIX_WRITES'])}"
+        engines[region] = store
     return engines
 
 
 async def _replicated(
     write: _Write, engines: dict[str, str], lags: list[float], missed: list[_Write]
 ) -> None:
-    """How long until every other region's store has `write`, into `lags` (or `missed`)."""
+    """How long until every other region's mirror of flix's plays has `write` (its own
+    region's log has it once acknowledged), into `lags`, or into `missed` after
+    `WRITE_GIVE_UP_S`."""
     acknowledged = time.monotonic()
+    subject = f"herd.history.plays.{write.visitor}.{write.key}"
     for region, where in engines.items():
         if region == write.region:
             continue
-        async with herd.store("history", where=where, timeout_s=5.0) as store:
-            plays = store.log("plays", Stored)
-            while not any(e.id == write.key for e in await plays.last(write.visitor, 1000)):
+        servers = parse_store_url(where).servers
+        client = await nats.connect([f"nats://{s}" for s in servers], connect_timeout=2)
+        try:
+            js = client.jetstream(timeout=2.0)
+            while not await replication.copied(js, write.region, PLAYS, subject):
                 if time.monotonic() > acknowledged + WRITE_GIVE_UP_S:
                     missed.append(write)
                     return
                 await asyncio.sleep(0.01)
+        finally:
+            await client.close()
     lags.append(time.monotonic() - acknowledged)
 
 
