@@ -152,7 +152,7 @@ def config(
 
 
 #: What never crosses a link between regions: each region's own writes (stores' logs and
-#: records, events). Only JetStream's API does, through which each region's streams source the
+#: records, events). Only JetStream's API does, through which each region mirrors the
 #: others' (`herd._store.replication`); without the denial both regions' streams would store
 #: every write, acknowledged by whichever answered first.
 REGION_LOCAL = ["herd.>", "$KV.>"]
