@@ -195,7 +195,8 @@ class Regions(RegionsApi):
                             )
                     if len(clients) > 1:
                         jetstreams = {n: c.jetstream(timeout=2.0) for n, c in clients.items()}
-                        if changed := await replication.link(jetstreams):
+                        copies = max(s.replicas for s in self.app.spec.stores)
+                        if changed := await replication.link(jetstreams, copies):
                             self.record("store.linked", streams=changed)
                 except (nats.errors.Error, OSError, TimeoutError) as exc:
                     log.warning("linking the regions' stores failed", error=str(exc))
