@@ -80,6 +80,8 @@ class Phase(msgspec.Struct, frozen=True):
     success_pct: float
     p99_ms: float
     served_by: dict[str, int]
+    failed_by: dict[str, int]
+    """Failures by kind (`http_503`, `timeout`, ...)."""
     writes: int
     acknowledged: int
     lost: int
@@ -228,18 +230,15 @@ async def _until(
     stop: asyncio.Event, rate: float, send: Callable[[float], Any], start: float
 ) -> None:
     """Open-model arrivals at `rate` per second from `start` until `stop`; each one's task
-    runs to its end before this returns."""
-    tasks: set[asyncio.Task[None]] = set()
+    runs to its end before this returns, and one that failed fails the run."""
+    tasks: list[asyncio.Task[None]] = []
     for index in itertools.count():
         due = start + index / rate
         if stop.is_set():
             break
         await asyncio.sleep(max(0.0, due - time.monotonic()))
-        task = asyncio.create_task(send(due))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    if tasks:
-        await asyncio.gather(*tasks)
+        tasks.append(asyncio.create_task(send(due)))
+    await asyncio.gather(*tasks)
 
 
 def _engines(plane: Regions) -> dict[str, str]:
@@ -302,9 +301,13 @@ def _phases(
         failed = sum(1 for s in inside if s.kind is not None)
         total = len(inside)
         served: dict[str, int] = {}
+        kinds: dict[str, int] = {}
         for sample in inside:
             if sample.region:
                 served[sample.region] = served.get(sample.region, 0) + 1
+            if sample.kind is not None:
+                kind = f"{sample.kind}@{sample.region}" if sample.region else sample.kind
+                kinds[kind] = kinds.get(kind, 0) + 1
         ordered = sorted(s.latency for s in inside)
         phases.append(
             Phase(
@@ -315,6 +318,7 @@ def _phases(
                 success_pct=round(100.0 * (total - failed) / total, 3) if total else 0.0,
                 p99_ms=round(percentile(ordered, 0.99) * 1000, 1) if ordered else 0.0,
                 served_by=dict(sorted(served.items())),
+                failed_by=dict(sorted(kinds.items())),
                 writes=len(wrote),
                 acknowledged=len(acked),
                 lost=sum(1 for w in acked if w.key not in stored),
