@@ -41,7 +41,10 @@ from typing import Annotated, Any
 import aiohttp
 import msgspec
 import nats
+import nats.errors
+import nats.js.errors
 import typer
+from nats.js import JetStreamContext
 
 import herd
 from herd._cloud.app import load, region_app
@@ -268,7 +271,7 @@ async def _replicated(
         client = await nats.connect([f"nats://{s}" for s in servers], connect_timeout=2)
         try:
             js = client.jetstream(timeout=2.0)
-            while not await replication.copied(js, write.region, PLAYS, subject):
+            while not await _copied(js, write.region, subject):
                 if time.monotonic() > acknowledged + WRITE_GIVE_UP_S:
                     missed.append(write)
                     return
@@ -276,6 +279,15 @@ async def _replicated(
         finally:
             await client.close()
     lags.append(time.monotonic() - acknowledged)
+
+
+async def _copied(js: JetStreamContext, origin: str, subject: str) -> bool:
+    """Whether the mirror of `origin`'s plays has `subject`; not yet while the mirror is being
+    made or elects its leader (JetStream answers nothing, or 503, for a few seconds)."""
+    try:
+        return await replication.copied(js, origin, PLAYS, subject)
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.APIError):
+        return False
 
 
 async def _stored(engines: dict[str, str]) -> set[str]:
