@@ -423,7 +423,8 @@ async def _run(
             # first write and the plane mirrors it in the other within seconds (a leader
             # election each), so the lag measured is the steady state's.
             first = [
-                _Write(secrets.token_urlsafe(16), visitor, visitor, 0.0) for visitor in writer.passwords
+                _Write(secrets.token_urlsafe(16), visitor, visitor, 0.0)
+                for visitor in writer.passwords
             ]
             await asyncio.gather(*(writer.send(w, time.monotonic() + 30.0) for w in first))
             setup: list[float] = []
