@@ -124,7 +124,8 @@ def config(
     its JetStream `domain` and leaf-node links to the other regions (`leaf_port` to listen on,
     `leaf_remotes` to connect to)."""
     cluster = {
-        "name": CLUSTER,
+        # A region's own name: a leaf-node link between two clusters of one name is refused.
+        "name": f"{CLUSTER}-{domain}" if domain else CLUSTER,
         "host": host,
         "port": cluster_port,
         "routes": [f"nats-route://{route}" for route in routes],
