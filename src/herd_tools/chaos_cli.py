@@ -186,3 +186,29 @@ def halt(as_json: bool = _JSON) -> None:
     from herd_tools.chaos_commands import chaos_command
 
     chaos_command(lambda api: api.chaos_halt(), as_json)
+
+
+@chaos_app.command()
+def kong(
+    region: str = typer.Argument(..., metavar="REGION", help="The region, e.g. us."),
+    back: bool = typer.Option(
+        False, "--back", help="Start the region again and return its traffic in steps."
+    ),
+    step: str = typer.Option(
+        "", "--step", metavar="DURATION", help="Between steps; default: the app file's."
+    ),
+    as_json: bool = _JSON,
+) -> None:
+    """Evacuate a region (Chaos Kong), in an app with regions (docs/regions.md).
+
+    Scale every group of the other regions out to take its load, move its visitors to them
+    in steps of its weight (global_front_door.kong_steps), then kill the region whole; with
+    --back, start it again, move its visitors back in steps and scale the others back.
+    Recorded in the global history; the command returns once it is done.
+
+    Example: herd chaos kong us --step 5s; herd chaos kong us --back
+    """
+    from herd_tools.chaos_commands import duration, kong_command
+
+    seconds = duration(step, "--step") if step else -1.0
+    kong_command(region, back, seconds, as_json)

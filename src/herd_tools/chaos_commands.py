@@ -3,14 +3,22 @@ as tables or JSON on stdout."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
 
+import herd
 from herd._cloud.history.store import InvalidTime, parse_duration
 from herd._cloud.interface import ChaosView, CloudApi
+from herd._cloud.regions.api import KongView
+from herd._cloud.up import regions_control
 from herd_tools.cloud_commands import ask
-from herd_tools.output import Column, numbers, print_table, usage
+from herd_tools.output import Column, Failure, fails_cleanly, numbers, print_table, say, usage
+
+#: How long `herd chaos kong` waits for the evacuation or return to be done.
+KONG_TIMEOUT_S = 600.0
 
 
 def duration(text: str, option: str) -> float:
@@ -82,3 +90,31 @@ def chaos_command(call: Callable[[CloudApi], Awaitable[ChaosView]], as_json: boo
             [Column("fault"), Column("left", right=True)],
             [[n.fault.describe(), f"{n.left_s:.0f}s"] for n in view.network],
         )
+
+
+def kong_command(region: str, back: bool, step_s: float, as_json: bool) -> None:
+    """Evacuate `region` or bring it back, and print what was done, step by step."""
+
+    async def main() -> KongView:
+        api = regions_control()
+        if api is None:
+            raise Failure("the running cloud has no regions", "see docs/regions.md")
+        try:
+            # Scaling out, the steps and a region's start take minutes at most.
+            with herd.deadline(KONG_TIMEOUT_S):
+                return await api.kong(region, back, step_s)
+        finally:
+            await api.aclose()
+
+    with fails_cleanly():
+        view = asyncio.run(main())
+    if as_json:
+        print(msgspec.json.encode(view).decode())
+        return
+    print_table(
+        f"kong {'--back ' if back else ''}{region}: {view.took_s:.1f} s",
+        [Column("at"), Column("step"), Column("what")],
+        [[time.strftime("%H:%M:%S", time.localtime(s.at)), s.kind, s.message] for s in view.steps],
+    )
+    if view.evacuated_s is not None:
+        say(f"{region} evacuated in {view.evacuated_s:.1f} s, then killed")

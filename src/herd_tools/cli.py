@@ -345,7 +345,7 @@ def simulate(
     scenario: str = typer.Option(
         "retry-storm",
         metavar="NAME",
-        help="retry-storm, baseline, kill, hung, slow-zone, zone-lost or overload.",
+        help="retry-storm, baseline, kill, hung, slow-zone, zone-lost, overload or kong (regions).",
     ),
     rate: float | None = options.per_second(
         None, "User requests per second (default: 20 at 5 instances, instances / 4 beyond)."

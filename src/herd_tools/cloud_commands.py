@@ -14,9 +14,10 @@ import uvloop
 from herd._cloud.controller import Controller
 from herd._cloud.interface import CacheView, CloudApi, GroupView, InstanceView, StoreView
 from herd._cloud.network.isolated import remove_orphans as orphans_removed
-from herd._cloud.up import control, running, up
+from herd._cloud.regions.api import RegionView
+from herd._cloud.up import control, regions_control, running, up
 from herd._process.logging import configure
-from herd_tools.output import Column, fails_cleanly, out, print_table, say
+from herd_tools.output import Column, fails_cleanly, numbers, out, print_table, say
 
 T = TypeVar("T")
 
@@ -52,7 +53,12 @@ def ask(call: Callable[[CloudApi], Awaitable[T]]) -> T:
 
 def ps_command(as_json: bool = False) -> None:
     """Print groups, instances, cache servers and store members: as tables, or as JSON for
-    scripts."""
+    scripts; in a cloud with regions, its regions and every region's groups and instances."""
+    with fails_cleanly():
+        regional = asyncio.run(_regional())
+    if regional is not None:
+        _print_regions(*regional, as_json=as_json)
+        return
 
     async def every(
         api: CloudApi,
@@ -99,6 +105,63 @@ def ps_command(as_json: bool = False) -> None:
             [Column("store member"), *_PROCESS_COLUMNS],
             [[view.id, *_process_cells(view)] for view in stores],
         )
+
+
+async def _regional() -> tuple[list[RegionView], list[GroupView], list[InstanceView]] | None:
+    """The regions, groups and instances of a cloud with regions; None for one without."""
+    api = regions_control()
+    if api is None:
+        return None
+    try:
+        return await api.regions(), await api.groups(), await api.ps()
+    finally:
+        await api.aclose()
+
+
+def _print_regions(
+    regions: list[RegionView],
+    groups: list[GroupView],
+    instances: list[InstanceView],
+    *,
+    as_json: bool,
+) -> None:
+    if as_json:
+        figures = {"regions": regions, "groups": groups, "instances": instances}
+        print(msgspec.json.encode(figures).decode())
+        return
+    print_table(
+        "regions",
+        [
+            Column("region"),
+            Column("status"),
+            Column("healthy", drop=3),
+            *numbers("weight", "served"),
+            Column("front door", drop=2),
+            Column("dashboard", drop=1),
+        ],
+        [
+            [
+                r.name,
+                r.status,
+                "yes" if r.healthy else "no",
+                f"{r.weight}/{r.base_weight}",
+                str(r.served),
+                r.front_door or "-",
+                r.dashboard or "-",
+            ]
+            for r in regions
+        ],
+    )
+    print_table(
+        "server groups",
+        [Column("region"), Column("group"), *numbers("desired", "up"), Column("status")],
+        [[g.region, g.name, str(g.desired), str(g.up), g.status] for g in groups],
+    )
+    print_table(
+        "instances",
+        [Column("region"), Column("instance"), *_PROCESS_COLUMNS],
+        [[view.region, view.id, *_process_cells(view)] for view in instances],
+    )
 
 
 #: What `herd ps` shows of every process the cloud runs: an instance, a cache server or a store
@@ -162,5 +225,18 @@ def down_command() -> None:
         if removed:
             say(f"no local cloud is running; removed what a killed one left: {', '.join(removed)}")
             return
-    ask(lambda api: api.down())
+
+    async def regional_down() -> bool:
+        api = regions_control()
+        if api is None:
+            return False
+        try:
+            return await api.down()
+        finally:
+            await api.aclose()
+
+    with fails_cleanly():
+        stopped = asyncio.run(regional_down())
+    if not stopped:
+        ask(lambda api: api.down())
     say("stopping the local cloud")

@@ -13,6 +13,7 @@ from herd_tools.experiments import (
     durability,
     gray_failure,
     judge,
+    kong,
     network,
     overload,
     retry_storm,
@@ -36,3 +37,4 @@ experiment_app.command("autoscale")(autoscale.command)
 experiment_app.command("judge")(judge.command)
 experiment_app.command("network")(network.command)
 experiment_app.command("overload")(overload.command)
+experiment_app.command("kong")(kong.command)

@@ -90,7 +90,7 @@ async def test_one_poll_per_instance_per_interval_however_many_watch(monkeypatch
     async def groups() -> list[GroupView]:
         return [GroupView("edge-v001", "edge", "v001", 1, 1, 1, "READY")]
 
-    spec = SimpleNamespace(name="test", zones=["a", "b"])
+    spec = SimpleNamespace(name="test", zones=["a", "b"], region="")
     source: Any = SimpleNamespace(
         app=SimpleNamespace(spec=spec), front_door=None, ps=ps, groups=groups
     )

@@ -3,6 +3,7 @@ are told (`HERD_STORE_URL`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from herd._cloud.app import load
 from herd._cloud.launch import stores
 from herd._model.errors import ConfigurationError
 from herd._process.config import STORE_URL, parse_store_url
+from herd._store import nats_server
 
 GROUP = '[[groups]]\nservice = "history"\nmodule = "m"\n'
 
@@ -62,3 +64,35 @@ def test_the_app_file_refuses_a_store_that_cannot_work(
 ) -> None:
     with pytest.raises(ConfigurationError, match=problem):
         load(_app(tmp_path, extra))
+
+
+def test_a_regions_server_is_its_own_domain_and_cluster_linked_by_leaf_nodes() -> None:
+    conf = json.loads(
+        nats_server.config(
+            name="nats-a",
+            zone="a",
+            port=1,
+            cluster_port=2,
+            http_port=3,
+            routes=["127.0.0.1:12"],
+            data_dir=Path("/tmp/x"),
+            domain="eu",
+            leaf_port=4,
+            leaf_remotes=["127.0.0.1:104"],
+        )
+    )
+    assert conf["jetstream"]["domain"] == "eu"
+    # Two clusters of one name cannot be linked: each region's is its own.
+    assert conf["cluster"]["name"] == "herd-eu"
+    assert conf["leafnodes"]["port"] == 4
+    (remote,) = conf["leafnodes"]["remotes"]
+    assert remote["urls"] == ["nats-leaf://127.0.0.1:104"]
+    # The regions' own writes never cross: only JetStream's API does.
+    assert remote["deny_imports"] == remote["deny_exports"] == nats_server.REGION_LOCAL
+    plain = json.loads(
+        nats_server.config(
+            name="nats-a", zone="a", port=1, cluster_port=2, http_port=3, routes=[],
+            data_dir=Path("/tmp/x"),
+        )
+    )  # fmt: skip
+    assert "domain" not in plain["jetstream"] and "leafnodes" not in plain

@@ -55,6 +55,12 @@
     [deploy]                        # rollback window, canary steps and judge (docs/deploy.md)
     rollback_window_s = 600
 
+    # regions = ["us", "eu"]        # the whole app once per region (docs/regions.md)
+    # [global_front_door]           # the entry users hit: a home region each, steered by weights
+    # port = 8070
+    # home_header = "x-flix-region"
+    # weights = { us = 50, eu = 50 }
+
     # registry = "etcd"             # instances on a local 3-member etcd cluster
     # registry = "etcd://10.0.0.5:2379,10.0.0.6:2379"   # or on one that runs elsewhere
 """
@@ -315,6 +321,64 @@ class StoreSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     replicas: int = 3
 
 
+REGION_PORT_STEP = 10
+"""Region i (from 0) runs on every fixed port of the app file plus `REGION_PORT_STEP * (i + 1)`;
+the app's own control and front door ports are the global control plane's and front door's."""
+
+
+class RegionLinks(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Set by herd on one region's cloud: how its store servers reach the other regions'
+    (docs/regions.md). `leaf_ports` are its members' (a zone each), `remotes` the leaf ports
+    (`host:port`) of the region all others connect to (none in that region itself)."""
+
+    leaf_ports: list[int]
+    remotes: list[str] = msgspec.field(default_factory=list)
+
+
+class GlobalDoorSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The global front door of an app with `regions` (docs/regions.md): the one address users
+    reach. Each visitor has a home region: the one `home_header` names, else the one their
+    visitor id (hashed, as the front door's cohorts) falls in by `weights`. A region's
+    current weight over its weight here is the share of its home visitors it keeps; the rest
+    (and everyone, while it fails its health check) go to the others, by their weights."""
+
+    port: int = 8070
+    host: str = "127.0.0.1"
+    home_header: str = ""
+    visitor_query: str = ""
+    visitor_header: str = ""
+    visitor_cookie: str = ""
+    weights: dict[str, int] = msgspec.field(default_factory=dict)
+    """Per region, 0 to 100; a region not named weighs 100 / the number of regions."""
+    timeout_s: float = 3.0
+    health_path: str = "/"
+    """What the door asks each region's front door every `health_every_s`: healthy while it
+    answers below 500; two failures in a row make a region unhealthy."""
+    health_every_s: float = 0.5
+    kong_steps: list[int] = msgspec.field(default_factory=lambda: [75, 50, 25, 0])
+    """`herd chaos kong`: the evacuated region's share of its weight after each step."""
+    kong_step_s: float = 5.0
+
+    def problem(self, regions: list[str]) -> str | None:
+        """Why these settings cannot work with `regions`; None when they can."""
+        unknown = sorted(set(self.weights) - set(regions))
+        if unknown:
+            return f"global_front_door.weights names no region: {unknown}"
+        if any(not 0 <= w <= 100 for w in self.weights.values()):
+            return "global_front_door.weights are 0 to 100"
+        steps = self.kong_steps
+        if (
+            not steps
+            or steps[-1] != 0
+            or steps != sorted(set(steps), reverse=True)
+            or steps[0] >= 100
+        ):
+            return "global_front_door.kong_steps fall strictly from below 100 to 0"
+        if not (self.timeout_s > 0 and self.health_every_s > 0 and self.kong_step_s >= 0):
+            return "global_front_door: timeout_s and health_every_s > 0, kong_step_s >= 0"
+        return None
+
+
 class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A whole system, as `herd up` runs it."""
 
@@ -344,6 +408,14 @@ class AppSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     network: Literal["loopback", "isolated"] = "loopback"
     """"loopback": every process on 127.0.0.1; "isolated": a network namespace per zone
     (Linux, root: docs/network.md). `herd up --network` overrides it."""
+    regions: list[str] = msgspec.field(default_factory=list)
+    """The app once per region, each with its own zones, registry, caches, stores and front
+    door (docs/regions.md); empty: one region, as before."""
+    global_front_door: GlobalDoorSpec | None = None
+    region: str = ""
+    """Set by herd on one region's cloud (`region_app`): the region it is."""
+    region_links: RegionLinks | None = None
+    """Set by herd on one region's cloud of an app with `[[stores]]`: its leaf-node links."""
 
 
 class App:
@@ -390,7 +462,62 @@ def with_network(app: App, network: str) -> App:
     return App(spec, app.source)
 
 
+def region_app(app: App, region: str, links: RegionLinks | None = None) -> App:
+    """The app as `region` runs it: its own run directory, every fixed port shifted by the
+    region's step (docs/regions.md), `HERD_REGION` in every instance's environment, and its
+    store servers' `links` to the other regions."""
+    spec = app.spec
+    if region not in spec.regions:
+        raise ConfigurationError(f"{app.source}: no region {region!r} (regions: {spec.regions})")
+    shift = REGION_PORT_STEP * (spec.regions.index(region) + 1)
+    door = spec.front_door
+    regional = msgspec.structs.replace(
+        spec,
+        regions=[],
+        global_front_door=None,
+        region=region,
+        region_links=links,
+        run_dir=str(app.run_dir / region),
+        env={**spec.env, "HERD_REGION": region},
+        registry_port=spec.registry_port + shift,
+        control_port=spec.control_port + shift,
+        store_port=spec.store_port + shift if spec.store_port else 0,
+        caches=[
+            msgspec.structs.replace(c, port=c.port + shift if c.port else 0) for c in spec.caches
+        ],
+        front_door=None if door is None else msgspec.structs.replace(door, port=door.port + shift),
+    )
+    return App(regional, app.source)
+
+
+def _check_regions(spec: AppSpec, source: Path) -> None:
+    if (spec.region or spec.region_links) and spec.regions:
+        raise ConfigurationError(f"{source}: region is set by herd on one region's cloud")
+    if not spec.regions:
+        if spec.global_front_door is not None:
+            raise ConfigurationError(f"{source}: global_front_door needs regions")
+        return
+    names = spec.regions
+    if len(set(names)) != len(names) or not all(_NAME.match(name) for name in names):
+        raise ConfigurationError(
+            f"{source}: regions are distinct names of lowercase letters, digits and -"
+        )
+    if spec.front_door is None or spec.global_front_door is None:
+        raise ConfigurationError(
+            f"{source}: an app with regions needs [front_door] (each region's) and"
+            " [global_front_door] (the one users reach)"
+        )
+    if spec.registry != "embedded" or spec.network != "loopback":
+        raise ConfigurationError(
+            f"{source}: regions run on the embedded registry and the loopback network for now"
+            " (docs/regions.md)"
+        )
+    if (problem := spec.global_front_door.problem(names)) is not None:
+        raise ConfigurationError(f"{source}: {problem}")
+
+
 def _check(spec: AppSpec, source: Path) -> None:
+    _check_regions(spec, source)
     if not spec.zones or len(set(spec.zones)) != len(spec.zones):
         raise ConfigurationError(f"{source}: zones must be distinct and not empty")
     seen: set[str] = set()

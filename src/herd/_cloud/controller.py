@@ -69,9 +69,15 @@ Say = Callable[[str], None]
 class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
     """Runs one app on this machine, and serves its API and dashboard."""
 
-    def __init__(self, app: App, *, say: Say | None = None) -> None:
+    def __init__(
+        self, app: App, *, say: Say | None = None, state: bool = True, token: str | None = None
+    ) -> None:
+        """`state` False: a region's cloud, which the global control plane runs and names in
+        the state file (docs/regions.md); it writes none of its own, and takes its admin
+        `token` from that plane."""
         self.app = app
-        self.token = secrets.token_urlsafe(24)
+        self._state = state
+        self.token = token or secrets.token_urlsafe(24)
         self._say = say or (lambda _: None)
         self._cache_servers = caches.plan(app)
         self._store_members = stores.plan(app)
@@ -211,15 +217,16 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
         self._server = Server(self, port=spec.control_port, admin_token=self.token, limit="fixed")
         await self._server.start()
         self._say(f"dashboard {self.dashboard_url}")
-        write_state(
-            {
-                "app": spec.name,
-                "control": self.control_address,
-                "token": self.token,
-                "front_door": self.front_door.url if self.front_door else None,
-                "tls": str(self.launcher.tls_dir / CONTROL),
-            }
-        )
+        if self._state:
+            write_state(
+                {
+                    "app": spec.name,
+                    "control": self.control_address,
+                    "token": self.token,
+                    "front_door": self.front_door.url if self.front_door else None,
+                    "tls": str(self.launcher.tls_dir / CONTROL),
+                }
+            )
         await self.chaos.start()
         self.watch.start()
         self.autoscaling.start()
@@ -364,7 +371,8 @@ class Controller(DashboardRoutes, HistoryRoutes, ChaosApi, TracesApi, CloudApi):
             self.record("network.removed", cloud=self.network.id, removed=removed)
         self.record("cloud.stopped", cause="shutdown")
         self.history.close()
-        remove_state()
+        if self._state:
+            remove_state()
 
     async def _addresses(self) -> list[str]:
         """Where every running instance answers (for the spans of kept traces)."""

@@ -31,6 +31,8 @@ class InstanceView(msgspec.Struct, frozen=True):
     address: str
     pid: int
     uptime_s: float
+    region: str = ""
+    """The region it runs in, in an app with regions (docs/regions.md)."""
 
 
 class GroupView(msgspec.Struct, frozen=True):
@@ -52,6 +54,7 @@ class GroupView(msgspec.Struct, frozen=True):
     status: str
     autoscale: str = ""
     autoscale_reason: str = ""
+    region: str = ""
 
 
 class DeployEvent(msgspec.Struct, frozen=True):

@@ -18,6 +18,8 @@ from herd._cloud.controller import Controller
 from herd._cloud.interface import CloudApi
 from herd._cloud.launch.etcd import etcd_binary
 from herd._cloud.network import isolated
+from herd._cloud.regions.api import RegionsApi
+from herd._cloud.regions.plane import Regions
 from herd._cloud.state import state_file
 from herd._model.errors import ConfigurationError
 from herd._registry.etcd_cluster import ETCD, local_members
@@ -31,10 +33,15 @@ async def up(
     say: Callable[[str], None],
     on_ready: Ready | None = None,
     network: str | None = None,
+    state: bool = True,
+    token: str | None = None,
 ) -> None:
     """Start the app (its file, or one loaded and changed, as experiments do) and run until
     stopped; `on_ready` runs once everything is up. `network` ("loopback" or "isolated")
-    overrides the app file's.
+    overrides the app file's. An app with regions runs a cloud per region under the global
+    control plane (`herd._cloud.regions`; `on_ready` is not called for it); `state` False is
+    one region's cloud, which writes no state file and runs beside the global one, with the
+    admin `token` that one gave it.
 
     Raises `ConfigurationError`, having touched nothing, when a local cloud already runs (its
     state file names a live process), a port the app needs is taken, or its registry needs
@@ -43,8 +50,11 @@ async def up(
     app = path if isinstance(path, App) else load(path)
     if network is not None:
         app = with_network(app, network)
-    _refuse_if_running(app)
-    controller = Controller(app, say=say)
+    if app.spec.regions:
+        await up_regions(app, say=say)
+        return
+    _refuse_if_running(app, state=state)
+    controller = Controller(app, say=say, state=state, token=token)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, controller.stopped.set)
@@ -60,15 +70,69 @@ async def up(
             loop.remove_signal_handler(sig)
 
 
-def control() -> CloudApi:
-    """A driver of the running local cloud's control API, with its admin token."""
+async def up_regions(
+    path: str | Path | App,
+    *,
+    say: Callable[[str], None],
+    on_ready: Callable[[Regions], Awaitable[None]] | None = None,
+) -> None:
+    """Start an app with regions (a cloud per region, the global front door and control
+    plane) and run until stopped; `on_ready` runs once every region is up. Refuses as `up`
+    does."""
+    app = path if isinstance(path, App) else load(path)
+    _refuse_if_running(app)
+    plane = Regions(app, say=say)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, plane.stopped.set)
+    try:
+        await plane.start()
+        say(f"{app.spec.name} is up in regions {', '.join(app.spec.regions)}")
+        say(f"  open {plane.door.url} · regions http://{plane.control_address}/")
+        if on_ready is not None:
+            await on_ready(plane)
+        await plane.stopped.wait()
+    finally:
+        say("stopping: every region drains")
+        await plane.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _state() -> dict[str, Any]:
     state = running()
     if state is None:
         # A control plane killed with SIGKILL leaves its state file behind.
         state_file().unlink(missing_ok=True)
         raise ConfigurationError("no local cloud is running: start one with `herd up APP`")
+    return state
+
+
+def control() -> CloudApi:
+    """A driver of the running local cloud's control API, with its admin token; in a cloud
+    with regions, of the region `HERD_REGION` names (docs/regions.md)."""
+    state = _state()
+    regions = state.get("regions")
+    if regions:
+        region = os.environ.get("HERD_REGION", "")
+        if region not in regions:
+            raise ConfigurationError(
+                f"the running cloud has regions ({', '.join(regions)}): name one with"
+                " HERD_REGION=REGION for this command"
+            )
+        state = regions[region]
     return static_driver(
         CloudApi, str(state["control"]), token=str(state["token"]), transport=plain_transport
+    )
+
+
+def regions_control() -> RegionsApi | None:
+    """A driver of the running cloud's global control API; None when it has no regions."""
+    state = _state()
+    if not state.get("regions"):
+        return None
+    return static_driver(
+        RegionsApi, str(state["control"]), token=str(state["token"]), transport=plain_transport
     )
 
 
@@ -84,18 +148,28 @@ def port_taken(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def _refuse_if_running(app: App) -> None:
-    """Stop a second `herd up` before it touches anything of the running cloud."""
-    state = running()
-    if state is not None:
+def _refuse_if_running(app: App, *, state: bool = True) -> None:
+    """Stop a second `herd up` before it touches anything of the running cloud (`state`
+    False: a region's cloud, started by the running global one, checks only its ports)."""
+    other = running() if state else None
+    if other is not None:
         raise ConfigurationError(
-            f"a local cloud is already running: {state.get('app')} (pid {state.get('pid')},"
-            f" control API {state.get('control')}); stop it with `herd down` first"
+            f"a local cloud is already running: {other.get('app')} (pid {other.get('pid')},"
+            f" control API {other.get('control')}); stop it with `herd down` first"
             f" (its state: {state_file()})"
         )
     spec = app.spec
     if spec.network == "isolated":
         isolated.require()
+    if spec.regions:
+        steering = spec.global_front_door
+        assert steering is not None
+        ports = [
+            ("control API", "control_port", "127.0.0.1", spec.control_port),
+            ("global front door", "global_front_door.port", steering.host, steering.port),
+        ]
+        _refuse_taken(app, ports)
+        return
     ports = [
         ("control API", "control_port", "127.0.0.1", spec.control_port),
         ("registry", "registry_port", "127.0.0.1", spec.registry_port),
@@ -113,6 +187,10 @@ def _refuse_if_running(app: App) -> None:
         for member in local_members(spec.etcd_port):
             for port in (member.client_port, member.peer_port):
                 ports.append((f"etcd member {member.name}", "etcd_port", "127.0.0.1", port))
+    _refuse_taken(app, ports)
+
+
+def _refuse_taken(app: App, ports: list[tuple[str, str, str, int]]) -> None:
     for what, setting, host, port in ports:
         if port_taken(port, host):
             raise ConfigurationError(

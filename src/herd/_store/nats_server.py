@@ -40,6 +40,8 @@ class Member:
     port: int
     cluster_port: int
     http_port: int
+    leaf_port: int = 0
+    """Where other regions' servers connect (leaf nodes, docs/regions.md); 0: none do."""
 
     @property
     def name(self) -> str:
@@ -60,9 +62,18 @@ def local_members(base_port: int, zones: Sequence[str]) -> list[Member]:
     ]
 
 
-def member_command(members: Sequence[Member], zone: str, data_dir: Path) -> list[str]:
+def member_command(
+    members: Sequence[Member],
+    zone: str,
+    data_dir: Path,
+    *,
+    domain: str = "",
+    leaf_remotes: Sequence[str] = (),
+) -> list[str]:
     """The command that runs `zone`'s member of `members` (this module, as a process) with its
-    data under `data_dir`; restarted, it finds its data there and rejoins."""
+    data under `data_dir`; restarted, it finds its data there and rejoins. With `domain` (a
+    region's name) its JetStream is that domain, and it connects to `leaf_remotes` (another
+    region's servers' leaf ports) as a leaf node."""
     member = next(m for m in members if m.zone == zone)
     routes = ",".join(f"127.0.0.1:{m.cluster_port}" for m in members if m.zone != zone)
     return [
@@ -76,6 +87,9 @@ def member_command(members: Sequence[Member], zone: str, data_dir: Path) -> list
         f"--http-port={member.http_port}",
         f"--routes={routes}",
         f"--data-dir={data_dir / member.name}",
+        f"--domain={domain}",
+        f"--leaf-port={member.leaf_port}",
+        f"--leaf-remotes={','.join(leaf_remotes)}",
     ]
 
 
@@ -101,11 +115,17 @@ def config(
     routes: Sequence[str],
     data_dir: Path,
     host: str = "127.0.0.1",
+    domain: str = "",
+    leaf_port: int = 0,
+    leaf_remotes: Sequence[str] = (),
 ) -> str:
     """The server's configuration file (nats-server's own format; JSON is a subset of it).
-    Without `routes` the server stands alone (one copy of everything)."""
+    Without `routes` the server stands alone (one copy of everything). A region's server has
+    its JetStream `domain` and leaf-node links to the other regions (`leaf_port` to listen on,
+    `leaf_remotes` to connect to)."""
     cluster = {
-        "name": CLUSTER,
+        # A region's own name: a leaf-node link between two clusters of one name is refused.
+        "name": f"{CLUSTER}-{domain}" if domain else CLUSTER,
         "host": host,
         "port": cluster_port,
         "routes": [f"nats-route://{route}" for route in routes],
@@ -123,11 +143,32 @@ def config(
                 # The machine is shared: small fixed limits instead of a share of RAM and disk.
                 "max_memory_store": 64 * 1024 * 1024,
                 "max_file_store": 1024 * 1024 * 1024,
+                **({"domain": domain} if domain else {}),
             },
             **({"cluster": cluster} if routes else {}),
+            **_leafnodes(host, leaf_port, leaf_remotes),
         },
         indent=2,
     )
+
+
+#: What never crosses a link between regions: each region's own writes (stores' logs and
+#: records, events). Only JetStream's API does, through which each region mirrors the
+#: others' (`herd._store.replication`); without the denial both regions' streams would store
+#: every write, acknowledged by whichever answered first.
+REGION_LOCAL = ["herd.>", "$KV.>"]
+
+
+def _leafnodes(host: str, port: int, remotes: Sequence[str]) -> dict[str, object]:
+    leafnodes: dict[str, object] = {}
+    if port:
+        leafnodes.update(host=host, port=port)
+    if remotes:
+        urls = [f"nats-leaf://{remote}" for remote in remotes]
+        leafnodes["remotes"] = [
+            {"urls": urls, "deny_imports": REGION_LOCAL, "deny_exports": REGION_LOCAL}
+        ]
+    return {"leafnodes": leafnodes} if leafnodes else {}
 
 
 def healthy(http_port: int, timeout_s: float = 0.5) -> bool:
@@ -151,6 +192,9 @@ def main() -> None:
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--routes", default="", help="the other members' host:cluster-port")
     parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--domain", default="", help="the JetStream domain: a region's name")
+    parser.add_argument("--leaf-port", type=int, default=0, help="where other regions connect")
+    parser.add_argument("--leaf-remotes", default="", help="other regions' host:leaf-port")
     args = parser.parse_args()
     try:
         binary = nats_server_binary()
@@ -167,6 +211,9 @@ def main() -> None:
             http_port=args.http_port,
             routes=[r for r in args.routes.split(",") if r],
             data_dir=args.data_dir / "jetstream",
+            domain=args.domain,
+            leaf_port=args.leaf_port,
+            leaf_remotes=[r for r in args.leaf_remotes.split(",") if r],
         )
     )
     become(

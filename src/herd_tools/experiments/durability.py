@@ -124,7 +124,7 @@ class Durability(msgspec.Struct, frozen=True, kw_only=True):
         return problems
 
 
-class _Stored(msgspec.Struct, frozen=True):
+class Stored(msgspec.Struct, frozen=True):
     """What flix stores of a write (`examples.flix.writes.Written`: the fields read here)."""
 
     visitor: int
@@ -206,16 +206,20 @@ async def _killer(
             say(f"SIGKILL {victim.id}")
 
 
-async def _passwords(controller: Controller) -> dict[int, str]:
-    """The demo accounts' passwords, as flix's own tool prints them (they are flix's data)."""
-    passwords = {}
-    for visitor in range(1, ACCOUNTS + 1):
+async def passwords(root: Path) -> dict[int, str]:
+    """The demo accounts' passwords, as flix's own tool prints them (they are flix's data),
+    flix's package under `root`."""
+
+    async def one(visitor: int) -> str:
         command = [sys.executable, "-m", "examples.flix.store", "password", str(visitor)]
         done = await asyncio.to_thread(
-            subprocess.run, command, cwd=controller.app.root, capture_output=True, check=True
+            subprocess.run, command, cwd=root, capture_output=True, check=True
         )
-        passwords[visitor] = done.stdout.decode().strip()
-    return passwords
+        return done.stdout.decode().strip()
+
+    visitors = range(1, ACCOUNTS + 1)
+    # At once: each is a Python start of its own.
+    return dict(zip(visitors, await asyncio.gather(*map(one, visitors)), strict=True))
 
 
 def _engine(controller: Controller) -> str:
@@ -231,7 +235,7 @@ async def _stored(engine: str, since_ms: int) -> dict[str, list[tuple[str, str, 
     rows: dict[str, list[tuple[str, str, int, int]]] = {}
     for kind, service, log in (("play", "history", "plays"), ("rate", "merch", "ratings")):
         async with herd.store(service, where=engine, timeout_s=30.0) as store:
-            entries = store.log(log, _Stored)
+            entries = store.log(log, Stored)
             for visitor in range(1, ACCOUNTS + 1):
                 for entry in await entries.last(visitor, 1_000_000):
                     if entry.value.at_ms >= since_ms:
@@ -493,7 +497,7 @@ async def experiment(
         url = door.url.rstrip("/")
         timeout = aiohttp.ClientTimeout(total=3.0)
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            cookies = await _sign_in(http, url, await _passwords(controller))
+            cookies = await _sign_in(http, url, await passwords(controller.app.root))
             say(f"phase 1: {rate:g} writes/s for {duration:g} s, a kill every {kill_every:g} s")
             writes = await _write_phase(
                 controller,

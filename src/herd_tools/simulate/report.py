@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from herd_tools import figures
+from herd_tools.simulate import regions
 from herd_tools.simulate.model import Mode
 from herd_tools.simulate.scenarios import Settings, simulate
 
@@ -134,6 +135,14 @@ def main(
         sweep_json.write_text(json.dumps(records, indent=2) + "\n")
         if plot_path is not None:
             plot_sweep(records, plot_path)
+        return 0
+    if settings.scenario == "kong":
+        record = regions.simulate_kong(settings)
+        progress(regions.table(record))
+        if json_path is not None:
+            json_path.write_text(json.dumps(record, indent=2) + "\n")
+        if plot_path is not None:
+            regions.plot(record, plot_path)
         return 0
     record = simulate(settings)
     progress(table(record))

@@ -53,7 +53,8 @@ FLIX_MEDIANS_S = {
     "history": 0.005,
     "movie": 0.004,
 }
-SCENARIOS = ("retry-storm", "baseline", "kill", "hung", "slow-zone", "zone-lost")
+SCENARIOS = ("retry-storm", "baseline", "kill", "hung", "slow-zone", "zone-lost", "kong")
+"""`kong` is flix in two regions, one evacuated (`herd_tools.simulate.regions`)."""
 
 
 @dataclasses.dataclass

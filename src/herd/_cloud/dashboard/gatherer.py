@@ -222,7 +222,7 @@ class Gatherer:
             self._totals.popleft()
         window = _Window(self._totals)
         snapshot = {
-            "app": self._source.app.spec.name,
+            "app": _titled(self._source.app.spec.name, self._source.app.spec.region),
             "at": time.time(),
             "interval_s": INTERVAL_S,
             "window_s": WINDOW_S,
@@ -462,3 +462,8 @@ class _Window:
         start = f"{instance}|{prefix}"
         names = [key[len(instance) + 1 :] for key in self._now[1] if key.startswith(start)]
         return {name: self.delta(instance, name, seconds) for name in names}
+
+
+def _titled(app: str, region: str) -> str:
+    """The app's name as the page shows it: with its region, in one region's cloud."""
+    return f"{app} (region {region})" if region else app

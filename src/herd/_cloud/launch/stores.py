@@ -10,6 +10,7 @@ from the others, and the `HERD_STORE_URL` every child was given stays true.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from herd._cloud.app import App
@@ -26,8 +27,14 @@ def plan(app: App) -> list[Member]:
     if not spec.stores:
         return []
     if spec.store_port:
-        return local_members(spec.store_port, spec.zones)
-    return [Member(zone, free_port(), free_port(), free_port()) for zone in spec.zones]
+        members = local_members(spec.store_port, spec.zones)
+    else:
+        members = [Member(zone, free_port(), free_port(), free_port()) for zone in spec.zones]
+    if spec.region_links is not None:
+        # A region's members also listen for the other regions' (docs/regions.md).
+        ports = spec.region_links.leaf_ports
+        members = [dataclasses.replace(m, leaf_port=p) for m, p in zip(members, ports, strict=True)]
+    return members
 
 
 def data_dir(app: App) -> Path:
@@ -42,7 +49,14 @@ def slot_name(member: Member) -> str:
 
 def command(app: App, members: list[Member], member: Member) -> list[str]:
     """The launcher that becomes `member`'s nats-server (`herd._store.nats_server`)."""
-    return member_command(members, member.zone, data_dir(app))
+    links = app.spec.region_links
+    return member_command(
+        members,
+        member.zone,
+        data_dir(app),
+        domain=app.spec.region,
+        leaf_remotes=links.remotes if links is not None else (),
+    )
 
 
 def replicas(app: App, service: str | None) -> int:

@@ -1,0 +1,1 @@
+"""Regions: the app once per region, a global front door, Chaos Kong (docs/regions.md)."""
