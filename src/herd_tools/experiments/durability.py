@@ -357,13 +357,17 @@ async def _engine_phase(
             killed.append(victim.id)
             say(f"SIGKILL {victim.id}, the leader of {LEADER_STREAM}")
         member = victim.id.removeprefix("store-")
-        elections.append(asyncio.create_task(engine.elected(member, servers, names)))
+        back = asyncio.Event()
+        elections.append(asyncio.create_task(engine.elected(member, servers, names, back)))
         if name == engine.ZONE_OUTAGE:
             await asyncio.sleep(outage_s)
-        if not await _returned(controller, victim):
+        started_ago = await _returned(controller, victim)
+        if started_ago is None:
             say(f"{victim.id} did not come back")
             return None
-        return await engine.caught_up(member, servers, say=say)
+        back.set()
+        caught_up = await engine.caught_up(member, servers, say=say)
+        return None if caught_up is None else round(started_ago + caught_up, 2)
 
     since_ms = _since_ms()
     disruption = asyncio.create_task(disrupt())
@@ -398,17 +402,21 @@ async def _engine_phase(
     )
 
 
-async def _returned(controller: Controller, victim: StoreView, timeout_s: float = 30.0) -> bool:
-    """Wait until `victim`'s slot runs a new process (its restart, once a zone outage ended) and
-    that process answers on its monitoring port; whether it did within `timeout_s`."""
+async def _returned(
+    controller: Controller, victim: StoreView, timeout_s: float = 30.0
+) -> float | None:
+    """Wait until `victim`'s slot runs a new process (its restart, once a zone outage ended)
+    that answers on its monitoring port: how long ago that process started (the slot shows it
+    only once it said it was ready: nats-server's /healthz, itself waiting on JetStream); None
+    if not within `timeout_s`."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + timeout_s
     while loop.time() < give_up:
         now = next(m for m in await controller.stores() if m.id == victim.id)
         if now.pid and now.pid != victim.pid and await asyncio.to_thread(engine.answers, now):
-            return True
+            return now.uptime_s
         await asyncio.sleep(0.05)
-    return False
+    return None
 
 
 async def _cache_phase(

@@ -49,7 +49,7 @@ class Phase(msgspec.Struct, frozen=True, kw_only=True):
     write_p99_ms: float
     """From a write's due time to its acknowledgement (retries included), 99th percentile."""
     catch_up_s: float | None
-    """From the member's return (its new process answering, once the outage ended or after the
+    """From the member's return (its new process's start, once the outage ended or after the
     SIGKILL) until the leader of every stream reported its copy current; None if it did not
     within the wait."""
     retries: int
@@ -161,21 +161,28 @@ async def _connect(servers: Sequence[str]) -> Client:
     )
 
 
-def leaderless(member: str, clusters: dict[str, ClusterInfo | None]) -> list[str]:
-    """Of the streams in `clusters`, those without a leader now, `member` (just killed)
-    counting as none."""
-    return [
-        name
-        for name, cluster in clusters.items()
-        if cluster is None or cluster.leader in (None, "", member)
-    ]
+def leaderless(
+    member: str, clusters: dict[str, ClusterInfo | None], *, member_back: bool
+) -> list[str]:
+    """Of the streams in `clusters`, those without a leader now. `member` (just killed) counts
+    as none until its new process is up (`member_back`): then it leads only what it won in an
+    election, which it often does after a kill, being as up to date as the others when no
+    write could be committed without a leader."""
+    gone = ("", None) if member_back else ("", None, member)
+    return [name for name, cluster in clusters.items() if cluster is None or cluster.leader in gone]
 
 
 async def elected(
-    member: str, servers: Sequence[str], names: Sequence[str], *, timeout_s: float = 30.0
+    member: str,
+    servers: Sequence[str],
+    names: Sequence[str],
+    back: asyncio.Event,
+    *,
+    timeout_s: float = 30.0,
 ) -> float | None:
-    """Seconds from now (`member` was just killed) until each stream of `names` has a leader
-    that is not `member`; None if not within `timeout_s`."""
+    """Seconds from now (`member` was just killed) until each stream of `names` has a leader:
+    another member, or `member` once its new process is up (`back` set); None if not within
+    `timeout_s`."""
     loop = asyncio.get_running_loop()
     began = loop.time()
     client = await _connect(servers)
@@ -183,7 +190,8 @@ async def elected(
     try:
         while loop.time() - began < timeout_s:
             with contextlib.suppress(nats.errors.Error, ValueError):
-                if not leaderless(member, await _placements(js, names)):
+                found = await _placements(js, names)
+                if not leaderless(member, found, member_back=back.is_set()):
                     return round(loop.time() - began, 2)
             await asyncio.sleep(0.1)
     finally:
@@ -194,7 +202,7 @@ async def elected(
 async def caught_up(
     member: str, servers: Sequence[str], *, timeout_s: float = 60.0, say: Say | None = None
 ) -> float | None:
-    """Seconds from now (the member is back: its process answers) until every stream's leader
+    """Seconds from now (the member is back: its new process answers) until every stream's leader
     reports `member`'s copy current (writes go on meanwhile); None if not within `timeout_s`,
     naming the streams still behind through `say`.
 
