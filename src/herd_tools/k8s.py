@@ -38,6 +38,7 @@ from herd._process.config import (
     StoreAddress,
 )
 from herd._registry.etcd_cluster import ETCD_SCHEME, etcd_endpoints
+from herd_tools.output import say
 
 Manifest = dict[str, Any]
 
@@ -510,6 +511,14 @@ def render_command(
     """Write the manifests into `out` (one JSON file each), or print them as one List; the
     files written."""
     app = load(app_file)
+    if not app.spec.stores and STORE_URL not in app.spec.env:
+        # The render is still right for an app whose services keep no data of their own.
+        say(
+            f"{app.source}: no [[stores]]: a service's herd.store would be an SQLite file on"
+            " each pod's own disk, its data split between pods; add [[stores]] for one store"
+            " with a copy per zone, or HERD_STORE_URL in [env] for a cluster of your own"
+            " (docs/data.md)"
+        )
     manifests = render(app, version=version, repository=repository)
     if version is not None and not any(m["kind"] == "Deployment" for m in manifests):
         raise ValueError(f"{app.source}: no group has version {version}")

@@ -197,6 +197,8 @@ def test_the_command_writes_one_file_per_manifest(tmp_path: Path) -> None:
     for path in files:
         kubernetes_validate.validate(json.loads(path.read_text()), VERSIONS[-1], strict=True)
     assert (out / "deployment-movie-v002.json").exists()
+    # flix's app.toml keeps its writes in SQLite: on pods that is a file per pod, and it says so.
+    assert "no [[stores]]" in result.stderr and "SQLite" in result.stderr
 
     missing = ["k8s", "render", str(app.source), "--version", "v009"]
     result = herd_cli(*missing)
@@ -258,3 +260,22 @@ def test_with_stores_every_pod_gets_the_engine_and_no_sqlite_path(tmp_path: Path
     for deployment in of_kind(plain, "Deployment").values():
         env = deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])
         assert "HERD_STORE_URL" not in {e["name"] for e in env}
+
+
+def test_with_stores_or_a_cluster_of_ones_own_the_command_warns_of_nothing(
+    tmp_path: Path,
+) -> None:
+    result = herd_cli("k8s", "render", str(flix_on_nats(tmp_path).source))
+    assert result.code == 0, result
+    assert result.stderr == ""
+    assert "flix-nats" in result.stdout
+    own = tomllib.loads((FLIX.parent / "app-nats.toml").read_text())
+    own["root"] = str(ROOT)
+    del own["stores"]
+    own["env"]["HERD_STORE_URL"] = "nats://n1:4222,n2:4222,n3:4222"
+    path = tmp_path / "own.toml"
+    path.write_text(tomli_w.dumps(own))
+    result = herd_cli("k8s", "render", str(path))
+    assert result.code == 0, result
+    assert result.stderr == ""
+    assert "flix-nats" not in result.stdout and "nats://n1:4222" in result.stdout

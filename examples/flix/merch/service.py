@@ -12,6 +12,8 @@ not the cache's 30 s. ``HERD_PORT``: default 0 (any port).
 
 from __future__ import annotations
 
+import time
+
 import herd
 from examples.flix.events import RATED, Rated
 from examples.flix.idempotency import KeyReused, check_ids, check_key
@@ -26,6 +28,13 @@ from examples.flix.merch.interface import (
 )
 from examples.flix.store import EVERYONE, MERCH_ROWS, MERCH_VIDEOS, MerchRecord, Store
 from examples.flix.writes import Writes, Written, now_ms, where
+
+#: How long after an event was stored a ranking must have begun to count as having read its
+#: rating: room for this machine's clock against the engine's, and for a page that read the
+#: rows before the rating and fills memcached late (a later ranking puts them right).
+RANKED_AFTER_S = 1.0
+#: Visitors whose last ranking is remembered at most.
+RANKED_KEPT = 10_000
 
 
 def _facet(video: VideoId, record: MerchRecord) -> MerchableVideo:
@@ -51,17 +60,28 @@ class MerchService(Merch):
         self.ratings = Writes(own, "ratings")
         self.events = events
         self.rows_cache = rows_cache
+        self._ranked_at: dict[VisitorId, float] = {}
+        """visitor -> when (Unix seconds) the last ranking put in memcached began."""
 
     async def astart(self) -> None:
         if self.rows_cache is not None:
             self.events.subscribe(RATED, Rated, self._refresh, group="merch")
 
     async def _refresh(self, event: herd.Event[Rated]) -> None:
-        """Put the rated visitor's rows, ranked anew, in memcached (every zone)."""
+        """Put the rated visitor's rows, ranked anew, in memcached (every zone), unless a
+        ranking of them that began after this event was stored has already put them there: it
+        read the rating, stored before its event. A backlog of a visitor's ratings (a stream's
+        election, a consumer that was down) is then one ranking, not one per rating."""
         assert self.rows_cache is not None
         visitor = VisitorId(event.value.visitor)
+        if self._ranked_at.get(visitor, 0.0) > event.published + RANKED_AFTER_S:
+            return
+        began = time.time()
         with herd.deadline(5.0):
             await self.rows_cache.set(visitor, await self.rows(visitor))
+        if len(self._ranked_at) >= RANKED_KEPT:
+            self._ranked_at.clear()  # forgetting costs a ranking more, never a stale row
+        self._ranked_at[visitor] = began
 
     async def rows(self, visitor: VisitorId) -> list[Row]:
         stored = self.rows_table.partition(visitor) or self.rows_table.partition(EVERYONE)

@@ -45,6 +45,7 @@ import msgspec
 
 import herd
 from herd._cloud.controller import Controller
+from herd._cloud.interface import StoreView
 from herd._process.config import STORE_URL
 from herd_tools import options
 from herd_tools.experiments import durability_engine as engine
@@ -339,10 +340,13 @@ async def _engine_phase(
     """Writes for `seconds` while the engine loses zone b (its nats-server and its instances,
     for half the phase) or the leader of history's plays log; every write read back."""
     killed: list[str] = []
+    elections: list[asyncio.Task[float | None]] = []
 
     async def disrupt() -> float | None:
         await asyncio.sleep(seconds / 5)
         members = await controller.stores()
+        servers = [m.address for m in members]
+        names = await engine.stream_names(servers)
         if name == engine.ZONE_OUTAGE:
             victim = next(m for m in members if m.zone == "b")
             outage_s = seconds / 2
@@ -350,16 +354,24 @@ async def _engine_phase(
             # start nothing until it ends.
             killed.extend(await controller.chaos.zone_outage(victim.zone, outage_s))
             say(f"zone b out for {outage_s:g} s: SIGKILL {', '.join(killed)}")
-            await asyncio.sleep(outage_s)
         else:
-            servers = [m.address for m in members]
             leader = await engine.stream_leader(servers, LEADER_STREAM)
             victim = next(m for m in members if m.id == f"store-{leader}")
             os.kill(victim.pid, signal.SIGKILL)
             killed.append(victim.id)
             say(f"SIGKILL {victim.id}, the leader of {LEADER_STREAM}")
-        others = [m for m in members if m.id != victim.id]
-        return await engine.caught_up(victim, others)
+        member = victim.id.removeprefix("store-")
+        back = asyncio.Event()
+        elections.append(asyncio.create_task(engine.elected(member, servers, names, back)))
+        if name == engine.ZONE_OUTAGE:
+            await asyncio.sleep(outage_s)
+        started_ago = await _returned(controller, victim)
+        if started_ago is None:
+            say(f"{victim.id} did not come back")
+            return None
+        back.set()
+        caught_up = await engine.caught_up(member, servers, say=say)
+        return None if caught_up is None else round(started_ago + caught_up, 2)
 
     since_ms = _since_ms()
     disruption = asyncio.create_task(disrupt())
@@ -375,6 +387,7 @@ async def _engine_phase(
         )
     finally:
         catch_up_s = await disruption
+        election_s = await elections[0] if elections else None
     say(f"{name}: {len(writes)} writes sent; reading every one back")
     counted = _count(writes, await _stored(_engine(controller), since_ms), killed)
     acknowledged = [w for w in writes if w.acknowledged]
@@ -389,7 +402,25 @@ async def _engine_phase(
         write_p99_ms=engine.p99_ms([w.acked_at - w.due for w in acknowledged]),
         catch_up_s=catch_up_s,
         retries=counted.retries,
+        election_s=election_s,
     )
+
+
+async def _returned(
+    controller: Controller, victim: StoreView, timeout_s: float = 30.0
+) -> float | None:
+    """Wait until `victim`'s slot runs a new process (its restart, once a zone outage ended)
+    that answers on its monitoring port: how long ago that process started (the slot shows it
+    only once it said it was ready: nats-server's /healthz, itself waiting on JetStream); None
+    if not within `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout_s
+    while loop.time() < give_up:
+        now = next(m for m in await controller.stores() if m.id == victim.id)
+        if now.pid and now.pid != victim.pid and await asyncio.to_thread(engine.answers, now):
+            return now.uptime_s
+        await asyncio.sleep(0.05)
+    return None
 
 
 async def _cache_phase(
@@ -581,6 +612,7 @@ _PHASE_FIGURES = (
     "duplicated",
     "success_pct",
     "write_p99_ms",
+    "election_s",
     "catch_up_s",
 )
 
