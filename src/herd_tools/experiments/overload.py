@@ -170,6 +170,16 @@ def _window(samples: list[Sample], start: float, seconds: float) -> list[Sample]
     return [s for s in samples if start <= s.offset < start + seconds]
 
 
+def phase_figures(samples: list[Sample], phase_s: float, spike_s: float) -> list[PhaseFigures]:
+    """The figures of base, spike and after, each from the samples sent within it (the real
+    run's and the simulation's alike)."""
+    bounds = [0.0, phase_s, phase_s + spike_s, 2 * phase_s + spike_s]
+    return [
+        _phase(phase, _window(samples, start, end - start), end - start)
+        for phase, start, end in zip(PHASES, bounds, bounds[1:], strict=False)
+    ]
+
+
 def recovery_s(samples: list[Sample], phase_s: float, spike_s: float) -> float | None:
     """Seconds from the spike's end to the first window of requests back to the base's
     success and p99; None if none was within the run."""
@@ -242,20 +252,12 @@ async def _config(
         segments = [(base, phase_s), (spike, spike_s), (base, phase_s)]
         job = {"url": url, "mode": "open", "segments": segments, "critical_share": critical_share}
         samples: list[Sample] = await _measure(job)
-        bounds = [0.0, phase_s, phase_s + spike_s, 2 * phase_s + spike_s]
-        phases = [
-            _phase(
-                phase,
-                _window(samples, bounds[i], bounds[i + 1] - bounds[i]),
-                bounds[i + 1] - bounds[i],
-            )
-            for i, phase in enumerate(PHASES)
-        ]
+        phases = phase_figures(samples, phase_s, spike_s)
         shed = {str(level): count for level, count in controller.front_door.admission.shed.items()}
         figures_ = ConfigFigures(
             name, round(measured, 1), recovery_s(samples, phase_s, spike_s), phases, shed
         )
-        return figures_, timeline(samples, bounds[-1])
+        return figures_, timeline(samples, 2 * phase_s + spike_s)
 
     return await on_cloud(App(spec, app.source), body, say=say)
 

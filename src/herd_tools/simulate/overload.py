@@ -42,11 +42,9 @@ from herd_tools.experiments.overload import (
     BASE_X,
     CONFIGS,
     CRITICAL_SHARE,
-    PHASES,
     SPIKE_X,
     ConfigFigures,
-    _phase,
-    _window,
+    phase_figures,
     recovery_s,
 )
 from herd_tools.experiments.overload_load import Sample
@@ -244,15 +242,7 @@ def run_config(
     vtime.run(main)
     capacity, events = result
     samples.sort(key=lambda s: s.offset)
-    bounds = [0.0, phase_s, phase_s + spike_s, 2 * phase_s + spike_s]
-    phases = [
-        _phase(
-            phase,
-            _window(samples, bounds[i], bounds[i + 1] - bounds[i]),
-            bounds[i + 1] - bounds[i],
-        )
-        for i, phase in enumerate(PHASES)
-    ]
+    phases = phase_figures(samples, phase_s, spike_s)
     recovered = recovery_s(samples, phase_s, spike_s)
     return ConfigFigures(name, round(capacity, 1), recovered, phases), events, capacity
 
