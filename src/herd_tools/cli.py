@@ -19,7 +19,15 @@ from herd_tools import options
 from herd_tools.chaos_cli import chaos_app
 from herd_tools.deploy_cli import deploy_app, rollback
 from herd_tools.experiment_cli import experiment_app
-from herd_tools.output import FAILED, INTERRUPTED, USAGE, Failure, UsageMistake, report_error
+from herd_tools.output import (
+    FAILED,
+    INTERRUPTED,
+    USAGE,
+    Failure,
+    UsageMistake,
+    report_error,
+    say,
+)
 
 #: Plain click help (no rich boxes): it reads the same at 80 columns, in a pipe and in a log.
 HELP = {"rich_markup_mode": None, "add_completion": False, "no_args_is_help": True}
@@ -487,12 +495,18 @@ def run(args: Sequence[str] | None = None) -> int:
     """Run the `herd` command with `args` (default: the process's), and return its exit code.
 
     The one place where errors become messages: usage mistakes (click's, and `UsageMistake`)
-    exit 2, failures (`Failure`, `HerdError`) exit 1, each as one line on stderr.
+    exit 2, failures (`Failure`, `HerdError`) exit 1, each as one line on stderr; a command
+    group run without its command prints its help on stderr and exits 2.
     """
     argv = list(sys.argv[1:] if args is None else args)
     try:
         code = command().main(args=argv, prog_name="herd", standalone_mode=False)
     except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # A group run without its command: its help as it reads, not folded into an error
+            # line (the class is click's, which typer vendors privately: matched by name).
+            say(exc.format_message())
+            return exc.exit_code
         # click's own: a usage mistake (its UsageError, exit code 2) or another refusal.
         usage_mistake = exc.exit_code == USAGE
         hint = f"see `{_command_path(argv)} --help`" if usage_mistake else ""

@@ -123,3 +123,14 @@ def test_a_narrow_table_drops_columns_and_never_splits_a_name() -> None:
     # Too narrow even for what cannot go: the names stay whole, the terminal folds the line.
     tiniest = render_table(columns, rows, width=5)
     assert [line.split() for line in tiniest][1:] == [["movie-v001-a-1"], ["edge-v001-b-12"]]
+
+
+@pytest.mark.parametrize("group", [(), ("deploy",), ("chaos",), ("experiment",), ("k8s",)])
+def test_a_group_without_its_command_prints_its_help_as_it_reads(group: tuple[str, ...]) -> None:
+    ran = herd_cli(*group)
+    assert ran.code == 2, ran
+    assert ran.stdout == ""
+    lines = ran.stderr.splitlines()
+    assert lines[0].startswith(f"Usage: herd {' '.join(group)}".rstrip()), ran.stderr
+    assert "Commands" in ran.stderr and len(lines) > 5, ran.stderr
+    assert not ran.stderr.startswith("herd: ")
