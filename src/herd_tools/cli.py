@@ -197,7 +197,8 @@ def top(
 ) -> None:
     """Watch the running local cloud live: the dashboard's figures in the terminal.
 
-    Front door, services, breakers per dependency, groups and instances; Ctrl-C stops.
+    Front door, services, breakers per dependency, groups and instances; Ctrl-C stops. With
+    --once in a pipe, plain aligned tables with every name whole.
 
     Example: herd top --once
     """

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from herd._cloud.state import state_file
 from herd._model.errors import ConfigurationError
+from herd_tools.output import Column, numbers, print_table
 
 #: How long to wait before reconnecting after the stream broke (it also ends at its deadline).
 RECONNECT_S = 0.5
@@ -143,6 +144,87 @@ def render(snapshot: dict[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
+def print_plain(snapshot: dict[str, Any]) -> None:
+    """One snapshot as plain aligned tables on stdout, for a pipe: the figures `render` shows,
+    with no box to draw and no cell cut to fit a width."""
+    door = snapshot.get("front_door")
+    if door:
+        print_table(
+            f"front door {door['url']} → {door['service']}",
+            [Column("figure"), *numbers("now")],
+            [
+                ["requests/s", f"{door['rps']:.1f}"],
+                ["success %", f"{door['success_pct']:.2f}"],
+                [f"p99 ms served by {door['service']}", f"{door['p99_ms']:.1f}"],
+            ],
+        )
+    zones = snapshot["zones"]
+    print_table(
+        "services",
+        [Column("service"), *numbers("served/s", "error %", *(f"zone {z}" for z in zones))],
+        [
+            [
+                service["name"],
+                f"{service['rps']:.1f}",
+                f"{service['error_pct']:.1f}",
+                *(
+                    "{up}/{total} up".format(**service["zones"].get(z, {"up": 0, "total": 0}))
+                    for z in zones
+                ),
+            ]
+            for service in snapshot["services"]
+        ],
+    )
+    if snapshot["edges"]:
+        figures = ("calls/s", "error %", "p50 ms", "p99 ms", "window req/failed", "budget")
+        print_table(
+            "dependencies (window: last 10 s)",
+            [Column("caller → dependency"), Column("breaker"), *numbers(*figures, "bulkhead")],
+            [
+                [
+                    f"{edge['from']} → {edge['to']}",
+                    f"{edge['breaker']} ({edge['open']}/{edge['reporting']})",
+                    f"{edge['rps']:.1f}",
+                    f"{edge['error_pct']:.1f}",
+                    f"{edge['p50_ms']:.1f}",
+                    f"{edge['p99_ms']:.1f}",
+                    f"{edge['requests']}/{edge['failures']}",
+                    "-" if edge["budget_balance"] is None else f"{edge['budget_balance']:.1f}",
+                    f"{edge['bulkhead_in_use']}/{edge['bulkhead_max']}",
+                ]
+                for edge in snapshot["edges"]
+            ],
+        )
+    print_table(
+        "server groups",
+        [
+            Column(c)
+            for c in ("group", "version", "desired", "running", "up", "status", "instances")
+        ],
+        [
+            [
+                group["name"],
+                group["version"],
+                str(group["desired"]),
+                str(group["running"]),
+                str(group["up"]),
+                group["status"],
+                ", ".join(
+                    f"{i['id']} {i['zone']} {i['status']} {i['rps']:.0f}/s"
+                    for i in group["instances"]
+                ),
+            ]
+            for group in snapshot["groups"]
+        ],
+    )
+    for panel in snapshot.get("panels", []):
+        print_table(
+            panel["title"],
+            [Column(c) for c in panel["columns"]],
+            [[str(c["text"] if isinstance(c, dict) else c) for c in row] for row in panel["rows"]],
+        )
+
+
 async def snapshots(address: str) -> AsyncIterator[dict[str, Any]]:
     """Every snapshot the control plane sends, reconnecting when a stream ends."""
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=10)
@@ -171,7 +253,10 @@ async def top(console: Console, once: bool = False) -> None:
         async for snapshot in snapshots(address):
             if "error" in snapshot:
                 raise ConfigurationError(snapshot["error"])
-            console.print(render(snapshot))
+            if console.is_terminal:
+                console.print(render(snapshot))
+            else:
+                print_plain(snapshot)
             return
     with Live(console=console, auto_refresh=False, screen=False) as live:
         async for snapshot in snapshots(address):
