@@ -21,7 +21,10 @@ _JSON = typer.Option(False, "--json", help="Print what chaos does now as JSON.")
 
 @chaos_app.command()
 def status(as_json: bool = _JSON) -> None:
-    """Show what chaos does now: the monkey's groups, injected faults, zone outages."""
+    """Show what chaos does now: the monkey's groups, injected faults, zone outages.
+
+    Example: herd chaos status
+    """
     from herd_tools.chaos_commands import chaos_command
 
     chaos_command(lambda api: api.chaos_status(), as_json)
@@ -57,7 +60,10 @@ def monkey(
 
 @chaos_app.command()
 def pause(as_json: bool = _JSON) -> None:
-    """Pause Chaos Monkey in every group (injections and outages go on)."""
+    """Pause Chaos Monkey in every group (injections and outages go on).
+
+    Example: herd chaos pause
+    """
     from herd_tools.chaos_commands import chaos_command
 
     chaos_command(lambda api: api.chaos_pause(True), as_json)
@@ -65,7 +71,10 @@ def pause(as_json: bool = _JSON) -> None:
 
 @chaos_app.command()
 def resume(as_json: bool = _JSON) -> None:
-    """Resume Chaos Monkey."""
+    """Resume Chaos Monkey.
+
+    Example: herd chaos resume
+    """
     from herd_tools.chaos_commands import chaos_command
 
     chaos_command(lambda api: api.chaos_pause(False), as_json)
@@ -182,7 +191,10 @@ def net(
 @chaos_app.command()
 def halt(as_json: bool = _JSON) -> None:
     """Stop everything chaos does, at once: the monkey, every injection, every zone outage,
-    every network fault."""
+    every network fault.
+
+    Example: herd chaos halt
+    """
     from herd_tools.chaos_commands import chaos_command
 
     chaos_command(lambda api: api.chaos_halt(), as_json)

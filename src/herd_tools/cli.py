@@ -238,7 +238,10 @@ def kill(
 
 @app.command()
 def down() -> None:
-    """Stop the running local cloud: instances deregister, drain and exit."""
+    """Stop the running local cloud: instances deregister, drain and exit.
+
+    Example: herd down
+    """
     from herd_tools.cloud_commands import down_command
 
     down_command()
