@@ -44,15 +44,13 @@ from herd._trace import spans as _spans
 from herd._trace.context import TRACEPARENT, TRACERESPONSE, TRACESTATE
 from herd._trace.sampling import RecordBudget
 from herd._wire.http_client import HttpAnswer, HttpTransport
-from herd._wire.http_server import GuardedServer, read_body
+from herd._wire.http_server import GuardedServer, body_or_refusal, plain
 from herd._wire.protocol import (
     H_ATTEMPT,
     H_DEADLINE,
     H_ROUTE,
     HEADER_PREFIX,
     RPC_PREFIX,
-    BodyTimeout,
-    BodyTooLarge,
     ConnectFailed,
     ConnectionLost,
 )
@@ -67,10 +65,6 @@ _IDEMPOTENCY_KEY = "Idempotency-Key"
 #: Paths of a herd server that are not for the outside: RPCs and operations endpoints.
 _INSIDE_PATHS = ("/metrics", "/health")
 _INSIDE_PREFIXES = (RPC_PREFIX, "/herd/")
-
-
-def _plain(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text + "\n")
 
 
 class FrontDoor:
@@ -191,13 +185,10 @@ class FrontDoor:
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         if path in _INSIDE_PATHS or path.startswith(_INSIDE_PREFIXES):
-            return _plain(404, "not found")
-        try:
-            body = await read_body(request, self._max_body)
-        except BodyTooLarge:
-            return _plain(413, f"request body over {self._max_body} bytes")
-        except BodyTimeout:
-            return _plain(408, "request body not received in time")
+            return plain(404, "not found")
+        body = await body_or_refusal(request, self._max_body)
+        if isinstance(body, web.Response):
+            return body
         deadline = time.monotonic() + self._timeout_s
         headers = {
             name: value
@@ -220,9 +211,9 @@ class FrontDoor:
             with _routing.routing(**entries):
                 answer = await self._admitted(send, deadline, hedge, int(level))
         except DeadlineExceeded as exc:
-            return _plain(504, f"{self.service} did not answer in time: {exc}")
+            return plain(504, f"{self.service} did not answer in time: {exc}")
         except HerdError as exc:
-            return _plain(503, f"{self.service} unavailable: {exc}")
+            return plain(503, f"{self.service} unavailable: {exc}")
         response = web.Response(status=answer.status, body=answer.body)
         for key, value in answer.headers.items():
             if key.lower() not in _HOP_BY_HOP:

@@ -94,6 +94,22 @@ class GuardedServer(web.Server):
         super().connection_made(handler, transport)
 
 
+def plain(status: int, text: str) -> web.Response:
+    """A plain-text answer of a proxy's own (a refusal, an error), one line."""
+    return web.Response(status=status, text=text + "\n")
+
+
+async def body_or_refusal(request: web.BaseRequest, limit: int) -> bytes | web.Response:
+    """A proxied request's body, or the answer that refuses it: 413 beyond `limit` bytes, 408
+    if it stalls (the front door's and the global front door's one rule)."""
+    try:
+        return await read_body(request, limit)
+    except BodyTooLarge:
+        return plain(413, f"request body over {limit} bytes")
+    except BodyTimeout:
+        return plain(408, "request body not received in time")
+
+
 async def read_body(request: web.BaseRequest, limit: int) -> bytes:
     """A request's body; `BodyTooLarge` beyond `limit` bytes, `BodyTimeout` if it stalls."""
     length = request.content_length

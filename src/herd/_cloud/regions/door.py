@@ -19,8 +19,8 @@ from herd._cloud.app import GlobalDoorSpec
 from herd._cloud.regions.steering import Steering
 from herd._model.tasks import cancel_and_wait
 from herd._wire.http_client import HttpTransport
-from herd._wire.http_server import GuardedServer, read_body
-from herd._wire.protocol import BodyTimeout, BodyTooLarge, ConnectFailed, ConnectionLost
+from herd._wire.http_server import GuardedServer, body_or_refusal, plain
+from herd._wire.protocol import ConnectFailed, ConnectionLost
 
 #: The header of every answer that names the region that served it.
 REGION_HEADER = "X-Herd-Region"
@@ -31,10 +31,6 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _IDEMPOTENCY_KEY = "Idempotency-Key"
 #: Health checks failed in a row before a region is steered around.
 _UNHEALTHY_AFTER = 2
-
-
-def _plain(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text + "\n")
 
 
 class GlobalFrontDoor:
@@ -122,12 +118,9 @@ class GlobalFrontDoor:
         return found or str(random.randrange(1 << 30))
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        try:
-            body = await read_body(request, self._max_body)
-        except BodyTooLarge:
-            return _plain(413, f"request body over {self._max_body} bytes")
-        except BodyTimeout:
-            return _plain(408, "request body not received in time")
+        body = await body_or_refusal(request, self._max_body)
+        if isinstance(body, web.Response):
+            return body
         named = request.headers.get(self.spec.home_header, "") if self.spec.home_header else ""
         order = self.steering.order(self._visitor(request), named)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -167,4 +160,4 @@ class GlobalFrontDoor:
             response.headers[REGION_HEADER] = region
             return response
         self.failed += 1
-        return _plain(status, f"unavailable: {why}")
+        return plain(status, f"unavailable: {why}")
